@@ -1,0 +1,246 @@
+//! The backend leg: connect to the legacy FTP server as plain FTP, explicit
+//! FTPS (`AUTH TLS`) or implicit FTPS, read its greeting, set up data
+//! protection, and open data connections to the port it announces.
+//!
+//! Data connections always go to the backend control peer's IP, never to the
+//! address printed in a `227` reply: misconfigured servers behind NAT print
+//! wrong ones, and following a printed address would let a backend steer the
+//! gateway anywhere (RFC 2577 bounce, in reverse).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::channel::{Channel, ReplyReadError};
+use crate::config::{self, DataProtection, TlsMode};
+use crate::control::Reply;
+use crate::stream::{BackendStream, MaybeTls};
+use crate::tls::{self, BackendTls, SessionConnector};
+
+/// A configured backend with its TLS built (shared by all sessions).
+pub struct Backend {
+    pub cfg: config::Backend,
+    pub tls: Option<BackendTls>,
+}
+
+impl Backend {
+    pub fn new(cfg: config::Backend) -> Result<Self, tls::TlsError> {
+        let tls = match cfg.tls.mode {
+            TlsMode::None => None,
+            TlsMode::Explicit | TlsMode::Implicit => Some(BackendTls::from_config(&cfg.tls)?),
+        };
+        Ok(Backend { cfg, tls })
+    }
+}
+
+/// Errors on the backend leg; each maps to a `421` toward the client, whose
+/// text says what went wrong (backend's fault, not the client's).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot resolve backend {0}")]
+    Resolve(String),
+    #[error("cannot connect to backend {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("backend {0} did not answer in time")]
+    Timeout(String),
+    #[error("TLS handshake with backend failed: {0}")]
+    Tls(io::Error),
+    #[error("backend refused: {0}")]
+    Refused(String),
+    #[error("backend control channel: {0}")]
+    Channel(#[from] ReplyReadError),
+    #[error("backend I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The backend control connection of one session.
+pub struct BackendSession {
+    pub chan: Channel<BackendStream>,
+    pub peer: SocketAddr,
+    pub data: DataTarget,
+    pub tls_version: &'static str,
+    pub connect_latency: Duration,
+}
+
+/// Everything needed to open a data connection to this session's backend;
+/// cheap to clone into a transfer task.
+#[derive(Clone)]
+pub struct DataTarget {
+    pub ip: std::net::IpAddr,
+    /// Some when data connections are TLS (`PROT P` toward the backend).
+    pub tls: Option<SessionConnector>,
+}
+
+impl DataTarget {
+    pub async fn connect(&self, port: u16, limit: Duration) -> Result<BackendStream, BackendError> {
+        let addr = SocketAddr::new(self.ip, port);
+        let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                return Err(BackendError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => return Err(BackendError::Timeout(addr.to_string())),
+        };
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(MaybeTls::Plain(tcp)),
+            Some(c) => {
+                let hs = c.connector.connect(c.server_name.clone(), tcp);
+                match tokio::time::timeout(limit, hs).await {
+                    Ok(Ok(t)) => Ok(MaybeTls::Tls(Box::new(t))),
+                    Ok(Err(e)) => Err(BackendError::Tls(e)),
+                    Err(_) => Err(BackendError::Timeout(addr.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// Connect, read the greeting and set up TLS as configured. Returns the
+/// session and the backend's greeting.
+pub async fn connect(
+    backend: &Backend,
+    limit: Duration,
+) -> Result<(BackendSession, Reply), BackendError> {
+    let started = Instant::now();
+    match tokio::time::timeout(limit, connect_inner(backend, limit)).await {
+        Ok(Ok((mut s, greeting))) => {
+            s.connect_latency = started.elapsed();
+            Ok((s, greeting))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BackendError::Timeout(display_addr(&backend.cfg))),
+    }
+}
+
+async fn connect_inner(
+    backend: &Backend,
+    limit: Duration,
+) -> Result<(BackendSession, Reply), BackendError> {
+    let cfg = &backend.cfg;
+    let target = display_addr(cfg);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
+        .await
+        .map_err(|_| BackendError::Resolve(target.clone()))?
+        .collect();
+    let mut last_err = None;
+    let mut tcp = None;
+    for a in addrs {
+        match TcpStream::connect(a).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let tcp = match tcp {
+        Some(t) => t,
+        None => {
+            return Err(match last_err {
+                Some(source) => BackendError::Connect {
+                    addr: target,
+                    source,
+                },
+                None => BackendError::Resolve(target),
+            })
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr()?;
+    let session_tls = backend.tls.as_ref().map(|t| t.session_connector());
+
+    let stream = match (cfg.tls.mode, &session_tls) {
+        (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(
+            c.connector
+                .connect(c.server_name.clone(), tcp)
+                .await
+                .map_err(BackendError::Tls)?,
+        )),
+        _ => MaybeTls::Plain(tcp),
+    };
+    let mut chan = Channel::new(stream);
+    let greeting = read_final(&mut chan, limit).await?;
+    if greeting.code != 220 {
+        return Err(BackendError::Refused(greeting.text()));
+    }
+
+    if let (TlsMode::Explicit, Some(c)) = (cfg.tls.mode, &session_tls) {
+        chan.send_line(b"AUTH TLS").await?;
+        let r = read_final(&mut chan, limit).await?;
+        if r.code != 234 {
+            return Err(BackendError::Refused(format!("AUTH TLS: {}", r.text())));
+        }
+        let MaybeTls::Plain(tcp) = chan.into_stream() else {
+            return Err(BackendError::Refused("already TLS".into()));
+        };
+        let t = c
+            .connector
+            .connect(c.server_name.clone(), tcp)
+            .await
+            .map_err(BackendError::Tls)?;
+        chan = Channel::new(MaybeTls::Tls(Box::new(t)));
+    }
+
+    let mut tls_version = "none";
+    let mut data_tls = None;
+    if let (Some(c), MaybeTls::Tls(t)) = (&session_tls, &chan.stream) {
+        tls_version = tls::version_name(t.get_ref().1.protocol_version());
+        // RFC 4217 §9: PBSZ 0 must precede PROT.
+        chan.send_line(b"PBSZ 0").await?;
+        let r = read_final(&mut chan, limit).await?;
+        if !r.is_success() {
+            return Err(BackendError::Refused(format!("PBSZ: {}", r.text())));
+        }
+        let private = cfg.tls.data_protection == DataProtection::Private;
+        chan.send_line(if private { b"PROT P" } else { b"PROT C" })
+            .await?;
+        let r = read_final(&mut chan, limit).await?;
+        if !r.is_success() {
+            return Err(BackendError::Refused(format!("PROT: {}", r.text())));
+        }
+        if private {
+            data_tls = Some(c.clone());
+        }
+    }
+    Ok((
+        BackendSession {
+            chan,
+            peer,
+            data: DataTarget {
+                ip: peer.ip(),
+                tls: data_tls,
+            },
+            tls_version,
+            connect_latency: Duration::ZERO,
+        },
+        greeting,
+    ))
+}
+
+/// Read replies until a final (non-1xx) one, e.g. `120` then `220`.
+async fn read_final(
+    chan: &mut Channel<BackendStream>,
+    limit: Duration,
+) -> Result<Reply, BackendError> {
+    loop {
+        let r = chan.read_reply_timeout(limit).await?;
+        if r.is_final() {
+            return Ok(r);
+        }
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+fn display_addr(cfg: &config::Backend) -> String {
+    if cfg.host.contains(':') {
+        format!("[{}]:{}", cfg.host, cfg.port)
+    } else {
+        format!("{}:{}", cfg.host, cfg.port)
+    }
+}

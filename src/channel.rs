@@ -1,0 +1,114 @@
+//! A control channel over a stream: buffered reads framed into lines (client
+//! side) or replies (backend side), and whole-message writes.
+//!
+//! Reads are cancel-safe — bytes read are pushed into the framer before the
+//! future returns — so the session can `select!` over both legs and drop the
+//! losing read without losing input.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::control::{Framed, LineFramer, Reply, ReplyAssembler, ReplyError, MAX_LINE};
+
+const READ_CHUNK: usize = 4096;
+
+pub struct Channel<S> {
+    pub stream: S,
+    framer: LineFramer,
+    replies: ReplyAssembler,
+    buf: Box<[u8; READ_CHUNK]>,
+}
+
+/// Why reading a reply from the backend failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Malformed(#[from] ReplyError),
+    #[error("reply line longer than {MAX_LINE} bytes")]
+    TooLong,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
+    pub fn new(stream: S) -> Self {
+        Channel {
+            stream,
+            framer: LineFramer::new(MAX_LINE),
+            replies: ReplyAssembler::new(),
+            buf: Box::new([0u8; READ_CHUNK]),
+        }
+    }
+
+    /// Replace the stream (after a TLS upgrade), keeping nothing buffered:
+    /// callers check `buffered()` first, because plaintext that arrived
+    /// before the TLS handshake must never be read as if it were protected.
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+
+    /// Bytes received but not yet returned.
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    /// Next line, or `None` at end of stream. Cancel-safe.
+    pub async fn read_line(&mut self) -> io::Result<Option<Framed>> {
+        loop {
+            if let Some(f) = self.framer.next_line() {
+                return Ok(Some(f));
+            }
+            let n = self.stream.read(&mut self.buf[..]).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.framer.push(&self.buf[..n]);
+        }
+    }
+
+    /// Next complete reply (multi-line assembled). Cancel-safe.
+    pub async fn read_reply(&mut self) -> Result<Reply, ReplyReadError> {
+        loop {
+            match self.read_line().await? {
+                None => return Err(ReplyReadError::Closed),
+                Some(Framed::TooLong) => return Err(ReplyReadError::TooLong),
+                Some(Framed::Line(line)) => {
+                    if let Some(reply) = self.replies.push_line(line)? {
+                        return Ok(reply);
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn read_reply_timeout(&mut self, limit: Duration) -> Result<Reply, ReplyReadError> {
+        match tokio::time::timeout(limit, self.read_reply()).await {
+            Ok(r) => r,
+            Err(_) => Err(ReplyReadError::Timeout(limit)),
+        }
+    }
+
+    /// Write bytes and flush (TLS streams hold records until flushed).
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    pub async fn send_reply(&mut self, reply: &Reply) -> io::Result<()> {
+        self.send(&reply.to_bytes()).await
+    }
+
+    /// Send a command line (CRLF appended).
+    pub async fn send_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let mut v = Vec::with_capacity(line.len() + 2);
+        v.extend_from_slice(line);
+        v.extend_from_slice(b"\r\n");
+        self.send(&v).await
+    }
+}

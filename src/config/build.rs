@@ -1,0 +1,762 @@
+//! Validating conversion from [`super::raw`] to [`super::typed`].
+//!
+//! Every field is converted even after an earlier one failed, so one run reports
+//! every problem, each under its YAML key path (`listeners[1].passive.ports`). A
+//! conversion that failed has already recorded its error and yields [`Reported`];
+//! the typed value is assembled only from parts that all succeeded.
+//!
+//! I/O is limited to `metadata` on the files the config names (`cert`, `key`, `ca`):
+//! reading and parsing them is left to `tls/`, which runs right after, before any
+//! socket is bound.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::duration;
+use super::raw::{
+    RawBackend, RawBackendTls, RawConfig, RawListener, RawListenerTls, RawPassive, RawPins,
+    RawTimeouts,
+};
+use super::typed::{
+    Backend, BackendTls, BackendVerify, Config, DataProtection, Listener, ListenerTls, Passive,
+    PortRange, Timeouts, TlsMode, TlsVersion,
+};
+use super::{ConfigError, ConfigErrors};
+
+/// Builds the typed [`Config`], or returns every error found.
+pub(crate) fn build(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut b = Builder {
+        base_dir,
+        errors: Vec::new(),
+    };
+    let raw_listeners = raw.listeners.unwrap_or_default();
+    let raw_backends = raw.backends.unwrap_or_default();
+
+    // References are checked against the names as written, so a backend with some
+    // other error still counts as defined and does not cascade into listener errors.
+    let backend_names: HashSet<&str> = raw_backends
+        .iter()
+        .filter_map(|r| r.name.as_deref())
+        .collect();
+
+    if raw_listeners.is_empty() {
+        b.error("listeners", "at least one listener is required");
+    }
+    let mut names = HashSet::new();
+    let listeners: Vec<Result<Listener, Reported>> = raw_listeners
+        .iter()
+        .enumerate()
+        .map(|(i, r)| b.listener(i, r, &backend_names, &mut names))
+        .collect();
+    b.check_listener_conflicts(&listeners);
+
+    let mut names = HashSet::new();
+    let backends: Vec<Result<Backend, Reported>> = raw_backends
+        .iter()
+        .enumerate()
+        .map(|(i, r)| b.backend(i, r, &mut names))
+        .collect();
+
+    let timeouts = b.timeouts(raw.timeouts.as_ref());
+
+    let assembled = (|| {
+        Ok(Config {
+            listeners: listeners.into_iter().collect::<Result<_, _>>()?,
+            backends: backends.into_iter().collect::<Result<_, _>>()?,
+            timeouts: timeouts?,
+        })
+    })();
+    match assembled {
+        Ok(config) if b.errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(b.errors)),
+        Err(Reported) => {
+            // Every `Reported` is created right after recording an error; this arm
+            // only guards that invariant against a future edit.
+            if b.errors.is_empty() {
+                b.error(
+                    "<config>",
+                    "internal error: a value was refused without a message",
+                );
+            }
+            Err(ConfigErrors(b.errors))
+        }
+    }
+}
+
+/// Marker: this value failed and its error is already in `Builder::errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reported;
+
+/// An optional key: `Ok(None)` when absent.
+type Parsed<T> = Result<Option<T>, Reported>;
+
+/// Collects errors while converting; `base_dir` resolves relative file paths.
+struct Builder<'a> {
+    base_dir: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+const TLS_ONLY: &str = "only allowed when mode is explicit or implicit";
+
+impl Builder<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Converts an optional key with `parse`, recording its error under `path`.
+    fn optional<T>(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Parsed<T> {
+        match raw.map(parse) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(message)) => {
+                self.error(path, message);
+                Err(Reported)
+            }
+        }
+    }
+
+    /// Like [`Self::optional`], but absence is an error too.
+    fn required<T>(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, Reported> {
+        match self.optional(path, raw, parse)? {
+            Some(v) => Ok(v),
+            None => {
+                self.error(path, "is required");
+                Err(Reported)
+            }
+        }
+    }
+
+    /// A required, non-empty name that no earlier entry of the same `kind` used.
+    fn unique_name(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        kind: &str,
+        seen: &mut HashSet<String>,
+    ) -> Result<String, Reported> {
+        let name = self.required(path, raw, parse_name)?;
+        if !seen.insert(name.clone()) {
+            self.error(path, format!("duplicate {kind} name \"{name}\""));
+            return Err(Reported);
+        }
+        Ok(name)
+    }
+
+    fn listener(
+        &mut self,
+        i: usize,
+        raw: &RawListener,
+        backends: &HashSet<&str>,
+        names: &mut HashSet<String>,
+    ) -> Result<Listener, Reported> {
+        let p = format!("listeners[{i}]");
+        let name = self.unique_name(&format!("{p}.name"), raw.name.as_deref(), "listener", names);
+        let bind = self.required(&format!("{p}.bind"), raw.bind.as_deref(), parse_bind);
+        let tls = self.listener_tls(&format!("{p}.tls"), raw.tls.as_ref());
+        let passive = self.passive(
+            &format!("{p}.passive"),
+            raw.passive.as_ref(),
+            bind.map(|b| b.ip()),
+        );
+        let backend = self.required(&format!("{p}.backend"), raw.backend.as_deref(), |s| {
+            if backends.contains(s) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("backend \"{s}\" is not defined"))
+            }
+        });
+        Ok(Listener {
+            name: name?,
+            bind: bind?,
+            tls: tls?,
+            passive: passive?,
+            backend: backend?,
+        })
+    }
+
+    fn listener_tls(
+        &mut self,
+        p: &str,
+        raw: Option<&RawListenerTls>,
+    ) -> Result<ListenerTls, Reported> {
+        let empty = RawListenerTls::default();
+        let raw = raw.unwrap_or(&empty);
+        let key_path = |k: &str| format!("{p}.{k}");
+        let base = self.base_dir;
+
+        let mode = self.required(&key_path("mode"), raw.mode.as_deref(), parse_mode);
+        let cert = self.optional(&key_path("cert"), raw.cert.as_deref(), |s| {
+            existing_file(base, s)
+        });
+        let key = self.optional(&key_path("key"), raw.key.as_deref(), |s| {
+            existing_file(base, s)
+        });
+        let require = self.optional(&key_path("require"), raw.require.as_deref(), parse_bool);
+        let reuse = self.optional(
+            &key_path("require_data_reuse"),
+            raw.require_data_reuse.as_deref(),
+            parse_bool,
+        );
+        let min_version = self.optional(
+            &key_path("min_version"),
+            raw.min_version.as_deref(),
+            parse_version,
+        );
+        let mode = mode?;
+
+        if mode == TlsMode::None {
+            let mut refused = false;
+            for (k, given) in [
+                ("cert", raw.cert.is_some()),
+                ("key", raw.key.is_some()),
+                ("min_version", raw.min_version.is_some()),
+            ] {
+                if given {
+                    self.error(&key_path(k), TLS_ONLY);
+                    refused = true;
+                }
+            }
+            // `require: false` is accepted with `none` so that a policy can say
+            // explicitly that cleartext logins are intended.
+            for (k, value) in [("require", &require), ("require_data_reuse", &reuse)] {
+                if *value == Ok(Some(true)) {
+                    self.error(&key_path(k), "must be false or absent when mode is none");
+                    refused = true;
+                }
+            }
+            require?;
+            reuse?;
+            if refused {
+                return Err(Reported);
+            }
+            return Ok(ListenerTls {
+                mode,
+                cert: None,
+                key: None,
+                require: false,
+                require_data_reuse: false,
+                min_version: TlsVersion::Tls12,
+            });
+        }
+
+        let cert = self.needed_with_tls(&key_path("cert"), cert, mode);
+        let key = self.needed_with_tls(&key_path("key"), key, mode);
+        Ok(ListenerTls {
+            mode,
+            cert: Some(cert?),
+            key: Some(key?),
+            require: require?.unwrap_or(true),
+            require_data_reuse: reuse?.unwrap_or(true),
+            min_version: min_version?.unwrap_or(TlsVersion::Tls12),
+        })
+    }
+
+    /// A key that is optional in the YAML but required once TLS is on.
+    fn needed_with_tls<T>(
+        &mut self,
+        path: &str,
+        value: Parsed<T>,
+        mode: TlsMode,
+    ) -> Result<T, Reported> {
+        match value? {
+            Some(v) => Ok(v),
+            None => {
+                self.error(path, format!("is required when mode is {mode}"));
+                Err(Reported)
+            }
+        }
+    }
+
+    fn passive(
+        &mut self,
+        p: &str,
+        raw: Option<&RawPassive>,
+        control_ip: Result<IpAddr, Reported>,
+    ) -> Result<Passive, Reported> {
+        let empty = RawPassive::default();
+        let raw = raw.unwrap_or(&empty);
+        let ports = self.required(&format!("{p}.ports"), raw.ports.as_deref(), |s| {
+            s.parse::<PortRange>().map_err(|e| e.to_string())
+        });
+        let bind = self.optional(&format!("{p}.bind"), raw.bind.as_deref(), parse_ip);
+        let advertise = self.optional(
+            &format!("{p}.advertise"),
+            raw.advertise.as_deref(),
+            parse_advertise,
+        );
+        let bind = match bind? {
+            Some(ip) => ip,
+            // The control bind's error, if any, is already reported.
+            None => control_ip?,
+        };
+        Ok(Passive {
+            ports: ports?,
+            bind,
+            advertise: advertise?,
+        })
+    }
+
+    /// Conflicts between listeners that would make a bind fail at runtime, possibly
+    /// only for some transfers: same control address, overlapping pinhole ranges, or
+    /// a pinhole range covering a control port, on addresses that share ports.
+    fn check_listener_conflicts(&mut self, listeners: &[Result<Listener, Reported>]) {
+        let ok: Vec<(usize, &Listener)> = listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().ok().map(|l| (i, l)))
+            .collect();
+        for (n, &(j, lj)) in ok.iter().enumerate() {
+            // Port 0 asks the OS for a fresh port each time, so it never collides.
+            if lj.bind.port() != 0 {
+                if let Some(&(i, _)) = ok[..n].iter().find(|(_, li)| li.bind == lj.bind) {
+                    self.error(
+                        &format!("listeners[{j}].bind"),
+                        format!("{} is already used by listeners[{i}]", lj.bind),
+                    );
+                }
+            }
+            for &(i, li) in &ok[..n] {
+                if shares_ports(li.passive.bind, lj.passive.bind)
+                    && li.passive.ports.overlaps(&lj.passive.ports)
+                {
+                    self.error(
+                        &format!("listeners[{j}].passive.ports"),
+                        format!("{} overlaps listeners[{i}].passive.ports", lj.passive.ports),
+                    );
+                }
+            }
+            for &(i, li) in &ok {
+                if shares_ports(li.bind.ip(), lj.passive.bind)
+                    && lj.passive.ports.contains(li.bind.port())
+                {
+                    self.error(
+                        &format!("listeners[{j}].passive.ports"),
+                        format!(
+                            "{} contains the control port of listeners[{i}].bind ({})",
+                            lj.passive.ports, li.bind
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn backend(
+        &mut self,
+        i: usize,
+        raw: &RawBackend,
+        names: &mut HashSet<String>,
+    ) -> Result<Backend, Reported> {
+        let p = format!("backends[{i}]");
+        let name = self.unique_name(&format!("{p}.name"), raw.name.as_deref(), "backend", names);
+        let address = self.required(
+            &format!("{p}.address"),
+            raw.address.as_deref(),
+            parse_host_port,
+        );
+        let host = address.as_ref().ok().map(|(h, _)| h.as_str());
+        let tls = self.backend_tls(&format!("{p}.tls"), raw.tls.as_ref(), host);
+        let (host, port) = address?;
+        Ok(Backend {
+            name: name?,
+            host,
+            port,
+            tls: tls?,
+        })
+    }
+
+    /// `host` is the address' host, `None` when the address itself was refused.
+    fn backend_tls(
+        &mut self,
+        p: &str,
+        raw: Option<&RawBackendTls>,
+        host: Option<&str>,
+    ) -> Result<BackendTls, Reported> {
+        let empty = RawBackendTls::default();
+        let raw = raw.unwrap_or(&empty);
+        let key_path = |k: &str| format!("{p}.{k}");
+        let base = self.base_dir;
+
+        let mode = self
+            .optional(&key_path("mode"), raw.mode.as_deref(), parse_mode)
+            .map(|m| m.unwrap_or(TlsMode::None));
+        let ca = self.optional(&key_path("ca"), raw.ca.as_deref(), |s| {
+            existing_file(base, s)
+        });
+        let pins = self.pins(&key_path("pin_sha256"), raw.pin_sha256.as_ref());
+        let verify = self.optional(&key_path("verify"), raw.verify.as_deref(), parse_bool);
+        let server_name = self.optional(
+            &key_path("server_name"),
+            raw.server_name.as_deref(),
+            parse_server_name,
+        );
+        let min_version = self.optional(
+            &key_path("min_version"),
+            raw.min_version.as_deref(),
+            parse_version,
+        );
+        let max_version = self.optional(
+            &key_path("max_version"),
+            raw.max_version.as_deref(),
+            parse_version,
+        );
+        let data_protection = self.optional(
+            &key_path("data_protection"),
+            raw.data_protection.as_deref(),
+            parse_data_protection,
+        );
+        let mode = mode?;
+
+        if mode == TlsMode::None {
+            let mut refused = false;
+            for (k, given) in [
+                ("ca", raw.ca.is_some()),
+                ("pin_sha256", raw.pin_sha256.is_some()),
+                ("verify", raw.verify.is_some()),
+                ("server_name", raw.server_name.is_some()),
+                ("min_version", raw.min_version.is_some()),
+                ("max_version", raw.max_version.is_some()),
+            ] {
+                if given {
+                    self.error(&key_path(k), TLS_ONLY);
+                    refused = true;
+                }
+            }
+            if data_protection == Ok(Some(DataProtection::Private)) {
+                self.error(
+                    &key_path("data_protection"),
+                    "must be clear or absent when mode is none",
+                );
+                refused = true;
+            }
+            data_protection?;
+            if refused {
+                return Err(Reported);
+            }
+            return Ok(BackendTls {
+                mode,
+                verify: BackendVerify::NotApplicable,
+                server_name: host.ok_or(Reported)?.to_owned(),
+                min_version: TlsVersion::Tls12,
+                max_version: TlsVersion::Tls13,
+                data_protection: DataProtection::Clear,
+            });
+        }
+
+        let verify = self.backend_verify(p, mode, ca, pins, verify);
+        let versions = match (min_version, max_version) {
+            (Ok(min), Ok(max)) => {
+                let min = min.unwrap_or(TlsVersion::Tls12);
+                let max = max.unwrap_or(TlsVersion::Tls13);
+                if max < min {
+                    self.error(
+                        &key_path("max_version"),
+                        format!("\"{max}\" is lower than min_version \"{min}\""),
+                    );
+                    Err(Reported)
+                } else {
+                    Ok((min, max))
+                }
+            }
+            _ => Err(Reported),
+        };
+        let server_name = match server_name? {
+            Some(name) => name,
+            None => host.ok_or(Reported)?.to_owned(),
+        };
+        let (min_version, max_version) = versions?;
+        Ok(BackendTls {
+            mode,
+            verify: verify?,
+            server_name,
+            min_version,
+            max_version,
+            data_protection: data_protection?.unwrap_or(DataProtection::Private),
+        })
+    }
+
+    /// Exactly one of `ca`, `pin_sha256` or `verify: false` must be given with TLS: a
+    /// backend connection that silently trusts anything must be asked for by name.
+    fn backend_verify(
+        &mut self,
+        p: &str,
+        mode: TlsMode,
+        ca: Parsed<PathBuf>,
+        pins: Parsed<Vec<[u8; 32]>>,
+        verify: Parsed<bool>,
+    ) -> Result<BackendVerify, Reported> {
+        // "Given" counts values that failed to parse too, so a bad pin is not also
+        // reported as a missing one.
+        let has_ca = ca != Ok(None);
+        let has_pin = pins != Ok(None);
+        match verify? {
+            Some(false) => {
+                if has_ca || has_pin {
+                    self.error(
+                        &format!("{p}.verify"),
+                        "false cannot be combined with ca or pin_sha256",
+                    );
+                    return Err(Reported);
+                }
+                Ok(BackendVerify::Dangerous)
+            }
+            verify => match (has_ca, has_pin) {
+                (true, false) => Ok(BackendVerify::Ca(ca?.ok_or(Reported)?)),
+                (false, true) => Ok(BackendVerify::Pin(pins?.ok_or(Reported)?)),
+                (true, true) => {
+                    self.error(p, "ca and pin_sha256 cannot both be set; keep one");
+                    Err(Reported)
+                }
+                (false, false) => {
+                    if verify == Some(true) {
+                        self.error(
+                            &format!("{p}.verify"),
+                            "verify: true needs ca or pin_sha256",
+                        );
+                    } else {
+                        self.error(
+                            p,
+                            format!(
+                                "one of ca, pin_sha256 or verify: false is required when mode is {mode}"
+                            ),
+                        );
+                    }
+                    Err(Reported)
+                }
+            },
+        }
+    }
+
+    /// `pin_sha256` as one string (errors under `path`) or a list (under `path[i]`).
+    fn pins(&mut self, path: &str, raw: Option<&RawPins>) -> Parsed<Vec<[u8; 32]>> {
+        match raw {
+            None => Ok(None),
+            Some(RawPins::One(s)) => self
+                .required(path, Some(s), parse_pin)
+                .map(|p| Some(vec![p])),
+            Some(RawPins::Many(list)) if list.is_empty() => {
+                self.error(path, "must list at least one pin");
+                Err(Reported)
+            }
+            Some(RawPins::Many(list)) => {
+                let pins: Vec<Result<[u8; 32], Reported>> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| self.required(&format!("{path}[{i}]"), Some(s), parse_pin))
+                    .collect();
+                pins.into_iter().collect::<Result<_, _>>().map(Some)
+            }
+        }
+    }
+
+    fn timeouts(&mut self, raw: Option<&RawTimeouts>) -> Result<Timeouts, Reported> {
+        let empty = RawTimeouts::default();
+        let raw = raw.unwrap_or(&empty);
+        let default = Timeouts::default();
+        let mut get = |key: &str, value: &Option<String>, fallback| {
+            self.optional(
+                &format!("timeouts.{key}"),
+                value.as_deref(),
+                duration::parse,
+            )
+            .map(|d| d.unwrap_or(fallback))
+        };
+        let connect = get("connect", &raw.connect, default.connect);
+        let login = get("login", &raw.login, default.login);
+        let idle = get("idle", &raw.idle, default.idle);
+        let pinhole = get("pinhole", &raw.pinhole, default.pinhole);
+        let data_idle = get("data_idle", &raw.data_idle, default.data_idle);
+        Ok(Timeouts {
+            connect: connect?,
+            login: login?,
+            idle: idle?,
+            pinhole: pinhole?,
+            data_idle: data_idle?,
+        })
+    }
+}
+
+/// Whether sockets bound to `a` and `b` compete for the same ports. On Linux a
+/// wildcard bind conflicts with every address of its family, and `::` (dual-stack
+/// by default) with IPv4 addresses as well.
+fn shares_ports(a: IpAddr, b: IpAddr) -> bool {
+    let wildcard_covers = |w: IpAddr, other: IpAddr| {
+        w.is_unspecified() && (w.is_ipv6() || w.is_ipv4() == other.is_ipv4())
+    };
+    a == b || wildcard_covers(a, b) || wildcard_covers(b, a)
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("\"{s}\" is not an IP address and port (e.g. \"127.0.0.1:2021\" or \"[::1]:2021\")")
+    })
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("\"{s}\" is not an IP address"))
+}
+
+/// The address written into 227 replies: only IPv4 fits there (RFC 959 h1,h2,h3,h4),
+/// and a wildcard would send clients nowhere.
+fn parse_advertise(s: &str) -> Result<IpAddr, String> {
+    let ip = parse_ip(s)?;
+    if ip.is_unspecified() {
+        return Err(format!(
+            "\"{s}\" is the unspecified address; clients cannot connect to it"
+        ));
+    }
+    if ip.is_ipv6() {
+        return Err(format!(
+            "\"{s}\" is not an IPv4 address (227 replies carry IPv4 only)"
+        ));
+    }
+    Ok(ip)
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("\"{s}\" is not a boolean (expected true or false)")),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<TlsMode, String> {
+    match s {
+        "none" => Ok(TlsMode::None),
+        "explicit" => Ok(TlsMode::Explicit),
+        "implicit" => Ok(TlsMode::Implicit),
+        _ => Err(format!(
+            "\"{s}\" is not a TLS mode (expected explicit, implicit or none)"
+        )),
+    }
+}
+
+fn parse_version(s: &str) -> Result<TlsVersion, String> {
+    match s {
+        "1.2" => Ok(TlsVersion::Tls12),
+        "1.3" => Ok(TlsVersion::Tls13),
+        _ => Err(format!(
+            "\"{s}\" is not a TLS version (expected \"1.2\" or \"1.3\")"
+        )),
+    }
+}
+
+fn parse_data_protection(s: &str) -> Result<DataProtection, String> {
+    match s {
+        "private" => Ok(DataProtection::Private),
+        "clear" => Ok(DataProtection::Clear),
+        _ => Err(format!(
+            "\"{s}\" is not a data protection level (expected private or clear)"
+        )),
+    }
+}
+
+/// `host:port` with host an IPv4 literal, a bracketed IPv6 literal or a DNS name;
+/// the host is returned without brackets, ready for connect and for SNI.
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let refuse = || format!("\"{s}\" is not host:port");
+    let (host, port) = s.rsplit_once(':').ok_or_else(refuse)?;
+    let port = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        port.parse::<u16>().ok().filter(|p| *p != 0)
+    } else {
+        None
+    }
+    .ok_or_else(refuse)?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => {
+            let inner = inner.strip_suffix(']').ok_or_else(refuse)?;
+            inner.parse::<Ipv6Addr>().map_err(|_| refuse())?;
+            inner
+        }
+        None if host.parse::<Ipv4Addr>().is_ok() || is_dns_name(host) => host,
+        None => return Err(refuse()),
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn parse_server_name(s: &str) -> Result<String, String> {
+    if s.parse::<IpAddr>().is_ok() || is_dns_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("\"{s}\" is not a DNS name or IP address"))
+    }
+}
+
+/// RFC 1123 host name (underscores tolerated, as internal names use them). A name
+/// whose last label is numeric must be an IPv4 literal instead, so `300.1.1.1` is
+/// refused rather than looked up.
+fn is_dns_name(s: &str) -> bool {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let last_numeric = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    name.split('.').all(label_ok) && !last_numeric
+}
+
+/// SHA-256 fingerprint: 64 hex digits, colons allowed anywhere and ignored (the
+/// `openssl x509 -fingerprint` output pastes as is).
+fn parse_pin(s: &str) -> Result<[u8; 32], String> {
+    let digits: String = s.chars().filter(|c| *c != ':').collect();
+    let count = digits.chars().count();
+    if count != 64 {
+        return Err(format!("expected 64 hex digits, got {count}"));
+    }
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("expected 64 hex digits, found {c:?}"));
+    }
+    let mut pin = [0u8; 32];
+    hex::decode_to_slice(&digits, &mut pin).map_err(|e| format!("not hex: {e}"))?;
+    Ok(pin)
+}
+
+/// Resolves `written` against `base` and checks that it names a regular file.
+/// Messages quote the path as written, which is what the operator can find.
+fn existing_file(base: &Path, written: &str) -> Result<PathBuf, String> {
+    if written.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let path = base.join(written);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(format!("{written} is not a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("file {written} does not exist"))
+        }
+        Err(e) => Err(format!("cannot access file {written}: {e}")),
+    }
+}

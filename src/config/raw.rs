@@ -1,0 +1,124 @@
+//! Serde mirror of the YAML file, with no meaning attached yet.
+//!
+//! Every scalar is kept as the text written (`Option<String>`; serde-saphyr hands a
+//! plain `45`, `1.2` or `true` over as its source text), so that a bad value is not a
+//! deserialisation error that hides the others: [`super::build`] converts each one
+//! and reports all failures with their key paths. Unknown keys are refused here
+//! (`deny_unknown_fields`) because a misspelt security knob must not be ignored.
+
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// The whole file. Every key is optional here; `build` says which are required.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub listeners: Option<Vec<RawListener>>,
+    pub backends: Option<Vec<RawBackend>>,
+    pub timeouts: Option<RawTimeouts>,
+}
+
+/// `listeners[i]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub name: Option<String>,
+    pub bind: Option<String>,
+    pub tls: Option<RawListenerTls>,
+    pub passive: Option<RawPassive>,
+    pub backend: Option<String>,
+}
+
+/// `listeners[i].tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    pub mode: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub require: Option<String>,
+    pub require_data_reuse: Option<String>,
+    pub min_version: Option<String>,
+}
+
+/// `listeners[i].passive`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPassive {
+    pub ports: Option<String>,
+    pub bind: Option<String>,
+    pub advertise: Option<String>,
+}
+
+/// `backends[i]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackend {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub tls: Option<RawBackendTls>,
+}
+
+/// `backends[i].tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackendTls {
+    pub mode: Option<String>,
+    pub ca: Option<String>,
+    pub pin_sha256: Option<RawPins>,
+    pub verify: Option<String>,
+    pub server_name: Option<String>,
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    pub data_protection: Option<String>,
+}
+
+/// `timeouts`; each value is a duration string or a bare number of seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub connect: Option<String>,
+    pub login: Option<String>,
+    pub idle: Option<String>,
+    pub pinhole: Option<String>,
+    pub data_idle: Option<String>,
+}
+
+/// `pin_sha256`: one fingerprint or a list of them (several pins allow a
+/// certificate rollover without a window where the gateway refuses the backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawPins {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawPins {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PinsVisitor)
+    }
+}
+
+struct PinsVisitor;
+
+impl<'de> Visitor<'de> for PinsVisitor {
+    type Value = RawPins;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a quoted string of 64 hex digits or a list of them")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPins, E> {
+        Ok(RawPins::One(v.to_owned()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawPins, A::Error> {
+        let mut pins = Vec::new();
+        // Elements go through `String`, which keeps an unquoted all-digit pin as text.
+        while let Some(pin) = seq.next_element::<String>()? {
+            pins.push(pin);
+        }
+        Ok(RawPins::Many(pins))
+    }
+}

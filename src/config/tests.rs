@@ -1,0 +1,954 @@
+//! Tests for the config module: the YAML → typed conversion, defaults, and the exact
+//! text of every error and warning (operators read these, the runtime matches none).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::duration;
+use super::*;
+
+/// A temporary config directory holding empty files at the given relative paths.
+fn dir_with(files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    for f in files {
+        let path = dir.path().join(f);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create cert dir");
+        }
+        std::fs::write(&path, b"").expect("write test file");
+    }
+    dir
+}
+
+fn certs() -> tempfile::TempDir {
+    dir_with(&[
+        "certs/gateway.pem",
+        "certs/gateway.key",
+        "certs/backend-ca.pem",
+    ])
+}
+
+fn parse_ok(yaml: &str, dir: &Path) -> Config {
+    match Config::from_yaml_str(yaml, dir) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+/// Every error, rendered as the operator sees it.
+fn errors(yaml: &str, dir: &Path) -> Vec<String> {
+    match Config::from_yaml_str(yaml, dir) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// One listener in cleartext plus a plain backend: the smallest valid config.
+/// `listener_extra` adds listener entries after the first, `backend_extra` keys
+/// to the backend.
+fn minimal(listener_extra: &str, backend_extra: &str) -> String {
+    format!(
+        "listeners:
+  - name: edge
+    bind: \"127.0.0.1:2021\"
+    tls:
+      mode: none
+    passive:
+      ports: \"50000-50099\"
+    backend: legacy
+{listener_extra}backends:
+  - name: legacy
+    address: \"127.0.0.1:2120\"
+{backend_extra}"
+    )
+}
+
+/// A backend block with TLS; `tls_extra` holds the verification keys.
+fn tls_backend(tls_extra: &str) -> String {
+    minimal("", &format!("    tls:\n      mode: explicit\n{tls_extra}"))
+}
+
+const EXAMPLE: &str = r#"
+listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls:
+      mode: explicit
+      cert: certs/gateway.pem
+      key: certs/gateway.key
+      require: true
+      require_data_reuse: true
+      min_version: "1.2"
+    passive:
+      ports: "50000-50099"
+      bind: "127.0.0.1"
+      advertise: "127.0.0.1"
+    backend: legacy
+backends:
+  - name: legacy
+    address: "127.0.0.1:2120"
+    tls:
+      mode: explicit
+      ca: certs/backend-ca.pem
+      server_name: "ftp.internal"
+      min_version: "1.2"
+      max_version: "1.3"
+      data_protection: private
+timeouts:
+  connect: 10s
+  login: 60s
+  idle: 600s
+  pinhole: 30s
+  data_idle: 300s
+"#;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[test]
+fn example_config_parses_into_typed_value() {
+    let dir = certs();
+    let d = dir.path();
+    let expected = Config {
+        listeners: vec![Listener {
+            name: "edge".into(),
+            bind: SocketAddr::new(LOCALHOST, 2021),
+            tls: ListenerTls {
+                mode: TlsMode::Explicit,
+                cert: Some(d.join("certs/gateway.pem")),
+                key: Some(d.join("certs/gateway.key")),
+                require: true,
+                require_data_reuse: true,
+                min_version: TlsVersion::Tls12,
+            },
+            passive: Passive {
+                ports: PortRange {
+                    first: 50000,
+                    last: 50099,
+                },
+                bind: LOCALHOST,
+                advertise: Some(LOCALHOST),
+            },
+            backend: "legacy".into(),
+        }],
+        backends: vec![Backend {
+            name: "legacy".into(),
+            host: "127.0.0.1".into(),
+            port: 2120,
+            tls: BackendTls {
+                mode: TlsMode::Explicit,
+                verify: BackendVerify::Ca(d.join("certs/backend-ca.pem")),
+                server_name: "ftp.internal".into(),
+                min_version: TlsVersion::Tls12,
+                max_version: TlsVersion::Tls13,
+                data_protection: DataProtection::Private,
+            },
+        }],
+        timeouts: Timeouts::default(),
+    };
+    let config = parse_ok(EXAMPLE, d);
+    assert_eq!(config, expected);
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    assert_eq!(config.listener("edge"), Some(&expected.listeners[0]));
+    assert_eq!(config.backend("legacy"), Some(&expected.backends[0]));
+    assert_eq!(config.listener("nope"), None);
+    assert_eq!(config.backend("nope"), None);
+}
+
+#[test]
+fn shipped_example_file_loads() {
+    // example.yaml (future policies/example.yaml) names files under certs/; give it
+    // those files next to a copy so the check covers every key it documents.
+    let dir = certs();
+    // Here it is `example.yaml`; in the gateway repository `policies/example.yaml`.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = ["policies/example.yaml", "example.yaml"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(root.join(p)).ok())
+        .expect("example.yaml or policies/example.yaml exists");
+    let path = dir.path().join("example.yaml");
+    std::fs::write(&path, text).expect("copy example.yaml");
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("example.yaml:\n{e}"),
+    };
+    assert_eq!(config.timeouts, Timeouts::default());
+    assert_eq!(config.listeners[0].passive.ports.to_string(), "50000-50099");
+}
+
+#[test]
+fn defaults_for_cleartext_listener_and_plain_backend() {
+    let dir = dir_with(&[]);
+    let config = parse_ok(&minimal("", ""), dir.path());
+    let l = &config.listeners[0];
+    assert_eq!(
+        l.tls,
+        ListenerTls {
+            mode: TlsMode::None,
+            cert: None,
+            key: None,
+            require: false,
+            require_data_reuse: false,
+            min_version: TlsVersion::Tls12,
+        }
+    );
+    assert_eq!(l.passive.bind, LOCALHOST, "defaults to the control bind IP");
+    assert_eq!(l.passive.advertise, None);
+    assert_eq!(
+        config.backends[0].tls,
+        BackendTls {
+            mode: TlsMode::None,
+            verify: BackendVerify::NotApplicable,
+            server_name: "127.0.0.1".into(),
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+            data_protection: DataProtection::Clear,
+        }
+    );
+    assert_eq!(config.timeouts, Timeouts::default());
+}
+
+#[test]
+fn timeout_defaults_are_the_documented_ones() {
+    let t = Timeouts::default();
+    assert_eq!(t.connect, Duration::from_secs(10));
+    assert_eq!(t.login, Duration::from_secs(60));
+    assert_eq!(t.idle, Duration::from_secs(600));
+    assert_eq!(t.pinhole, Duration::from_secs(30));
+    assert_eq!(t.data_idle, Duration::from_secs(300));
+}
+
+#[test]
+fn defaults_for_tls_listener_and_tls_backend() {
+    let dir = certs();
+    let yaml = r#"
+listeners:
+  - name: edge
+    bind: "127.0.0.1:990"
+    tls: { mode: implicit, cert: certs/gateway.pem, key: certs/gateway.key }
+    passive: { ports: "50000" }
+    backend: legacy
+backends:
+  - name: legacy
+    address: "ftp.internal:21"
+    tls: { mode: implicit, ca: certs/backend-ca.pem }
+"#;
+    let config = parse_ok(yaml, dir.path());
+    let tls = &config.listeners[0].tls;
+    assert!(tls.require && tls.require_data_reuse);
+    assert_eq!(tls.min_version, TlsVersion::Tls12);
+    assert_eq!(
+        config.listeners[0].passive.ports,
+        PortRange {
+            first: 50000,
+            last: 50000
+        }
+    );
+    let b = &config.backends[0];
+    assert_eq!((b.host.as_str(), b.port), ("ftp.internal", 21));
+    assert_eq!(
+        b.tls.server_name, "ftp.internal",
+        "defaults to the address host"
+    );
+    assert_eq!(b.tls.data_protection, DataProtection::Private);
+    assert_eq!(
+        (b.tls.min_version, b.tls.max_version),
+        (TlsVersion::Tls12, TlsVersion::Tls13)
+    );
+}
+
+#[test]
+fn ipv6_addresses() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "")
+        .replace("\"127.0.0.1:2021\"", "\"[::1]:2021\"")
+        .replace("\"127.0.0.1:2120\"", "\"[2001:db8::7]:2120\"");
+    let config = parse_ok(&yaml, dir.path());
+    let l = &config.listeners[0];
+    assert_eq!(
+        l.bind,
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 2021)
+    );
+    assert_eq!(l.passive.bind, IpAddr::V6(Ipv6Addr::LOCALHOST));
+    let b = &config.backends[0];
+    assert_eq!((b.host.as_str(), b.port), ("2001:db8::7", 2120));
+    assert_eq!(b.tls.server_name, "2001:db8::7");
+}
+
+#[test]
+fn relative_paths_resolve_against_base_dir_and_absolute_ones_stay() {
+    let dir = certs();
+    let abs_ca = dir.path().join("certs/backend-ca.pem");
+    let yaml = EXAMPLE.replace(
+        "ca: certs/backend-ca.pem",
+        &format!("ca: \"{}\"", abs_ca.display()),
+    );
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(
+        config.listeners[0].tls.cert,
+        Some(dir.path().join("certs/gateway.pem"))
+    );
+    assert_eq!(config.backends[0].tls.verify, BackendVerify::Ca(abs_ca));
+}
+
+#[test]
+fn load_resolves_against_the_config_file_directory() {
+    let dir = dir_with(&[
+        "etc/certs/gateway.pem",
+        "etc/certs/gateway.key",
+        "etc/certs/backend-ca.pem",
+    ]);
+    let path = dir.path().join("etc/gateway.yaml");
+    std::fs::write(&path, EXAMPLE).expect("write config");
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        config.listeners[0].tls.key,
+        Some(dir.path().join("etc/certs/gateway.key"))
+    );
+}
+
+#[test]
+fn load_reports_unreadable_file() {
+    let dir = dir_with(&[]);
+    let path = dir.path().join("missing.yaml");
+    let ConfigErrors(list) = Config::load(&path).expect_err("missing file");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].path, path.display().to_string());
+    assert!(
+        list[0].message.starts_with("cannot read config file: "),
+        "{}",
+        list[0].message
+    );
+}
+
+#[test]
+fn durations_in_every_accepted_form() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "")
+        + "timeouts:\n  connect: \"30s\"\n  login: 5m\n  idle: 1h\n  pinhole: 500ms\n  data_idle: 45\n";
+    let t = parse_ok(&yaml, dir.path()).timeouts;
+    assert_eq!(
+        t,
+        Timeouts {
+            connect: Duration::from_secs(30),
+            login: Duration::from_secs(300),
+            idle: Duration::from_secs(3600),
+            pinhole: Duration::from_millis(500),
+            data_idle: Duration::from_secs(45),
+        }
+    );
+}
+
+#[test]
+fn partial_timeouts_keep_other_defaults() {
+    let dir = dir_with(&[]);
+    let t = parse_ok(&(minimal("", "") + "timeouts:\n  idle: 2m\n"), dir.path()).timeouts;
+    assert_eq!(
+        t,
+        Timeouts {
+            idle: Duration::from_secs(120),
+            ..Timeouts::default()
+        }
+    );
+}
+
+#[test]
+fn bad_durations_are_reported_per_key() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "") + "timeouts:\n  connect: 10x\n  login: 0s\n  idle: 1.5m\n";
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "timeouts.connect: \"10x\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
+            "timeouts.login: \"0s\" must be greater than zero",
+            "timeouts.idle: \"1.5m\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
+        ]
+    );
+}
+
+#[test]
+fn duration_parser_units_and_limits() {
+    assert_eq!(duration::parse("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(duration::parse("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(duration::parse("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(duration::parse("1h"), Ok(Duration::from_secs(3600)));
+    assert_eq!(duration::parse("45"), Ok(Duration::from_secs(45)));
+    for bad in [
+        "",
+        "s",
+        "ms",
+        "1.5s",
+        "-3s",
+        "+5",
+        "10 s",
+        "10sec",
+        "5d",
+        "99999999999999999999",
+    ] {
+        let e = duration::parse(bad).expect_err(bad);
+        assert!(e.contains("is not a duration"), "{bad}: {e}");
+    }
+    assert_eq!(
+        duration::parse("18446744073709551615h"),
+        Err("\"18446744073709551615h\" is too large".into())
+    );
+}
+
+#[test]
+fn ports_that_are_not_a_range() {
+    let dir = dir_with(&[]);
+    for bad in [
+        "5000-400", "0", "0-10", "70000", "1-65536", "abc", "", "-5", "5-", "+5", "1-2-3",
+    ] {
+        let yaml = minimal("", "").replace("\"50000-50099\"", &format!("\"{bad}\""));
+        assert_eq!(
+            errors(&yaml, dir.path()),
+            [format!(
+                "listeners[0].passive.ports: \"{bad}\" is not a range"
+            )],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn port_range_api() {
+    let r: PortRange = "50000-50099".parse().expect("valid range");
+    assert_eq!(r.len(), 100);
+    assert!(!r.is_empty());
+    assert!(r.contains(50000) && r.contains(50099));
+    assert!(!r.contains(49999) && !r.contains(50100));
+    assert_eq!(r.to_string(), "50000-50099");
+    assert_eq!(r.to_string().parse::<PortRange>(), Ok(r));
+    let one: PortRange = "21".parse().expect("single port");
+    assert_eq!((one.first, one.last, one.len()), (21, 21, 1));
+    let all: PortRange = "1-65535".parse().expect("full range");
+    assert_eq!(all.len(), 65535);
+    assert_eq!(
+        "5000-400".parse::<PortRange>().map_err(|e| e.to_string()),
+        Err("\"5000-400\" is not a range".into())
+    );
+    assert!(PortRange { first: 2, last: 1 }.is_empty());
+}
+
+#[test]
+fn tls_versions_are_ordered() {
+    assert!(TlsVersion::Tls12 < TlsVersion::Tls13);
+    assert_eq!(TlsVersion::Tls13.to_string(), "1.3");
+}
+
+#[test]
+fn undefined_backend() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace("backend: legacy", "backend: nope");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].backend: backend \"nope\" is not defined"]
+    );
+}
+
+#[test]
+fn listeners_without_any_backend_section() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "");
+    let yaml = &yaml[..yaml.find("backends:").expect("has backends")];
+    assert_eq!(
+        errors(yaml, dir.path()),
+        ["listeners[0].backend: backend \"legacy\" is not defined"]
+    );
+}
+
+#[test]
+fn at_least_one_listener() {
+    let dir = dir_with(&[]);
+    for yaml in [
+        "",
+        "listeners: []\n",
+        "backends:\n  - name: b\n    address: h:21\n",
+    ] {
+        assert_eq!(
+            errors(yaml, dir.path()),
+            ["listeners: at least one listener is required"],
+            "{yaml:?}"
+        );
+    }
+}
+
+#[test]
+fn required_keys_are_named() {
+    let dir = dir_with(&[]);
+    let yaml = "listeners:\n  - name: edge\nbackends:\n  - {}\n";
+    assert_eq!(
+        errors(yaml, dir.path()),
+        [
+            "listeners[0].bind: is required",
+            "listeners[0].tls.mode: is required",
+            "listeners[0].passive.ports: is required",
+            "listeners[0].backend: is required",
+            "backends[0].name: is required",
+            "backends[0].address: is required",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    let dir = dir_with(&[]);
+    let yaml = r#"
+listeners:
+  - { name: edge, bind: "127.0.0.1:21", tls: { mode: none }, passive: { ports: "1000-1009" }, backend: a }
+  - { name: other, bind: "127.0.0.1:22", tls: { mode: none }, passive: { ports: "1010-1019" }, backend: a }
+  - { name: edge, bind: "127.0.0.1:23", tls: { mode: none }, passive: { ports: "1020-1029" }, backend: a }
+backends:
+  - { name: a, address: "h:21" }
+  - { name: a, address: "h:22" }
+"#;
+    assert_eq!(
+        errors(yaml, dir.path()),
+        [
+            "listeners[2].name: duplicate listener name \"edge\"",
+            "backends[1].name: duplicate backend name \"a\"",
+        ]
+    );
+}
+
+#[test]
+fn backend_address_forms() {
+    let dir = dir_with(&[]);
+    for (good, host, port) in [
+        ("ftp.internal:21", "ftp.internal", 21),
+        ("10.0.0.1:2121", "10.0.0.1", 2121),
+        ("[::1]:21", "::1", 21),
+        ("legacy_ftp:21", "legacy_ftp", 21),
+    ] {
+        let yaml = minimal("", "").replace("\"127.0.0.1:2120\"", &format!("\"{good}\""));
+        let b = &parse_ok(&yaml, dir.path()).backends[0];
+        assert_eq!((b.host.as_str(), b.port), (host, port), "{good}");
+    }
+    for bad in [
+        "foo",
+        "foo:",
+        ":21",
+        "foo:0",
+        "foo:65536",
+        "foo:2x",
+        "::1:21",
+        "[::1]",
+        "[::1:21",
+        "[nope]:21",
+        "300.1.1.1:21",
+        "-bad.host:21",
+        "a b:21",
+    ] {
+        let yaml = minimal("", "").replace("\"127.0.0.1:2120\"", &format!("\"{bad}\""));
+        assert_eq!(
+            errors(&yaml, dir.path()),
+            [format!("backends[0].address: \"{bad}\" is not host:port")],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn listener_bind_and_ip_errors() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "")
+        .replace("\"127.0.0.1:2021\"", "\"localhost:2021\"")
+        .replace(
+            "ports: \"50000-50099\"",
+            "ports: \"50000-50099\"\n      bind: \"127.0.0\"\n      advertise: \"::1\"",
+        );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].bind: \"localhost:2021\" is not an IP address and port (e.g. \"127.0.0.1:2021\" or \"[::1]:2021\")",
+            "listeners[0].passive.bind: \"127.0.0\" is not an IP address",
+            "listeners[0].passive.advertise: \"::1\" is not an IPv4 address (227 replies carry IPv4 only)",
+        ]
+    );
+    let yaml = minimal("", "").replace(
+        "ports: \"50000-50099\"",
+        "ports: \"50000-50099\"\n      advertise: 0.0.0.0",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].passive.advertise: \"0.0.0.0\" is the unspecified address; clients cannot connect to it"]
+    );
+}
+
+#[test]
+fn missing_certificate_file_is_shown_as_written() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace("certs/gateway.pem", "certs/x.pem");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.cert: file certs/x.pem does not exist"]
+    );
+    let yaml = EXAMPLE.replace("cert: certs/gateway.pem", "cert: certs");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.cert: certs is not a regular file"]
+    );
+}
+
+#[test]
+fn cert_and_key_required_with_tls() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace("mode: none", "mode: explicit");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].tls.cert: is required when mode is explicit",
+            "listeners[0].tls.key: is required when mode is explicit",
+        ]
+    );
+}
+
+#[test]
+fn tls_only_keys_refused_with_mode_none() {
+    let dir = certs();
+    let yaml = minimal("", "").replace(
+        "mode: none",
+        "mode: none\n      cert: certs/gateway.pem\n      require: true\n      require_data_reuse: false",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].tls.cert: only allowed when mode is explicit or implicit",
+            "listeners[0].tls.require: must be false or absent when mode is none",
+        ]
+    );
+    let yaml = minimal("", "")
+        + "    tls:\n      ca: certs/backend-ca.pem\n      data_protection: private\n";
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "backends[0].tls.ca: only allowed when mode is explicit or implicit",
+            "backends[0].tls.data_protection: must be clear or absent when mode is none",
+        ]
+    );
+    let yaml = minimal("", "").replace("mode: none", "mode: none\n      require: false");
+    assert!(!parse_ok(&yaml, dir.path()).listeners[0].tls.require);
+}
+
+#[test]
+fn bad_enumerations_and_booleans() {
+    let dir = certs();
+    let yaml = EXAMPLE
+        .replace("mode: explicit\n      cert", "mode: auto\n      cert")
+        .replace("require: true", "require: yes")
+        .replace(
+            "min_version: \"1.2\"\n    passive",
+            "min_version: 1.1\n    passive",
+        )
+        .replace("data_protection: private", "data_protection: safe");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].tls.mode: \"auto\" is not a TLS mode (expected explicit, implicit or none)",
+            "listeners[0].tls.require: \"yes\" is not a boolean (expected true or false)",
+            "listeners[0].tls.min_version: \"1.1\" is not a TLS version (expected \"1.2\" or \"1.3\")",
+            "backends[0].tls.data_protection: \"safe\" is not a data protection level (expected private or clear)",
+        ]
+    );
+}
+
+#[test]
+fn unquoted_versions_are_read_as_written() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace("\"1.3\"", "1.3").replace("\"1.2\"", "1.2");
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).backends[0].tls.max_version,
+        TlsVersion::Tls13
+    );
+}
+
+#[test]
+fn min_version_above_max_version() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace(
+        "min_version: \"1.2\"\n      max_version: \"1.3\"",
+        "min_version: \"1.3\"\n      max_version: \"1.2\"",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.max_version: \"1.2\" is lower than min_version \"1.3\""]
+    );
+}
+
+#[test]
+fn pin_with_colons_single_and_list() {
+    let dir = dir_with(&[]);
+    let hex64 = "ab".repeat(32);
+    let colons = vec!["AB"; 32].join(":");
+    let yaml = tls_backend(&format!("      pin_sha256: \"{colons}\"\n"));
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(
+        config.backends[0].tls.verify,
+        BackendVerify::Pin(vec![[0xab; 32]])
+    );
+    let yaml = tls_backend(&format!(
+        "      pin_sha256:\n        - \"{hex64}\"\n        - \"{}\"\n",
+        "01".repeat(32)
+    ));
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).backends[0].tls.verify,
+        BackendVerify::Pin(vec![[0xab; 32], [0x01; 32]])
+    );
+}
+
+#[test]
+fn bad_pins() {
+    let dir = dir_with(&[]);
+    let yaml = tls_backend("      pin_sha256: \"ab12ab12ab12\"\n");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.pin_sha256: expected 64 hex digits, got 12"]
+    );
+    let yaml = tls_backend(&format!(
+        "      pin_sha256:\n        - \"{}\"\n        - \"{}zz\"\n",
+        "00".repeat(32),
+        "00".repeat(31)
+    ));
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.pin_sha256[1]: expected 64 hex digits, found 'z'"]
+    );
+    let yaml = tls_backend("      pin_sha256: []\n");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.pin_sha256: must list at least one pin"]
+    );
+}
+
+#[test]
+fn verify_false_is_accepted_with_a_warning() {
+    let dir = dir_with(&[]);
+    let config = parse_ok(&tls_backend("      verify: false\n"), dir.path());
+    assert_eq!(config.backends[0].tls.verify, BackendVerify::Dangerous);
+    assert_eq!(
+        config.warnings(),
+        [
+            "listeners[0].tls.mode: none leaves client control and data connections unencrypted",
+            "backends[0].tls.verify: false disables backend certificate verification (lab only)",
+        ]
+    );
+}
+
+#[test]
+fn verification_choice_errors() {
+    let dir = certs();
+    let d = dir.path();
+    let pin = format!("      pin_sha256: \"{}\"\n", "00".repeat(32));
+    let ca = "      ca: certs/backend-ca.pem\n";
+    assert_eq!(
+        errors(&tls_backend("      verify: true\n"), d),
+        ["backends[0].tls.verify: verify: true needs ca or pin_sha256"]
+    );
+    assert_eq!(
+        errors(&tls_backend(""), d),
+        ["backends[0].tls: one of ca, pin_sha256 or verify: false is required when mode is explicit"]
+    );
+    assert_eq!(
+        errors(&tls_backend(&format!("{ca}      verify: false\n")), d),
+        ["backends[0].tls.verify: false cannot be combined with ca or pin_sha256"]
+    );
+    assert_eq!(
+        errors(&tls_backend(&format!("{ca}{pin}")), d),
+        ["backends[0].tls: ca and pin_sha256 cannot both be set; keep one"]
+    );
+    let config = parse_ok(&tls_backend(&format!("{pin}      verify: true\n")), d);
+    assert_eq!(
+        config.backends[0].tls.verify,
+        BackendVerify::Pin(vec![[0; 32]])
+    );
+}
+
+#[test]
+fn overlapping_passive_ranges_on_the_same_ip() {
+    let dir = dir_with(&[]);
+    let second = "  - name: second
+    bind: \"127.0.0.1:2022\"
+    tls: { mode: none }
+    passive: { ports: \"50000-50099\" }
+    backend: legacy
+";
+    assert_eq!(
+        errors(&minimal(second, ""), dir.path()),
+        ["listeners[1].passive.ports: 50000-50099 overlaps listeners[0].passive.ports"]
+    );
+    // Another address has its own port space...
+    let other_ip = second.replace(
+        "{ ports: \"50000-50099\" }",
+        "{ ports: \"50000-50099\", bind: 127.0.0.2 }",
+    );
+    parse_ok(&minimal(&other_ip, ""), dir.path());
+    // ...but a wildcard bind shares ports with every address of its family.
+    let wildcard = second.replace(
+        "{ ports: \"50000-50099\" }",
+        "{ ports: \"50099\", bind: 0.0.0.0 }",
+    );
+    assert_eq!(
+        errors(&minimal(&wildcard, ""), dir.path()),
+        ["listeners[1].passive.ports: 50099-50099 overlaps listeners[0].passive.ports"]
+    );
+}
+
+#[test]
+fn listener_address_conflicts() {
+    let dir = dir_with(&[]);
+    let second = "  - name: second
+    bind: \"127.0.0.1:2021\"
+    tls: { mode: none }
+    passive: { ports: \"2000-2100\" }
+    backend: legacy
+";
+    assert_eq!(
+        errors(&minimal(second, ""), dir.path()),
+        [
+            "listeners[1].bind: 127.0.0.1:2021 is already used by listeners[0]",
+            "listeners[1].passive.ports: 2000-2100 contains the control port of listeners[0].bind (127.0.0.1:2021)",
+            "listeners[1].passive.ports: 2000-2100 contains the control port of listeners[1].bind (127.0.0.1:2021)",
+        ]
+    );
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let dir = dir_with(&[]);
+    let yaml = r#"
+listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls: { mode: explicit, cert: certs/x.pem, key: certs/x.key }
+    passive: { ports: "5000-400" }
+    backend: legacy
+  - name: edge
+    bind: "127.0.0.1:2022"
+    tls: { mode: none }
+    passive: { ports: "6000-6099" }
+    backend: nope
+backends:
+  - name: legacy
+    address: "foo"
+    tls: { mode: explicit, pin_sha256: "ab12ab12ab12", min_version: "1.3", max_version: "1.2" }
+timeouts:
+  pinhole: soon
+"#;
+    let e = Config::from_yaml_str(yaml, dir.path()).expect_err("invalid");
+    assert_eq!(
+        e.to_string(),
+        [
+            "listeners[0].tls.cert: file certs/x.pem does not exist",
+            "listeners[0].tls.key: file certs/x.key does not exist",
+            "listeners[0].passive.ports: \"5000-400\" is not a range",
+            "listeners[1].name: duplicate listener name \"edge\"",
+            "listeners[1].backend: backend \"nope\" is not defined",
+            "backends[0].address: \"foo\" is not host:port",
+            "backends[0].tls.pin_sha256: expected 64 hex digits, got 12",
+            "backends[0].tls.max_version: \"1.2\" is lower than min_version \"1.3\"",
+            "timeouts.pinhole: \"soon\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
+        ]
+        .join("\n")
+    );
+    assert_eq!(
+        e.0[0],
+        ConfigError {
+            path: "listeners[0].tls.cert".into(),
+            message: "file certs/x.pem does not exist".into(),
+        }
+    );
+}
+
+#[test]
+fn unknown_key_is_one_error_with_its_location() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace(
+        "    backend: legacy\n",
+        "    backend: legacy\n    backnd: x\n",
+    );
+    let ConfigErrors(list) = Config::from_yaml_str(&yaml, dir.path()).expect_err("unknown key");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].path, "<yaml>:9:5");
+    assert!(
+        list[0].message.starts_with("unknown field `backnd`"),
+        "{}",
+        list[0].message
+    );
+}
+
+#[test]
+fn syntax_error_in_a_file_is_located_in_that_file() {
+    let dir = dir_with(&[]);
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(&path, "listeners: [\n").expect("write config");
+    let ConfigErrors(list) = Config::load(&path).expect_err("syntax error");
+    assert_eq!(list.len(), 1);
+    assert!(
+        list[0].path.starts_with(&format!("{}:", path.display())),
+        "{:?}",
+        list[0]
+    );
+    assert!(!list[0].message.is_empty());
+}
+
+#[test]
+fn wrong_shape_is_a_syntax_level_error() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace("bind: \"127.0.0.1:2021\"", "bind: [1, 2]");
+    let ConfigErrors(list) = Config::from_yaml_str(&yaml, dir.path()).expect_err("bad shape");
+    assert_eq!(list.len(), 1);
+    assert!(list[0].path.starts_with("<yaml>:"), "{:?}", list[0]);
+}
+
+#[test]
+fn weakening_settings_produce_warnings() {
+    let dir = certs();
+    let yaml = EXAMPLE
+        .replace("require: true", "require: false")
+        .replace("require_data_reuse: true", "require_data_reuse: false")
+        .replace("data_protection: private", "data_protection: clear")
+        .replace(
+            "timeouts:",
+            "  - name: spare\n    address: \"spare.internal:21\"\ntimeouts:",
+        );
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).warnings(),
+        [
+            "listeners[0].tls.require: false lets clients send USER/PASS before AUTH TLS",
+            "listeners[0].tls.require_data_reuse: false accepts data connections that do not resume the control TLS session (data connection theft)",
+            "backends[0].tls.data_protection: clear sends file data to the backend unencrypted",
+            "backends[1].name: backend \"spare\" is not used by any listener",
+        ]
+    );
+}
+
+#[test]
+fn errors_display_one_per_line() {
+    let e = ConfigErrors(vec![
+        ConfigError {
+            path: "a".into(),
+            message: "x".into(),
+        },
+        ConfigError {
+            path: "b[0].c".into(),
+            message: "y".into(),
+        },
+    ]);
+    assert_eq!(e.to_string(), "a: x\nb[0].c: y");
+    let _: &dyn std::error::Error = &e;
+}
+
+#[test]
+fn base_dir_is_only_a_prefix() {
+    // Paths in the typed config are base_dir joined with the text as written.
+    let dir = certs();
+    let config = parse_ok(EXAMPLE, dir.path());
+    let expected: PathBuf = [dir.path(), Path::new("certs"), Path::new("gateway.pem")]
+        .iter()
+        .collect();
+    assert_eq!(config.listeners[0].tls.cert, Some(expected));
+}

@@ -1,0 +1,182 @@
+//! A pinhole: a listener on one port of the passive range, opened for one
+//! transfer. It accepts exactly one connection, only from the control
+//! client's IP, finishes the TLS handshake at once (clients such as curl
+//! start it before sending `RETR`) and, when the policy requires it, only if
+//! the handshake resumed this session's TLS session. Anything else — another
+//! address (RFC 2577 port stealing), a fresh handshake, a second connection —
+//! is refused without disturbing the legitimate transfer. Unused, it closes
+//! after its deadline.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::PortRange;
+use crate::stream::{ClientStream, MaybeTls};
+use crate::tls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinholeError {
+    #[error("no free port in passive range {0}")]
+    Exhausted(PortRange),
+    #[error("bind failed: {0}")]
+    Bind(io::Error),
+    #[error("no data connection within {0:?}")]
+    Expired(Duration),
+    #[error("data connection TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("data connection did not resume the control TLS session")]
+    ReuseRequired,
+    #[error("pinhole closed")]
+    Closed,
+}
+
+impl PinholeError {
+    /// Short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PinholeError::Exhausted(_) => "exhausted",
+            PinholeError::Bind(_) => "bind",
+            PinholeError::Expired(_) => "expired",
+            PinholeError::Tls(_) => "tls",
+            PinholeError::ReuseRequired => "reuse_required",
+            PinholeError::Closed => "closed",
+        }
+    }
+}
+
+/// What a pinhole accepts.
+pub struct PinholeSpec {
+    pub bind_ip: IpAddr,
+    pub ports: PortRange,
+    /// The control connection's peer IP: the only address allowed in.
+    pub client_ip: IpAddr,
+    /// Some for `PROT P`: the session's acceptor, and whether resumption is required.
+    pub tls: Option<(TlsAcceptor, bool)>,
+    pub lifetime: Duration,
+}
+
+/// An open pinhole. Dropping it closes the port and cancels its task.
+pub struct Pinhole {
+    pub local: SocketAddr,
+    rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Pinhole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Rotates the starting port so consecutive transfers do not all fight over
+/// the bottom of the range (and a just-closed port has time to clear).
+static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+
+impl Pinhole {
+    pub fn open(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
+        let listener = bind_in_range(spec.bind_ip, spec.ports)?;
+        let local = listener.local_addr().map_err(PinholeError::Bind)?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let res = tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec)).await;
+            drop(listener);
+            let res = match res {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::info!(port = local.port(), "pinhole expired unused");
+                    Err(PinholeError::Expired(spec.lifetime))
+                }
+            };
+            let _ = tx.send(res);
+        });
+        Ok(Pinhole {
+            local,
+            rx: Some(rx),
+            task,
+        })
+    }
+
+    /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
+    pub async fn connection(&mut self) -> Result<ClientStream, PinholeError> {
+        match self.rx.take() {
+            Some(rx) => rx.await.unwrap_or(Err(PinholeError::Closed)),
+            None => Err(PinholeError::Closed),
+        }
+    }
+}
+
+fn bind_in_range(ip: IpAddr, range: PortRange) -> Result<TcpListener, PinholeError> {
+    let len = range.len().max(1);
+    let start = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % len;
+    for i in 0..len {
+        let offset = (start + i) % len;
+        let Ok(port) = u16::try_from(usize::from(range.first) + offset) else {
+            continue;
+        };
+        let socket = match ip {
+            IpAddr::V4(_) => TcpSocket::new_v4(),
+            IpAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(PinholeError::Bind)?;
+        // Lets a port whose previous transfer left TIME_WAIT entries be reused.
+        let _ = socket.set_reuseaddr(true);
+        if socket.bind(SocketAddr::new(ip, port)).is_err() {
+            continue;
+        }
+        if let Ok(l) = socket.listen(8) {
+            return Ok(l);
+        }
+    }
+    Err(PinholeError::Exhausted(range))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+async fn accept_one(
+    listener: &TcpListener,
+    spec: &PinholeSpec,
+) -> Result<ClientStream, PinholeError> {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    loop {
+        let (tcp, peer) = listener.accept().await.map_err(PinholeError::Bind)?;
+        if canonical(peer.ip()) != canonical(spec.client_ip) {
+            // RFC 2577 §5 port stealing: drop the intruder, keep waiting for the client.
+            tracing::warn!(
+                port,
+                intruder = %peer,
+                client = %spec.client_ip,
+                reason = "stealing",
+                "refused data connection from foreign address"
+            );
+            drop(tcp);
+            continue;
+        }
+        let _ = tcp.set_nodelay(true);
+        return match &spec.tls {
+            None => Ok(MaybeTls::Plain(tcp)),
+            Some((acceptor, require_reuse)) => {
+                let t = acceptor.accept(tcp).await.map_err(PinholeError::Tls)?;
+                let resumed = tls::was_resumed(t.get_ref().1.handshake_kind());
+                if *require_reuse && !resumed {
+                    tracing::warn!(
+                        port,
+                        client = %peer,
+                        reason = "no_reuse",
+                        "refused data connection: TLS session not resumed"
+                    );
+                    return Err(PinholeError::ReuseRequired);
+                }
+                Ok(MaybeTls::Tls(Box::new(t)))
+            }
+        };
+    }
+}

@@ -1,0 +1,32 @@
+//! ftpsgate — an FTPS-aware application-level gateway.
+//!
+//! ```text
+//!  client ──TLS──▶ listener ──▶ session ──────────────▶ backend (plain/explicit/implicit)
+//!                                  │  control: parse, answer AUTH/PBSZ/PROT/FEAT,
+//!                                  │  rewrite PASV/EPSV → pinhole
+//!  client ──TLS──▶ pinhole ──▶ relay ──────────────────▶ backend data port
+//! ```
+//!
+//! Layout, in data-flow order:
+//! - [`config`]: YAML → typed configuration (pure, validated at startup);
+//! - [`gateway`]: binds listeners and runs the accept loops;
+//! - [`session`]: one client session (the I/O shell around `control`);
+//! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
+//! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
+//! - [`backend`]: the backend control leg and its data connections;
+//! - [`data`]: pinholes and the byte relay;
+//! - [`demo`]: the self-contained demo (in-process backend + generated cert).
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod channel;
+pub mod config;
+pub mod control;
+pub mod data;
+pub mod demo;
+pub mod gateway;
+pub mod session;
+pub mod stream;
+pub mod tls;
+
+pub use gateway::{Gateway, StartError};

@@ -1,0 +1,144 @@
+//! The `ftpsgate` command line: `run`, `check`, `demo`. Everything else lives
+//! in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use ftpsgate::config::Config;
+use ftpsgate::gateway::{Gateway, Prepared};
+
+#[derive(Parser)]
+#[command(
+    name = "ftpsgate",
+    version,
+    about = "FTPS-aware application-level gateway"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config (certificates included); exit 1 on errors.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Self-contained demo: in-process plain FTP backend, generated
+    /// certificate, explicit and implicit FTPS listeners on 127.0.0.1.
+    Demo {
+        /// Serve this directory instead of a seeded temp dir.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Explicit FTPS port (implicit uses the next one); 0 = any free port.
+        #[arg(long, default_value_t = 2121)]
+        port: u16,
+    },
+}
+
+/// Exit code for a configuration error (sysexits EX_CONFIG-like `64`).
+const EXIT_CONFIG: u8 = 64;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Cmd::Check { config } => check(&config),
+        Cmd::Run { config } => rt.block_on(run(config)),
+        Cmd::Demo { root, port } => rt.block_on(async move {
+            match ftpsgate::demo::run(root, port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("error: {e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    for w in config.warnings() {
+        println!("warning: {w}");
+    }
+    match Prepared::build(&config) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                println!("error: {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let gw = match Gateway::start(config).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    ftpsgate::demo::wait_for_signal().await;
+    tracing::info!("shutting down");
+    gw.shutdown().await;
+    ExitCode::SUCCESS
+}

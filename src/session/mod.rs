@@ -1,0 +1,850 @@
+//! One client session: the task that owns a client control connection, the
+//! backend control connection behind it, and at most one transfer at a time.
+//!
+//! Flow: greet → (AUTH TLS) → USER opens the backend leg → commands pass
+//! through; the gateway answers itself what concerns the client leg (AUTH,
+//! PBSZ, PROT, FEAT, EPSV ALL) and rewrites what carries addresses
+//! (PASV/EPSV → its own pinhole). Transfer replies are ordered: the backend's
+//! final reply (226) reaches the client only after the client data leg has
+//! been completely written and closed.
+//!
+//! Parsing and rewriting live in `control` (pure); this module does the I/O.
+
+mod transfer;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::backend::{self, Backend, BackendSession};
+use crate::channel::{Channel, ReplyReadError};
+use crate::config::{self, TlsMode};
+use crate::control::{
+    self, parse_command, render_227, render_229, Command, CommandError, EpsvArg, FeatOptions,
+    Framed, ProtLevel, Reply,
+};
+use crate::data::{Pinhole, PinholeSpec};
+use crate::stream::{ClientStream, MaybeTls};
+use crate::tls::ServerTls;
+
+use transfer::{Transfer, TransferError, TransferOutcome};
+
+/// What a session needs from its listener; shared by all its sessions.
+pub struct ListenerCtx {
+    pub cfg: config::Listener,
+    pub tls: Option<ServerTls>,
+    pub backend: Arc<Backend>,
+    pub timeouts: config::Timeouts,
+}
+
+/// What the loop does after handling one event.
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+/// One event of the session loop.
+enum Event {
+    Client(std::io::Result<Option<Framed>>),
+    Backend(Result<Reply, ReplyReadError>),
+    TransferDone(TransferOutcome),
+    Timeout,
+    Shutdown,
+}
+
+struct PendingData {
+    pinhole: Pinhole,
+    backend_port: u16,
+}
+
+struct Session {
+    ctx: Arc<ListenerCtx>,
+    client_ip: IpAddr,
+    local_addr: SocketAddr,
+    /// Per-session TLS acceptor (own session cache): used for the control
+    /// upgrade and every data connection, so data can only resume this session.
+    acceptor: Option<TlsAcceptor>,
+    client_tls: bool,
+    prot: ProtLevel,
+    backend: Option<BackendSession>,
+    logged_in: bool,
+    epsv_all: bool,
+    /// Commands forwarded to the backend whose final reply is still due, in order.
+    outstanding: VecDeque<&'static str>,
+    pending_data: Option<PendingData>,
+    transfer: Option<Transfer>,
+    last_activity: Instant,
+    started: Instant,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Run one session to its end. Never panics on peer input; every exit path is logged.
+pub async fn run(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!("session", id, client = %peer, listener = %ctx.cfg.name);
+    async move {
+        info!("accepted");
+        let started = Instant::now();
+        match run_inner(tcp, peer, ctx, shutdown).await {
+            Ok(()) => info!(secs = started.elapsed().as_secs_f64(), "closed"),
+            Err(e) => info!(secs = started.elapsed().as_secs_f64(), error = %e, "closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_inner(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let local_addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let acceptor = ctx.tls.as_ref().map(|t| t.session_acceptor());
+    let login_limit = ctx.timeouts.login;
+
+    let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
+        (TlsMode::Implicit, Some(acc)) => {
+            match tokio::time::timeout(login_limit, acc.accept(tcp)).await {
+                Ok(Ok(t)) => MaybeTls::Tls(Box::new(t)),
+                Ok(Err(e)) => return Err(format!("implicit TLS handshake failed: {e}")),
+                Err(_) => return Err("implicit TLS handshake timed out".into()),
+            }
+        }
+        _ => MaybeTls::Plain(tcp),
+    };
+    let client_tls = stream.is_tls();
+    let mut client = Channel::new(stream);
+    let now = Instant::now();
+    let mut s = Session {
+        ctx,
+        client_ip: peer.ip(),
+        local_addr,
+        acceptor,
+        client_tls,
+        prot: ProtLevel::Clear,
+        backend: None,
+        logged_in: false,
+        epsv_all: false,
+        outstanding: VecDeque::new(),
+        pending_data: None,
+        transfer: None,
+        last_activity: now,
+        started: now,
+    };
+    client
+        .send_reply(&Reply::new(220, "ftpsgate ready"))
+        .await
+        .map_err(|e| e.to_string())?;
+
+    loop {
+        let deadline = s.deadline();
+        let waiting_backend = s.backend.is_some() && !s.holding_final();
+        let ev = tokio::select! {
+            r = client.read_line() => Event::Client(r),
+            r = read_backend(s.backend.as_mut()), if waiting_backend => Event::Backend(r),
+            o = transfer::join(s.transfer.as_mut()), if s.transfer_running() => Event::TransferDone(o),
+            _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+            _ = shutdown.changed() => Event::Shutdown,
+        };
+        let flow = match ev {
+            Event::Client(Ok(None)) => return Err("client closed the connection".into()),
+            Event::Client(Err(e)) => return Err(format!("client control read: {e}")),
+            Event::Client(Ok(Some(Framed::TooLong))) => {
+                warn!("client sent an overlong command line");
+                s.reply(&mut client, 500, "Command line too long").await
+            }
+            Event::Client(Ok(Some(Framed::Line(line)))) => {
+                s.last_activity = Instant::now();
+                s.handle_line(&mut client, &line).await
+            }
+            Event::Backend(r) => s.handle_backend(&mut client, r).await,
+            Event::TransferDone(o) => s.transfer_done(&mut client, o).await,
+            Event::Timeout => {
+                let what = if s.logged_in { "idle" } else { "login" };
+                info!(what, "timeout");
+                let _ = client
+                    .send_reply(&Reply::new(
+                        421,
+                        &format!("Timeout ({what}); closing control connection"),
+                    ))
+                    .await;
+                Flow::Close
+            }
+            Event::Shutdown => {
+                let _ = client
+                    .send_reply(&Reply::new(421, "Gateway shutting down"))
+                    .await;
+                Flow::Close
+            }
+        };
+        match flow {
+            Flow::Continue => {}
+            Flow::Close => break,
+            Flow::StartTls => {
+                client = match s.start_tls(client).await {
+                    Ok(c) => c,
+                    Err(e) => return Err(e),
+                };
+            }
+        }
+    }
+    // Best effort: say goodbye to the backend so it logs a clean end.
+    if let Some(b) = s.backend.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), b.chan.send_line(b"QUIT")).await;
+    }
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::AsyncWriteExt::shutdown(&mut client.stream),
+    )
+    .await;
+    Ok(())
+}
+
+async fn read_backend(b: Option<&mut BackendSession>) -> Result<Reply, ReplyReadError> {
+    match b {
+        Some(b) => b.chan.read_reply().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    fn deadline(&self) -> Instant {
+        let t = &self.ctx.timeouts;
+        if let Some(tr) = &self.transfer {
+            if let Some(at) = tr.outcome_at {
+                // The data legs are done; the backend owes its final reply.
+                return at + t.data_idle;
+            }
+            // A running relay enforces its own data idle timeout.
+            return Instant::now() + t.data_idle + t.idle;
+        }
+        if !self.logged_in {
+            return self.started + t.login;
+        }
+        self.last_activity + t.idle
+    }
+
+    fn transfer_running(&self) -> bool {
+        self.transfer.as_ref().is_some_and(|t| t.outcome.is_none())
+    }
+
+    /// The transfer's final reply is being held until its data legs finish;
+    /// later backend replies wait behind it (order must be kept).
+    fn holding_final(&self) -> bool {
+        self.transfer
+            .as_ref()
+            .is_some_and(|t| t.final_reply.is_some())
+    }
+
+    async fn reply(&self, client: &mut Channel<ClientStream>, code: u16, text: &str) -> Flow {
+        send_or_close(client, &Reply::new(code, text)).await
+    }
+
+    async fn handle_line(&mut self, client: &mut Channel<ClientStream>, line: &[u8]) -> Flow {
+        let cmd = match parse_command(line) {
+            Ok(c) => c,
+            Err(e) => {
+                info!(error = %e, "bad command");
+                let code = match e {
+                    CommandError::Empty | CommandError::BadVerb(_) => 500,
+                    CommandError::BadArgument { .. } | CommandError::MissingArgument(_) => 501,
+                };
+                return self.reply(client, code, &format!("{e}")).await;
+            }
+        };
+        debug!(cmd = %cmd.log_line(), "client command");
+        let busy = self.transfer.is_some();
+        match cmd {
+            Command::Auth(mech) => self.cmd_auth(client, &mech).await,
+            Command::Pbsz(_) => {
+                if self.client_tls {
+                    self.reply(client, 200, "PBSZ=0").await
+                } else {
+                    self.reply(client, 503, "PBSZ requires AUTH TLS first")
+                        .await
+                }
+            }
+            Command::Prot(level) => {
+                if !self.client_tls {
+                    return self
+                        .reply(client, 503, "PROT requires AUTH TLS first")
+                        .await;
+                }
+                self.prot = level;
+                let text = match level {
+                    ProtLevel::Private => "Protection level set to Private",
+                    ProtLevel::Clear => "Protection level set to Clear",
+                };
+                self.reply(client, 200, text).await
+            }
+            Command::Ccc => {
+                self.reply(client, 502, "CCC is not allowed by policy")
+                    .await
+            }
+            Command::Port(_) | Command::Eprt(_) => {
+                self.reply(
+                    client,
+                    502,
+                    "Active mode is not supported by this gateway; use PASV or EPSV",
+                )
+                .await
+            }
+            Command::Rein => self.reply(client, 502, "REIN not implemented").await,
+            Command::Feat => self.cmd_feat(client, busy).await,
+            Command::Quit => {
+                let _ = self.reply(client, 221, "Goodbye").await;
+                Flow::Close
+            }
+            Command::User(_) | Command::Pass(_) | Command::Acct(_) => {
+                if busy {
+                    return self.reply(client, 503, "Transfer in progress").await;
+                }
+                self.cmd_login(client, &cmd, line).await
+            }
+            Command::Epsv(EpsvArg::All) => {
+                // RFC 2428 §4: after EPSV ALL only EPSV may set up data connections.
+                self.epsv_all = true;
+                self.reply(client, 200, "EPSV ALL ok").await
+            }
+            Command::Pasv | Command::Epsv(_) => {
+                if busy {
+                    return self.reply(client, 503, "Transfer in progress").await;
+                }
+                self.cmd_passive(client, &cmd).await
+            }
+            Command::Transfer { kind, .. } => {
+                if busy {
+                    return self.reply(client, 503, "Transfer in progress").await;
+                }
+                self.cmd_transfer(client, kind, line).await
+            }
+            Command::Abor if busy => self.cmd_abort(client).await,
+            Command::Syst if self.backend.is_none() => {
+                self.reply(client, 215, "UNIX Type: L8").await
+            }
+            Command::Noop if self.backend.is_none() => self.reply(client, 200, "NOOP ok").await,
+            Command::Opts(_) if self.backend.is_none() => self.reply(client, 200, "OPTS ok").await,
+            other => {
+                if self.backend.is_none() || !self.logged_in && self.backend.is_none() {
+                    return self
+                        .reply(client, 530, "Please login with USER and PASS")
+                        .await;
+                }
+                self.forward(client, line, verb_static(&other)).await
+            }
+        }
+    }
+
+    /// Forward a client line as-is; its replies come back through the loop.
+    async fn forward(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        line: &[u8],
+        verb: &'static str,
+    ) -> Flow {
+        let Some(b) = self.backend.as_mut() else {
+            return self
+                .reply(client, 530, "Please login with USER and PASS")
+                .await;
+        };
+        if let Err(e) = b.chan.send_line(line).await {
+            return self.backend_lost(client, &format!("write: {e}")).await;
+        }
+        self.outstanding.push_back(verb);
+        Flow::Continue
+    }
+
+    async fn backend_lost(&mut self, client: &mut Channel<ClientStream>, why: &str) -> Flow {
+        warn!(error = why, "backend control connection lost");
+        let _ = client
+            .send_reply(&Reply::new(
+                421,
+                "Backend connection lost; closing control connection",
+            ))
+            .await;
+        Flow::Close
+    }
+
+    /// Forward replies still owed for pipelined commands, so that a
+    /// synchronous request that follows reads its own reply.
+    async fn drain_outstanding(&mut self, client: &mut Channel<ClientStream>) -> Result<(), Flow> {
+        while !self.outstanding.is_empty() {
+            let limit = self.ctx.timeouts.connect;
+            let Some(b) = self.backend.as_mut() else {
+                return Ok(());
+            };
+            match b.chan.read_reply_timeout(limit).await {
+                Ok(r) => {
+                    if r.is_final() {
+                        self.outstanding.pop_front();
+                    }
+                    if let Flow::Close = send_or_close(client, &r).await {
+                        return Err(Flow::Close);
+                    }
+                }
+                Err(e) => return Err(self.backend_lost(client, &e.to_string()).await),
+            }
+        }
+        Ok(())
+    }
+
+    /// Send one command to the backend and read its final reply (1xx are skipped).
+    async fn request(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        line: &[u8],
+        limit: Duration,
+    ) -> Result<Reply, Flow> {
+        self.drain_outstanding(client).await?;
+        let Some(b) = self.backend.as_mut() else {
+            return Err(self
+                .reply(client, 530, "Please login with USER and PASS")
+                .await);
+        };
+        let res = async {
+            b.chan.send_line(line).await?;
+            loop {
+                let r = b.chan.read_reply_timeout(limit).await?;
+                if r.is_final() {
+                    return Ok::<Reply, ReplyReadError>(r);
+                }
+            }
+        }
+        .await;
+        match res {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.backend_lost(client, &e.to_string()).await),
+        }
+    }
+
+    async fn cmd_auth(&mut self, client: &mut Channel<ClientStream>, mech: &str) -> Flow {
+        if self.client_tls {
+            return self.reply(client, 503, "Already using TLS").await;
+        }
+        if self.ctx.cfg.tls.mode != TlsMode::Explicit || self.acceptor.is_none() {
+            return self
+                .reply(client, 502, "AUTH not available on this listener")
+                .await;
+        }
+        if !matches!(mech, "TLS" | "SSL" | "TLS-C" | "TLS-P") {
+            return self
+                .reply(client, 504, "Unsupported AUTH mechanism; use AUTH TLS")
+                .await;
+        }
+        if self.backend.is_some() {
+            // RFC 4217 §4: AUTH is expected before login; after USER the
+            // backend leg already carries the session, keep it simple and strict.
+            return self
+                .reply(client, 503, "AUTH TLS must come before USER")
+                .await;
+        }
+        match self.reply(client, 234, "Proceed with negotiation.").await {
+            Flow::Continue => Flow::StartTls,
+            other => other,
+        }
+    }
+
+    async fn start_tls(
+        &mut self,
+        client: Channel<ClientStream>,
+    ) -> Result<Channel<ClientStream>, String> {
+        if client.buffered() > 0 {
+            // Bytes sent after AUTH TLS but before the handshake were never
+            // protected; executing them later would be STARTTLS command injection.
+            warn!(
+                bytes = client.buffered(),
+                "plaintext pipelined after AUTH TLS; closing"
+            );
+            return Err("plaintext after AUTH TLS".into());
+        }
+        let Some(acceptor) = self.acceptor.clone() else {
+            return Err("no TLS acceptor".into());
+        };
+        let MaybeTls::Plain(tcp) = client.into_stream() else {
+            return Err("already TLS".into());
+        };
+        match tokio::time::timeout(self.ctx.timeouts.login, acceptor.accept(tcp)).await {
+            Ok(Ok(t)) => {
+                let version = crate::tls::version_name(t.get_ref().1.protocol_version());
+                info!(version, "client TLS established");
+                self.client_tls = true;
+                Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
+            }
+            Ok(Err(e)) => Err(format!("client TLS handshake failed: {e}")),
+            Err(_) => Err("client TLS handshake timed out".into()),
+        }
+    }
+
+    async fn cmd_feat(&mut self, client: &mut Channel<ClientStream>, busy: bool) -> Flow {
+        let opts = FeatOptions {
+            tls_offered: self.ctx.cfg.tls.mode != TlsMode::None,
+            epsv: true,
+            active: false,
+        };
+        let backend_feat = if self.backend.is_some() && !busy {
+            match self
+                .request(client, b"FEAT", self.ctx.timeouts.connect)
+                .await
+            {
+                Ok(r) => Some(r),
+                Err(flow) => return flow,
+            }
+        } else {
+            None
+        };
+        send_or_close(client, &control::gateway_feat(backend_feat.as_ref(), &opts)).await
+    }
+
+    async fn cmd_login(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        cmd: &Command,
+        line: &[u8],
+    ) -> Flow {
+        let tls_cfg = &self.ctx.cfg.tls;
+        if tls_cfg.require && !self.client_tls {
+            // RFC 4217 §11: refuse before the password crosses in clear.
+            info!("login refused: TLS required");
+            return self
+                .reply(
+                    client,
+                    530,
+                    "TLS required on this server: use AUTH TLS before USER",
+                )
+                .await;
+        }
+        if let Command::User(name) = cmd {
+            info!(user = %String::from_utf8_lossy(name), "login attempt");
+            if self.backend.is_none() {
+                let backend = self.ctx.backend.clone();
+                match backend::connect(&backend, self.ctx.timeouts.connect).await {
+                    Ok((b, _greeting)) => {
+                        info!(
+                            backend = %backend.cfg.name,
+                            peer = %b.peer,
+                            tls = b.tls_version,
+                            ms = b.connect_latency.as_millis() as u64,
+                            "backend connected"
+                        );
+                        self.backend = Some(b);
+                    }
+                    Err(e) => {
+                        warn!(backend = %backend.cfg.name, error = %e, "backend unavailable");
+                        let _ = self
+                            .reply(
+                                client,
+                                421,
+                                &format!("Backend {} unavailable: {e}", backend.cfg.name),
+                            )
+                            .await;
+                        return Flow::Close;
+                    }
+                }
+            }
+        }
+        if self.backend.is_none() {
+            return self.reply(client, 503, "Login with USER first").await;
+        }
+        let r = match self.request(client, line, self.ctx.timeouts.login).await {
+            Ok(r) => r,
+            Err(flow) => return flow,
+        };
+        if r.code == 230 {
+            self.logged_in = true;
+            info!("logged in");
+        } else if matches!(cmd, Command::Pass(_)) && r.class() >= 4 {
+            info!(code = r.code, "login failed");
+        }
+        send_or_close(client, &r).await
+    }
+
+    async fn cmd_passive(&mut self, client: &mut Channel<ClientStream>, cmd: &Command) -> Flow {
+        if self.epsv_all && matches!(cmd, Command::Pasv) {
+            return self
+                .reply(client, 503, "Only EPSV allowed after EPSV ALL")
+                .await;
+        }
+        if self.backend.is_none() || !self.logged_in {
+            return self
+                .reply(client, 530, "Please login with USER and PASS")
+                .await;
+        }
+        // Drop an earlier unused pinhole: one pinhole per PASV.
+        self.pending_data = None;
+
+        let backend_port = match self.backend_passive(client).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Flow::Continue,
+            Err(flow) => return flow,
+        };
+        let passive = &self.ctx.cfg.passive;
+        let spec = PinholeSpec {
+            bind_ip: passive.bind,
+            ports: passive.ports,
+            client_ip: self.client_ip,
+            tls: match self.prot {
+                ProtLevel::Private => self
+                    .acceptor
+                    .clone()
+                    .map(|a| (a, self.ctx.cfg.tls.require_data_reuse)),
+                ProtLevel::Clear => None,
+            },
+            lifetime: self.ctx.timeouts.pinhole,
+        };
+        let advertise = passive.advertise.unwrap_or(self.local_addr.ip());
+        let reply = match cmd {
+            Command::Pasv => match advertise.to_canonical() {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            },
+            _ => None,
+        };
+        if matches!(cmd, Command::Pasv) && reply.is_none() {
+            return self
+                .reply(client, 425, "PASV needs an IPv4 address; use EPSV")
+                .await;
+        }
+        let pinhole = match Pinhole::open(spec) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, reason = e.kind(), "pinhole refused");
+                return self
+                    .reply(client, 425, &format!("Cannot open data port: {e}"))
+                    .await;
+            }
+        };
+        let port = pinhole.local.port();
+        debug!(port, backend_port, "pinhole open");
+        self.pending_data = Some(PendingData {
+            pinhole,
+            backend_port,
+        });
+        let r = match reply {
+            Some(v4) => render_227(std::net::SocketAddrV4::new(v4, port)),
+            None => render_229(port),
+        };
+        send_or_close(client, &r).await
+    }
+
+    /// Ask the backend for passive mode; returns its data port (the address
+    /// it prints is ignored: we connect to its control peer IP).
+    async fn backend_passive(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+    ) -> Result<Option<u16>, Flow> {
+        let v4 = self.backend.as_ref().is_some_and(|b| b.peer.is_ipv4());
+        let limit = self.ctx.timeouts.connect;
+        if v4 {
+            let r = self.request(client, b"PASV", limit).await?;
+            if r.code == 227 {
+                return match control::parse_227(&r) {
+                    Ok(a) => Ok(Some(a.port())),
+                    Err(e) => {
+                        warn!(error = %e, reply = %r.text(), "backend sent a malformed 227");
+                        Err(self
+                            .reply(client, 425, "Backend sent a malformed passive reply")
+                            .await)
+                    }
+                };
+            }
+            if r.class() != 5 {
+                return Err(send_or_close(client, &r).await);
+            }
+        }
+        let r = self.request(client, b"EPSV", limit).await?;
+        if r.code != 229 {
+            return Err(send_or_close(client, &r).await);
+        }
+        match control::parse_229(&r) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                warn!(error = %e, reply = %r.text(), "backend sent a malformed 229");
+                Err(self
+                    .reply(client, 425, "Backend sent a malformed passive reply")
+                    .await)
+            }
+        }
+    }
+
+    async fn cmd_transfer(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        kind: control::TransferKind,
+        line: &[u8],
+    ) -> Flow {
+        if self.backend.is_none() || !self.logged_in {
+            return self
+                .reply(client, 530, "Please login with USER and PASS")
+                .await;
+        }
+        let Some(pending) = self.pending_data.take() else {
+            return self.reply(client, 425, "Use PASV or EPSV first").await;
+        };
+        if let Err(flow) = self.drain_outstanding(client).await {
+            return flow;
+        }
+        let Some(b) = self.backend.as_mut() else {
+            return Flow::Close;
+        };
+        if let Err(e) = b.chan.send_line(line).await {
+            return self.backend_lost(client, &format!("write: {e}")).await;
+        }
+        let target = b.data.clone();
+        self.transfer = Some(Transfer::start(
+            kind,
+            pending.pinhole,
+            target,
+            pending.backend_port,
+            &self.ctx.timeouts,
+        ));
+        Flow::Continue
+    }
+
+    async fn cmd_abort(&mut self, client: &mut Channel<ClientStream>) -> Flow {
+        let Some(mut t) = self.transfer.take() else {
+            return Flow::Continue;
+        };
+        t.abort();
+        info!(kind = t.kind.verb(), "transfer aborted by client");
+        if t.final_reply.is_some() {
+            // The backend already finished; tell the client its transfer was cut.
+            if let Flow::Close = self.reply(client, 426, "Transfer aborted").await {
+                return Flow::Close;
+            }
+        } else {
+            // The backend still owes the transfer's final reply (426/226).
+            self.outstanding.push_back("RETR");
+        }
+        self.forward(client, b"ABOR", "ABOR").await
+    }
+
+    async fn handle_backend(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        r: Result<Reply, ReplyReadError>,
+    ) -> Flow {
+        let reply = match r {
+            Ok(r) => r,
+            Err(e) => return self.backend_lost(client, &e.to_string()).await,
+        };
+        if let Some(t) = self.transfer.as_mut() {
+            if reply.is_preliminary() {
+                return send_or_close(client, &reply).await;
+            }
+            if reply.is_success() && t.outcome.is_none() {
+                // Hold 226 until the client's data leg is completely written.
+                t.final_reply = Some(reply);
+                return Flow::Continue;
+            }
+            let t = match self.transfer.take() {
+                Some(t) => t,
+                None => return Flow::Continue,
+            };
+            return self.finish_transfer(client, t, reply).await;
+        }
+        if reply.is_final() {
+            self.outstanding.pop_front();
+        }
+        if reply.code == 421 {
+            let _ = send_or_close(client, &reply).await;
+            return Flow::Close;
+        }
+        send_or_close(client, &reply).await
+    }
+
+    async fn transfer_done(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        outcome: TransferOutcome,
+    ) -> Flow {
+        let Some(t) = self.transfer.as_mut() else {
+            return Flow::Continue;
+        };
+        t.set_outcome(outcome);
+        if let Some(reply) = t.final_reply.take() {
+            if let Some(t) = self.transfer.take() {
+                return self.finish_transfer(client, t, reply).await;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Both the data legs and the backend's final reply are in: tell the client.
+    /// A transfer that failed on either data leg is never reported as 226.
+    async fn finish_transfer(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        mut t: Transfer,
+        backend_reply: Reply,
+    ) -> Flow {
+        t.abort();
+        let outcome = t.outcome.take();
+        let kind = t.kind.verb();
+        let secs = t.started.elapsed().as_secs_f64();
+        let to_client = match (&outcome, backend_reply.is_success()) {
+            (Some(Ok(bytes)), true) => {
+                info!(kind, bytes, secs, "transfer complete");
+                backend_reply
+            }
+            (Some(Err(e)), _) => {
+                warn!(kind, error = %e, backend = %backend_reply.text(), "transfer failed");
+                e.reply()
+            }
+            (_, false) | (None, true) => {
+                info!(
+                    kind,
+                    code = backend_reply.code,
+                    "transfer refused or failed by backend"
+                );
+                if let Some(Err(TransferError::Aborted)) = outcome {
+                    Reply::new(426, "Transfer aborted")
+                } else {
+                    backend_reply
+                }
+            }
+        };
+        send_or_close(client, &to_client).await
+    }
+}
+
+async fn send_or_close(client: &mut Channel<ClientStream>, r: &Reply) -> Flow {
+    match client.send_reply(r).await {
+        Ok(()) => Flow::Continue,
+        Err(e) => {
+            debug!(error = %e, "client control write failed");
+            Flow::Close
+        }
+    }
+}
+
+/// The verb as a static name for the outstanding-reply queue (bounded set).
+fn verb_static(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Other { .. } => "OTHER",
+        Command::Transfer { kind, .. } => kind.verb(),
+        Command::Rest(_) => "REST",
+        Command::Type(_) => "TYPE",
+        Command::Opts(_) => "OPTS",
+        Command::Syst => "SYST",
+        Command::Noop => "NOOP",
+        Command::Abor => "ABOR",
+        _ => "OTHER",
+    }
+}

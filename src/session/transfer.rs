@@ -1,0 +1,149 @@
+//! One transfer of a session: the task that joins the client's pinhole
+//! connection and the backend data connection and relays between them.
+//!
+//! The session keeps the backend's final reply until this task reports, so
+//! the client sees `226` only after its data leg was fully written and
+//! closed with `close_notify`.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backend::{BackendError, DataTarget};
+use crate::config::Timeouts;
+use crate::control::{Direction, Reply, TransferKind};
+use crate::data::{relay, Pinhole, PinholeError, RelayError};
+
+pub type TransferOutcome = Result<u64, TransferError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("client data connection: {0}")]
+    Client(#[from] PinholeError),
+    #[error("backend data connection: {0}")]
+    Backend(#[from] BackendError),
+    #[error("relay: {0}")]
+    Relay(#[from] RelayError),
+    #[error("aborted")]
+    Aborted,
+    #[error("transfer task failed")]
+    Task,
+}
+
+impl TransferError {
+    /// The reply the client gets for a transfer that failed on a data leg.
+    pub fn reply(&self) -> Reply {
+        match self {
+            TransferError::Client(PinholeError::ReuseRequired) => Reply::new(
+                522,
+                "Data connection refused: TLS session of the control connection must be resumed",
+            ),
+            TransferError::Client(e) => {
+                Reply::new(425, &format!("Cannot open data connection: {e}"))
+            }
+            TransferError::Backend(e) => {
+                Reply::new(425, &format!("Backend data connection failed: {e}"))
+            }
+            TransferError::Relay(e) => {
+                Reply::new(426, &format!("Connection closed; transfer aborted ({e})"))
+            }
+            TransferError::Aborted => Reply::new(426, "Transfer aborted"),
+            TransferError::Task => Reply::new(451, "Local error in processing"),
+        }
+    }
+}
+
+pub struct Transfer {
+    pub kind: TransferKind,
+    pub started: Instant,
+    handle: JoinHandle<TransferOutcome>,
+    /// The backend's final (2xx) reply, held until `outcome` is known.
+    pub final_reply: Option<Reply>,
+    /// Set when the data legs are finished.
+    pub outcome: Option<TransferOutcome>,
+    pub outcome_at: Option<Instant>,
+}
+
+impl Transfer {
+    pub fn start(
+        kind: TransferKind,
+        pinhole: Pinhole,
+        target: DataTarget,
+        backend_port: u16,
+        t: &Timeouts,
+    ) -> Transfer {
+        let (connect, idle) = (t.connect, t.data_idle);
+        let handle = tokio::spawn(run(
+            kind.direction(),
+            pinhole,
+            target,
+            backend_port,
+            connect,
+            idle,
+        ));
+        Transfer {
+            kind,
+            started: Instant::now(),
+            handle,
+            final_reply: None,
+            outcome: None,
+            outcome_at: None,
+        }
+    }
+
+    pub fn set_outcome(&mut self, o: TransferOutcome) {
+        self.outcome = Some(o);
+        self.outcome_at = Some(Instant::now());
+    }
+
+    pub fn abort(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Await the transfer task (pending forever when there is none).
+pub async fn join(t: Option<&mut Transfer>) -> TransferOutcome {
+    match t {
+        Some(t) => match (&mut t.handle).await {
+            Ok(o) => o,
+            Err(e) if e.is_cancelled() => Err(TransferError::Aborted),
+            Err(_) => Err(TransferError::Task),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    direction: Direction,
+    mut pinhole: Pinhole,
+    target: DataTarget,
+    backend_port: u16,
+    connect: Duration,
+    idle: Duration,
+) -> TransferOutcome {
+    // Both legs are set up concurrently; when one fails the other is dropped
+    // as soon as it is ready, so the backend sees its data connection close
+    // and answers (426) instead of waiting for its own accept timeout.
+    let (client, backend) =
+        tokio::join!(pinhole.connection(), target.connect(backend_port, connect));
+    drop(pinhole);
+    let mut client = client?;
+    let mut backend = backend?;
+    match direction {
+        Direction::Download => {
+            Ok(relay::relay(&mut backend, "backend", &mut client, "client", idle).await?)
+        }
+        Direction::Upload => {
+            let n = relay::relay(&mut client, "client", &mut backend, "backend", idle).await?;
+            relay::drain(&mut backend, connect).await;
+            Ok(n)
+        }
+    }
+}

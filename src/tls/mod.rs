@@ -1,0 +1,184 @@
+//! TLS for both legs of the gateway: the acceptor that terminates client TLS
+//! (control and data) and the connector that speaks TLS to the backend.
+//!
+//! Session reuse is the point of this module. Strict FTP servers (vsftpd
+//! `require_ssl_reuse=YES`) refuse a data connection whose TLS handshake does not
+//! resume the control connection's session, and the gateway enforces the same
+//! rule toward its own clients to stop port stealing. Both are done by giving
+//! every FTP session its *own* rustls config (cloned from a shared base, with a
+//! fresh session cache): a data handshake can only resume if it carries state
+//! that was handed out on that session's control connection.
+//!
+//! This module does no FTP and knows nothing about sessions beyond
+//! "one cache per session".
+
+mod pem;
+mod verify;
+
+use std::sync::Arc;
+
+use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::crypto::CryptoProvider;
+use rustls::server::ServerSessionMemoryCache;
+use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::config::{self, BackendVerify, TlsVersion};
+
+pub use pem::{load_certs, load_key};
+
+/// TLS setup errors, raised at startup or `check` time (never mid-session).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Pem { path: String, message: String },
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("invalid server name {0:?}")]
+    ServerName(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The one crypto provider: ring. Configs are always built with
+/// `builder_with_provider` so that a second provider compiled in by some
+/// dependency can never make rustls pick implicitly (it would panic).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn versions(min: TlsVersion, max: TlsVersion) -> Vec<&'static SupportedProtocolVersion> {
+    let mut v = Vec::new();
+    if min <= TlsVersion::Tls12 && max >= TlsVersion::Tls12 {
+        v.push(&rustls::version::TLS12);
+    }
+    if max >= TlsVersion::Tls13 {
+        v.push(&rustls::version::TLS13);
+    }
+    v
+}
+
+/// TLS 1.3 tickets handed to a client per handshake. Tickets are single-use
+/// (RFC 8446 §C.4), and clients that upload never read the tickets sent on a
+/// data connection, so the control handshake hands out enough for a burst of
+/// transfers; each resumed data handshake hands out fresh ones too.
+const TLS13_TICKETS_PER_HANDSHAKE: usize = 4;
+/// Entries in one session's server-side cache (TLS 1.2 session ids and TLS 1.3
+/// stateful tickets of that one session).
+const SESSION_CACHE_ENTRIES: usize = 256;
+
+/// The client-facing TLS of one listener: certificate, versions, policy.
+#[derive(Clone)]
+pub struct ServerTls {
+    base: Arc<ServerConfig>,
+}
+
+impl ServerTls {
+    pub fn from_config(tls: &config::ListenerTls) -> Result<Self, TlsError> {
+        let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+            return Err(TlsError::Other("cert and key are required".into()));
+        };
+        let chain = load_certs(cert)?;
+        let key = load_key(key)?;
+        let cfg = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&versions(tls.min_version, TlsVersion::Tls13))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        Ok(ServerTls {
+            base: Arc::new(cfg),
+        })
+    }
+
+    /// An acceptor for one FTP session: control and all of its data
+    /// connections use it, and nothing else can resume its sessions.
+    pub fn session_acceptor(&self) -> TlsAcceptor {
+        let mut cfg = (*self.base).clone();
+        cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        cfg.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
+        TlsAcceptor::from(Arc::new(cfg))
+    }
+}
+
+/// The backend-facing TLS of one backend: verifier, versions and name.
+#[derive(Clone)]
+pub struct BackendTls {
+    base: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl BackendTls {
+    pub fn from_config(tls: &config::BackendTls) -> Result<Self, TlsError> {
+        let provider = provider();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions(tls.min_version, tls.max_version))?;
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &tls.verify {
+            BackendVerify::Ca(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in load_certs(path)? {
+                    roots.add(cert)?;
+                }
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| TlsError::Other(format!("CA {}: {e}", path.display())))?
+            }
+            BackendVerify::Pin(pins) => {
+                Arc::new(verify::PinnedVerifier::new(pins.clone(), provider.clone()))
+            }
+            BackendVerify::Dangerous | BackendVerify::NotApplicable => {
+                Arc::new(verify::NoVerifier::new(provider.clone()))
+            }
+        };
+        let cfg = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        let server_name = ServerName::try_from(tls.server_name.clone())
+            .map_err(|_| TlsError::ServerName(tls.server_name.clone()))?;
+        Ok(BackendTls {
+            base: Arc::new(cfg),
+            server_name,
+        })
+    }
+
+    /// A connector for one FTP session: its session store only ever holds the
+    /// backend control session's tickets, which the data connections resume.
+    pub fn session_connector(&self) -> SessionConnector {
+        let mut cfg = (*self.base).clone();
+        cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(8)));
+        SessionConnector {
+            connector: TlsConnector::from(Arc::new(cfg)),
+            server_name: self.server_name.clone(),
+        }
+    }
+}
+
+/// Backend TLS for one session (control + data).
+#[derive(Clone)]
+pub struct SessionConnector {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+/// True when a finished handshake resumed an earlier session.
+pub fn was_resumed(kind: Option<HandshakeKind>) -> bool {
+    matches!(kind, Some(HandshakeKind::Resumed))
+}
+
+/// Protocol version name for logs.
+pub fn version_name(v: Option<rustls::ProtocolVersion>) -> &'static str {
+    match v {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(_) => "other",
+        None => "none",
+    }
+}
