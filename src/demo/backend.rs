@@ -81,6 +81,8 @@ impl DemoBackend {
         Filesystem::new(&root)
             .with_context(|| format!("opening backend root {}", root.display()))?;
 
+        // One deadline for all attempts, so `start` never waits much longer than READY_TIMEOUT.
+        let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_err = None;
         for attempt in 1..=BIND_ATTEMPTS {
             // libunftp's `listen` only takes an address to bind itself (no pre-bound
@@ -91,7 +93,7 @@ impl DemoBackend {
             let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
             let mut task = spawn_server(&root, addr, shutdown_rx)?;
 
-            match wait_ready(addr, &mut task).await {
+            match wait_ready(addr, &mut task, deadline).await {
                 Ok(()) => {
                     tracing::debug!(%addr, root = %root.display(), "demo FTP backend ready");
                     return Ok(DemoBackend {
@@ -106,14 +108,15 @@ impl DemoBackend {
                     tracing::debug!(%addr, attempt, error = %e, "demo FTP backend failed to start");
                     task.abort();
                     last_err = Some(e);
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                 }
             }
         }
         Err(last_err
             .unwrap_or_else(|| anyhow!("no attempt made"))
-            .context(format!(
-                "demo FTP backend did not start after {BIND_ATTEMPTS} attempts"
-            )))
+            .context("demo FTP backend did not start"))
     }
 
     /// Stops the server through libunftp's shutdown indicator (open sessions are closed,
@@ -200,12 +203,12 @@ fn free_local_port() -> std::io::Result<SocketAddr> {
     listener.local_addr()
 }
 
-/// Polls `addr` until our server greets us, the listen task dies, or the timeout passes.
+/// Polls `addr` until our server greets us, the listen task dies, or `deadline` passes.
 async fn wait_ready(
     addr: SocketAddr,
     task: &mut JoinHandle<Result<(), ServerError>>,
+    deadline: Instant,
 ) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if task.is_finished() {
             return match task.await {

@@ -116,7 +116,10 @@ async fn run_inner(
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let local_addr = tcp.local_addr().map_err(|e| e.to_string())?;
-    let acceptor = ctx.tls.as_ref().map(|t| t.session_acceptor());
+    let acceptor = match ctx.tls.as_ref().map(|t| t.session_acceptor()).transpose() {
+        Ok(a) => a,
+        Err(e) => return Err(format!("cannot set up session TLS: {e}")),
+    };
     let login_limit = ctx.timeouts.login;
 
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {

@@ -71,7 +71,7 @@ fn versions(min: TlsVersion, max: TlsVersion) -> Vec<&'static SupportedProtocolV
 const TLS13_TICKETS_PER_HANDSHAKE: usize = 4;
 /// Entries in one session's server-side cache (TLS 1.2 session ids and TLS 1.3
 /// stateful tickets of that one session).
-const SESSION_CACHE_ENTRIES: usize = 256;
+const SESSION_CACHE_ENTRIES: usize = 32;
 
 /// The client-facing TLS of one listener: certificate, versions, policy.
 #[derive(Clone)]
@@ -97,11 +97,19 @@ impl ServerTls {
 
     /// An acceptor for one FTP session: control and all of its data
     /// connections use it, and nothing else can resume its sessions.
-    pub fn session_acceptor(&self) -> TlsAcceptor {
+    ///
+    /// Resumption state lives in two per-session places: the session-id
+    /// cache (TLS 1.2) and a per-session ticket key (TLS 1.2 tickets and
+    /// TLS 1.3). Stateless tickets are used rather than rustls' single-use
+    /// stateful ones because GnuTLS clients (lftp) resume every data
+    /// connection from the *same* control-connection ticket, as OpenSSL
+    /// servers allow; the per-session key still confines them to this session.
+    pub fn session_acceptor(&self) -> Result<TlsAcceptor, TlsError> {
         let mut cfg = (*self.base).clone();
         cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
         cfg.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
-        TlsAcceptor::from(Arc::new(cfg))
+        Ok(TlsAcceptor::from(Arc::new(cfg)))
     }
 }
 
