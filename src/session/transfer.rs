@@ -142,6 +142,10 @@ async fn run(
         }
         Direction::Upload => {
             let n = relay::relay(&mut client, "client", &mut backend, "backend", idle).await?;
+            // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
+            // connection ends with close_notify from both sides).
+            let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))
+                .await;
             relay::drain(&mut backend, connect).await;
             Ok(n)
         }
