@@ -25,8 +25,10 @@ pub mod control;
 pub mod data;
 pub mod demo;
 pub mod gateway;
+pub mod metrics;
 pub mod session;
 pub mod stream;
 pub mod tls;
+pub mod xferlog;
 
 pub use gateway::{Gateway, StartError};

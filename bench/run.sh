@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# ftpsgate benchmark: curl -> vsftpd (DIRECT) versus curl -> ftpsgate -> vsftpd
+# (GATEWAY), explicit FTPS on both legs, loopback only. See bench/README.md.
+#
+# Needs root (creates the local user `ftpsgatebench`), vsftpd, curl, openssl.
+# Environment knobs:
+#   FTPSGATE_BIN   use this binary instead of `cargo build --release`
+#   BENCH_RUNS     runs per throughput case (default 3)
+#   BENCH_SESSIONS short sessions per side (default 200)
+#   BENCH_MIB      size of the big file in MiB (default 256)
+#   BENCH_KEEP=1   keep the temp dir (logs, configs, certs) instead of removing it
+#   RUST_LOG       passed to ftpsgate (default: its own "info" filter)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+
+RUNS=${BENCH_RUNS:-3}
+SESSIONS=${BENCH_SESSIONS:-200}
+BIG_MIB=${BENCH_MIB:-256}
+BIG_BYTES=$((BIG_MIB * 1024 * 1024))
+BENCH_USER=ftpsgatebench
+BENCH_PASS=ftpsgatebench-pw
+VS_PASV="51000-51099"
+GW_PASV="52000-52099"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (creates user $BENCH_USER, runs vsftpd)"
+for tool in vsftpd curl openssl sha256sum ss getconf useradd chpasswd; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool (apt-get install -y vsftpd curl)"
+done
+
+# ---------------------------------------------------------------- cleanup
+TMP=""
+VS_PID=""
+GW_PID=""
+FAILED=1
+
+stop_pid() { # stop_pid PID NAME
+    local pid=$1 name=$2 i
+    [[ -n $pid ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name ($pid) did not stop on SIGTERM, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [[ $FAILED -ne 0 && -n $TMP ]]; then
+        for f in gateway.log vsftpd.log vsftpd.stderr; do
+            if [[ -s $TMP/$f ]]; then
+                log "---- last 40 lines of $f ----"
+                tail -n 40 "$TMP/$f" >&2
+            fi
+        done
+    fi
+    stop_pid "$GW_PID" ftpsgate
+    stop_pid "$VS_PID" vsftpd
+    # vsftpd session children exit with their connections; reap any stragglers
+    # that belong to our listener (by parent PID, never by name).
+    if [[ -n $VS_PID ]]; then
+        for child in $(ps -o pid= --ppid "$VS_PID" 2>/dev/null); do
+            kill -KILL "$child" 2>/dev/null || true
+        done
+    fi
+    if [[ -n $TMP && -d $TMP ]]; then
+        if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+            log "kept temp dir $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- helpers
+free_port() { # a TCP port on 127.0.0.1 nobody listens on, outside the pasv ranges
+    local p used
+    used=$(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u)
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        grep -qx "$p" <<<"$used" || { echo "$p"; return; }
+    done
+}
+
+wait_listen() { # wait_listen PORT PID NAME
+    local port=$1 pid=$2 name=$3 i
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$name does not listen on 127.0.0.1:$port after 10 s"
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/stat)
+    local stat rest
+    stat=$(<"/proc/$1/stat")
+    rest=${stat##*) }            # drop "pid (comm) " – comm may contain spaces
+    # rest starts at field 3 (state): field 14 is word 12, field 15 word 13
+    awk '{print $12 + $13}' <<<"$rest"
+}
+
+median() { # median of the numbers on stdin ("nan" if none)
+    sort -g | awk '{a[NR]=$1} END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'
+}
+
+fmt() { awk -v x="$1" -v d="${2:-1}" 'BEGIN { if (x == "nan") print "nan"; else printf "%.*f", d, x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || a == 0) print "nan"; else printf "%.2f", b / a }'; }
+verdict() { # verdict VALUE OP LIMIT  -> PASS/MISS
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (v == "nan") { print "MISS"; exit }
+        ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "PASS" : "MISS" }'
+}
+
+# ---------------------------------------------------------------- 1. build + fixtures
+if [[ -n ${FTPSGATE_BIN:-} ]]; then
+    BIN=$FTPSGATE_BIN
+else
+    log "building ftpsgate (cargo build --release)"
+    (cd "$REPO" && cargo build --release --quiet) >&2
+    BIN=$REPO/target/release/ftpsgate
+fi
+[[ -x $BIN ]] || die "no executable at $BIN"
+
+TMP=$(mktemp -d /tmp/ftpsgate-bench.XXXXXX)
+chmod 755 "$TMP"
+log "temp dir $TMP"
+
+if ! id "$BENCH_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash "$BENCH_USER"
+fi
+echo "$BENCH_USER:$BENCH_PASS" | chpasswd
+grep -qx "$BENCH_USER" /etc/ftpusers 2>/dev/null && die "$BENCH_USER is listed in /etc/ftpusers"
+
+# FTP root = the user's download dir for this run (uploads land here too).
+FTPROOT=$TMP/ftp
+mkdir -p "$FTPROOT" "$TMP/empty"
+chmod 755 "$TMP/empty"            # vsftpd secure_chroot_dir: root-owned, empty
+log "creating ${BIG_MIB} MiB + 1 KiB test files"
+head -c "$BIG_BYTES" /dev/urandom >"$FTPROOT/big.bin"
+head -c 1024 /dev/urandom >"$FTPROOT/small.bin"
+chown -R "$BENCH_USER:" "$FTPROOT"
+BIG_SHA=$(sha256sum "$FTPROOT/big.bin" | cut -d' ' -f1)
+SMALL_SHA=$(sha256sum "$FTPROOT/small.bin" | cut -d' ' -f1)
+
+log "creating CA and leaf certificate"
+(
+    cd "$TMP"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ftpsgate bench CA" \
+        -keyout ca.key -out ca.pem \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout leaf.key -out leaf.csr
+    cat >leaf.ext <<'EOF'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
+EOF
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile leaf.ext -out leaf.pem
+    chmod 600 leaf.key ca.key
+) >/dev/null 2>&1 || die "certificate generation failed"
+
+# ---------------------------------------------------------------- 2. servers
+VS_PORT=$(free_port)
+GW_PORT=$(free_port)
+while [[ $GW_PORT == "$VS_PORT" ]]; do GW_PORT=$(free_port); done
+
+cat >"$TMP/vsftpd.conf" <<EOF
+background=NO
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$VS_PORT
+isolate=NO
+isolate_network=NO
+seccomp_sandbox=NO
+secure_chroot_dir=$TMP/empty
+pam_service_name=vsftpd
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+local_root=$FTPROOT
+connect_from_port_20=NO
+pasv_enable=YES
+pasv_min_port=${VS_PASV%-*}
+pasv_max_port=${VS_PASV#*-}
+ssl_enable=YES
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+require_ssl_reuse=YES
+ssl_ciphers=HIGH
+rsa_cert_file=$TMP/leaf.pem
+rsa_private_key_file=$TMP/leaf.key
+xferlog_enable=YES
+xferlog_std_format=NO
+vsftpd_log_file=$TMP/vsftpd.log
+EOF
+
+cat >"$TMP/gateway.yaml" <<EOF
+listeners:
+  - name: edge
+    bind: "127.0.0.1:$GW_PORT"
+    tls: { mode: explicit, cert: leaf.pem, key: leaf.key, require: true }
+    passive: { ports: "$GW_PASV", advertise: "127.0.0.1" }
+    backend: vs
+backends:
+  - name: vs
+    address: "127.0.0.1:$VS_PORT"
+    tls: { mode: explicit, ca: ca.pem, server_name: localhost }
+EOF
+"$BIN" check --config "$TMP/gateway.yaml" >&2 || die "ftpsgate check rejected the config"
+
+log "starting vsftpd on 127.0.0.1:$VS_PORT"
+vsftpd "$TMP/vsftpd.conf" >"$TMP/vsftpd.stderr" 2>&1 &
+VS_PID=$!
+wait_listen "$VS_PORT" "$VS_PID" vsftpd
+
+log "starting ftpsgate on 127.0.0.1:$GW_PORT"
+"$BIN" run --config "$TMP/gateway.yaml" 2>"$TMP/gateway.log" &
+GW_PID=$!
+wait_listen "$GW_PORT" "$GW_PID" ftpsgate
+log "vsftpd pid=$VS_PID ftpsgate pid=$GW_PID"
+
+CURL=(curl --ssl-reqd --cacert "$TMP/ca.pem" -s -S --user "$BENCH_USER:$BENCH_PASS")
+url() { # url direct|gateway PATH
+    if [[ $1 == direct ]]; then echo "ftp://localhost:$VS_PORT/$2"; else echo "ftp://localhost:$GW_PORT/$2"; fi
+}
+gw_alive() { kill -0 "$GW_PID" 2>/dev/null || die "ftpsgate died"; }
+
+# Sanity: both paths serve the small file intact before timing anything.
+for side in direct gateway; do
+    got=$("${CURL[@]}" "$(url "$side" small.bin)" -o - | sha256sum | cut -d' ' -f1) \
+        || die "$side: sanity download of small.bin failed"
+    [[ $got == "$SMALL_SHA" ]] || die "$side: small.bin checksum mismatch"
+done
+
+# ---------------------------------------------------------------- 3a. download
+download_case() { # download_case SIDE -> sets DL_MED_<side> DL_FAIL_<side>
+    local side=$1 i out rc fails=0 speeds=() got
+    for i in $(seq "$RUNS"); do
+        rc=0
+        out=$("${CURL[@]}" -o /dev/null -w '%{speed_download} %{size_download}' "$(url "$side" big.bin)") || rc=$?
+        if [[ $rc -ne 0 || ${out#* } != "$BIG_BYTES" ]]; then
+            fails=$((fails + 1)); log "download $side run $i FAILED (curl rc=$rc, got '${out#* }' bytes)"
+        else
+            speeds+=("$(awk -v s="${out%% *}" 'BEGIN { print s / 1048576 }')")
+            log "download $side run $i: $(fmt "${speeds[-1]}") MiB/s"
+        fi
+    done
+    # Integrity: one extra (untimed) download, hashed on the fly.
+    rc=0
+    got=$("${CURL[@]}" -o - "$(url "$side" big.bin)" | sha256sum | cut -d' ' -f1) || rc=$?
+    if [[ $rc -eq 0 && $got == "$BIG_SHA" ]]; then printf -v "DL_SHA_$side" ok; else printf -v "DL_SHA_$side" MISMATCH; fi
+    printf -v "DL_MED_$side" '%s' "$( ((${#speeds[@]})) && printf '%s\n' "${speeds[@]}" | median || echo nan)"
+    printf -v "DL_FAIL_$side" '%s' "$fails"
+}
+
+# ---------------------------------------------------------------- 3b. upload
+upload_case() { # upload_case SIDE LABEL [extra curl args] -> UL_MED_<label> UL_FAIL_<label>
+    local side=$1 label=$2 i out rc fails=0 speeds=() got name
+    shift 2
+    for i in $(seq "$RUNS"); do
+        name=up_${label}_$i.bin
+        rc=0
+        out=$("${CURL[@]}" "$@" -T "$FTPROOT/big.bin" -w '%{speed_upload}' "$(url "$side" "$name")") || rc=$?
+        got=$( [[ -f $FTPROOT/$name ]] && sha256sum "$FTPROOT/$name" | cut -d' ' -f1 || echo missing)
+        if [[ $rc -ne 0 || $got != "$BIG_SHA" ]]; then
+            fails=$((fails + 1))
+            log "upload $label run $i FAILED (curl rc=$rc, server file $(stat -c %s "$FTPROOT/$name" 2>/dev/null || echo missing) bytes, sha256 ${got:0:12}…)"
+        else
+            speeds+=("$(awk -v s="$out" 'BEGIN { print s / 1048576 }')")
+            log "upload $label run $i: $(fmt "${speeds[-1]}") MiB/s, server-side sha256 ok"
+        fi
+        rm -f "$FTPROOT/$name"
+    done
+    printf -v "UL_MED_$label" '%s' "$( ((${#speeds[@]})) && printf '%s\n' "${speeds[@]}" | median || echo nan)"
+    printf -v "UL_FAIL_$label" '%s' "$fails"
+}
+
+# ---------------------------------------------------------------- 3c. short sessions
+# One curl call, two URLs on the same host: curl keeps the control connection,
+# so it is one session: AUTH TLS, USER/PASS, PASV+LIST, PASV+RETR small.bin, QUIT.
+session_cmd() { # session_cmd SIDE
+    "${CURL[@]}" "$(url "$1" "")" "$(url "$1" small.bin)" -o /dev/null -o /dev/null
+}
+check_session_shape() { # verify with -v that it really is one login, a LIST and a RETR
+    local side=$1 trace
+    trace=$("${CURL[@]}" -v "$(url "$side" "")" "$(url "$side" small.bin)" -o /dev/null -o /dev/null 2>&1) \
+        || die "$side: short-session probe failed"
+    local logins lists retrs reuse
+    logins=$(grep -c '^> PASS' <<<"$trace" || true)
+    lists=$(grep -c '^> LIST' <<<"$trace" || true)
+    retrs=$(grep -c '^> RETR small.bin' <<<"$trace" || true)
+    reuse=$(grep -ci 're-using existing connection' <<<"$trace" || true)
+    if [[ $logins -ne 1 || $lists -ne 1 || $retrs -ne 1 || $reuse -lt 1 ]]; then
+        printf '%s\n' "$trace" >&2
+        die "$side: short session is not 1 login + LIST + RETR (PASS=$logins LIST=$lists RETR=$retrs reuse=$reuse)"
+    fi
+    log "$side: one curl call = 1 login, 1 LIST, 1 RETR on one control connection (checked)"
+}
+sessions_case() { # sessions_case SIDE -> SS_RATE_<side> SS_FAIL_<side>
+    local side=$1 i fails=0 t0 t1
+    t0=$(date +%s.%N)
+    for i in $(seq "$SESSIONS"); do
+        session_cmd "$side" || { fails=$((fails + 1)); log "session $side #$i FAILED"; }
+    done
+    t1=$(date +%s.%N)
+    printf -v "SS_RATE_$side" '%s' "$(awk -v n="$SESSIONS" -v a="$t0" -v b="$t1" 'BEGIN { print n / (b - a) }')"
+    printf -v "SS_FAIL_$side" '%s' "$fails"
+    printf -v "SS_SECS_$side" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+}
+
+# ---------------------------------------------------------------- run the cases
+log "download ${BIG_MIB} MiB x $RUNS: direct"
+download_case direct
+log "download ${BIG_MIB} MiB x $RUNS: gateway"
+c0=$(cpu_ticks "$GW_PID")
+download_case gateway
+c1=$(cpu_ticks "$GW_PID"); gw_alive
+# CPU of the timed runs plus the untimed integrity run: RUNS+1 transfers.
+CPU_DL=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n=$((RUNS + 1)) 'BEGIN { print d / t / n }')
+
+log "upload ${BIG_MIB} MiB x $RUNS: direct, curl default TLS (1.3)"
+upload_case direct direct13
+log "upload ${BIG_MIB} MiB x $RUNS: direct, curl --tls-max 1.2"
+upload_case direct direct12 --tls-max 1.2
+log "upload ${BIG_MIB} MiB x $RUNS: gateway (curl default TLS)"
+c0=$(cpu_ticks "$GW_PID")
+upload_case gateway gateway
+c1=$(cpu_ticks "$GW_PID"); gw_alive
+CPU_UL=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$RUNS" 'BEGIN { print d / t / n }')
+
+check_session_shape direct
+check_session_shape gateway
+log "short sessions x $SESSIONS: direct"
+sessions_case direct
+log "short sessions x $SESSIONS: gateway"
+c0=$(cpu_ticks "$GW_PID")
+sessions_case gateway
+c1=$(cpu_ticks "$GW_PID"); gw_alive
+CPU_SS_MS=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$SESSIONS" 'BEGIN { print d / t / n * 1000 }')
+
+RSS_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$GW_PID/status")
+
+# ---------------------------------------------------------------- 4. report
+DL_RATIO=$(ratio "$DL_MED_direct" "$DL_MED_gateway")
+UL_RATIO=$(ratio "$UL_MED_direct12" "$UL_MED_gateway")
+SS_RATIO=$(ratio "$SS_RATE_direct" "$SS_RATE_gateway")
+SCALE=$(awk -v m="$BIG_MIB" 'BEGIN { print 256 / m }')   # CPU figures are per 256 MiB
+CPU_DL256=$(awk -v c="$CPU_DL" -v s="$SCALE" 'BEGIN { print c * s }')
+CPU_UL256=$(awk -v c="$CPU_UL" -v s="$SCALE" 'BEGIN { print c * s }')
+
+echo "# ftpsgate bench $(date -u +%Y-%m-%dT%H:%M:%SZ)  $( "$BIN" --version 2>/dev/null )  vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)  $(curl --version | head -1 | cut -d' ' -f1-2)  cpus=$(nproc)"
+echo "# loopback, explicit FTPS both legs; file ${BIG_MIB} MiB; $RUNS runs per throughput case (median of successful runs); $SESSIONS short sessions per side"
+echo "download_${BIG_MIB}MiB direct=$(fmt "$DL_MED_direct")MiB/s gateway=$(fmt "$DL_MED_gateway")MiB/s ratio=$DL_RATIO fails_direct=$DL_FAIL_direct/$RUNS fails_gateway=$DL_FAIL_gateway/$RUNS sha256_direct=$DL_SHA_direct sha256_gateway=$DL_SHA_gateway"
+echo "upload_${BIG_MIB}MiB direct=$(fmt "$UL_MED_direct12")MiB/s gateway=$(fmt "$UL_MED_gateway")MiB/s ratio=$UL_RATIO fails_direct=$UL_FAIL_direct12/$RUNS fails_gateway=$UL_FAIL_gateway/$RUNS (direct uses curl --tls-max 1.2; gateway: curl default TLS; fail = curl error or server-side sha256 mismatch)"
+echo "upload_${BIG_MIB}MiB_direct_tls13 direct=$(fmt "$UL_MED_direct13")MiB/s fails=$UL_FAIL_direct13/$RUNS (informational: curl -> vsftpd over TLS 1.3, see shared notes on vsftpd truncation)"
+echo "short_sessions direct=$(fmt "$SS_RATE_direct")/s gateway=$(fmt "$SS_RATE_gateway")/s ratio=$SS_RATIO fails_direct=$SS_FAIL_direct/$SESSIONS fails_gateway=$SS_FAIL_gateway/$SESSIONS (login+LIST+1KiB RETR; wall $(fmt "$SS_SECS_direct")s vs $(fmt "$SS_SECS_gateway")s)"
+echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"
+echo "gateway_rss_peak=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')MiB"
+
+# Targets. A throughput case with failed runs, or a checksum mismatch, is a MISS.
+t_dl=$(verdict "$DL_RATIO" ">=" 0.9)
+[[ $DL_FAIL_gateway -eq 0 && $DL_SHA_gateway == ok ]] || t_dl=MISS
+t_ul=$(verdict "$UL_RATIO" ">=" 0.9)
+[[ $UL_FAIL_gateway -eq 0 ]] || t_ul=MISS
+t_ss=$(verdict "$SS_RATIO" ">=" 0.9)
+[[ $SS_FAIL_gateway -eq 0 ]] || t_ss=MISS
+echo "target download_ratio>=0.90 $t_dl"
+echo "target upload_ratio>=0.90 $t_ul"
+echo "target sessions_ratio>=0.90 $t_ss"
+echo "target cpu_download<=0.30s/256MiB $(verdict "$CPU_DL256" "<=" 0.3)"
+echo "target cpu_upload<=0.30s/256MiB $(verdict "$CPU_UL256" "<=" 0.3)"
+echo "target cpu_session<=5ms $(verdict "$CPU_SS_MS" "<=" 5)"
+
+FAILED=0
+exit 0
