@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -16,6 +17,7 @@ use tokio::net::TcpStream;
 use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
+use crate::metrics::{BackendErrorKind, Metrics, Side};
 use crate::stream::{BackendStream, MaybeTls};
 use crate::tls::{self, BackendTls, SessionConnector};
 
@@ -23,15 +25,16 @@ use crate::tls::{self, BackendTls, SessionConnector};
 pub struct Backend {
     pub cfg: config::Backend,
     pub tls: Option<BackendTls>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Backend {
-    pub fn new(cfg: config::Backend) -> Result<Self, tls::TlsError> {
+    pub fn new(cfg: config::Backend, metrics: Arc<Metrics>) -> Result<Self, tls::TlsError> {
         let tls = match cfg.tls.mode {
             TlsMode::None => None,
             TlsMode::Explicit | TlsMode::Implicit => Some(BackendTls::from_config(&cfg.tls)?),
         };
-        Ok(Backend { cfg, tls })
+        Ok(Backend { cfg, tls, metrics })
     }
 }
 
@@ -55,6 +58,23 @@ pub enum BackendError {
     Io(#[from] io::Error),
 }
 
+impl BackendError {
+    /// Closed set for metrics labels.
+    pub fn kind(&self) -> BackendErrorKind {
+        match self {
+            BackendError::Resolve(_) => BackendErrorKind::Resolve,
+            BackendError::Connect { .. } => BackendErrorKind::Connect,
+            BackendError::Timeout(_) => BackendErrorKind::Timeout,
+            BackendError::Tls(_) => BackendErrorKind::Tls,
+            BackendError::Refused(_) => BackendErrorKind::Refused,
+            BackendError::Channel(ReplyReadError::Closed) => BackendErrorKind::Closed,
+            BackendError::Channel(ReplyReadError::Timeout(_)) => BackendErrorKind::Timeout,
+            BackendError::Channel(_) => BackendErrorKind::Protocol,
+            BackendError::Io(_) => BackendErrorKind::Closed,
+        }
+    }
+}
+
 /// The backend control connection of one session.
 pub struct BackendSession {
     pub chan: Channel<BackendStream>,
@@ -69,6 +89,7 @@ pub struct BackendSession {
 #[derive(Clone)]
 pub struct DataTarget {
     pub ip: std::net::IpAddr,
+    pub metrics: Arc<Metrics>,
     /// Some when data connections are TLS (`PROT P` toward the backend).
     pub tls: Option<SessionConnector>,
 }
@@ -92,8 +113,25 @@ impl DataTarget {
             Some(c) => {
                 let hs = c.connector.connect(c.server_name.clone(), tcp);
                 match tokio::time::timeout(limit, hs).await {
-                    Ok(Ok(t)) => Ok(MaybeTls::Tls(Box::new(t))),
-                    Ok(Err(e)) => Err(BackendError::Tls(e)),
+                    Ok(Ok(t)) => {
+                        let conn = t.get_ref().1;
+                        let version = tls::version_name(conn.protocol_version());
+                        let resumed = tls::was_resumed(conn.handshake_kind());
+                        self.metrics
+                            .tls_handshake(Side::Backend, version, true, resumed);
+                        if !resumed {
+                            // Strict servers (vsftpd require_ssl_reuse) will refuse this one.
+                            tracing::debug!(
+                                "backend data TLS handshake did not resume the control session"
+                            );
+                        }
+                        Ok(MaybeTls::Tls(Box::new(t)))
+                    }
+                    Ok(Err(e)) => {
+                        self.metrics
+                            .tls_handshake(Side::Backend, "none", false, false);
+                        Err(BackendError::Tls(e))
+                    }
                     Err(_) => Err(BackendError::Timeout(addr.to_string())),
                 }
             }
@@ -191,6 +229,9 @@ async fn connect_inner(
     let mut data_tls = None;
     if let (Some(c), MaybeTls::Tls(t)) = (&session_tls, &chan.stream) {
         tls_version = tls::version_name(t.get_ref().1.protocol_version());
+        backend
+            .metrics
+            .tls_handshake(Side::Backend, tls_version, true, false);
         // RFC 4217 §9: PBSZ 0 must precede PROT.
         chan.send_line(b"PBSZ 0").await?;
         let r = read_final(&mut chan, limit).await?;
@@ -214,6 +255,7 @@ async fn connect_inner(
             peer,
             data: DataTarget {
                 ip: peer.ip(),
+                metrics: backend.metrics.clone(),
                 tls: data_tls,
             },
             tls_version,

@@ -9,7 +9,8 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::PortRange;
+use crate::metrics::{Metrics, PinholeRefusal, Side};
 use crate::stream::{ClientStream, MaybeTls};
 use crate::tls;
 
@@ -60,6 +62,7 @@ pub struct PinholeSpec {
     /// Some for `PROT P`: the session's acceptor, and whether resumption is required.
     pub tls: Option<(TlsAcceptor, bool)>,
     pub lifetime: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// An open pinhole. Dropping it closes the port and cancels its task.
@@ -67,11 +70,15 @@ pub struct Pinhole {
     pub local: SocketAddr,
     rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
     task: JoinHandle<()>,
+    used: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Pinhole {
     fn drop(&mut self) {
         self.task.abort();
+        self.metrics
+            .pinhole_closed(self.used.load(Ordering::Relaxed));
     }
 }
 
@@ -81,11 +88,26 @@ static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
 
 impl Pinhole {
     pub fn open(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
-        let listener = bind_in_range(spec.bind_ip, spec.ports)?;
+        let listener = match bind_in_range(spec.bind_ip, spec.ports) {
+            Ok(l) => l,
+            Err(e) => {
+                if let PinholeError::Exhausted(_) = e {
+                    spec.metrics.pinhole_refused(PinholeRefusal::Exhausted);
+                }
+                return Err(e);
+            }
+        };
         let local = listener.local_addr().map_err(PinholeError::Bind)?;
+        let metrics = spec.metrics.clone();
+        metrics.pinhole_opened();
+        let used = Arc::new(AtomicBool::new(false));
+        let used_in_task = used.clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             let res = tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec)).await;
+            if matches!(res, Ok(Ok(_))) {
+                used_in_task.store(true, Ordering::Relaxed);
+            }
             drop(listener);
             let res = match res {
                 Ok(r) => r,
@@ -100,6 +122,8 @@ impl Pinhole {
             local,
             rx: Some(rx),
             task,
+            used,
+            metrics,
         })
     }
 
@@ -157,6 +181,7 @@ async fn accept_one(
                 reason = "stealing",
                 "refused data connection from foreign address"
             );
+            spec.metrics.pinhole_refused(PinholeRefusal::Stealing);
             drop(tcp);
             continue;
         }
@@ -164,8 +189,19 @@ async fn accept_one(
         return match &spec.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some((acceptor, require_reuse)) => {
-                let t = acceptor.accept(tcp).await.map_err(PinholeError::Tls)?;
-                let resumed = tls::was_resumed(t.get_ref().1.handshake_kind());
+                let t = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        spec.metrics
+                            .tls_handshake(Side::Client, "none", false, false);
+                        return Err(PinholeError::Tls(e));
+                    }
+                };
+                let conn = t.get_ref().1;
+                let resumed = tls::was_resumed(conn.handshake_kind());
+                let version = tls::version_name(conn.protocol_version());
+                spec.metrics
+                    .tls_handshake(Side::Client, version, true, resumed);
                 if *require_reuse && !resumed {
                     tracing::warn!(
                         port,
@@ -173,6 +209,7 @@ async fn accept_one(
                         reason = "no_reuse",
                         "refused data connection: TLS session not resumed"
                     );
+                    spec.metrics.pinhole_refused(PinholeRefusal::NoReuse);
                     return Err(PinholeError::ReuseRequired);
                 }
                 Ok(MaybeTls::Tls(Box::new(t)))

@@ -31,8 +31,11 @@ use crate::control::{
     Framed, ProtLevel, Reply,
 };
 use crate::data::{Pinhole, PinholeSpec};
+use crate::metrics::{Dir, LoginResult, Metrics, SessionOutcome, Side, TransferResult};
 use crate::stream::{ClientStream, MaybeTls};
 use crate::tls::ServerTls;
+use crate::xferlog::TransferLog;
+use crate::xferlog::TransferRecord;
 
 use transfer::{Transfer, TransferError, TransferOutcome};
 
@@ -42,6 +45,8 @@ pub struct ListenerCtx {
     pub tls: Option<ServerTls>,
     pub backend: Arc<Backend>,
     pub timeouts: config::Timeouts,
+    pub metrics: Arc<Metrics>,
+    pub xferlog: Arc<TransferLog>,
 }
 
 /// What the loop does after handling one event.
@@ -83,6 +88,12 @@ struct Session {
     transfer: Option<Transfer>,
     last_activity: Instant,
     started: Instant,
+    /// How the session ends unless something worse happens.
+    outcome: SessionOutcome,
+    /// Login name, for logs and the transfer log (never a metric label).
+    user: String,
+    /// `TYPE I` in effect (for the transfer log).
+    binary: bool,
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -99,9 +110,18 @@ pub async fn run(
     async move {
         info!("accepted");
         let started = Instant::now();
-        match run_inner(tcp, peer, ctx, shutdown).await {
-            Ok(()) => info!(secs = started.elapsed().as_secs_f64(), "closed"),
-            Err(e) => info!(secs = started.elapsed().as_secs_f64(), error = %e, "closed"),
+        let metrics = ctx.metrics.clone();
+        let listener = ctx.cfg.name.clone();
+        metrics.session_started(&listener);
+        let (outcome, why) = match run_inner(tcp, peer, ctx, shutdown).await {
+            Ok(outcome) => (outcome, None),
+            Err(End(outcome, why)) => (outcome, Some(why)),
+        };
+        metrics.session_ended(&listener, outcome);
+        let secs = started.elapsed().as_secs_f64();
+        match why {
+            None => info!(secs, ?outcome, "closed"),
+            Some(e) => info!(secs, ?outcome, error = %e, "closed"),
         }
     }
     .instrument(span)
@@ -113,21 +133,36 @@ async fn run_inner(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<SessionOutcome, End> {
+    use SessionOutcome as O;
     let _ = tcp.set_nodelay(true);
-    let local_addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let local_addr = tcp
+        .local_addr()
+        .map_err(|e| End(O::ClientError, e.to_string()))?;
     let acceptor = match ctx.tls.as_ref().map(|t| t.session_acceptor()).transpose() {
         Ok(a) => a,
-        Err(e) => return Err(format!("cannot set up session TLS: {e}")),
+        Err(e) => return Err(End(O::TlsFailed, format!("cannot set up session TLS: {e}"))),
     };
     let login_limit = ctx.timeouts.login;
 
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
             match tokio::time::timeout(login_limit, acc.accept(tcp)).await {
-                Ok(Ok(t)) => MaybeTls::Tls(Box::new(t)),
-                Ok(Err(e)) => return Err(format!("implicit TLS handshake failed: {e}")),
-                Err(_) => return Err("implicit TLS handshake timed out".into()),
+                Ok(Ok(t)) => {
+                    let version = crate::tls::version_name(t.get_ref().1.protocol_version());
+                    ctx.metrics
+                        .tls_handshake(Side::Client, version, true, false);
+                    MaybeTls::Tls(Box::new(t))
+                }
+                Ok(Err(e)) => {
+                    ctx.metrics
+                        .tls_handshake(Side::Client, "none", false, false);
+                    return Err(End(
+                        O::TlsFailed,
+                        format!("implicit TLS handshake failed: {e}"),
+                    ));
+                }
+                Err(_) => return Err(End(O::Timeout, "implicit TLS handshake timed out".into())),
             }
         }
         _ => MaybeTls::Plain(tcp),
@@ -150,11 +185,14 @@ async fn run_inner(
         transfer: None,
         last_activity: now,
         started: now,
+        outcome: O::Ok,
+        user: String::new(),
+        binary: false,
     };
     client
         .send_reply(&Reply::new(220, "ftpsgate ready"))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| End(O::ClientError, e.to_string()))?;
 
     loop {
         let deadline = s.deadline();
@@ -167,8 +205,16 @@ async fn run_inner(
             _ = shutdown.changed() => Event::Shutdown,
         };
         let flow = match ev {
-            Event::Client(Ok(None)) => return Err("client closed the connection".into()),
-            Event::Client(Err(e)) => return Err(format!("client control read: {e}")),
+            Event::Client(Ok(None)) => {
+                // A client that leaves without QUIT is common and harmless.
+                debug!("client closed the connection");
+                Flow::Close
+            }
+            Event::Client(Err(e)) => {
+                s.outcome = O::ClientError;
+                info!(error = %e, "client control read failed");
+                Flow::Close
+            }
             Event::Client(Ok(Some(Framed::TooLong))) => {
                 warn!("client sent an overlong command line");
                 s.reply(&mut client, 500, "Command line too long").await
@@ -182,6 +228,7 @@ async fn run_inner(
             Event::Timeout => {
                 let what = if s.logged_in { "idle" } else { "login" };
                 info!(what, "timeout");
+                s.outcome = O::Timeout;
                 let _ = client
                     .send_reply(&Reply::new(
                         421,
@@ -203,7 +250,7 @@ async fn run_inner(
             Flow::StartTls => {
                 client = match s.start_tls(client).await {
                     Ok(c) => c,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(End(O::TlsFailed, e)),
                 };
             }
         }
@@ -217,8 +264,11 @@ async fn run_inner(
         tokio::io::AsyncWriteExt::shutdown(&mut client.stream),
     )
     .await;
-    Ok(())
+    Ok(s.outcome)
 }
+
+/// Why a session ended early: its outcome class and a message for the log.
+struct End(SessionOutcome, String);
 
 async fn read_backend(b: Option<&mut BackendSession>) -> Result<Reply, ReplyReadError> {
     match b {
@@ -273,6 +323,10 @@ impl Session {
             }
         };
         debug!(cmd = %cmd.log_line(), "client command");
+        self.ctx.metrics.command(cmd.verb());
+        if let Command::Type(arg) = &cmd {
+            self.binary = matches!(arg.first(), Some(b'I' | b'i' | b'L' | b'l'));
+        }
         let busy = self.transfer.is_some();
         match cmd {
             Command::Auth(mech) => self.cmd_auth(client, &mech).await,
@@ -376,6 +430,7 @@ impl Session {
 
     async fn backend_lost(&mut self, client: &mut Channel<ClientStream>, why: &str) -> Flow {
         warn!(error = why, "backend control connection lost");
+        self.outcome = SessionOutcome::BackendUnavailable;
         let _ = client
             .send_reply(&Reply::new(
                 421,
@@ -475,6 +530,7 @@ impl Session {
                 bytes = client.buffered(),
                 "plaintext pipelined after AUTH TLS; closing"
             );
+            self.outcome = SessionOutcome::ClientError;
             return Err("plaintext after AUTH TLS".into());
         }
         let Some(acceptor) = self.acceptor.clone() else {
@@ -487,10 +543,18 @@ impl Session {
             Ok(Ok(t)) => {
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
+                self.ctx
+                    .metrics
+                    .tls_handshake(Side::Client, version, true, false);
                 self.client_tls = true;
                 Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
             }
-            Ok(Err(e)) => Err(format!("client TLS handshake failed: {e}")),
+            Ok(Err(e)) => {
+                self.ctx
+                    .metrics
+                    .tls_handshake(Side::Client, "none", false, false);
+                Err(format!("client TLS handshake failed: {e}"))
+            }
             Err(_) => Err("client TLS handshake timed out".into()),
         }
     }
@@ -525,6 +589,9 @@ impl Session {
         if tls_cfg.require && !self.client_tls {
             // RFC 4217 §11: refuse before the password crosses in clear.
             info!("login refused: TLS required");
+            self.ctx
+                .metrics
+                .login(&self.ctx.cfg.name, LoginResult::RefusedNoTls);
             return self
                 .reply(
                     client,
@@ -534,7 +601,8 @@ impl Session {
                 .await;
         }
         if let Command::User(name) = cmd {
-            info!(user = %String::from_utf8_lossy(name), "login attempt");
+            self.user = String::from_utf8_lossy(name).into_owned();
+            info!(user = %self.user, "login attempt");
             if self.backend.is_none() {
                 let backend = self.ctx.backend.clone();
                 match backend::connect(&backend, self.ctx.timeouts.connect).await {
@@ -550,6 +618,7 @@ impl Session {
                     }
                     Err(e) => {
                         warn!(backend = %backend.cfg.name, error = %e, "backend unavailable");
+                        self.outcome = SessionOutcome::BackendUnavailable;
                         let _ = self
                             .reply(
                                 client,
@@ -572,8 +641,12 @@ impl Session {
         if r.code == 230 {
             self.logged_in = true;
             info!("logged in");
+            self.ctx.metrics.login(&self.ctx.cfg.name, LoginResult::Ok);
         } else if matches!(cmd, Command::Pass(_)) && r.class() >= 4 {
             info!(code = r.code, "login failed");
+            self.ctx
+                .metrics
+                .login(&self.ctx.cfg.name, LoginResult::Failed);
         }
         send_or_close(client, &r).await
     }
@@ -610,6 +683,7 @@ impl Session {
                 ProtLevel::Clear => None,
             },
             lifetime: self.ctx.timeouts.pinhole,
+            metrics: self.ctx.metrics.clone(),
         };
         let advertise = passive.advertise.unwrap_or(self.local_addr.ip());
         let reply = match cmd {
@@ -712,6 +786,7 @@ impl Session {
         let target = b.data.clone();
         self.transfer = Some(Transfer::start(
             kind,
+            transfer_path(line),
             pending.pinhole,
             target,
             pending.backend_port,
@@ -726,6 +801,7 @@ impl Session {
         };
         t.abort();
         info!(kind = t.kind.verb(), "transfer aborted by client");
+        self.account(&t, TransferResult::Aborted, 0, false);
         if t.final_reply.is_some() {
             // The backend already finished; tell the client its transfer was cut.
             if let Flow::Close = self.reply(client, 426, "Transfer aborted").await {
@@ -804,10 +880,16 @@ impl Session {
         let to_client = match (&outcome, backend_reply.is_success()) {
             (Some(Ok(bytes)), true) => {
                 info!(kind, bytes, secs, "transfer complete");
+                self.account(&t, TransferResult::Ok, *bytes, true);
                 backend_reply
             }
             (Some(Err(e)), _) => {
                 warn!(kind, error = %e, backend = %backend_reply.text(), "transfer failed");
+                let result = match e {
+                    TransferError::Aborted => TransferResult::Aborted,
+                    _ => TransferResult::Failed,
+                };
+                self.account(&t, result, 0, false);
                 e.reply()
             }
             (_, false) | (None, true) => {
@@ -816,6 +898,7 @@ impl Session {
                     code = backend_reply.code,
                     "transfer refused or failed by backend"
                 );
+                self.account(&t, TransferResult::Refused, 0, false);
                 if let Some(Err(TransferError::Aborted)) = outcome {
                     Reply::new(426, "Transfer aborted")
                 } else {
@@ -824,6 +907,41 @@ impl Session {
             }
         };
         send_or_close(client, &to_client).await
+    }
+}
+
+impl Session {
+    /// Metrics and transfer log for one finished transfer.
+    fn account(&self, t: &Transfer, result: TransferResult, bytes: u64, complete: bool) {
+        let dir = match t.kind.direction() {
+            control::Direction::Download => Dir::Download,
+            control::Direction::Upload => Dir::Upload,
+        };
+        let secs = t.started.elapsed().as_secs_f64();
+        let m = &self.ctx.metrics;
+        m.transfer_finished(&self.ctx.cfg.name, dir, result, bytes, bytes, secs);
+        self.ctx.xferlog.record(&TransferRecord {
+            end: std::time::SystemTime::now(),
+            secs,
+            client_ip: self.client_ip,
+            bytes,
+            path: t.path.clone(),
+            binary: self.binary,
+            direction: dir,
+            user: self.user.clone(),
+            listener: self.ctx.cfg.name.clone(),
+            backend: self.ctx.backend.cfg.name.clone(),
+            complete,
+        });
+    }
+}
+
+/// The path argument of a transfer command line, for the transfer log.
+fn transfer_path(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    match text.split_once(' ') {
+        Some((_, arg)) => arg.trim().to_string(),
+        None => String::new(),
     }
 }
 

@@ -56,6 +56,8 @@ impl TransferError {
 
 pub struct Transfer {
     pub kind: TransferKind,
+    /// The command's path argument (for the transfer log).
+    pub path: String,
     pub started: Instant,
     handle: JoinHandle<TransferOutcome>,
     /// The backend's final (2xx) reply, held until `outcome` is known.
@@ -68,6 +70,7 @@ pub struct Transfer {
 impl Transfer {
     pub fn start(
         kind: TransferKind,
+        path: String,
         pinhole: Pinhole,
         target: DataTarget,
         backend_port: u16,
@@ -84,6 +87,7 @@ impl Transfer {
         ));
         Transfer {
             kind,
+            path,
             started: Instant::now(),
             handle,
             final_reply: None,
