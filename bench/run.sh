@@ -122,6 +122,10 @@ median() { # median of the numbers on stdin ("nan" if none)
         if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'
 }
 
+# "speed bytes t_starttransfer t_total" -> MiB/s over the data phase only, i.e.
+# without connect, login, PASV and the wait for the data connection to start.
+phase_rate() { awk '{ d = $4 - $3; if (d <= 0) print "nan"; else print $2 / d / 1048576 }' <<<"$1"; }
+
 fmt() { awk -v x="$1" -v d="${2:-1}" 'BEGIN { if (x == "nan") print "nan"; else printf "%.*f", d, x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || a == 0) print "nan"; else printf "%.2f", b / a }'; }
 verdict() { # verdict VALUE OP LIMIT  -> PASS/MISS
@@ -133,10 +137,12 @@ verdict() { # verdict VALUE OP LIMIT  -> PASS/MISS
 # ---------------------------------------------------------------- 1. build + fixtures
 if [[ -n ${FTPSGATE_BIN:-} ]]; then
     BIN=$FTPSGATE_BIN
+    BIN_NOTE="FTPSGATE_BIN=$BIN"
 else
     log "building ftpsgate (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet) >&2
+    (cd "$REPO" && cargo build --release --quiet) >&2 || die "cargo build --release failed"
     BIN=$REPO/target/release/ftpsgate
+    BIN_NOTE="built from $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$( [[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo +dirty || true)"
 fi
 [[ -x $BIN ]] || die "no executable at $BIN"
 
@@ -256,17 +262,20 @@ done
 
 # ---------------------------------------------------------------- 3a. download
 download_case() { # download_case SIDE -> sets DL_MED_<side> DL_FAIL_<side>
-    local side=$1 i out rc fails=0 speeds=() got
+    local side=$1 i out rc fails=0 speeds=() phases=() got size
     for i in $(seq "$RUNS"); do
         rc=0
-        out=$("${CURL[@]}" -o /dev/null -w '%{speed_download} %{size_download}' "$(url "$side" big.bin)") || rc=$?
-        if [[ $rc -ne 0 || ${out#* } != "$BIG_BYTES" ]]; then
-            fails=$((fails + 1)); log "download $side run $i FAILED (curl rc=$rc, got '${out#* }' bytes)"
+        out=$("${CURL[@]}" -o /dev/null -w '%{speed_download} %{size_download} %{time_starttransfer} %{time_total}' "$(url "$side" big.bin)") || rc=$?
+        read -r _ size _ _ <<<"$out"
+        if [[ $rc -ne 0 || $size != "$BIG_BYTES" ]]; then
+            fails=$((fails + 1)); log "download $side run $i FAILED (curl rc=$rc, got '$size' bytes)"
         else
-            speeds+=("$(awk -v s="${out%% *}" 'BEGIN { print s / 1048576 }')")
-            log "download $side run $i: $(fmt "${speeds[-1]}") MiB/s"
+            speeds+=("$(awk '{ print $1 / 1048576 }' <<<"$out")")
+            phases+=("$(phase_rate "$out")")
+            log "download $side run $i: $(fmt "${speeds[-1]}") MiB/s (data phase $(fmt "${phases[-1]}") MiB/s)"
         fi
     done
+    printf -v "DL_PHASE_$side" '%s' "$( ((${#phases[@]})) && printf '%s\n' "${phases[@]}" | median || echo nan)"
     # Integrity: one extra (untimed) download, hashed on the fly.
     rc=0
     got=$("${CURL[@]}" -o - "$(url "$side" big.bin)" | sha256sum | cut -d' ' -f1) || rc=$?
@@ -277,22 +286,24 @@ download_case() { # download_case SIDE -> sets DL_MED_<side> DL_FAIL_<side>
 
 # ---------------------------------------------------------------- 3b. upload
 upload_case() { # upload_case SIDE LABEL [extra curl args] -> UL_MED_<label> UL_FAIL_<label>
-    local side=$1 label=$2 i out rc fails=0 speeds=() got name
+    local side=$1 label=$2 i out rc fails=0 speeds=() phases=() got name
     shift 2
     for i in $(seq "$RUNS"); do
         name=up_${label}_$i.bin
         rc=0
-        out=$("${CURL[@]}" "$@" -T "$FTPROOT/big.bin" -w '%{speed_upload}' "$(url "$side" "$name")") || rc=$?
+        out=$("${CURL[@]}" "$@" -T "$FTPROOT/big.bin" -w '%{speed_upload} %{size_upload} %{time_starttransfer} %{time_total}' "$(url "$side" "$name")") || rc=$?
         got=$( [[ -f $FTPROOT/$name ]] && sha256sum "$FTPROOT/$name" | cut -d' ' -f1 || echo missing)
         if [[ $rc -ne 0 || $got != "$BIG_SHA" ]]; then
             fails=$((fails + 1))
             log "upload $label run $i FAILED (curl rc=$rc, server file $(stat -c %s "$FTPROOT/$name" 2>/dev/null || echo missing) bytes, sha256 ${got:0:12}…)"
         else
-            speeds+=("$(awk -v s="$out" 'BEGIN { print s / 1048576 }')")
-            log "upload $label run $i: $(fmt "${speeds[-1]}") MiB/s, server-side sha256 ok"
+            speeds+=("$(awk '{ print $1 / 1048576 }' <<<"$out")")
+            phases+=("$(phase_rate "$out")")
+            log "upload $label run $i: $(fmt "${speeds[-1]}") MiB/s (data phase $(fmt "${phases[-1]}") MiB/s), server-side sha256 ok"
         fi
         rm -f "$FTPROOT/$name"
     done
+    printf -v "UL_PHASE_$label" '%s' "$( ((${#phases[@]})) && printf '%s\n' "${phases[@]}" | median || echo nan)"
     printf -v "UL_MED_$label" '%s' "$( ((${#speeds[@]})) && printf '%s\n' "${speeds[@]}" | median || echo nan)"
     printf -v "UL_FAIL_$label" '%s' "$fails"
 }
@@ -370,10 +381,11 @@ SCALE=$(awk -v m="$BIG_MIB" 'BEGIN { print 256 / m }')   # CPU figures are per 2
 CPU_DL256=$(awk -v c="$CPU_DL" -v s="$SCALE" 'BEGIN { print c * s }')
 CPU_UL256=$(awk -v c="$CPU_UL" -v s="$SCALE" 'BEGIN { print c * s }')
 
-echo "# ftpsgate bench $(date -u +%Y-%m-%dT%H:%M:%SZ)  $( "$BIN" --version 2>/dev/null )  vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)  $(curl --version | head -1 | cut -d' ' -f1-2)  cpus=$(nproc)"
+echo "# ftpsgate bench $(date -u +%Y-%m-%dT%H:%M:%SZ)  $( "$BIN" --version 2>/dev/null ) ($BIN_NOTE)  vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)  $(curl --version | head -1 | cut -d' ' -f1-2)  cpus=$(nproc)  loadavg_at_end=$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# loopback, explicit FTPS both legs; file ${BIG_MIB} MiB; $RUNS runs per throughput case (median of successful runs); $SESSIONS short sessions per side"
 echo "download_${BIG_MIB}MiB direct=$(fmt "$DL_MED_direct")MiB/s gateway=$(fmt "$DL_MED_gateway")MiB/s ratio=$DL_RATIO fails_direct=$DL_FAIL_direct/$RUNS fails_gateway=$DL_FAIL_gateway/$RUNS sha256_direct=$DL_SHA_direct sha256_gateway=$DL_SHA_gateway"
 echo "upload_${BIG_MIB}MiB direct=$(fmt "$UL_MED_direct12")MiB/s gateway=$(fmt "$UL_MED_gateway")MiB/s ratio=$UL_RATIO fails_direct=$UL_FAIL_direct12/$RUNS fails_gateway=$UL_FAIL_gateway/$RUNS (direct uses curl --tls-max 1.2; gateway: curl default TLS; fail = curl error or server-side sha256 mismatch)"
+echo "data_phase_only download direct=$(fmt "$DL_PHASE_direct")MiB/s gateway=$(fmt "$DL_PHASE_gateway")MiB/s ratio=$(ratio "$DL_PHASE_direct" "$DL_PHASE_gateway") upload direct=$(fmt "$UL_PHASE_direct12")MiB/s gateway=$(fmt "$UL_PHASE_gateway")MiB/s ratio=$(ratio "$UL_PHASE_direct12" "$UL_PHASE_gateway") (informational: size / (time_total - time_starttransfer), excludes login and data-connection setup)"
 echo "upload_${BIG_MIB}MiB_direct_tls13 direct=$(fmt "$UL_MED_direct13")MiB/s fails=$UL_FAIL_direct13/$RUNS (informational: curl -> vsftpd over TLS 1.3, see shared notes on vsftpd truncation)"
 echo "short_sessions direct=$(fmt "$SS_RATE_direct")/s gateway=$(fmt "$SS_RATE_gateway")/s ratio=$SS_RATIO fails_direct=$SS_FAIL_direct/$SESSIONS fails_gateway=$SS_FAIL_gateway/$SESSIONS (login+LIST+1KiB RETR; wall $(fmt "$SS_SECS_direct")s vs $(fmt "$SS_SECS_gateway")s)"
 echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"

@@ -79,6 +79,9 @@ impl BackendError {
 pub struct BackendSession {
     pub chan: Channel<BackendStream>,
     pub peer: SocketAddr,
+    /// Our end of the backend control connection: the address an active-mode
+    /// backend is told to connect to.
+    pub local: SocketAddr,
     pub data: DataTarget,
     pub tls_version: &'static str,
     pub connect_latency: Duration,
@@ -107,7 +110,53 @@ impl DataTarget {
             }
             Err(_) => return Err(BackendError::Timeout(addr.to_string())),
         };
-        let _ = tcp.set_nodelay(true);
+        crate::net::tune(&tcp);
+        self.secure(tcp, addr, limit).await
+    }
+
+    /// Listen for an active-mode backend (we send it `PORT`/`EPRT`), on an
+    /// ephemeral port of `local_ip` (our side of the backend control connection).
+    pub fn listen(&self, local_ip: std::net::IpAddr) -> Result<BackendListener, BackendError> {
+        let std_listener = std::net::TcpListener::bind(SocketAddr::new(local_ip, 0))?;
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let local = listener.local_addr()?;
+        Ok(BackendListener { listener, local })
+    }
+
+    /// Accept the backend's data connection on `l`: only from the backend's
+    /// own IP (anyone else is dropped and logged), then TLS as configured.
+    pub async fn accept(
+        &self,
+        l: BackendListener,
+        limit: Duration,
+    ) -> Result<BackendStream, BackendError> {
+        let addr = l.local.to_string();
+        let accept = async {
+            loop {
+                let (tcp, peer) = l.listener.accept().await?;
+                if peer.ip().to_canonical() == self.ip.to_canonical() {
+                    return Ok::<_, io::Error>(tcp);
+                }
+                tracing::warn!(intruder = %peer, reason = "stealing", "refused backend data connection from foreign address");
+            }
+        };
+        let tcp = match tokio::time::timeout(limit, accept).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(BackendError::Io(e)),
+            Err(_) => return Err(BackendError::Timeout(addr)),
+        };
+        drop(l);
+        crate::net::tune(&tcp);
+        self.secure(tcp, addr, limit).await
+    }
+
+    async fn secure(
+        &self,
+        tcp: TcpStream,
+        addr: impl ToString,
+        limit: Duration,
+    ) -> Result<BackendStream, BackendError> {
         match &self.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some(c) => {
@@ -137,6 +186,12 @@ impl DataTarget {
             }
         }
     }
+}
+
+/// A one-shot listener for an active-mode backend data connection.
+pub struct BackendListener {
+    listener: tokio::net::TcpListener,
+    pub local: SocketAddr,
 }
 
 /// Connect, read the greeting and set up TLS as configured. Returns the
@@ -189,8 +244,9 @@ async fn connect_inner(
             })
         }
     };
-    let _ = tcp.set_nodelay(true);
+    crate::net::tune(&tcp);
     let peer = tcp.peer_addr()?;
+    let local = tcp.local_addr()?;
     let session_tls = backend.tls.as_ref().map(|t| t.session_connector());
 
     let stream = match (cfg.tls.mode, &session_tls) {
@@ -253,6 +309,7 @@ async fn connect_inner(
         BackendSession {
             chan,
             peer,
+            local,
             data: DataTarget {
                 ip: peer.ip(),
                 metrics: backend.metrics.clone(),

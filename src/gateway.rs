@@ -13,8 +13,12 @@ use tracing::{error, info, warn};
 
 use crate::backend::Backend;
 use crate::config::{Config, TlsMode};
+use crate::health::{self, Health};
+use crate::http;
+use crate::metrics::Metrics;
 use crate::session::{self, ListenerCtx};
 use crate::tls::ServerTls;
+use crate::xferlog::TransferLog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -27,20 +31,41 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("metrics.bind: cannot bind {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Everything built from the config, ready to serve; `check` stops here.
 pub struct Prepared {
     listeners: Vec<Arc<ListenerCtx>>,
+    pub metrics: Arc<Metrics>,
+    pub xferlog: Arc<TransferLog>,
+    /// `metrics.bind`: where `/metrics`, `/healthz`, `/readyz` are served.
+    metrics_bind: Option<SocketAddr>,
 }
 
 impl Prepared {
     /// Build TLS configs and backends; reports every problem found.
     pub fn build(config: &Config) -> Result<Prepared, Vec<StartError>> {
         let mut errors = Vec::new();
+        let metrics = Metrics::new();
+        let xferlog = match &config.transfer_log {
+            None => TransferLog::disabled(),
+            Some(t) => TransferLog::open(t).unwrap_or_else(|e| {
+                errors.push(StartError::Invalid {
+                    path: "transfer_log.path".into(),
+                    message: e.to_string(),
+                });
+                TransferLog::disabled()
+            }),
+        };
+        let xferlog = Arc::new(xferlog);
         let mut backends = HashMap::new();
         for (i, b) in config.backends.iter().enumerate() {
-            match Backend::new(b.clone()) {
+            match Backend::new(b.clone(), metrics.clone()) {
                 Ok(rt) => {
                     backends.insert(b.name.clone(), Arc::new(rt));
                 }
@@ -79,10 +104,17 @@ impl Prepared {
                 tls,
                 backend,
                 timeouts: config.timeouts,
+                metrics: metrics.clone(),
+                xferlog: xferlog.clone(),
             }));
         }
         if errors.is_empty() {
-            Ok(Prepared { listeners })
+            Ok(Prepared {
+                listeners,
+                metrics,
+                xferlog,
+                metrics_bind: config.metrics.as_ref().map(|m| m.bind),
+            })
         } else {
             Err(errors)
         }
@@ -92,6 +124,8 @@ impl Prepared {
 /// A running gateway.
 pub struct Gateway {
     addrs: Vec<(String, SocketAddr)>,
+    /// Where the metrics endpoint listens, when configured.
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -120,6 +154,29 @@ impl Gateway {
                 })?;
             bound.push((l, ctx));
         }
+        let metrics_listener = match prepared.metrics_bind {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::MetricsBind { addr, source })?,
+            ),
+        };
+        let metrics = prepared.metrics;
+        // Health covers the backends sessions can reach, each once, in config order.
+        let mut checked: Vec<Arc<Backend>> = Vec::new();
+        for (_, ctx) in &bound {
+            if !checked.iter().any(|b| b.cfg.name == ctx.backend.cfg.name) {
+                checked.push(ctx.backend.clone());
+            }
+            metrics.listener_configured(&ctx.cfg.name);
+        }
+        let health = Health::new(
+            checked
+                .iter()
+                .map(|b| (b.cfg.name.as_str(), b.cfg.health_check.is_some())),
+        );
+        metrics.config_loaded();
         let (tx, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
@@ -135,8 +192,24 @@ impl Gateway {
             addrs.push((ctx.cfg.name.clone(), local));
             tasks.spawn(accept_loop(l, ctx, rx.clone()));
         }
+        health.set_listeners_bound(true);
+        health::spawn_checks(
+            &mut tasks,
+            checked,
+            health.clone(),
+            metrics.clone(),
+            rx.clone(),
+        );
+        let mut metrics_addr = None;
+        if let Some(l) = metrics_listener {
+            let local = l.local_addr().ok();
+            info!(addr = ?local, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+            metrics_addr = local;
+            tasks.spawn(http::serve(l, metrics, health, rx.clone()));
+        }
         Ok(Gateway {
             addrs,
+            metrics_addr,
             shutdown: tx,
             tasks,
         })
@@ -151,6 +224,12 @@ impl Gateway {
 
     pub fn addrs(&self) -> &[(String, SocketAddr)] {
         &self.addrs
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`metrics.bind`,
+    /// with the OS-chosen port when it was 0); `None` when not configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stop accepting and close every session (idle ones get `421`).

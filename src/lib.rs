@@ -15,7 +15,9 @@
 //! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
 //! - [`backend`]: the backend control leg and its data connections;
 //! - [`data`]: pinholes and the byte relay;
-//! - [`demo`]: the self-contained demo (in-process backend + generated cert).
+//! - [`demo`]: the self-contained demo (in-process backend + generated cert);
+//! - beside the flow: [`metrics`], [`xferlog`] (recorded by sessions), [`health`]
+//!   (readiness, backend checks) and [`http`] (`/metrics`, `/healthz`, `/readyz`).
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -25,7 +27,10 @@ pub mod control;
 pub mod data;
 pub mod demo;
 pub mod gateway;
+pub mod health;
+pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod session;
 pub mod stream;
 pub mod tls;

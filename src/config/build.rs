@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 
 use super::duration;
 use super::raw::{
-    RawBackend, RawBackendTls, RawConfig, RawListener, RawListenerTls, RawPassive, RawPins,
-    RawTimeouts,
+    RawActive, RawAdvertise, RawBackend, RawBackendTls, RawConfig, RawHealthCheck, RawListener,
+    RawListenerTls, RawMetrics, RawPassive, RawPins, RawTimeouts, RawTransferLog,
 };
 use super::typed::{
-    Backend, BackendTls, BackendVerify, Config, DataProtection, Listener, ListenerTls, Passive,
-    PortRange, Timeouts, TlsMode, TlsVersion,
+    Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Config, DataMode, DataProtection,
+    HealthCheck, Listener, ListenerTls, MetricsConfig, Passive, PortRange, Timeouts, TlsMode,
+    TlsVersion, TransferLogConfig, TransferLogFormat,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -59,12 +60,22 @@ pub(crate) fn build(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErr
         .collect();
 
     let timeouts = b.timeouts(raw.timeouts.as_ref());
+    let metrics = match raw.metrics.as_ref() {
+        None => Ok(None),
+        Some(m) => b.metrics(m, &listeners).map(Some),
+    };
+    let transfer_log = match raw.transfer_log.as_ref() {
+        None => Ok(None),
+        Some(t) => b.transfer_log(t).map(Some),
+    };
 
     let assembled = (|| {
         Ok(Config {
             listeners: listeners.into_iter().collect::<Result<_, _>>()?,
             backends: backends.into_iter().collect::<Result<_, _>>()?,
             timeouts: timeouts?,
+            metrics: metrics?,
+            transfer_log: transfer_log?,
         })
     })();
     match assembled {
@@ -172,6 +183,7 @@ impl Builder<'_> {
             raw.passive.as_ref(),
             bind.map(|b| b.ip()),
         );
+        let active = self.active(&format!("{p}.active"), raw.active.as_ref());
         let backend = self.required(&format!("{p}.backend"), raw.backend.as_deref(), |s| {
             if backends.contains(s) {
                 Ok(s.to_owned())
@@ -184,8 +196,102 @@ impl Builder<'_> {
             bind: bind?,
             tls: tls?,
             passive: passive?,
+            active: active?,
             backend: backend?,
         })
+    }
+
+    /// `active`: both keys optional.
+    fn active(&mut self, p: &str, raw: Option<&RawActive>) -> Result<Active, Reported> {
+        let Some(raw) = raw else {
+            return Ok(Active::default());
+        };
+        let enabled = self.optional(&format!("{p}.enabled"), raw.enabled.as_deref(), parse_bool);
+        let ports = self.optional(&format!("{p}.ports"), raw.ports.as_deref(), |s| {
+            s.parse::<PortRange>().map_err(|e| e.to_string())
+        });
+        Ok(Active {
+            enabled: enabled?.unwrap_or(true),
+            ports: ports?,
+        })
+    }
+
+    /// `passive.advertise`: one address, or rules `{ networks, address, ports }`
+    /// where only the last rule may leave out `networks` (it would shadow the
+    /// rest) and an advertised range has the size of the bound range.
+    fn advertise(
+        &mut self,
+        p: &str,
+        raw: Option<&RawAdvertise>,
+        bound: Option<PortRange>,
+    ) -> Result<Vec<AdvertiseRule>, Reported> {
+        match raw {
+            None => Ok(Vec::new()),
+            Some(RawAdvertise::One(s)) => {
+                let address = self.required(p, Some(s), parse_advertise)?;
+                Ok(vec![AdvertiseRule {
+                    networks: Vec::new(),
+                    address,
+                    ports: None,
+                }])
+            }
+            Some(RawAdvertise::Rules(rules)) => {
+                let mut out = Vec::new();
+                let mut failed = false;
+                for (i, r) in rules.iter().enumerate() {
+                    let rp = format!("{p}[{i}]");
+                    let mut networks = Vec::new();
+                    for (j, n) in r.networks.iter().flatten().enumerate() {
+                        match n.parse::<ipnet::IpNet>() {
+                            Ok(net) => networks.push(net.trunc()),
+                            Err(_) => {
+                                self.error(
+                                    &format!("{rp}.networks[{j}]"),
+                                    format!("\"{n}\" is not a CIDR network"),
+                                );
+                                failed = true;
+                            }
+                        }
+                    }
+                    if r.networks.is_none() && i + 1 != rules.len() {
+                        self.error(
+                            &format!("{rp}.networks"),
+                            "only the last rule may leave out networks (it matches every client)",
+                        );
+                        failed = true;
+                    }
+                    let address = self.required(
+                        &format!("{rp}.address"),
+                        r.address.as_deref(),
+                        parse_advertise,
+                    );
+                    let ports = self.optional(&format!("{rp}.ports"), r.ports.as_deref(), |s| {
+                        let range = s.parse::<PortRange>().map_err(|e| e.to_string())?;
+                        match bound {
+                            Some(b) if b.len() != range.len() => Err(format!(
+                                "{range} has {} ports but passive.ports {b} has {}; a port forward maps them one to one",
+                                range.len(),
+                                b.len()
+                            )),
+                            _ => Ok(range),
+                        }
+                    });
+                    match (address, ports) {
+                        (Ok(address), Ok(ports)) => out.push(AdvertiseRule {
+                            networks,
+                            address,
+                            ports,
+                        }),
+                        _ => failed = true,
+                    }
+                }
+                if failed {
+                    Err(Reported)
+                } else {
+                    Ok(out)
+                }
+            }
+        }
     }
 
     fn listener_tls(
@@ -215,6 +321,12 @@ impl Builder<'_> {
             &key_path("min_version"),
             raw.min_version.as_deref(),
             parse_version,
+        );
+        let allow_ccc = self.optional(&key_path("allow_ccc"), raw.allow_ccc.as_deref(), parse_bool);
+        let allow_clear_data = self.optional(
+            &key_path("allow_clear_data"),
+            raw.allow_clear_data.as_deref(),
+            parse_bool,
         );
         let mode = mode?;
 
@@ -250,6 +362,8 @@ impl Builder<'_> {
                 require: false,
                 require_data_reuse: false,
                 min_version: TlsVersion::Tls12,
+                allow_ccc: false,
+                allow_clear_data: true,
             });
         }
 
@@ -262,6 +376,8 @@ impl Builder<'_> {
             require: require?.unwrap_or(true),
             require_data_reuse: reuse?.unwrap_or(true),
             min_version: min_version?.unwrap_or(TlsVersion::Tls12),
+            allow_ccc: allow_ccc?.unwrap_or(false),
+            allow_clear_data: allow_clear_data?.unwrap_or(true),
         })
     }
 
@@ -293,11 +409,8 @@ impl Builder<'_> {
             s.parse::<PortRange>().map_err(|e| e.to_string())
         });
         let bind = self.optional(&format!("{p}.bind"), raw.bind.as_deref(), parse_ip);
-        let advertise = self.optional(
-            &format!("{p}.advertise"),
-            raw.advertise.as_deref(),
-            parse_advertise,
-        );
+        let bound = ports.as_ref().ok().copied();
+        let advertise = self.advertise(&format!("{p}.advertise"), raw.advertise.as_ref(), bound);
         let bind = match bind? {
             Some(ip) => ip,
             // The control bind's error, if any, is already reported.
@@ -370,12 +483,113 @@ impl Builder<'_> {
         );
         let host = address.as_ref().ok().map(|(h, _)| h.as_str());
         let tls = self.backend_tls(&format!("{p}.tls"), raw.tls.as_ref(), host);
+        let health_check = match raw.health_check.as_ref() {
+            None => Ok(None),
+            Some(h) => self.health_check(&format!("{p}.health_check"), h).map(Some),
+        };
+        let data_mode =
+            self.optional(
+                &format!("{p}.data_mode"),
+                raw.data_mode.as_deref(),
+                |s| match s {
+                    "passive" => Ok(DataMode::Passive),
+                    "active" => Ok(DataMode::Active),
+                    "same-as-client" => Ok(DataMode::SameAsClient),
+                    _ => Err(format!(
+                        "\"{s}\" is not a data mode (expected passive, active or same-as-client)"
+                    )),
+                },
+            );
+        let keepalive_noop = self.optional(
+            &format!("{p}.keepalive_noop"),
+            raw.keepalive_noop.as_deref(),
+            duration::parse,
+        );
         let (host, port) = address?;
         Ok(Backend {
             name: name?,
             host,
             port,
             tls: tls?,
+            health_check: health_check?,
+            data_mode: data_mode?.unwrap_or(DataMode::Passive),
+            keepalive_noop: keepalive_noop?,
+        })
+    }
+
+    /// `health_check`: both keys optional; a check may not outlast its interval, or
+    /// checks would pile up behind a backend that hangs.
+    fn health_check(&mut self, p: &str, raw: &RawHealthCheck) -> Result<HealthCheck, Reported> {
+        let default = HealthCheck::default();
+        let interval = self
+            .optional(
+                &format!("{p}.interval"),
+                raw.interval.as_deref(),
+                duration::parse,
+            )
+            .map(|d| d.unwrap_or(default.interval));
+        let timeout = self
+            .optional(
+                &format!("{p}.timeout"),
+                raw.timeout.as_deref(),
+                duration::parse,
+            )
+            .map(|d| d.unwrap_or(default.timeout));
+        let (interval, timeout) = (interval?, timeout?);
+        if timeout > interval {
+            self.error(
+                &format!("{p}.timeout"),
+                format!(
+                    "{} is longer than interval {}",
+                    written_duration(raw.timeout.as_deref(), timeout),
+                    written_duration(raw.interval.as_deref(), interval)
+                ),
+            );
+            return Err(Reported);
+        }
+        Ok(HealthCheck { interval, timeout })
+    }
+
+    /// `metrics`: `bind` is required and must not take a listener's control address.
+    fn metrics(
+        &mut self,
+        raw: &RawMetrics,
+        listeners: &[Result<Listener, Reported>],
+    ) -> Result<MetricsConfig, Reported> {
+        let bind = self.required("metrics.bind", raw.bind.as_deref(), parse_bind)?;
+        if bind.port() != 0 {
+            let taken = listeners
+                .iter()
+                .enumerate()
+                .find(|(_, l)| matches!(l, Ok(l) if l.bind == bind));
+            if let Some((i, _)) = taken {
+                self.error(
+                    "metrics.bind",
+                    format!("{bind} is already used by listeners[{i}]"),
+                );
+                return Err(Reported);
+            }
+        }
+        Ok(MetricsConfig { bind })
+    }
+
+    /// `transfer_log`: the file may be missing (it is created at start), but its
+    /// directory must exist.
+    fn transfer_log(&mut self, raw: &RawTransferLog) -> Result<TransferLogConfig, Reported> {
+        let base = self.base_dir;
+        let path = self.required("transfer_log.path", raw.path.as_deref(), |s| {
+            log_file(base, s)
+        });
+        let format = self
+            .optional(
+                "transfer_log.format",
+                raw.format.as_deref(),
+                parse_log_format,
+            )
+            .map(|f| f.unwrap_or(TransferLogFormat::Xferlog));
+        Ok(TransferLogConfig {
+            path: path?,
+            format: format?,
         })
     }
 
@@ -618,18 +832,14 @@ fn parse_ip(s: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("\"{s}\" is not an IP address"))
 }
 
-/// The address written into 227 replies: only IPv4 fits there (RFC 959 h1,h2,h3,h4),
-/// and a wildcard would send clients nowhere.
+/// An address written into 227/229 replies. A wildcard would send clients
+/// nowhere. IPv6 is accepted: such clients get `229` (EPSV); a `PASV` from them
+/// gets `425` since 227 carries IPv4 only (RFC 959 h1,h2,h3,h4).
 fn parse_advertise(s: &str) -> Result<IpAddr, String> {
     let ip = parse_ip(s)?;
     if ip.is_unspecified() {
         return Err(format!(
             "\"{s}\" is the unspecified address; clients cannot connect to it"
-        ));
-    }
-    if ip.is_ipv6() {
-        return Err(format!(
-            "\"{s}\" is not an IPv4 address (227 replies carry IPv4 only)"
         ));
     }
     Ok(ip)
@@ -742,6 +952,42 @@ fn parse_pin(s: &str) -> Result<[u8; 32], String> {
     let mut pin = [0u8; 32];
     hex::decode_to_slice(&digits, &mut pin).map_err(|e| format!("not hex: {e}"))?;
     Ok(pin)
+}
+
+fn parse_log_format(s: &str) -> Result<TransferLogFormat, String> {
+    match s {
+        "xferlog" => Ok(TransferLogFormat::Xferlog),
+        "json" => Ok(TransferLogFormat::Json),
+        _ => Err(format!(
+            "\"{s}\" is not a transfer log format (expected xferlog or json)"
+        )),
+    }
+}
+
+/// A duration as the operator wrote it, or the default in seconds.
+fn written_duration(written: Option<&str>, value: std::time::Duration) -> String {
+    match written {
+        Some(w) => format!("\"{w}\""),
+        None => format!("{}s (default)", value.as_secs()),
+    }
+}
+
+/// Resolves `written` against `base` for a file the gateway appends to: it need not
+/// exist, but must not be a directory, and its directory must exist.
+fn log_file(base: &Path, written: &str) -> Result<PathBuf, String> {
+    if written.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let path = base.join(written);
+    if path.is_dir() {
+        return Err(format!("{written} is a directory"));
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(format!("directory of {written} does not exist"))
+        }
+        _ => Ok(path),
+    }
 }
 
 /// Resolves `written` against `base` and checks that it names a regular file.

@@ -22,8 +22,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use typed::{
-    Backend, BackendTls, BackendVerify, Config, DataProtection, Listener, ListenerTls, Passive,
-    PortRange, PortRangeError, Timeouts, TlsMode, TlsVersion,
+    Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Config, DataMode, DataProtection,
+    HealthCheck, Listener, ListenerTls, MetricsConfig, Passive, PortRange, PortRangeError,
+    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
 };
 
 /// Name used as the error location for YAML that did not come from a file.

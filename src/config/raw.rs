@@ -18,6 +18,23 @@ pub(crate) struct RawConfig {
     pub listeners: Option<Vec<RawListener>>,
     pub backends: Option<Vec<RawBackend>>,
     pub timeouts: Option<RawTimeouts>,
+    pub metrics: Option<RawMetrics>,
+    pub transfer_log: Option<RawTransferLog>,
+}
+
+/// `metrics`: the HTTP endpoint serving `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub bind: Option<String>,
+}
+
+/// `transfer_log`: one line per finished transfer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransferLog {
+    pub path: Option<String>,
+    pub format: Option<String>,
 }
 
 /// `listeners[i]`.
@@ -28,6 +45,7 @@ pub(crate) struct RawListener {
     pub bind: Option<String>,
     pub tls: Option<RawListenerTls>,
     pub passive: Option<RawPassive>,
+    pub active: Option<RawActive>,
     pub backend: Option<String>,
 }
 
@@ -41,6 +59,8 @@ pub(crate) struct RawListenerTls {
     pub require: Option<String>,
     pub require_data_reuse: Option<String>,
     pub min_version: Option<String>,
+    pub allow_ccc: Option<String>,
+    pub allow_clear_data: Option<String>,
 }
 
 /// `listeners[i].passive`.
@@ -49,7 +69,59 @@ pub(crate) struct RawListenerTls {
 pub(crate) struct RawPassive {
     pub ports: Option<String>,
     pub bind: Option<String>,
-    pub advertise: Option<String>,
+    pub advertise: Option<RawAdvertise>,
+}
+
+/// `listeners[i].active`: client active mode (`PORT`/`EPRT`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawActive {
+    pub enabled: Option<String>,
+    pub ports: Option<String>,
+}
+
+/// `passive.advertise`: one address, or a list of per-network rules.
+#[derive(Debug)]
+pub(crate) enum RawAdvertise {
+    One(String),
+    Rules(Vec<RawAdvertiseRule>),
+}
+
+/// One rule of `passive.advertise`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdvertiseRule {
+    pub networks: Option<Vec<String>>,
+    pub address: Option<String>,
+    pub ports: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawAdvertise {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AdvertiseVisitor)
+    }
+}
+
+struct AdvertiseVisitor;
+
+impl<'de> Visitor<'de> for AdvertiseVisitor {
+    type Value = RawAdvertise;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an IP address or a list of { networks, address, ports } rules")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAdvertise, E> {
+        Ok(RawAdvertise::One(v.to_owned()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawAdvertise, A::Error> {
+        let mut rules = Vec::new();
+        while let Some(rule) = seq.next_element::<RawAdvertiseRule>()? {
+            rules.push(rule);
+        }
+        Ok(RawAdvertise::Rules(rules))
+    }
 }
 
 /// `backends[i]`.
@@ -59,6 +131,17 @@ pub(crate) struct RawBackend {
     pub name: Option<String>,
     pub address: Option<String>,
     pub tls: Option<RawBackendTls>,
+    pub health_check: Option<RawHealthCheck>,
+    pub data_mode: Option<String>,
+    pub keepalive_noop: Option<String>,
+}
+
+/// `backends[i].health_check`; each value is a duration like `timeouts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// `backends[i].tls`.

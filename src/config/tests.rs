@@ -120,6 +120,8 @@ fn example_config_parses_into_typed_value() {
                 require: true,
                 require_data_reuse: true,
                 min_version: TlsVersion::Tls12,
+                allow_ccc: false,
+                allow_clear_data: true,
             },
             passive: Passive {
                 ports: PortRange {
@@ -127,8 +129,13 @@ fn example_config_parses_into_typed_value() {
                     last: 50099,
                 },
                 bind: LOCALHOST,
-                advertise: Some(LOCALHOST),
+                advertise: vec![AdvertiseRule {
+                    networks: vec![],
+                    address: LOCALHOST,
+                    ports: None,
+                }],
             },
+            active: Active::default(),
             backend: "legacy".into(),
         }],
         backends: vec![Backend {
@@ -143,8 +150,13 @@ fn example_config_parses_into_typed_value() {
                 max_version: TlsVersion::Tls13,
                 data_protection: DataProtection::Private,
             },
+            health_check: None,
+            data_mode: DataMode::Passive,
+            keepalive_noop: None,
         }],
         timeouts: Timeouts::default(),
+        metrics: None,
+        transfer_log: None,
     };
     let config = parse_ok(EXAMPLE, d);
     assert_eq!(config, expected);
@@ -166,7 +178,9 @@ fn shipped_example_file_loads() {
         .iter()
         .find_map(|p| std::fs::read_to_string(root.join(p)).ok())
         .expect("example.yaml or policies/example.yaml exists");
-    let path = dir.path().join("example.yaml");
+    // It refers to `../certs/...`, as seen from `policies/`.
+    std::fs::create_dir(dir.path().join("policies")).expect("create policies dir");
+    let path = dir.path().join("policies/example.yaml");
     std::fs::write(&path, text).expect("copy example.yaml");
     let config = match Config::load(&path) {
         Ok(c) => c,
@@ -174,6 +188,16 @@ fn shipped_example_file_loads() {
     };
     assert_eq!(config.timeouts, Timeouts::default());
     assert_eq!(config.listeners[0].passive.ports.to_string(), "50000-50099");
+    assert_eq!(
+        config.metrics,
+        Some(MetricsConfig {
+            bind: SocketAddr::new(LOCALHOST, 9464)
+        })
+    );
+    assert_eq!(
+        config.backends[0].health_check,
+        Some(HealthCheck::default())
+    );
 }
 
 #[test]
@@ -190,10 +214,12 @@ fn defaults_for_cleartext_listener_and_plain_backend() {
             require: false,
             require_data_reuse: false,
             min_version: TlsVersion::Tls12,
+            allow_ccc: false,
+            allow_clear_data: true,
         }
     );
     assert_eq!(l.passive.bind, LOCALHOST, "defaults to the control bind IP");
-    assert_eq!(l.passive.advertise, None);
+    assert!(l.passive.advertise.is_empty());
     assert_eq!(
         config.backends[0].tls,
         BackendTls {
@@ -559,14 +585,14 @@ fn listener_bind_and_ip_errors() {
         .replace("\"127.0.0.1:2021\"", "\"localhost:2021\"")
         .replace(
             "ports: \"50000-50099\"",
-            "ports: \"50000-50099\"\n      bind: \"127.0.0\"\n      advertise: \"::1\"",
+            "ports: \"50000-50099\"\n      bind: \"127.0.0\"\n      advertise: \"::1:\"",
         );
     assert_eq!(
         errors(&yaml, dir.path()),
         [
             "listeners[0].bind: \"localhost:2021\" is not an IP address and port (e.g. \"127.0.0.1:2021\" or \"[::1]:2021\")",
             "listeners[0].passive.bind: \"127.0.0\" is not an IP address",
-            "listeners[0].passive.advertise: \"::1\" is not an IPv4 address (227 replies carry IPv4 only)",
+                        "listeners[0].passive.advertise: \"::1:\" is not an IP address",
         ]
     );
     let yaml = minimal("", "").replace(
@@ -577,6 +603,70 @@ fn listener_bind_and_ip_errors() {
         errors(&yaml, dir.path()),
         ["listeners[0].passive.advertise: \"0.0.0.0\" is the unspecified address; clients cannot connect to it"]
     );
+}
+
+// RFC 959 227 replies carry one address; behind NAT it depends on the
+// client's network, and a port forward may shift the ports.
+#[test]
+fn advertise_rules_choose_address_and_port_per_client_network() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace(
+        "ports: \"50000-50099\"",
+        "ports: \"50000-50099\"\n      advertise:\n        - networks: [\"198.18.0.0/15\", \"2001:db8::/32\"]\n          address: \"198.19.0.10\"\n        - address: \"203.0.113.1\"\n          ports: \"40000-40099\"",
+    );
+    let config = parse_ok(&yaml, dir.path());
+    let p = &config.listeners[0].passive;
+    let local: IpAddr = "198.19.0.10".parse().expect("ip");
+    let inside: IpAddr = "198.19.0.50".parse().expect("ip");
+    let outside: IpAddr = "203.0.113.2".parse().expect("ip");
+    let v6: IpAddr = "2001:db8:19::50".parse().expect("ip");
+    assert_eq!(p.advertised(inside, local, 50007), (local, 50007));
+    assert_eq!(p.advertised(v6, local, 50007), (local, 50007));
+    assert_eq!(
+        p.advertised(outside, local, 50007),
+        ("203.0.113.1".parse().expect("ip"), 40007)
+    );
+    // IPv4-mapped client addresses match IPv4 networks.
+    let mapped: IpAddr = "::ffff:198.18.1.1".parse().expect("ip");
+    assert_eq!(p.advertised(mapped, local, 50000), (local, 50000));
+}
+
+#[test]
+fn advertise_rule_errors() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace(
+        "ports: \"50000-50099\"",
+        "ports: \"50000-50099\"\n      advertise:\n        - address: \"203.0.113.1\"\n        - networks: [\"10.0.0.0/33\"]\n          address: \"10.0.0.1\"\n          ports: \"40000-40009\"",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].passive.advertise[0].networks: only the last rule may leave out networks (it matches every client)",
+            "listeners[0].passive.advertise[1].networks[0]: \"10.0.0.0/33\" is not a CIDR network",
+            "listeners[0].passive.advertise[1].ports: 40000-40009 has 10 ports but passive.ports 50000-50099 has 100; a port forward maps them one to one",
+        ]
+    );
+}
+
+#[test]
+fn active_mode_and_data_policy_keys() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace(
+        "ports: \"50000-50099\"",
+        "ports: \"50000-50099\"\n    active: { enabled: false, ports: \"20000-20009\" }",
+    );
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(
+        config.listeners[0].active,
+        Active {
+            enabled: false,
+            ports: Some(PortRange {
+                first: 20000,
+                last: 20009
+            })
+        }
+    );
+    assert_eq!(config.backends[0].data_mode, DataMode::Passive);
 }
 
 #[test]
@@ -951,4 +1041,146 @@ fn base_dir_is_only_a_prefix() {
         .iter()
         .collect();
     assert_eq!(config.listeners[0].tls.cert, Some(expected));
+}
+
+#[test]
+fn observability_sections_are_optional_and_off_by_default() {
+    let dir = dir_with(&[]);
+    let config = parse_ok(&minimal("", ""), dir.path());
+    assert_eq!(config.metrics, None);
+    assert_eq!(config.transfer_log, None);
+    assert_eq!(config.backends[0].health_check, None);
+}
+
+#[test]
+fn metrics_transfer_log_and_health_check_parse() {
+    let dir = dir_with(&["logs/keep"]);
+    let yaml = format!(
+        "{}    health_check: {{ interval: 30s, timeout: 2s }}
+metrics:
+  bind: \"127.0.0.1:9464\"
+transfer_log:
+  path: logs/xferlog
+  format: json
+",
+        minimal("", "")
+    );
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(
+        config.metrics,
+        Some(MetricsConfig {
+            bind: SocketAddr::new(LOCALHOST, 9464)
+        })
+    );
+    assert_eq!(
+        config.transfer_log,
+        Some(TransferLogConfig {
+            path: dir.path().join("logs/xferlog"),
+            format: TransferLogFormat::Json,
+        })
+    );
+    assert_eq!(
+        config.backends[0].health_check,
+        Some(HealthCheck {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(2),
+        })
+    );
+}
+
+#[test]
+fn observability_defaults() {
+    let dir = dir_with(&[]);
+    let yaml = format!(
+        "{}    health_check: {{}}
+transfer_log: {{ path: xferlog }}
+",
+        minimal("", "")
+    );
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(
+        config.backends[0].health_check,
+        Some(HealthCheck {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        })
+    );
+    assert_eq!(
+        HealthCheck::default(),
+        config.backends[0].health_check.unwrap()
+    );
+    let log = config.transfer_log.expect("transfer_log");
+    assert_eq!(log.format, TransferLogFormat::Xferlog);
+    assert_eq!(log.path, dir.path().join("xferlog"));
+}
+
+#[test]
+fn observability_errors_have_key_paths() {
+    let dir = dir_with(&["adir/x"]);
+    let yaml = format!(
+        "{}    health_check: {{ interval: 5s, timeout: 10s }}
+metrics: {{ bind: \"127.0.0.1:2021\" }}
+transfer_log: {{ path: nowhere/xferlog, format: csv }}
+",
+        minimal("", "")
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "backends[0].health_check.timeout: \"10s\" is longer than interval \"5s\"",
+            "metrics.bind: 127.0.0.1:2021 is already used by listeners[0]",
+            "transfer_log.path: directory of nowhere/xferlog does not exist",
+            "transfer_log.format: \"csv\" is not a transfer log format (expected xferlog or json)",
+        ]
+    );
+
+    let yaml = format!(
+        "{}    health_check: {{ timeout: 11s, interval: 0s }}
+metrics: {{}}
+transfer_log: {{ path: adir }}
+",
+        minimal("", "")
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "backends[0].health_check.interval: \"0s\" must be greater than zero",
+            "metrics.bind: is required",
+            "transfer_log.path: adir is a directory",
+        ]
+    );
+
+    let yaml = format!(
+        "{}    health_check: {{ timeout: 11s }}
+metrics: {{ bind: \"localhost:9464\" }}
+transfer_log: {{ format: json }}
+",
+        minimal("", "")
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "backends[0].health_check.timeout: \"11s\" is longer than interval 10s (default)",
+            "metrics.bind: \"localhost:9464\" is not an IP address and port (e.g. \"127.0.0.1:2021\" or \"[::1]:2021\")",
+            "transfer_log.path: is required",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_in_observability_sections_are_refused() {
+    let dir = dir_with(&[]);
+    for extra in [
+        "metrics: { bind: \"127.0.0.1:9464\", path: /m }\n",
+        "transfer_log: { path: x, rotate: true }\n",
+    ] {
+        let yaml = format!("{}{extra}", minimal("", ""));
+        let errs = errors(&yaml, dir.path());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("<yaml>:"), "{errs:?}");
+    }
+    let yaml = format!("{}    health_check: {{ every: 5s }}\n", minimal("", ""));
+    let errs = errors(&yaml, dir.path());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("<yaml>:"), "{errs:?}");
 }

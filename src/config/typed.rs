@@ -20,6 +20,35 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// Defaults apply to every key not given.
     pub timeouts: Timeouts,
+    /// The HTTP endpoint for `/metrics`, `/healthz`, `/readyz`; `None`: not served.
+    pub metrics: Option<MetricsConfig>,
+    /// Where finished transfers are logged; `None`: no transfer log.
+    pub transfer_log: Option<TransferLogConfig>,
+}
+
+/// `metrics`: where the HTTP endpoint listens (bound at start, like the listeners).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Never equal to a listener's control address (port 0 lets the OS pick).
+    pub bind: SocketAddr,
+}
+
+/// `transfer_log`: one line per finished transfer, appended to `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferLogConfig {
+    /// Resolved against the config file's directory; created at start if missing.
+    pub path: PathBuf,
+    /// Default `Xferlog`.
+    pub format: TransferLogFormat,
+}
+
+/// Line format of the transfer log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransferLogFormat {
+    /// The classic wu-ftpd/vsftpd `xferlog` line (times in UTC).
+    Xferlog,
+    /// One JSON object per line.
+    Json,
 }
 
 /// One client-facing FTP(S) endpoint; bound before any session starts.
@@ -33,6 +62,8 @@ pub struct Listener {
     pub tls: ListenerTls,
     /// Where and on which ports the gateway opens client-facing data pinholes.
     pub passive: Passive,
+    /// Client active mode.
+    pub active: Active,
     /// Name of the [`Backend`] sessions are relayed to; always defined in `Config`.
     pub backend: String,
 }
@@ -57,6 +88,10 @@ pub struct ListenerTls {
     pub require_data_reuse: bool,
     /// Lowest TLS version offered to clients. Default 1.2.
     pub min_version: TlsVersion,
+    /// Whether `CCC` may turn the client control channel back to clear (default false).
+    pub allow_ccc: bool,
+    /// Whether `PROT C` (clear data on the client leg) is allowed (default true).
+    pub allow_clear_data: bool,
 }
 
 /// How a connection is protected.
@@ -87,9 +122,75 @@ pub struct Passive {
     pub ports: PortRange,
     /// Address pinholes are bound to. Default: the IP of the listener's `bind`.
     pub bind: IpAddr,
-    /// Address written into 227 replies (NAT). `None`: the local address of the
-    /// client's control connection. Never the unspecified address.
-    pub advertise: Option<IpAddr>,
+    /// What is written into 227/229 replies (NAT), first matching rule wins.
+    /// Empty: the local address of the client's control connection and the
+    /// bound port.
+    pub advertise: Vec<AdvertiseRule>,
+}
+
+/// One `passive.advertise` rule: clients in `networks` (any client when empty)
+/// are told `address`, and, when `ports` is set, the port of that range at the
+/// same offset as the bound port in `passive.ports` (a port-forwarding firewall
+/// maps the two ranges one to one; same size, checked at load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertiseRule {
+    pub networks: Vec<ipnet::IpNet>,
+    pub address: IpAddr,
+    pub ports: Option<PortRange>,
+}
+
+impl Passive {
+    /// The address and port to announce to `client` for a pinhole bound on
+    /// `bound_port`, given the control connection's local address `local`.
+    pub fn advertised(&self, client: IpAddr, local: IpAddr, bound_port: u16) -> (IpAddr, u16) {
+        let client = client.to_canonical();
+        let rule = self
+            .advertise
+            .iter()
+            .find(|r| r.networks.is_empty() || r.networks.iter().any(|n| n.contains(&client)));
+        match rule {
+            None => (local.to_canonical(), bound_port),
+            Some(r) => {
+                let port = match r.ports {
+                    Some(public) => {
+                        let offset = bound_port.saturating_sub(self.ports.first);
+                        public.first.saturating_add(offset)
+                    }
+                    None => bound_port,
+                };
+                (r.address, port)
+            }
+        }
+    }
+}
+
+/// Client active mode (`PORT`/`EPRT`) on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    /// Whether `PORT`/`EPRT` are accepted (default true).
+    pub enabled: bool,
+    /// Source ports for the gateway's connections to clients; `None` = ephemeral.
+    pub ports: Option<PortRange>,
+}
+
+impl Default for Active {
+    fn default() -> Self {
+        Active {
+            enabled: true,
+            ports: None,
+        }
+    }
+}
+
+/// How the gateway opens data connections toward a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataMode {
+    /// `PASV`/`EPSV` toward the backend whatever the client does (default).
+    Passive,
+    /// `PORT`/`EPRT` toward the backend: the backend connects to the gateway.
+    Active,
+    /// Mirror the client: passive for `PASV`/`EPSV`, active for `PORT`/`EPRT`.
+    SameAsClient,
 }
 
 /// An inclusive, non-empty range of ports `first..=last`, written `"A-B"` or `"A"`.
@@ -176,6 +277,32 @@ pub struct Backend {
     pub port: u16,
     /// TLS toward the backend.
     pub tls: BackendTls,
+    /// Active FTP health check; `None`: the backend always counts as healthy.
+    pub health_check: Option<HealthCheck>,
+    /// Passive (default), active or same-as-client toward this backend.
+    pub data_mode: DataMode,
+    /// While a transfer runs, send `NOOP` on the backend control connection
+    /// after this much idle time (replies swallowed) so NATs and load
+    /// balancers in between keep it open. `None`: off.
+    pub keepalive_noop: Option<Duration>,
+}
+
+/// `backends[i].health_check`: connect, read `220`, complete TLS as configured, `QUIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    /// Time between the starts of two checks. Default 10 s.
+    pub interval: Duration,
+    /// Limit for one whole check. Default 5 s; never longer than `interval`.
+    pub timeout: Duration,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Backend-side TLS.
@@ -262,6 +389,15 @@ impl fmt::Display for TlsVersion {
         f.write_str(match self {
             TlsVersion::Tls12 => "1.2",
             TlsVersion::Tls13 => "1.3",
+        })
+    }
+}
+
+impl fmt::Display for TransferLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransferLogFormat::Xferlog => "xferlog",
+            TransferLogFormat::Json => "json",
         })
     }
 }

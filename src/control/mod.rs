@@ -8,12 +8,14 @@
 //! that every rule can be tested with plain byte strings.
 #![forbid(unsafe_code)]
 
+pub mod active;
 pub mod addr;
 pub mod command;
 pub mod feat;
 pub mod line;
 pub mod reply;
 
+pub use active::{check_active_target, is_inside, ActiveRefusal};
 pub use addr::{
     parse_227, parse_229, parse_eprt_arg, parse_port_arg, render_227, render_229, render_eprt_arg,
     render_port_arg, AddrError,

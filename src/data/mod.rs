@@ -1,6 +1,7 @@
 //! The data path: pinholes (one listener per transfer, toward the client) and
 //! the relay that copies bytes between the client and backend data legs.
 
+pub mod active;
 pub mod pinhole;
 pub mod relay;
 

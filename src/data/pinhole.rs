@@ -37,6 +37,8 @@ pub enum PinholeError {
     ReuseRequired,
     #[error("pinhole closed")]
     Closed,
+    #[error("cannot connect to the client's data port: {0}")]
+    Connect(io::Error),
 }
 
 impl PinholeError {
@@ -49,6 +51,7 @@ impl PinholeError {
             PinholeError::Tls(_) => "tls",
             PinholeError::ReuseRequired => "reuse_required",
             PinholeError::Closed => "closed",
+            PinholeError::Connect(_) => "connect",
         }
     }
 }
@@ -185,7 +188,7 @@ async fn accept_one(
             drop(tcp);
             continue;
         }
-        let _ = tcp.set_nodelay(true);
+        crate::net::tune(&tcp);
         return match &spec.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some((acceptor, require_reuse)) => {

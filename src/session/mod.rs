@@ -23,15 +23,18 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::backend::{self, Backend, BackendSession};
+use crate::backend::{self, Backend, BackendListener, BackendSession};
 use crate::channel::{Channel, ReplyReadError};
-use crate::config::{self, TlsMode};
+use crate::config::{self, DataMode, TlsMode};
 use crate::control::{
     self, parse_command, render_227, render_229, Command, CommandError, EpsvArg, FeatOptions,
     Framed, ProtLevel, Reply,
 };
+use crate::data::active::ActiveSpec;
 use crate::data::{Pinhole, PinholeSpec};
-use crate::metrics::{Dir, LoginResult, Metrics, SessionOutcome, Side, TransferResult};
+use crate::metrics::{
+    Dir, LoginResult, Metrics, PinholeRefusal, SessionOutcome, Side, TransferResult,
+};
 use crate::stream::{ClientStream, MaybeTls};
 use crate::tls::ServerTls;
 use crate::xferlog::TransferLog;
@@ -54,6 +57,8 @@ enum Flow {
     Continue,
     Close,
     StartTls,
+    /// `CCC` accepted: end TLS on the client control connection.
+    ClearControl,
 }
 
 /// One event of the session loop.
@@ -61,13 +66,31 @@ enum Event {
     Client(std::io::Result<Option<Framed>>),
     Backend(Result<Reply, ReplyReadError>),
     TransferDone(TransferOutcome),
+    /// The backend control leg has been idle during a transfer for `keepalive_noop`.
+    KeepaliveNoop,
     Timeout,
     Shutdown,
 }
 
+/// The data connection set up by the last PASV/EPSV/PORT/EPRT, waiting for
+/// its transfer command.
 struct PendingData {
-    pinhole: Pinhole,
-    backend_port: u16,
+    client: ClientLeg,
+    backend: BackendLeg,
+}
+
+enum ClientLeg {
+    /// Passive: the client connects to this pinhole.
+    Pinhole(Pinhole),
+    /// Active: the gateway connects to the client's (checked) address.
+    Active(SocketAddr),
+}
+
+enum BackendLeg {
+    /// The backend listens on this port of its control peer IP.
+    Passive(u16),
+    /// The backend connects to this listener (we sent it PORT/EPRT).
+    Active(BackendListener),
 }
 
 struct Session {
@@ -94,6 +117,10 @@ struct Session {
     user: String,
     /// `TYPE I` in effect (for the transfer log).
     binary: bool,
+    /// Last write to or reply from the backend control leg (keepalive NOOP timer).
+    last_backend_activity: Instant,
+    /// Keepalive NOOPs sent whose `200` replies must not reach the client.
+    swallow_noops: usize,
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -135,7 +162,8 @@ async fn run_inner(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<SessionOutcome, End> {
     use SessionOutcome as O;
-    let _ = tcp.set_nodelay(true);
+    crate::net::tune(&tcp);
+    crate::net::urgent_inline(&tcp);
     let local_addr = tcp
         .local_addr()
         .map_err(|e| End(O::ClientError, e.to_string()))?;
@@ -188,6 +216,8 @@ async fn run_inner(
         outcome: O::Ok,
         user: String::new(),
         binary: false,
+        last_backend_activity: now,
+        swallow_noops: 0,
     };
     client
         .send_reply(&Reply::new(220, "ftpsgate ready"))
@@ -197,10 +227,18 @@ async fn run_inner(
     loop {
         let deadline = s.deadline();
         let waiting_backend = s.backend.is_some() && !s.holding_final();
+        let noop_at = s
+            .ctx
+            .backend
+            .cfg
+            .keepalive_noop
+            .filter(|_| s.transfer_running() && s.backend.is_some())
+            .map(|every| s.last_backend_activity + every);
         let ev = tokio::select! {
             r = client.read_line() => Event::Client(r),
             r = read_backend(s.backend.as_mut()), if waiting_backend => Event::Backend(r),
             o = transfer::join(s.transfer.as_mut()), if s.transfer_running() => Event::TransferDone(o),
+                        _ = tokio::time::sleep_until(noop_at.unwrap_or(deadline)), if noop_at.is_some() => Event::KeepaliveNoop,
             _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             _ = shutdown.changed() => Event::Shutdown,
         };
@@ -225,6 +263,7 @@ async fn run_inner(
             }
             Event::Backend(r) => s.handle_backend(&mut client, r).await,
             Event::TransferDone(o) => s.transfer_done(&mut client, o).await,
+            Event::KeepaliveNoop => s.keepalive_noop(&mut client).await,
             Event::Timeout => {
                 let what = if s.logged_in { "idle" } else { "login" };
                 info!(what, "timeout");
@@ -253,6 +292,13 @@ async fn run_inner(
                     Err(e) => return Err(End(O::TlsFailed, e)),
                 };
             }
+            Flow::ClearControl => {
+                client = match clear_control(client).await {
+                    Ok(c) => c,
+                    Err(e) => return Err(End(O::ClientError, e)),
+                };
+                info!("control channel cleared (CCC)");
+            }
         }
     }
     // Best effort: say goodbye to the backend so it logs a clean end.
@@ -269,6 +315,34 @@ async fn run_inner(
 
 /// Why a session ended early: its outcome class and a message for the log.
 struct End(SessionOutcome, String);
+
+/// `CCC` (RFC 4217 §6): exchange `close_notify` on the control connection and
+/// carry on over the bare TCP stream.
+async fn clear_control(client: Channel<ClientStream>) -> Result<Channel<ClientStream>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let MaybeTls::Tls(mut t) = client.into_stream() else {
+        return Err("CCC on a clear control channel".into());
+    };
+    t.get_mut().1.send_close_notify();
+    t.flush().await.map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 512];
+    let wait = async {
+        loop {
+            match t.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("CCC: {e}")),
+        Err(_) => return Err("CCC: client did not send close_notify".into()),
+    }
+    let (tcp, _) = t.into_inner();
+    Ok(Channel::new(MaybeTls::Plain(tcp)))
+}
 
 async fn read_backend(b: Option<&mut BackendSession>) -> Result<Reply, ReplyReadError> {
     match b {
@@ -344,6 +418,16 @@ impl Session {
                         .reply(client, 503, "PROT requires AUTH TLS first")
                         .await;
                 }
+                if level == ProtLevel::Clear && !self.ctx.cfg.tls.allow_clear_data {
+                    // RFC 2228 §5: 534 = request denied for policy reasons.
+                    return self
+                        .reply(
+                            client,
+                            534,
+                            "Clear data connections are not allowed by policy",
+                        )
+                        .await;
+                }
                 self.prot = level;
                 let text = match level {
                     ProtLevel::Private => "Protection level set to Private",
@@ -351,19 +435,13 @@ impl Session {
                 };
                 self.reply(client, 200, text).await
             }
-            Command::Ccc => {
-                self.reply(client, 502, "CCC is not allowed by policy")
-                    .await
+            Command::Ccc => self.cmd_ccc(client, busy).await,
+            Command::Port(_) | Command::Eprt(_) if busy => {
+                self.reply(client, 503, "Transfer in progress").await
             }
-            Command::Port(_) | Command::Eprt(_) => {
-                self.reply(
-                    client,
-                    502,
-                    "Active mode is not supported by this gateway; use PASV or EPSV",
-                )
-                .await
-            }
-            Command::Rein => self.reply(client, 502, "REIN not implemented").await,
+            Command::Port(v4) => self.cmd_active(client, SocketAddr::V4(v4)).await,
+            Command::Eprt(a) => self.cmd_active(client, a).await,
+            Command::Rein => self.cmd_rein(client, busy).await,
             Command::Feat => self.cmd_feat(client, busy).await,
             Command::Quit => {
                 let _ = self.reply(client, 221, "Goodbye").await;
@@ -443,12 +521,15 @@ impl Session {
     /// Forward replies still owed for pipelined commands, so that a
     /// synchronous request that follows reads its own reply.
     async fn drain_outstanding(&mut self, client: &mut Channel<ClientStream>) -> Result<(), Flow> {
-        while !self.outstanding.is_empty() {
+        while !self.outstanding.is_empty() || self.swallow_noops > 0 {
             let limit = self.ctx.timeouts.connect;
             let Some(b) = self.backend.as_mut() else {
                 return Ok(());
             };
             match b.chan.read_reply_timeout(limit).await {
+                Ok(r) if self.swallow_noops > 0 && r.code == 200 => {
+                    self.swallow_noops -= 1;
+                }
                 Ok(r) => {
                     if r.is_final() {
                         self.outstanding.pop_front();
@@ -559,6 +640,51 @@ impl Session {
         }
     }
 
+    async fn cmd_ccc(&mut self, client: &mut Channel<ClientStream>, busy: bool) -> Flow {
+        if !self.client_tls || !client.stream.is_tls() {
+            return self
+                .reply(client, 533, "Control channel is not protected")
+                .await;
+        }
+        if !self.ctx.cfg.tls.allow_ccc {
+            return self
+                .reply(client, 534, "CCC is not allowed by policy")
+                .await;
+        }
+        if busy {
+            return self.reply(client, 503, "Transfer in progress").await;
+        }
+        match self
+            .reply(client, 200, "CCC ok; control channel continues in clear")
+            .await
+        {
+            Flow::Continue => Flow::ClearControl,
+            other => other,
+        }
+    }
+
+    /// RFC 959 `REIN`: the backend forgets the login; the client leg keeps its
+    /// TLS (RFC 4217 leaves that to the server) and must log in again.
+    async fn cmd_rein(&mut self, client: &mut Channel<ClientStream>, busy: bool) -> Flow {
+        if busy {
+            return self.reply(client, 503, "Transfer in progress").await;
+        }
+        self.pending_data = None;
+        self.logged_in = false;
+        self.user.clear();
+        self.started = Instant::now();
+        if self.backend.is_none() {
+            return self.reply(client, 220, "Service ready for new user").await;
+        }
+        match self
+            .request(client, b"REIN", self.ctx.timeouts.connect)
+            .await
+        {
+            Ok(r) => send_or_close(client, &r).await,
+            Err(flow) => flow,
+        }
+    }
+
     async fn cmd_feat(&mut self, client: &mut Channel<ClientStream>, busy: bool) -> Flow {
         let opts = FeatOptions {
             tls_offered: self.ctx.cfg.tls.mode != TlsMode::None,
@@ -651,53 +777,76 @@ impl Session {
         send_or_close(client, &r).await
     }
 
+    /// Gate shared by PASV/EPSV/PORT/EPRT: logged in, and data protection
+    /// allowed by policy.
+    async fn data_setup_allowed(&mut self, client: &mut Channel<ClientStream>) -> Result<(), Flow> {
+        if self.backend.is_none() || !self.logged_in {
+            return Err(self
+                .reply(client, 530, "Please login with USER and PASS")
+                .await);
+        }
+        if self.client_tls && self.prot == ProtLevel::Clear && !self.ctx.cfg.tls.allow_clear_data {
+            return Err(self
+                .reply(
+                    client,
+                    534,
+                    "Data connections must be protected: use PROT P",
+                )
+                .await);
+        }
+        Ok(())
+    }
+
+    /// TLS for the client data leg: the session's acceptor under `PROT P`.
+    fn client_data_tls(&self) -> Option<(TlsAcceptor, bool)> {
+        match self.prot {
+            ProtLevel::Private => self
+                .acceptor
+                .clone()
+                .map(|a| (a, self.ctx.cfg.tls.require_data_reuse)),
+            ProtLevel::Clear => None,
+        }
+    }
+
     async fn cmd_passive(&mut self, client: &mut Channel<ClientStream>, cmd: &Command) -> Flow {
         if self.epsv_all && matches!(cmd, Command::Pasv) {
             return self
                 .reply(client, 503, "Only EPSV allowed after EPSV ALL")
                 .await;
         }
-        if self.backend.is_none() || !self.logged_in {
-            return self
-                .reply(client, 530, "Please login with USER and PASS")
-                .await;
+        if let Command::Epsv(EpsvArg::Protocol(p)) = cmd {
+            // RFC 2428 §3: the client's network protocol must be the one we serve it on.
+            let ours = if self.local_addr.ip().to_canonical().is_ipv4() {
+                1
+            } else {
+                2
+            };
+            if *p != ours {
+                return self
+                    .reply(
+                        client,
+                        522,
+                        &format!("Network protocol not supported, use ({ours})"),
+                    )
+                    .await;
+            }
+        }
+        if let Err(flow) = self.data_setup_allowed(client).await {
+            return flow;
         }
         // Drop an earlier unused pinhole: one pinhole per PASV.
         self.pending_data = None;
 
-        let backend_port = match self.backend_passive(client).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Flow::Continue,
-            Err(flow) => return flow,
-        };
         let passive = &self.ctx.cfg.passive;
         let spec = PinholeSpec {
             bind_ip: passive.bind,
             ports: passive.ports,
             client_ip: self.client_ip,
-            tls: match self.prot {
-                ProtLevel::Private => self
-                    .acceptor
-                    .clone()
-                    .map(|a| (a, self.ctx.cfg.tls.require_data_reuse)),
-                ProtLevel::Clear => None,
-            },
+            tls: self.client_data_tls(),
             lifetime: self.ctx.timeouts.pinhole,
             metrics: self.ctx.metrics.clone(),
         };
-        let advertise = passive.advertise.unwrap_or(self.local_addr.ip());
-        let reply = match cmd {
-            Command::Pasv => match advertise.to_canonical() {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            },
-            _ => None,
-        };
-        if matches!(cmd, Command::Pasv) && reply.is_none() {
-            return self
-                .reply(client, 425, "PASV needs an IPv4 address; use EPSV")
-                .await;
-        }
+        // Bind first: an exhausted range is answered without bothering the backend.
         let pinhole = match Pinhole::open(spec) {
             Ok(p) => p,
             Err(e) => {
@@ -707,17 +856,109 @@ impl Session {
                     .await;
             }
         };
-        let port = pinhole.local.port();
-        debug!(port, backend_port, "pinhole open");
-        self.pending_data = Some(PendingData {
-            pinhole,
-            backend_port,
-        });
-        let r = match reply {
-            Some(v4) => render_227(std::net::SocketAddrV4::new(v4, port)),
-            None => render_229(port),
+        let (adv_ip, adv_port) =
+            passive.advertised(self.client_ip, self.local_addr.ip(), pinhole.local.port());
+        let reply = match (cmd, adv_ip.to_canonical()) {
+            (Command::Pasv, IpAddr::V4(v4)) => {
+                render_227(std::net::SocketAddrV4::new(v4, adv_port))
+            }
+            (Command::Pasv, IpAddr::V6(_)) => {
+                return self
+                    .reply(client, 425, "PASV needs an IPv4 address; use EPSV")
+                    .await;
+            }
+            _ => render_229(adv_port),
         };
-        send_or_close(client, &r).await
+        let backend = match self.backend_leg(client, false).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Flow::Continue,
+            Err(flow) => return flow,
+        };
+        debug!(port = pinhole.local.port(), adv = %adv_ip, adv_port, "pinhole open");
+        self.pending_data = Some(PendingData {
+            client: ClientLeg::Pinhole(pinhole),
+            backend,
+        });
+        send_or_close(client, &reply).await
+    }
+
+    /// `PORT`/`EPRT`: the client listens; the gateway will connect to it.
+    async fn cmd_active(&mut self, client: &mut Channel<ClientStream>, target: SocketAddr) -> Flow {
+        if !self.ctx.cfg.active.enabled {
+            return self
+                .reply(
+                    client,
+                    502,
+                    "Active mode is disabled here; use PASV or EPSV",
+                )
+                .await;
+        }
+        if self.epsv_all {
+            return self
+                .reply(client, 503, "Only EPSV allowed after EPSV ALL")
+                .await;
+        }
+        if let Err(flow) = self.data_setup_allowed(client).await {
+            return flow;
+        }
+        if let Err(refusal) = control::check_active_target(self.client_ip, target) {
+            warn!(target = %target, reason = refusal.as_str(), "active-mode target refused");
+            self.ctx.metrics.pinhole_refused(PinholeRefusal::Bounce);
+            let (code, text) = refusal.reply();
+            return self.reply(client, code, text).await;
+        }
+        self.pending_data = None;
+        let backend = match self.backend_leg(client, true).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Flow::Continue,
+            Err(flow) => return flow,
+        };
+        self.pending_data = Some(PendingData {
+            client: ClientLeg::Active(target),
+            backend,
+        });
+        self.reply(client, 200, "PORT command successful").await
+    }
+
+    /// Set up the backend side of the next transfer per the backend's
+    /// `data_mode`. `Ok(None)`: the backend refused and the client has had
+    /// its reply.
+    async fn backend_leg(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        client_active: bool,
+    ) -> Result<Option<BackendLeg>, Flow> {
+        let active = match self.ctx.backend.cfg.data_mode {
+            DataMode::Passive => false,
+            DataMode::Active => true,
+            DataMode::SameAsClient => client_active,
+        };
+        if !active {
+            return Ok(self.backend_passive(client).await?.map(BackendLeg::Passive));
+        }
+        let Some(b) = self.backend.as_ref() else {
+            return Err(Flow::Close);
+        };
+        let listener = match b.data.listen(b.local.ip()) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for the backend's data connection");
+                return Err(self
+                    .reply(client, 425, "Cannot open data port toward the backend")
+                    .await);
+            }
+        };
+        let line = match listener.local {
+            SocketAddr::V4(v4) => format!("PORT {}", control::render_port_arg(v4)),
+            v6 => format!("EPRT {}", control::render_eprt_arg(v6)),
+        };
+        let r = self
+            .request(client, line.as_bytes(), self.ctx.timeouts.connect)
+            .await?;
+        if !r.is_success() {
+            return Err(send_or_close(client, &r).await);
+        }
+        Ok(Some(BackendLeg::Active(listener)))
     }
 
     /// Ask the backend for passive mode; returns its data port (the address
@@ -777,19 +1018,33 @@ impl Session {
         if let Err(flow) = self.drain_outstanding(client).await {
             return flow;
         }
+        let client_leg = match pending.client {
+            ClientLeg::Pinhole(p) => transfer::ClientLeg::Pinhole(p),
+            ClientLeg::Active(target) => transfer::ClientLeg::Active(ActiveSpec {
+                target,
+                source_ip: self.local_addr.ip(),
+                source_ports: self.ctx.cfg.active.ports,
+                tls: self.client_data_tls(),
+                limit: self.ctx.timeouts.connect,
+                metrics: self.ctx.metrics.clone(),
+            }),
+        };
         let Some(b) = self.backend.as_mut() else {
             return Flow::Close;
         };
         if let Err(e) = b.chan.send_line(line).await {
             return self.backend_lost(client, &format!("write: {e}")).await;
         }
-        let target = b.data.clone();
+        let backend_leg = match pending.backend {
+            BackendLeg::Passive(port) => transfer::BackendLeg::Passive(b.data.clone(), port),
+            BackendLeg::Active(l) => transfer::BackendLeg::Active(b.data.clone(), l),
+        };
+        self.last_backend_activity = Instant::now();
         self.transfer = Some(Transfer::start(
             kind,
             transfer_path(line),
-            pending.pinhole,
-            target,
-            pending.backend_port,
+            client_leg,
+            backend_leg,
             &self.ctx.timeouts,
         ));
         Flow::Continue
@@ -814,6 +1069,21 @@ impl Session {
         self.forward(client, b"ABOR", "ABOR").await
     }
 
+    /// Keep the backend control leg alive through NATs during a long transfer;
+    /// the reply is swallowed in `handle_backend`.
+    async fn keepalive_noop(&mut self, client: &mut Channel<ClientStream>) -> Flow {
+        self.last_backend_activity = Instant::now();
+        let Some(b) = self.backend.as_mut() else {
+            return Flow::Continue;
+        };
+        if let Err(e) = b.chan.send_line(b"NOOP").await {
+            return self.backend_lost(client, &format!("write: {e}")).await;
+        }
+        debug!("keepalive NOOP sent to backend");
+        self.swallow_noops += 1;
+        Flow::Continue
+    }
+
     async fn handle_backend(
         &mut self,
         client: &mut Channel<ClientStream>,
@@ -823,6 +1093,12 @@ impl Session {
             Ok(r) => r,
             Err(e) => return self.backend_lost(client, &e.to_string()).await,
         };
+        self.last_backend_activity = Instant::now();
+        if self.swallow_noops > 0 && reply.code == 200 {
+            // The answer to our own keepalive NOOP; transfer replies are never 200.
+            self.swallow_noops -= 1;
+            return Flow::Continue;
+        }
         if let Some(t) = self.transfer.as_mut() {
             if reply.is_preliminary() {
                 return send_or_close(client, &reply).await;

@@ -10,10 +10,46 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::backend::{BackendError, DataTarget};
+use crate::backend::{BackendError, BackendListener, DataTarget};
 use crate::config::Timeouts;
 use crate::control::{Direction, Reply, TransferKind};
+use crate::data::active::{self, ActiveSpec};
 use crate::data::{relay, Pinhole, PinholeError, RelayError};
+use crate::stream::{BackendStream, ClientStream};
+
+/// How the client data connection is obtained.
+pub enum ClientLeg {
+    /// The client connects to our pinhole (PASV/EPSV).
+    Pinhole(Pinhole),
+    /// We connect to the client (PORT/EPRT).
+    Active(ActiveSpec),
+}
+
+impl ClientLeg {
+    async fn open(self) -> Result<ClientStream, PinholeError> {
+        match self {
+            ClientLeg::Pinhole(mut p) => p.connection().await,
+            ClientLeg::Active(spec) => active::connect(spec).await,
+        }
+    }
+}
+
+/// How the backend data connection is obtained.
+pub enum BackendLeg {
+    /// We connect to the backend's passive port.
+    Passive(DataTarget, u16),
+    /// The backend connects to our listener (we sent PORT/EPRT).
+    Active(DataTarget, BackendListener),
+}
+
+impl BackendLeg {
+    async fn open(self, limit: Duration) -> Result<BackendStream, BackendError> {
+        match self {
+            BackendLeg::Passive(target, port) => target.connect(port, limit).await,
+            BackendLeg::Active(target, listener) => target.accept(listener, limit).await,
+        }
+    }
+}
 
 pub type TransferOutcome = Result<u64, TransferError>;
 
@@ -71,20 +107,12 @@ impl Transfer {
     pub fn start(
         kind: TransferKind,
         path: String,
-        pinhole: Pinhole,
-        target: DataTarget,
-        backend_port: u16,
+        client: ClientLeg,
+        backend: BackendLeg,
         t: &Timeouts,
     ) -> Transfer {
         let (connect, idle) = (t.connect, t.data_idle);
-        let handle = tokio::spawn(run(
-            kind.direction(),
-            pinhole,
-            target,
-            backend_port,
-            connect,
-            idle,
-        ));
+        let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle));
         Transfer {
             kind,
             path,
@@ -126,18 +154,15 @@ pub async fn join(t: Option<&mut Transfer>) -> TransferOutcome {
 
 async fn run(
     direction: Direction,
-    mut pinhole: Pinhole,
-    target: DataTarget,
-    backend_port: u16,
+    client: ClientLeg,
+    backend: BackendLeg,
     connect: Duration,
     idle: Duration,
 ) -> TransferOutcome {
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
     // and answers (426) instead of waiting for its own accept timeout.
-    let (client, backend) =
-        tokio::join!(pinhole.connection(), target.connect(backend_port, connect));
-    drop(pinhole);
+    let (client, backend) = tokio::join!(client.open(), backend.open(connect));
     let mut client = client?;
     let mut backend = backend?;
     match direction {

@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod clients;
 pub mod gateway;
+pub mod netns;
 pub mod raw;
 pub mod suppa;
 pub mod vsftpd;
