@@ -36,7 +36,7 @@ use crate::metrics::{
     Dir, LoginResult, Metrics, PinholeRefusal, SessionOutcome, Side, TransferResult,
 };
 use crate::stream::{ClientStream, MaybeTls};
-use crate::tls::ServerTls;
+use crate::tls::{ServerTls, SessionAcceptors};
 use crate::xferlog::TransferLog;
 use crate::xferlog::TransferRecord;
 
@@ -99,7 +99,7 @@ struct Session {
     local_addr: SocketAddr,
     /// Per-session TLS acceptor (own session cache): used for the control
     /// upgrade and every data connection, so data can only resume this session.
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<SessionAcceptors>,
     client_tls: bool,
     prot: ProtLevel,
     backend: Option<BackendSession>,
@@ -167,7 +167,7 @@ async fn run_inner(
     let local_addr = tcp
         .local_addr()
         .map_err(|e| End(O::ClientError, e.to_string()))?;
-    let acceptor = match ctx.tls.as_ref().map(|t| t.session_acceptor()).transpose() {
+    let acceptor = match ctx.tls.as_ref().map(|t| t.session_acceptors()).transpose() {
         Ok(a) => a,
         Err(e) => return Err(End(O::TlsFailed, format!("cannot set up session TLS: {e}"))),
     };
@@ -175,7 +175,7 @@ async fn run_inner(
 
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
-            match tokio::time::timeout(login_limit, acc.accept(tcp)).await {
+            match tokio::time::timeout(login_limit, acc.control.accept(tcp)).await {
                 Ok(Ok(t)) => {
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                     ctx.metrics
@@ -614,7 +614,7 @@ impl Session {
             self.outcome = SessionOutcome::ClientError;
             return Err("plaintext after AUTH TLS".into());
         }
-        let Some(acceptor) = self.acceptor.clone() else {
+        let Some(acceptor) = self.acceptor.as_ref().map(|a| a.control.clone()) else {
             return Err("no TLS acceptor".into());
         };
         let MaybeTls::Plain(tcp) = client.into_stream() else {
@@ -802,8 +802,8 @@ impl Session {
         match self.prot {
             ProtLevel::Private => self
                 .acceptor
-                .clone()
-                .map(|a| (a, self.ctx.cfg.tls.require_data_reuse)),
+                .as_ref()
+                .map(|a| (a.data.clone(), self.ctx.cfg.tls.require_data_reuse)),
             ProtLevel::Clear => None,
         }
     }

@@ -104,13 +104,30 @@ impl ServerTls {
     /// stateful ones because GnuTLS clients (lftp) resume every data
     /// connection from the *same* control-connection ticket, as OpenSSL
     /// servers allow; the per-session key still confines them to this session.
-    pub fn session_acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+    ///
+    /// Data connections share that state but are sent no TLS 1.3 tickets: a
+    /// client that uploads never reads them, and closing a socket with unread
+    /// data makes the kernel send a reset that can cut the end of the upload
+    /// (the vsftpd truncation of real-servers.md, seen here with lftp).
+    pub fn session_acceptors(&self) -> Result<SessionAcceptors, TlsError> {
         let mut cfg = (*self.base).clone();
         cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
         cfg.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
-        Ok(TlsAcceptor::from(Arc::new(cfg)))
+        let mut data = cfg.clone();
+        data.send_tls13_tickets = 0;
+        Ok(SessionAcceptors {
+            control: TlsAcceptor::from(Arc::new(cfg)),
+            data: TlsAcceptor::from(Arc::new(data)),
+        })
     }
+}
+
+/// The TLS acceptors of one client session (same resumption state).
+#[derive(Clone)]
+pub struct SessionAcceptors {
+    pub control: TlsAcceptor,
+    pub data: TlsAcceptor,
 }
 
 /// The backend-facing TLS of one backend: verifier, versions and name.
