@@ -26,6 +26,8 @@ pub struct Backend {
     pub cfg: config::Backend,
     pub tls: Option<BackendTls>,
     pub metrics: Arc<Metrics>,
+    /// Sessions currently using this backend (least-connections balancing).
+    pub active: std::sync::atomic::AtomicUsize,
 }
 
 impl Backend {
@@ -34,7 +36,12 @@ impl Backend {
             TlsMode::None => None,
             TlsMode::Explicit | TlsMode::Implicit => Some(BackendTls::from_config(&cfg.tls)?),
         };
-        Ok(Backend { cfg, tls, metrics })
+        Ok(Backend {
+            cfg,
+            tls,
+            metrics,
+            active: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 }
 

@@ -1,14 +1,25 @@
 //! The gateway: builds every runtime object from a validated `Config`
 //! (certificates and keys included) *before* binding anything, binds the
 //! listeners, and runs one accept loop per listener, one task per session.
+//!
+//! Lifecycle:
+//! - **reload** builds a new generation from a new config; if anything
+//!   fails the old one stays. Listeners with the same name and address get the
+//!   new policy for *new* sessions (sessions in flight keep the `Arc` of the
+//!   policy they started with); new listeners are bound, removed ones stop
+//!   accepting while their sessions run on.
+//! - **drain** stops accepting, tells idle sessions `421`, lets transfers
+//!   finish up to a grace period, then cuts what is left.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info, warn};
 
 use crate::backend::Backend;
@@ -19,6 +30,8 @@ use crate::metrics::Metrics;
 use crate::session::{self, ListenerCtx};
 use crate::tls::ServerTls;
 use crate::xferlog::TransferLog;
+
+pub use crate::session::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -41,17 +54,23 @@ pub enum StartError {
 /// Everything built from the config, ready to serve; `check` stops here.
 pub struct Prepared {
     listeners: Vec<Arc<ListenerCtx>>,
+    backends: Vec<Arc<Backend>>,
     pub metrics: Arc<Metrics>,
     pub xferlog: Arc<TransferLog>,
     /// `metrics.bind`: where `/metrics`, `/healthz`, `/readyz` are served.
     metrics_bind: Option<SocketAddr>,
+    config: Arc<Config>,
 }
 
 impl Prepared {
     /// Build TLS configs and backends; reports every problem found.
     pub fn build(config: &Config) -> Result<Prepared, Vec<StartError>> {
+        Self::build_with(config, Metrics::new())
+    }
+
+    /// As [`Self::build`], recording into an existing metrics registry (reload).
+    pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Prepared, Vec<StartError>> {
         let mut errors = Vec::new();
-        let metrics = Metrics::new();
         let xferlog = match &config.transfer_log {
             None => TransferLog::disabled(),
             Some(t) => TransferLog::open(t).unwrap_or_else(|e| {
@@ -64,10 +83,13 @@ impl Prepared {
         };
         let xferlog = Arc::new(xferlog);
         let mut backends = HashMap::new();
+        let mut all_backends = Vec::new();
         for (i, b) in config.backends.iter().enumerate() {
             match Backend::new(b.clone(), metrics.clone()) {
                 Ok(rt) => {
-                    backends.insert(b.name.clone(), Arc::new(rt));
+                    let rt = Arc::new(rt);
+                    backends.insert(b.name.clone(), rt.clone());
+                    all_backends.push(rt);
                 }
                 Err(e) => errors.push(StartError::Invalid {
                     path: format!("backends[{i}].tls"),
@@ -75,6 +97,7 @@ impl Prepared {
                 }),
             }
         }
+        let backends = Arc::new(backends);
         let mut listeners = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let tls = match l.tls.mode {
@@ -91,7 +114,9 @@ impl Prepared {
                 },
             };
             let Some(backend) = backends.get(&l.backend).cloned() else {
-                if !errors.iter().any(|e| matches!(e, StartError::Invalid { path, .. } if path.starts_with("backends"))) {
+                if !errors.iter().any(
+                    |e| matches!(e, StartError::Invalid { path, .. } if path.starts_with("backends")),
+                ) {
                     errors.push(StartError::Invalid {
                         path: format!("listeners[{i}].backend"),
                         message: format!("backend {:?} is not defined", l.backend),
@@ -103,6 +128,10 @@ impl Prepared {
                 cfg: l.clone(),
                 tls,
                 backend,
+                backends: backends.clone(),
+                round_robin: l.routes.iter().map(|_| AtomicUsize::new(0)).collect(),
+                global_access: config.access.clone(),
+                global_limits: config.limits,
                 timeouts: config.timeouts,
                 metrics: metrics.clone(),
                 xferlog: xferlog.clone(),
@@ -111,9 +140,11 @@ impl Prepared {
         if errors.is_empty() {
             Ok(Prepared {
                 listeners,
+                backends: all_backends,
                 metrics,
                 xferlog,
                 metrics_bind: config.metrics.as_ref().map(|m| m.bind),
+                config: Arc::new(config.clone()),
             })
         } else {
             Err(errors)
@@ -121,13 +152,40 @@ impl Prepared {
     }
 }
 
+/// One bound listener and its accept loop.
+struct Running {
+    bind: SocketAddr,
+    local: SocketAddr,
+    /// New sessions read the current policy from here.
+    ctx: watch::Sender<Arc<ListenerCtx>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
 /// A running gateway.
 pub struct Gateway {
-    addrs: Vec<(String, SocketAddr)>,
-    /// Where the metrics endpoint listens, when configured.
+    shared: Arc<Shared>,
+    drain: watch::Sender<bool>,
+    force: watch::Sender<bool>,
+    /// Stops the metrics endpoint (after the drain).
+    stop_http: watch::Sender<bool>,
+    /// Stops the current generation's health checks (replaced on reload).
+    stop_checks: Mutex<watch::Sender<bool>>,
+    listeners: Mutex<HashMap<String, Running>>,
+    metrics: Arc<Metrics>,
     metrics_addr: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tasks: Mutex<JoinSet<()>>,
+    config: Mutex<Arc<Config>>,
+}
+
+fn bind_now(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 impl Gateway {
@@ -144,14 +202,12 @@ impl Gateway {
         let mut bound = Vec::new();
         for (index, ctx) in prepared.listeners.into_iter().enumerate() {
             let addr = ctx.cfg.bind;
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    index,
-                    name: ctx.cfg.name.clone(),
-                    addr,
-                    source,
-                })?;
+            let l = bind_now(addr).map_err(|source| StartError::Bind {
+                index,
+                name: ctx.cfg.name.clone(),
+                addr,
+                source,
+            })?;
             bound.push((l, ctx));
         }
         let metrics_listener = match prepared.metrics_bind {
@@ -163,67 +219,71 @@ impl Gateway {
             ),
         };
         let metrics = prepared.metrics;
-        // Health covers the backends sessions can reach, each once, in config order.
-        let mut checked: Vec<Arc<Backend>> = Vec::new();
-        for (_, ctx) in &bound {
-            if !checked.iter().any(|b| b.cfg.name == ctx.backend.cfg.name) {
-                checked.push(ctx.backend.clone());
-            }
-            metrics.listener_configured(&ctx.cfg.name);
-        }
         let health = Health::new(
-            checked
+            prepared
+                .backends
                 .iter()
                 .map(|b| (b.cfg.name.as_str(), b.cfg.health_check.is_some())),
         );
         metrics.config_loaded();
-        let (tx, rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let mut addrs = Vec::new();
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let (force_tx, force_rx) = watch::channel(false);
+        let (stop_http, stop_http_rx) = watch::channel(false);
+        let (stop_checks, stop_checks_rx) = watch::channel(false);
+        let shared = Shared::new(
+            health.clone(),
+            drain_rx,
+            force_rx,
+            prepared.config.limits.failed_logins,
+        );
+        let mut listeners = HashMap::new();
         for (l, ctx) in bound {
-            let local = l.local_addr().unwrap_or(ctx.cfg.bind);
-            info!(
-                listener = %ctx.cfg.name,
-                addr = %local,
-                tls = ?ctx.cfg.tls.mode,
-                backend = %ctx.backend.cfg.name,
-                "listening"
-            );
-            addrs.push((ctx.cfg.name.clone(), local));
-            tasks.spawn(accept_loop(l, ctx, rx.clone()));
+            metrics.listener_configured(&ctx.cfg.name);
+            let running = spawn_listener(l, ctx, shared.clone());
+            listeners.insert(running.0, running.1);
         }
         health.set_listeners_bound(true);
+        let mut tasks = JoinSet::new();
         health::spawn_checks(
             &mut tasks,
-            checked,
+            prepared.backends.clone(),
             health.clone(),
             metrics.clone(),
-            rx.clone(),
+            stop_checks_rx,
         );
         let mut metrics_addr = None;
         if let Some(l) = metrics_listener {
             let local = l.local_addr().ok();
             info!(addr = ?local, "metrics endpoint listening (/metrics, /healthz, /readyz)");
             metrics_addr = local;
-            tasks.spawn(http::serve(l, metrics, health, rx.clone()));
+            tasks.spawn(http::serve(l, metrics.clone(), health, stop_http_rx));
         }
         Ok(Gateway {
-            addrs,
+            shared,
+            drain: drain_tx,
+            force: force_tx,
+            stop_http,
+            stop_checks: Mutex::new(stop_checks),
+            listeners: Mutex::new(listeners),
+            metrics,
             metrics_addr,
-            shutdown: tx,
-            tasks,
+            tasks: Mutex::new(tasks),
+            config: Mutex::new(prepared.config),
         })
     }
 
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
-        self.addrs
-            .iter()
-            .find(|(n, _)| n == listener)
-            .map(|(_, a)| *a)
+        lock(&self.listeners).get(listener).map(|r| r.local)
     }
 
-    pub fn addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addrs
+    /// Every listener's name and bound address.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        let mut v: Vec<_> = lock(&self.listeners)
+            .iter()
+            .map(|(n, r)| (n.clone(), r.local))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`metrics.bind`,
@@ -232,38 +292,229 @@ impl Gateway {
         self.metrics_addr
     }
 
-    /// Stop accepting and close every session (idle ones get `421`).
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Sessions currently running (all listeners).
+    pub fn active_sessions(&self) -> usize {
+        self.shared.active()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        lock(&self.config).clone()
+    }
+
+    /// Apply a new configuration without dropping sessions. On any error the
+    /// running configuration stays as it was and the errors are returned.
+    pub fn reload(&self, config: Config) -> Result<(), Vec<StartError>> {
+        let res = self.reload_inner(config);
+        self.metrics.config_reload(res.is_ok());
+        match &res {
+            Ok(()) => {
+                self.metrics.config_loaded();
+                info!("configuration reloaded");
+            }
+            Err(errors) => {
+                for e in errors {
+                    error!(error = %e, "reload refused; keeping the running configuration");
+                }
+            }
+        }
+        res
+    }
+
+    fn reload_inner(&self, config: Config) -> Result<(), Vec<StartError>> {
+        for w in config.warnings() {
+            warn!("{w}");
+        }
+        let prepared = Prepared::build_with(&config, self.metrics.clone())?;
+        let mut running = lock(&self.listeners);
+        // Bind every new address first, so a failure changes nothing.
+        let mut fresh = Vec::new();
+        for (index, ctx) in prepared.listeners.iter().enumerate() {
+            let keep = running
+                .get(&ctx.cfg.name)
+                .is_some_and(|r| r.bind == ctx.cfg.bind);
+            if keep {
+                continue;
+            }
+            // An address another running listener holds moves with its name.
+            let held_by_other = running.values().any(|r| r.bind == ctx.cfg.bind);
+            if held_by_other {
+                return Err(vec![StartError::Invalid {
+                    path: format!("listeners[{index}].bind"),
+                    message: format!(
+                        "{} is held by another running listener; rename or move in two reloads",
+                        ctx.cfg.bind
+                    ),
+                }]);
+            }
+            match bind_now(ctx.cfg.bind) {
+                Ok(l) => fresh.push((ctx.cfg.name.clone(), l)),
+                Err(source) => {
+                    return Err(vec![StartError::Bind {
+                        index,
+                        name: ctx.cfg.name.clone(),
+                        addr: ctx.cfg.bind,
+                        source,
+                    }])
+                }
+            }
+        }
+        let names: Vec<String> = prepared
+            .listeners
+            .iter()
+            .map(|c| c.cfg.name.clone())
+            .collect();
+        // Removed or moved listeners stop accepting; their sessions go on.
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(n, r)| {
+                !prepared
+                    .listeners
+                    .iter()
+                    .any(|c| &c.cfg.name == *n && c.cfg.bind == r.bind)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in gone {
+            if let Some(r) = running.remove(&n) {
+                let _ = r.stop.send(true);
+                info!(listener = %n, addr = %r.local, "listener stopped accepting (reload)");
+            }
+        }
+        for ctx in &prepared.listeners {
+            self.metrics.listener_configured(&ctx.cfg.name);
+            if let Some(r) = running.get(&ctx.cfg.name) {
+                let _ = r.ctx.send(ctx.clone());
+                continue;
+            }
+            if let Some(pos) = fresh.iter().position(|(n, _)| n == &ctx.cfg.name) {
+                let (_, l) = fresh.swap_remove(pos);
+                let (name, r) = spawn_listener(l, ctx.clone(), self.shared.clone());
+                running.insert(name, r);
+            }
+        }
+        debug_assert!(names.iter().all(|n| running.contains_key(n)));
+        drop(running);
+        self.shared
+            .set_failed_logins(prepared.config.limits.failed_logins);
+        // Health checks restart with the new backends (renewed CA, new timers).
+        let (stop_checks, stop_rx) = watch::channel(false);
+        let old = std::mem::replace(&mut *lock(&self.stop_checks), stop_checks);
+        let _ = old.send(true);
+        health::spawn_checks(
+            &mut lock(&self.tasks),
+            prepared.backends.clone(),
+            self.shared.health.clone(),
+            self.metrics.clone(),
+            stop_rx,
+        );
+        *lock(&self.config) = prepared.config;
+        Ok(())
+    }
+
+    /// Graceful drain: stop accepting, `421` to idle sessions, let transfers
+    /// finish for up to `grace`, then close what is left. Returns the number
+    /// of sessions that had to be cut.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        for (name, r) in lock(&self.listeners).iter() {
+            let _ = r.stop.send(true);
+            info!(listener = %name, "stopped accepting (drain)");
+        }
+        let _ = self.drain.send(true);
+        let before = self.shared.active();
+        info!(sessions = before, grace = ?grace, "draining");
+        if tokio::time::timeout(grace, self.shared.idle())
+            .await
+            .is_ok()
+        {
+            info!("drained: all sessions finished");
+            return 0;
+        }
+        let cut = self.shared.active();
+        warn!(
+            sessions = cut,
+            "drain deadline passed; closing remaining sessions"
+        );
+        let _ = self.force.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.idle()).await;
+        cut
+    }
+
+    /// Drain with the configured grace period, then stop everything.
+    pub async fn shutdown(self) {
+        let grace = self.config().shutdown_grace;
+        self.shutdown_with(grace).await;
+    }
+
+    pub async fn shutdown_with(self, grace: Duration) {
+        self.drain(grace).await;
+        let _ = self.stop_http.send(true);
+        let _ = lock(&self.stop_checks).send(true);
+        let listeners: Vec<Running> = lock(&self.listeners).drain().map(|(_, r)| r).collect();
+        for r in listeners {
+            let _ = r.task.await;
+        }
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        while tasks.join_next().await.is_some() {}
     }
 }
 
-async fn accept_loop(l: TcpListener, ctx: Arc<ListenerCtx>, mut shutdown: watch::Receiver<bool>) {
-    let mut sessions = JoinSet::new();
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind;
+    // carrying on is better than taking the whole gateway down.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn spawn_listener(l: TcpListener, ctx: Arc<ListenerCtx>, shared: Arc<Shared>) -> (String, Running) {
+    let local = l.local_addr().unwrap_or(ctx.cfg.bind);
+    info!(
+        listener = %ctx.cfg.name,
+        addr = %local,
+        tls = ?ctx.cfg.tls.mode,
+        backend = %ctx.backend.cfg.name,
+        "listening"
+    );
+    let name = ctx.cfg.name.clone();
+    let bind = ctx.cfg.bind;
+    let (ctx_tx, ctx_rx) = watch::channel(ctx);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(l, ctx_rx, stop_rx, shared));
+    (
+        name,
+        Running {
+            bind,
+            local,
+            ctx: ctx_tx,
+            stop,
+            task,
+        },
+    )
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    ctx: watch::Receiver<Arc<ListenerCtx>>,
+    mut stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+) {
     loop {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((tcp, peer)) => {
-                    sessions.spawn(session::run(tcp, peer, ctx.clone(), shutdown.clone()));
+                    let ctx = ctx.borrow().clone();
+                    tokio::spawn(session::run(tcp, peer, ctx, shared.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    error!(listener = %ctx.cfg.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(l);
-    let grace = tokio::time::sleep(std::time::Duration::from_secs(5));
-    tokio::pin!(grace);
-    loop {
-        tokio::select! {
-            r = sessions.join_next() => if r.is_none() { break },
-            _ = &mut grace => { sessions.abort_all(); }
+            _ = stop.changed() => break,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod session;
 pub mod stream;
 pub mod tls;

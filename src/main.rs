@@ -40,6 +40,9 @@ enum Cmd {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also print the resolved config (includes followed, defaults filled in).
+        #[arg(long)]
+        print: bool,
     },
     /// Self-contained demo: in-process plain FTP backend, generated
     /// certificate, explicit and implicit FTPS listeners on 127.0.0.1.
@@ -79,7 +82,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Cmd::Check { config } => check(&config),
+        Cmd::Check { config, print } => check(&config, print),
         Cmd::Run { config } => rt.block_on(run(config)),
         Cmd::Demo { root, port } => rt.block_on(async move {
             match ftpsgate::demo::run(root, port).await {
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, print: bool) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -105,6 +108,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     };
     for w in config.warnings() {
         println!("warning: {w}");
+    }
+    if print {
+        println!("{config:#?}");
     }
     match Prepared::build(&config) {
         Ok(_) => {

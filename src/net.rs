@@ -22,6 +22,12 @@ pub fn tune(tcp: &TcpStream) {
     let _ = SockRef::from(tcp).set_tcp_keepalive(&ka);
 }
 
+/// Make the next close of this socket a reset (`SO_LINGER` 0): the peer then
+/// sees an error instead of an orderly end of data.
+pub fn abort(tcp: &TcpStream) {
+    let _ = SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+}
+
 /// For the client control connection: read TELNET "urgent" data (the Synch
 /// that precedes `ABOR`, RFC 959 §4.1.3) inline, so its `IAC DM` bytes reach
 /// the line parser instead of being dropped by the kernel mid-sequence.

@@ -187,7 +187,9 @@ fn assert_229s(text: &str, ports: &RangeInclusive<u16>, what: &str, site: &Site)
 }
 
 /// The two vantage points: (namespace, control address, expected 227 IP, expected ports).
-fn vantage_points(site: &Site) -> Vec<(&'static str, SocketAddr, &'static str, RangeInclusive<u16>)> {
+fn vantage_points(
+    site: &Site,
+) -> Vec<(&'static str, SocketAddr, &'static str, RangeInclusive<u16>)> {
     vec![
         ("inet", site.public(21), EDGE_WAN, PUBLIC_PASV),
         ("lan", site.inside(21), GW_IP, INSIDE_PASV),
@@ -211,7 +213,9 @@ async fn lab_self_test() {
     let echo = lab.spawn(
         "gw",
         python(),
-        &[&script, "21", "990", "2121", "50000", "50005", "50099", "50150"],
+        &[
+            &script, "21", "990", "2121", "50000", "50005", "50099", "50150",
+        ],
         &dir.join("out"),
         &dir.join("err"),
     );
@@ -220,16 +224,32 @@ async fn lab_self_test() {
         .unwrap_or_default()
         .contains("READY")
     {
-        assert!(lab.exited(echo).is_none(), "peer_echo died: {:?}", std::fs::read_to_string(dir.join("err")));
+        assert!(
+            lab.exited(echo).is_none(),
+            "peer_echo died: {:?}",
+            std::fs::read_to_string(dir.join("err"))
+        );
         assert!(std::time::Instant::now() < deadline, "peer_echo not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
     let ask = |from: &str, host: &str, port: u16| -> String {
-        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         let out = lab.exec(
             from,
             "timeout",
-            &["3", "bash", "-c", &format!("exec 3<>/dev/tcp/{}/{port}; head -1 <&3", host.trim_matches(['[', ']']))],
+            &[
+                "3",
+                "bash",
+                "-c",
+                &format!(
+                    "exec 3<>/dev/tcp/{}/{port}; head -1 <&3",
+                    host.trim_matches(['[', ']'])
+                ),
+            ],
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
@@ -237,10 +257,22 @@ async fn lab_self_test() {
     assert_eq!(ask("inet", EDGE_WAN, 21), format!("PEER {HOME_WAN} 21"));
     assert_eq!(ask("inet", EDGE_WAN, 990), format!("PEER {HOME_WAN} 990"));
     // The passive map keeps the offset: 40000+i → 50000+i.
-    assert_eq!(ask("inet", EDGE_WAN, 40000), format!("PEER {HOME_WAN} 50000"));
-    assert_eq!(ask("inet", EDGE_WAN, 40005), format!("PEER {HOME_WAN} 50005"));
-    assert_eq!(ask("inet", EDGE_WAN, 40099), format!("PEER {HOME_WAN} 50099"));
-    assert_eq!(ask("inet", EDGE_WAN, 40150), format!("PEER {HOME_WAN} 50150"));
+    assert_eq!(
+        ask("inet", EDGE_WAN, 40000),
+        format!("PEER {HOME_WAN} 50000")
+    );
+    assert_eq!(
+        ask("inet", EDGE_WAN, 40005),
+        format!("PEER {HOME_WAN} 50005")
+    );
+    assert_eq!(
+        ask("inet", EDGE_WAN, 40099),
+        format!("PEER {HOME_WAN} 50099")
+    );
+    assert_eq!(
+        ask("inet", EDGE_WAN, 40150),
+        format!("PEER {HOME_WAN} 50150")
+    );
     // Nothing else is forwarded, and the inside is not routable from the internet.
     assert_eq!(ask("inet", EDGE_WAN, 2121), "");
     assert_eq!(ask("inet", GW_IP, 21), "");
@@ -269,7 +301,11 @@ async fn lab_self_test() {
             Duration::from_secs(25),
         )
         .await;
-    assert!(listing.success(), "direct LIST from gw: {listing}\n{}", vs.output());
+    assert!(
+        listing.success(),
+        "direct LIST from gw: {listing}\n{}",
+        vs.output()
+    );
     let pasv = reply_lines(&listing.stderr, 227);
     assert!(
         pasv.iter().any(|l| l.contains("203,0,113,99")),
@@ -277,7 +313,10 @@ async fn lab_self_test() {
     );
     drop(vs);
     drop(lab);
-    let left: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    let left: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
 
@@ -546,7 +585,9 @@ async fn internet_client_active_mode_refused_behind_nat() {
     let refusals: Vec<&str> = out
         .stdout
         .lines()
-        .filter(|l| l.starts_with("ACTIVE_REFUSED") || l.starts_with("REPLY 5") || l.starts_with("REPLY 4"))
+        .filter(|l| {
+            l.starts_with("ACTIVE_REFUSED") || l.starts_with("REPLY 5") || l.starts_with("REPLY 4")
+        })
         .collect();
     assert_eq!(refusals.len(), 3, "expected 3 refusals:\n{out}");
     for line in refusals {
@@ -672,8 +713,16 @@ async fn pinhole_stealing_across_hosts_refused() {
             site.ctx()
         );
     };
-    assert_eq!(host, GW_IP, "internal client got the wrong 227\n{}", site.ctx());
-    assert!(INSIDE_PASV.contains(&port), "port {port} outside {INSIDE_PASV:?}");
+    assert_eq!(
+        host,
+        GW_IP,
+        "internal client got the wrong 227\n{}",
+        site.ctx()
+    );
+    assert!(
+        INSIDE_PASV.contains(&port),
+        "port {port} outside {INSIDE_PASV:?}"
+    );
 
     let probe = py_script("probe.py").display().to_string();
     let thieves = [

@@ -9,56 +9,83 @@
 //! reading and parsing them is left to `tls/`, which runs right after, before any
 //! socket is bound.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::duration;
+use super::include::{Part, Tree};
 use super::raw::{
-    RawActive, RawAdvertise, RawBackend, RawBackendTls, RawConfig, RawHealthCheck, RawListener,
-    RawListenerTls, RawMetrics, RawPassive, RawPins, RawTimeouts, RawTransferLog,
+    RawAccessRule, RawActive, RawAdvertise, RawBackend, RawBackendTls, RawCommands,
+    RawFailedLogins, RawHealthCheck, RawLimits, RawListener, RawListenerLimits, RawListenerTls,
+    RawMetrics, RawPassive, RawPins, RawReload, RawRoute, RawShutdown, RawSniCert, RawTimeouts,
+    RawTransferLog,
 };
 use super::typed::{
-    Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Config, DataMode, DataProtection,
-    HealthCheck, Listener, ListenerTls, MetricsConfig, Passive, PortRange, Timeouts, TlsMode,
-    TlsVersion, TransferLogConfig, TransferLogFormat,
+    AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
+    CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
+    ListenerLimits, ListenerTls, MetricsConfig, Passive, PortRange, Reload, Route, SniCert,
+    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
 };
 use super::{ConfigError, ConfigErrors};
 
-/// Builds the typed [`Config`], or returns every error found.
-pub(crate) fn build(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
+/// Default of `shutdown.grace`.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Builds the typed [`Config`] from every gathered file, or returns every error found.
+pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
+    let Tree {
+        top: raw,
+        parts,
+        sources,
+    } = tree;
     let mut b = Builder {
-        base_dir,
+        base_dir: &parts[0].base_dir,
+        parts: &parts,
+        file: None,
         errors: Vec::new(),
     };
-    let raw_listeners = raw.listeners.unwrap_or_default();
-    let raw_backends = raw.backends.unwrap_or_default();
 
     // References are checked against the names as written, so a backend with some
     // other error still counts as defined and does not cascade into listener errors.
-    let backend_names: HashSet<&str> = raw_backends
+    let backend_names: HashSet<&str> = parts
         .iter()
+        .flat_map(|p| &p.backends)
         .filter_map(|r| r.name.as_deref())
         .collect();
 
-    if raw_listeners.is_empty() {
+    if parts.iter().all(|p| p.listeners.is_empty()) {
         b.error("listeners", "at least one listener is required");
     }
-    let mut names = HashSet::new();
-    let listeners: Vec<Result<Listener, Reported>> = raw_listeners
-        .iter()
-        .enumerate()
-        .map(|(i, r)| b.listener(i, r, &backend_names, &mut names))
-        .collect();
+    // Each entry with the key path it is reported under (file-prefixed when included).
+    let mut names = HashMap::new();
+    let mut listeners: Vec<(String, Result<Listener, Reported>)> = Vec::new();
+    let mut access = Vec::new();
+    for part in &parts {
+        b.enter(part);
+        for (i, r) in part.listeners.iter().enumerate() {
+            let p = format!("{}listeners[{i}]", b.prefix());
+            let l = b.listener(&p, r, &backend_names, &mut names);
+            listeners.push((p, l));
+        }
+        let p = format!("{}access", b.prefix());
+        access.push(b.access(&p, Some(&part.access)));
+    }
     b.check_listener_conflicts(&listeners);
 
-    let mut names = HashSet::new();
-    let backends: Vec<Result<Backend, Reported>> = raw_backends
-        .iter()
-        .enumerate()
-        .map(|(i, r)| b.backend(i, r, &mut names))
-        .collect();
+    let mut names = HashMap::new();
+    let mut backends = Vec::new();
+    for part in &parts {
+        b.enter(part);
+        for (i, r) in part.backends.iter().enumerate() {
+            let p = format!("{}backends[{i}]", b.prefix());
+            backends.push(b.backend(&p, r, &mut names));
+        }
+    }
 
+    // Sections below exist in the top file only (`include` refuses them elsewhere).
+    b.enter(&parts[0]);
     let timeouts = b.timeouts(raw.timeouts.as_ref());
     let metrics = match raw.metrics.as_ref() {
         None => Ok(None),
@@ -68,14 +95,30 @@ pub(crate) fn build(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErr
         None => Ok(None),
         Some(t) => b.transfer_log(t).map(Some),
     };
+    let limits = b.limits(raw.limits.as_ref());
+    let shutdown_grace = b.shutdown(raw.shutdown.as_ref());
+    let reload = b.reload(raw.reload.as_ref());
 
     let assembled = (|| {
         Ok(Config {
-            listeners: listeners.into_iter().collect::<Result<_, _>>()?,
+            listeners: listeners
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect::<Result<_, _>>()?,
             backends: backends.into_iter().collect::<Result<_, _>>()?,
             timeouts: timeouts?,
             metrics: metrics?,
             transfer_log: transfer_log?,
+            access: access
+                .into_iter()
+                .collect::<Result<Vec<Vec<_>>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+            limits: limits?,
+            shutdown_grace: shutdown_grace?,
+            reload: reload?,
+            sources,
         })
     })();
     match assembled {
@@ -102,18 +145,44 @@ struct Reported;
 /// An optional key: `Ok(None)` when absent.
 type Parsed<T> = Result<Option<T>, Reported>;
 
-/// Collects errors while converting; `base_dir` resolves relative file paths.
+/// Collects errors while converting; `base_dir` resolves relative file paths of the
+/// file being converted (`file`, `None` for the top file).
 struct Builder<'a> {
     base_dir: &'a Path,
+    /// Every file, for the line numbers of errors.
+    parts: &'a [Part],
+    file: Option<&'a str>,
     errors: Vec<ConfigError>,
 }
 
 const TLS_ONLY: &str = "only allowed when mode is explicit or implicit";
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// Converts entries of `part` from now on.
+    fn enter(&mut self, part: &'a Part) {
+        self.base_dir = &part.base_dir;
+        self.file = part.label.as_deref();
+    }
+
+    /// What key paths of the current file start with: `""` or `"teams/a.yaml: "`.
+    fn prefix(&self) -> String {
+        self.file.map(|f| format!("{f}: ")).unwrap_or_default()
+    }
+
     fn error(&mut self, path: &str, message: impl Into<String>) {
+        // The path names its file (any file's entries may be compared, e.g. for
+        // conflicts), so the line is looked up in the file the path names.
+        let (part, key) = match path.split_once(": ") {
+            Some((file, key)) => match self.parts.iter().find(|p| p.label.as_deref() == Some(file))
+            {
+                Some(part) => (Some(part), key),
+                None => (self.parts.first(), path),
+            },
+            None => (self.parts.first(), path),
+        };
         self.errors.push(ConfigError {
             path: path.to_owned(),
+            line: part.and_then(|p| p.lines.line(key)),
             message: message.into(),
         });
     }
@@ -151,30 +220,36 @@ impl Builder<'_> {
         }
     }
 
-    /// A required, non-empty name that no earlier entry of the same `kind` used.
+    /// A required, non-empty name that no earlier entry of the same `kind` used, in
+    /// any file; `seen` maps each name to the file that defined it first.
     fn unique_name(
         &mut self,
         path: &str,
         raw: Option<&str>,
         kind: &str,
-        seen: &mut HashSet<String>,
+        seen: &mut HashMap<String, Option<&'a str>>,
     ) -> Result<String, Reported> {
         let name = self.required(path, raw, parse_name)?;
-        if !seen.insert(name.clone()) {
-            self.error(path, format!("duplicate {kind} name \"{name}\""));
+        if let Some(first) = seen.get(&name) {
+            let message = match *first {
+                f if f == self.file => format!("duplicate {kind} name \"{name}\""),
+                Some(f) => format!("duplicate {kind} name \"{name}\" (first defined in {f})"),
+                None => format!("duplicate {kind} name \"{name}\" (first defined in the top file)"),
+            };
+            self.error(path, message);
             return Err(Reported);
         }
+        seen.insert(name.clone(), self.file);
         Ok(name)
     }
 
     fn listener(
         &mut self,
-        i: usize,
+        p: &str,
         raw: &RawListener,
         backends: &HashSet<&str>,
-        names: &mut HashSet<String>,
+        names: &mut HashMap<String, Option<&'a str>>,
     ) -> Result<Listener, Reported> {
-        let p = format!("listeners[{i}]");
         let name = self.unique_name(&format!("{p}.name"), raw.name.as_deref(), "listener", names);
         let bind = self.required(&format!("{p}.bind"), raw.bind.as_deref(), parse_bind);
         let tls = self.listener_tls(&format!("{p}.tls"), raw.tls.as_ref());
@@ -191,6 +266,14 @@ impl Builder<'_> {
                 Err(format!("backend \"{s}\" is not defined"))
             }
         });
+        let access = self.access(&format!("{p}.access"), raw.access.as_deref());
+        let limits = self.listener_limits(&format!("{p}.limits"), raw.limits.as_ref());
+        let user_at_backend = self.optional(
+            &format!("{p}.user_at_backend"),
+            raw.user_at_backend.as_deref(),
+            parse_bool,
+        );
+        let routes = self.routes(&format!("{p}.routes"), raw.routes.as_deref(), backends);
         Ok(Listener {
             name: name?,
             bind: bind?,
@@ -198,7 +281,323 @@ impl Builder<'_> {
             passive: passive?,
             active: active?,
             backend: backend?,
+            access: access?,
+            limits: limits?,
+            routes: routes?,
+            user_at_backend: user_at_backend?.unwrap_or(false),
         })
+    }
+
+    /// An `access` list: each rule has exactly one of `allow`/`deny`, a non-empty
+    /// list of CIDR networks (a bare address means that one host).
+    fn access(
+        &mut self,
+        p: &str,
+        raw: Option<&[RawAccessRule]>,
+    ) -> Result<Vec<AccessRule>, Reported> {
+        let mut rules = Vec::new();
+        let mut failed = false;
+        for (i, r) in raw.unwrap_or_default().iter().enumerate() {
+            let rp = format!("{p}[{i}]");
+            let (action, key, list) = match (&r.allow, &r.deny) {
+                (Some(list), None) => (Action::Allow, "allow", list),
+                (None, Some(list)) => (Action::Deny, "deny", list),
+                (Some(_), Some(_)) => {
+                    self.error(&rp, "a rule has allow or deny, not both; split it in two");
+                    failed = true;
+                    continue;
+                }
+                (None, None) => {
+                    self.error(&rp, "a rule needs allow or deny");
+                    failed = true;
+                    continue;
+                }
+            };
+            if list.is_empty() {
+                self.error(&format!("{rp}.{key}"), "must list at least one network");
+                failed = true;
+                continue;
+            }
+            let networks: Vec<Result<ipnet::IpNet, Reported>> = list
+                .iter()
+                .enumerate()
+                .map(|(j, s)| self.required(&format!("{rp}.{key}[{j}]"), Some(s), parse_network))
+                .collect();
+            match networks.into_iter().collect::<Result<Vec<_>, _>>() {
+                Ok(networks) => rules.push(AccessRule { action, networks }),
+                Err(Reported) => failed = true,
+            }
+        }
+        if failed {
+            Err(Reported)
+        } else {
+            Ok(rules)
+        }
+    }
+
+    /// `listeners[i].limits`: every key optional.
+    fn listener_limits(
+        &mut self,
+        p: &str,
+        raw: Option<&RawListenerLimits>,
+    ) -> Result<ListenerLimits, Reported> {
+        let Some(raw) = raw else {
+            return Ok(ListenerLimits::default());
+        };
+        let max_sessions = self.optional(
+            &format!("{p}.max_sessions"),
+            raw.max_sessions.as_deref(),
+            parse_count,
+        );
+        let per_ip = self.optional(
+            &format!("{p}.max_sessions_per_ip"),
+            raw.max_sessions_per_ip.as_deref(),
+            parse_count,
+        );
+        let bandwidth = self.optional(
+            &format!("{p}.bandwidth"),
+            raw.bandwidth.as_deref(),
+            parse_bandwidth,
+        );
+        Ok(ListenerLimits {
+            max_sessions: max_sessions?,
+            max_sessions_per_ip: per_ip?,
+            bandwidth: bandwidth?,
+        })
+    }
+
+    /// `listeners[i].routes`: each needs `user` and defined `backends`.
+    fn routes(
+        &mut self,
+        p: &str,
+        raw: Option<&[RawRoute]>,
+        defined: &HashSet<&str>,
+    ) -> Result<Vec<Route>, Reported> {
+        let routes: Vec<Result<Route, Reported>> = raw
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(j, r)| self.route(&format!("{p}[{j}]"), r, defined))
+            .collect();
+        routes.into_iter().collect()
+    }
+
+    fn route(
+        &mut self,
+        p: &str,
+        raw: &RawRoute,
+        defined: &HashSet<&str>,
+    ) -> Result<Route, Reported> {
+        let user = self.required(&format!("{p}.user"), raw.user.as_deref(), parse_user);
+        let backends = match raw.backends.as_deref() {
+            None => {
+                self.error(&format!("{p}.backends"), "is required");
+                Err(Reported)
+            }
+            Some([]) => {
+                self.error(&format!("{p}.backends"), "must list at least one backend");
+                Err(Reported)
+            }
+            Some(list) => {
+                let mut seen = HashSet::new();
+                let checked: Vec<Result<String, Reported>> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| {
+                        let kp = format!("{p}.backends[{k}]");
+                        if !defined.contains(s.as_str()) {
+                            self.error(&kp, format!("backend \"{s}\" is not defined"));
+                            Err(Reported)
+                        } else if !seen.insert(s.as_str()) {
+                            self.error(&kp, format!("backend \"{s}\" is listed twice"));
+                            Err(Reported)
+                        } else {
+                            Ok(s.clone())
+                        }
+                    })
+                    .collect();
+                checked.into_iter().collect()
+            }
+        };
+        let balance = self.optional(
+            &format!("{p}.balance"),
+            raw.balance.as_deref(),
+            parse_balance,
+        );
+        let commands = self.commands(&format!("{p}.commands"), raw.commands.as_ref());
+        Ok(Route {
+            user: user?,
+            backends: backends?,
+            balance: balance?.unwrap_or_default(),
+            commands: commands?,
+        })
+    }
+
+    /// `routes[j].commands`: exactly one of `allow` or `deny`, verbs upper-cased.
+    fn commands(&mut self, p: &str, raw: Option<&RawCommands>) -> Result<CommandPolicy, Reported> {
+        let Some(raw) = raw else {
+            return Ok(CommandPolicy::Any);
+        };
+        let (key, list) = match (&raw.allow, &raw.deny) {
+            (Some(list), None) => ("allow", list),
+            (None, Some(list)) => ("deny", list),
+            (Some(_), Some(_)) => {
+                self.error(p, "allow and deny cannot both be set; keep one");
+                return Err(Reported);
+            }
+            (None, None) => {
+                self.error(p, "needs allow or deny");
+                return Err(Reported);
+            }
+        };
+        let verbs: Vec<Result<String, Reported>> = list
+            .iter()
+            .enumerate()
+            .map(|(k, s)| self.required(&format!("{p}.{key}[{k}]"), Some(s), parse_verb))
+            .collect();
+        let verbs = verbs.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(if key == "allow" {
+            CommandPolicy::Allow(verbs)
+        } else {
+            CommandPolicy::Deny(verbs)
+        })
+    }
+
+    /// Global `limits`: every key optional; `failed_logins` keys default to 5 in
+    /// 60 s, 300 s cool-down.
+    fn limits(&mut self, raw: Option<&RawLimits>) -> Result<Limits, Reported> {
+        let Some(raw) = raw else {
+            return Ok(Limits::default());
+        };
+        let max_sessions = self.optional(
+            "limits.max_sessions",
+            raw.max_sessions.as_deref(),
+            parse_count,
+        );
+        let per_ip = self.optional(
+            "limits.max_sessions_per_ip",
+            raw.max_sessions_per_ip.as_deref(),
+            parse_count,
+        );
+        let failed_logins = match raw.failed_logins.as_ref() {
+            None => Ok(None),
+            Some(f) => self.failed_logins("limits.failed_logins", f).map(Some),
+        };
+        Ok(Limits {
+            max_sessions: max_sessions?,
+            max_sessions_per_ip: per_ip?,
+            failed_logins: failed_logins?,
+        })
+    }
+
+    fn failed_logins(&mut self, p: &str, raw: &RawFailedLogins) -> Result<FailedLogins, Reported> {
+        let default = FailedLogins::default();
+        let max = self.optional(
+            &format!("{p}.max"),
+            raw.max.as_deref(),
+            |s| match parse_count(s)? {
+                n if n > u32::MAX as usize => Err(format!("\"{s}\" is too large")),
+                n => Ok(n as u32),
+            },
+        );
+        let window = self.optional(
+            &format!("{p}.window"),
+            raw.window.as_deref(),
+            duration::parse,
+        );
+        let cooldown = self.optional(
+            &format!("{p}.cooldown"),
+            raw.cooldown.as_deref(),
+            duration::parse,
+        );
+        Ok(FailedLogins {
+            max: max?.unwrap_or(default.max),
+            window: window?.unwrap_or(default.window),
+            cooldown: cooldown?.unwrap_or(default.cooldown),
+        })
+    }
+
+    fn shutdown(&mut self, raw: Option<&RawShutdown>) -> Result<Duration, Reported> {
+        let grace = raw.and_then(|r| r.grace.as_deref());
+        self.optional("shutdown.grace", grace, duration::parse)
+            .map(|d| d.unwrap_or(DEFAULT_SHUTDOWN_GRACE))
+    }
+
+    fn reload(&mut self, raw: Option<&RawReload>) -> Result<Reload, Reported> {
+        let Some(raw) = raw else {
+            return Ok(Reload::default());
+        };
+        let default = Reload::default();
+        let watch = self.optional("reload.watch", raw.watch.as_deref(), parse_bool);
+        let interval = self.optional("reload.interval", raw.interval.as_deref(), duration::parse);
+        Ok(Reload {
+            watch: watch?.unwrap_or(default.watch),
+            interval: interval?.unwrap_or(default.interval),
+        })
+    }
+
+    /// `tls.sni`: names are unique within the listener; files must exist.
+    fn sni(&mut self, p: &str, raw: &[RawSniCert]) -> Result<Vec<SniCert>, Reported> {
+        let base = self.base_dir;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::new();
+        let mut failed = false;
+        for (j, r) in raw.iter().enumerate() {
+            let ep = format!("{p}[{j}]");
+            let names = match r.names.as_deref() {
+                None => {
+                    self.error(&format!("{ep}.names"), "is required");
+                    Err(Reported)
+                }
+                Some([]) => {
+                    self.error(&format!("{ep}.names"), "must list at least one name");
+                    Err(Reported)
+                }
+                Some(list) => {
+                    let mut names = Vec::new();
+                    let mut bad = false;
+                    for (k, s) in list.iter().enumerate() {
+                        let np = format!("{ep}.names[{k}]");
+                        match self.required(&np, Some(s), parse_sni_name) {
+                            Ok(name) => match seen.get(&name) {
+                                Some(first) => {
+                                    self.error(
+                                        &np,
+                                        format!("\"{name}\" is already listed in {p}[{first}]"),
+                                    );
+                                    bad = true;
+                                }
+                                None => {
+                                    seen.insert(name.clone(), j);
+                                    names.push(name);
+                                }
+                            },
+                            Err(Reported) => bad = true,
+                        }
+                    }
+                    if bad {
+                        Err(Reported)
+                    } else {
+                        Ok(names)
+                    }
+                }
+            };
+            let cert = self.required(&format!("{ep}.cert"), r.cert.as_deref(), |s| {
+                existing_file(base, s)
+            });
+            let key = self.required(&format!("{ep}.key"), r.key.as_deref(), |s| {
+                existing_file(base, s)
+            });
+            match (names, cert, key) {
+                (Ok(names), Ok(cert), Ok(key)) => out.push(SniCert { names, cert, key }),
+                _ => failed = true,
+            }
+        }
+        if failed {
+            Err(Reported)
+        } else {
+            Ok(out)
+        }
     }
 
     /// `active`: both keys optional.
@@ -328,6 +727,10 @@ impl Builder<'_> {
             raw.allow_clear_data.as_deref(),
             parse_bool,
         );
+        let sni = match raw.sni.as_deref() {
+            Some(list) if raw.mode.as_deref() != Some("none") => self.sni(&key_path("sni"), list),
+            _ => Ok(Vec::new()),
+        };
         let mode = mode?;
 
         if mode == TlsMode::None {
@@ -336,6 +739,7 @@ impl Builder<'_> {
                 ("cert", raw.cert.is_some()),
                 ("key", raw.key.is_some()),
                 ("min_version", raw.min_version.is_some()),
+                ("sni", raw.sni.is_some()),
             ] {
                 if given {
                     self.error(&key_path(k), TLS_ONLY);
@@ -364,6 +768,7 @@ impl Builder<'_> {
                 min_version: TlsVersion::Tls12,
                 allow_ccc: false,
                 allow_clear_data: true,
+                sni: Vec::new(),
             });
         }
 
@@ -378,6 +783,7 @@ impl Builder<'_> {
             min_version: min_version?.unwrap_or(TlsVersion::Tls12),
             allow_ccc: allow_ccc?.unwrap_or(false),
             allow_clear_data: allow_clear_data?.unwrap_or(true),
+            sni: sni?,
         })
     }
 
@@ -426,19 +832,19 @@ impl Builder<'_> {
     /// Conflicts between listeners that would make a bind fail at runtime, possibly
     /// only for some transfers: same control address, overlapping pinhole ranges, or
     /// a pinhole range covering a control port, on addresses that share ports.
-    fn check_listener_conflicts(&mut self, listeners: &[Result<Listener, Reported>]) {
-        let ok: Vec<(usize, &Listener)> = listeners
+    /// Each listener comes with its key path (`listeners[0]`, or file-prefixed).
+    fn check_listener_conflicts(&mut self, listeners: &[(String, Result<Listener, Reported>)]) {
+        let ok: Vec<(&str, &Listener)> = listeners
             .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.as_ref().ok().map(|l| (i, l)))
+            .filter_map(|(p, l)| l.as_ref().ok().map(|l| (p.as_str(), l)))
             .collect();
         for (n, &(j, lj)) in ok.iter().enumerate() {
             // Port 0 asks the OS for a fresh port each time, so it never collides.
             if lj.bind.port() != 0 {
                 if let Some(&(i, _)) = ok[..n].iter().find(|(_, li)| li.bind == lj.bind) {
                     self.error(
-                        &format!("listeners[{j}].bind"),
-                        format!("{} is already used by listeners[{i}]", lj.bind),
+                        &format!("{j}.bind"),
+                        format!("{} is already used by {i}", lj.bind),
                     );
                 }
             }
@@ -447,8 +853,8 @@ impl Builder<'_> {
                     && li.passive.ports.overlaps(&lj.passive.ports)
                 {
                     self.error(
-                        &format!("listeners[{j}].passive.ports"),
-                        format!("{} overlaps listeners[{i}].passive.ports", lj.passive.ports),
+                        &format!("{j}.passive.ports"),
+                        format!("{} overlaps {i}.passive.ports", lj.passive.ports),
                     );
                 }
             }
@@ -457,9 +863,9 @@ impl Builder<'_> {
                     && lj.passive.ports.contains(li.bind.port())
                 {
                     self.error(
-                        &format!("listeners[{j}].passive.ports"),
+                        &format!("{j}.passive.ports"),
                         format!(
-                            "{} contains the control port of listeners[{i}].bind ({})",
+                            "{} contains the control port of {i}.bind ({})",
                             lj.passive.ports, li.bind
                         ),
                     );
@@ -470,11 +876,10 @@ impl Builder<'_> {
 
     fn backend(
         &mut self,
-        i: usize,
+        p: &str,
         raw: &RawBackend,
-        names: &mut HashSet<String>,
+        names: &mut HashMap<String, Option<&'a str>>,
     ) -> Result<Backend, Reported> {
-        let p = format!("backends[{i}]");
         let name = self.unique_name(&format!("{p}.name"), raw.name.as_deref(), "backend", names);
         let address = self.required(
             &format!("{p}.address"),
@@ -554,19 +959,15 @@ impl Builder<'_> {
     fn metrics(
         &mut self,
         raw: &RawMetrics,
-        listeners: &[Result<Listener, Reported>],
+        listeners: &[(String, Result<Listener, Reported>)],
     ) -> Result<MetricsConfig, Reported> {
         let bind = self.required("metrics.bind", raw.bind.as_deref(), parse_bind)?;
         if bind.port() != 0 {
             let taken = listeners
                 .iter()
-                .enumerate()
                 .find(|(_, l)| matches!(l, Ok(l) if l.bind == bind));
             if let Some((i, _)) = taken {
-                self.error(
-                    "metrics.bind",
-                    format!("{bind} is already used by listeners[{i}]"),
-                );
+                self.error("metrics.bind", format!("{bind} is already used by {i}"));
                 return Err(Reported);
             }
         }
@@ -812,6 +1213,105 @@ fn shares_ports(a: IpAddr, b: IpAddr) -> bool {
         w.is_unspecified() && (w.is_ipv6() || w.is_ipv4() == other.is_ipv4())
     };
     a == b || wildcard_covers(a, b) || wildcard_covers(b, a)
+}
+
+/// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
+/// Host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`), as the kernel would.
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("\"{s}\" is not a CIDR network (e.g. \"10.0.0.0/8\" or \"::1/128\")"))
+}
+
+/// A positive whole number (session counts, login attempts).
+fn parse_count(s: &str) -> Result<usize, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("\"{s}\" is not a whole number"));
+    }
+    match s.parse::<usize>() {
+        Err(_) => Err(format!("\"{s}\" is too large")),
+        Ok(0) => Err(format!("\"{s}\" must be at least 1")),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// Bytes per second: a plain integer, or one with K/M/G (powers of 1000) or
+/// KiB/MiB/GiB (powers of 1024); zero is refused (it would stall every transfer).
+fn parse_bandwidth(s: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "\"{s}\" is not a bandwidth (bytes per second, e.g. \"500K\", \"10MiB\" or 1048576)"
+        )
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{s}\" is too large"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(factor) {
+        None => Err(format!("\"{s}\" is too large")),
+        Some(0) => Err(format!("\"{s}\" must be greater than zero")),
+        Some(v) => Ok(v),
+    }
+}
+
+/// A route's `user`: an exact login name or a glob with `*` and `?`.
+fn parse_user(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{s:?} contains a control character"));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_balance(s: &str) -> Result<Balance, String> {
+    match s {
+        "round-robin" => Ok(Balance::RoundRobin),
+        "least-connections" => Ok(Balance::LeastConnections),
+        _ => Err(format!(
+            "\"{s}\" is not a balance mode (expected round-robin or least-connections)"
+        )),
+    }
+}
+
+/// An FTP command verb: 3 or 4 ASCII letters (RFC 959 section 5.3.1), upper-cased.
+fn parse_verb(s: &str) -> Result<String, String> {
+    if (3..=4).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(s.to_ascii_uppercase())
+    } else {
+        Err(format!(
+            "\"{s}\" is not an FTP command (3 or 4 letters, e.g. STOR)"
+        ))
+    }
+}
+
+/// A server name clients may send in SNI: a DNS name (no IP, no wildcard),
+/// lower-cased since names compare case-insensitively.
+fn parse_sni_name(s: &str) -> Result<String, String> {
+    if s.parse::<IpAddr>().is_ok() || !is_dns_name(s) {
+        return Err(format!(
+            "\"{s}\" is not a DNS name (SNI carries names only; wildcards are not supported)"
+        ));
+    }
+    Ok(s.trim_end_matches('.').to_ascii_lowercase())
 }
 
 fn parse_name(s: &str) -> Result<String, String> {

@@ -12,6 +12,8 @@
 
 mod build;
 mod duration;
+mod include;
+mod lines;
 mod raw;
 mod typed;
 
@@ -22,9 +24,10 @@ use std::fmt;
 use std::path::Path;
 
 pub use typed::{
-    Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Config, DataMode, DataProtection,
-    HealthCheck, Listener, ListenerTls, MetricsConfig, Passive, PortRange, PortRangeError,
-    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
+    AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
+    CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
+    ListenerLimits, ListenerTls, MetricsConfig, Passive, PortRange, PortRangeError, Reload, Route,
+    SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
 };
 
 /// Name used as the error location for YAML that did not come from a file.
@@ -37,8 +40,11 @@ impl Config {
     /// Syntax errors and unknown keys come back as a single error located at
     /// `<yaml>:LINE:COLUMN`; otherwise every semantic error is reported, each under
     /// its key path (`listeners[0].passive.ports`).
+    ///
+    /// `include` paths are resolved against `base_dir`; [`Config::sources`] then
+    /// lists the included files only.
     pub fn from_yaml_str(yaml: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-        parse(yaml, base_dir, INLINE_SOURCE)
+        parse(yaml, base_dir, INLINE_SOURCE, None)
     }
 
     /// Reads the file at `path` and parses it as [`Config::from_yaml_str`] would, with
@@ -49,6 +55,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 path: source.clone(),
+                line: None,
                 message: format!("cannot read config file: {e}"),
             }])
         })?;
@@ -59,7 +66,7 @@ impl Config {
         // `absolute` only fails for an empty path or an unreadable working directory;
         // the relative directory still resolves correctly for this process then.
         let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
-        parse(&text, &base_dir, &source)
+        parse(&text, &base_dir, &source, Some(path))
     }
 
     /// The listener called `name`, if any.
@@ -97,6 +104,30 @@ impl Config {
                 ));
             }
         }
+        for (i, l) in self.listeners.iter().enumerate() {
+            for (j, r) in l.routes.iter().enumerate() {
+                let p = format!("listeners[{i}].routes[{j}]");
+                let shadow = l.routes[..j]
+                    .iter()
+                    .position(|earlier| crate::policy::pattern_covers(&earlier.user, &r.user));
+                if let Some(k) = shadow {
+                    out.push(format!(
+                        "{p}.user: \"{}\" is never used: every name it matches is matched by \
+                         routes[{k}] (\"{}\") first",
+                        r.user, l.routes[k].user
+                    ));
+                }
+                if let CommandPolicy::Allow(verbs) | CommandPolicy::Deny(verbs) = &r.commands {
+                    for v in verbs {
+                        if crate::policy::NEVER_FILTERED.contains(&v.as_str()) {
+                            out.push(format!(
+                                "{p}.commands: {v} is never filtered (session management)"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         for (i, b) in self.backends.iter().enumerate() {
             let p = format!("backends[{i}]");
             if b.tls.mode != TlsMode::None {
@@ -111,7 +142,11 @@ impl Config {
                     ));
                 }
             }
-            if !self.listeners.iter().any(|l| l.backend == b.name) {
+            if !self
+                .listeners
+                .iter()
+                .any(|l| crate::policy::routable(l, &b.name))
+            {
                 out.push(format!(
                     "{p}.name: backend \"{}\" is not used by any listener",
                     b.name
@@ -123,12 +158,20 @@ impl Config {
 }
 
 /// One problem with the configuration, located by its key path.
+///
+/// Displayed as `PATH: MESSAGE`, or `PATH (line N): MESSAGE` when the line is known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}{}: {message}", line.map(|n| format!(" (line {n})")).unwrap_or_default())]
 pub struct ConfigError {
     /// Where: a YAML key path such as `listeners[1].passive.ports`, or for syntax
     /// errors and unknown keys `SOURCE:LINE:COLUMN` (SOURCE is the file or `<yaml>`).
+    /// Key paths in an included file are prefixed with that file, as written
+    /// relative to the top file: `teams/a.yaml: listeners[0].backend`.
     pub path: String,
+    /// 1-based line of the offending value (or of the mapping a required key is
+    /// missing from) in the file `path` points into; `None` when unknown or
+    /// already part of `path` (syntax errors).
+    pub line: Option<u64>,
     /// What is wrong, quoting the offending value.
     pub message: String,
 }
@@ -153,10 +196,22 @@ impl std::error::Error for ConfigErrors {}
 
 /// Shared by [`Config::from_yaml_str`] and [`Config::load`]; `source` names the input
 /// in syntax error locations.
-fn parse(yaml: &str, base_dir: &Path, source: &str) -> Result<Config, ConfigErrors> {
+/// `file` is the top file's path when loading from disk (listed first in
+/// [`Config::sources`], and part of include cycle detection).
+fn parse(
+    yaml: &str,
+    base_dir: &Path,
+    source: &str,
+    file: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig =
         serde_saphyr::from_str(yaml).map_err(|e| ConfigErrors(vec![syntax_error(&e, source)]))?;
-    build::build(raw, base_dir)
+    let mut tree = include::gather(raw, yaml, base_dir, file).map_err(ConfigErrors)?;
+    if let Some(file) = file {
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        tree.sources.insert(0, absolute);
+    }
+    build::build(tree)
 }
 
 /// Turns serde-saphyr's error (syntax, unknown key, wrong shape) into one
@@ -171,11 +226,13 @@ fn syntax_error(e: &serde_saphyr::Error, source: &str) -> ConfigError {
             let message = plain.strip_suffix(&suffix).unwrap_or(&plain).to_owned();
             ConfigError {
                 path: format!("{source}:{}:{}", loc.line(), loc.column()),
+                line: None,
                 message,
             }
         }
         None => ConfigError {
             path: source.to_owned(),
+            line: None,
             message: plain,
         },
     }

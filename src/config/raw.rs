@@ -20,6 +20,90 @@ pub(crate) struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub metrics: Option<RawMetrics>,
     pub transfer_log: Option<RawTransferLog>,
+    /// Further files whose `listeners`, `backends` and `access` are appended.
+    pub include: Option<Vec<String>>,
+    /// Global client access rules, after each listener's own.
+    pub access: Option<Vec<RawAccessRule>>,
+    pub limits: Option<RawLimits>,
+    pub shutdown: Option<RawShutdown>,
+    pub reload: Option<RawReload>,
+}
+
+/// One access rule: exactly one of `allow` or `deny`, each a list of CIDRs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessRule {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
+/// Global `limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_sessions: Option<String>,
+    pub max_sessions_per_ip: Option<String>,
+    pub failed_logins: Option<RawFailedLogins>,
+}
+
+/// `limits.failed_logins`: login throttling per client address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFailedLogins {
+    pub max: Option<String>,
+    pub window: Option<String>,
+    pub cooldown: Option<String>,
+}
+
+/// `shutdown`: how a SIGTERM/SIGINT drain ends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShutdown {
+    pub grace: Option<String>,
+}
+
+/// `reload`: watching the config files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReload {
+    pub watch: Option<String>,
+    pub interval: Option<String>,
+}
+
+/// `listeners[i].limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerLimits {
+    pub max_sessions: Option<String>,
+    pub max_sessions_per_ip: Option<String>,
+    pub bandwidth: Option<String>,
+}
+
+/// `listeners[i].routes[j]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub user: Option<String>,
+    pub backends: Option<Vec<String>>,
+    pub balance: Option<String>,
+    pub commands: Option<RawCommands>,
+}
+
+/// `routes[j].commands`: exactly one of `allow` or `deny`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCommands {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
+/// `listeners[i].tls.sni[j]`: a certificate for some server names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSniCert {
+    pub names: Option<Vec<String>>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `metrics`: the HTTP endpoint serving `/metrics`, `/healthz` and `/readyz`.
@@ -47,6 +131,10 @@ pub(crate) struct RawListener {
     pub passive: Option<RawPassive>,
     pub active: Option<RawActive>,
     pub backend: Option<String>,
+    pub access: Option<Vec<RawAccessRule>>,
+    pub limits: Option<RawListenerLimits>,
+    pub user_at_backend: Option<String>,
+    pub routes: Option<Vec<RawRoute>>,
 }
 
 /// `listeners[i].tls`.
@@ -61,6 +149,7 @@ pub(crate) struct RawListenerTls {
     pub min_version: Option<String>,
     pub allow_ccc: Option<String>,
     pub allow_clear_data: Option<String>,
+    pub sni: Option<Vec<RawSniCert>>,
 }
 
 /// `listeners[i].passive`.

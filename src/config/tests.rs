@@ -36,11 +36,14 @@ fn parse_ok(yaml: &str, dir: &Path) -> Config {
     }
 }
 
-/// Every error, rendered as the operator sees it.
+/// Every error as `PATH: MESSAGE` (line numbers left out; `lines_*` tests cover them).
 fn errors(yaml: &str, dir: &Path) -> Vec<String> {
     match Config::from_yaml_str(yaml, dir) {
         Ok(c) => panic!("expected errors, got {c:?}"),
-        Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
+        Err(ConfigErrors(list)) => list
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect(),
     }
 }
 
@@ -122,6 +125,7 @@ fn example_config_parses_into_typed_value() {
                 min_version: TlsVersion::Tls12,
                 allow_ccc: false,
                 allow_clear_data: true,
+                sni: vec![],
             },
             passive: Passive {
                 ports: PortRange {
@@ -137,6 +141,10 @@ fn example_config_parses_into_typed_value() {
             },
             active: Active::default(),
             backend: "legacy".into(),
+            access: vec![],
+            limits: ListenerLimits::default(),
+            routes: vec![],
+            user_at_backend: false,
         }],
         backends: vec![Backend {
             name: "legacy".into(),
@@ -157,6 +165,14 @@ fn example_config_parses_into_typed_value() {
         timeouts: Timeouts::default(),
         metrics: None,
         transfer_log: None,
+        access: vec![],
+        limits: Limits::default(),
+        shutdown_grace: Duration::from_secs(30),
+        reload: Reload {
+            watch: false,
+            interval: Duration::from_secs(2),
+        },
+        sources: vec![],
     };
     let config = parse_ok(EXAMPLE, d);
     assert_eq!(config, expected);
@@ -216,6 +232,7 @@ fn defaults_for_cleartext_listener_and_plain_backend() {
             min_version: TlsVersion::Tls12,
             allow_ccc: false,
             allow_clear_data: true,
+            sni: vec![],
         }
     );
     assert_eq!(l.passive.bind, LOCALHOST, "defaults to the control bind IP");
@@ -932,15 +949,15 @@ timeouts:
     assert_eq!(
         e.to_string(),
         [
-            "listeners[0].tls.cert: file certs/x.pem does not exist",
-            "listeners[0].tls.key: file certs/x.key does not exist",
-            "listeners[0].passive.ports: \"5000-400\" is not a range",
-            "listeners[1].name: duplicate listener name \"edge\"",
-            "listeners[1].backend: backend \"nope\" is not defined",
-            "backends[0].address: \"foo\" is not host:port",
-            "backends[0].tls.pin_sha256: expected 64 hex digits, got 12",
-            "backends[0].tls.max_version: \"1.2\" is lower than min_version \"1.3\"",
-            "timeouts.pinhole: \"soon\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
+            "listeners[0].tls.cert (line 5): file certs/x.pem does not exist",
+            "listeners[0].tls.key (line 5): file certs/x.key does not exist",
+            "listeners[0].passive.ports (line 6): \"5000-400\" is not a range",
+            "listeners[1].name (line 8): duplicate listener name \"edge\"",
+            "listeners[1].backend (line 12): backend \"nope\" is not defined",
+            "backends[0].address (line 15): \"foo\" is not host:port",
+            "backends[0].tls.pin_sha256 (line 16): expected 64 hex digits, got 12",
+            "backends[0].tls.max_version (line 16): \"1.2\" is lower than min_version \"1.3\"",
+            "timeouts.pinhole (line 18): \"soon\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
         ]
         .join("\n")
     );
@@ -948,6 +965,7 @@ timeouts:
         e.0[0],
         ConfigError {
             path: "listeners[0].tls.cert".into(),
+            line: Some(5),
             message: "file certs/x.pem does not exist".into(),
         }
     );
@@ -1021,14 +1039,16 @@ fn errors_display_one_per_line() {
     let e = ConfigErrors(vec![
         ConfigError {
             path: "a".into(),
+            line: None,
             message: "x".into(),
         },
         ConfigError {
             path: "b[0].c".into(),
+            line: Some(7),
             message: "y".into(),
         },
     ]);
-    assert_eq!(e.to_string(), "a: x\nb[0].c: y");
+    assert_eq!(e.to_string(), "a: x\nb[0].c (line 7): y");
     let _: &dyn std::error::Error = &e;
 }
 

@@ -24,6 +24,144 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// Where finished transfers are logged; `None`: no transfer log.
     pub transfer_log: Option<TransferLogConfig>,
+    /// Global client access rules, checked after each listener's own
+    /// (`policy::check_access`). Empty: every client is allowed.
+    pub access: Vec<AccessRule>,
+    /// Global session and login limits; all off by default.
+    pub limits: Limits,
+    /// How long a SIGTERM/SIGINT drain waits for running transfers before cutting
+    /// them. Default 30 s.
+    pub shutdown_grace: Duration,
+    /// Whether and how often the config files are polled for changes.
+    pub reload: Reload,
+    /// Every file this config was loaded from, the top file first, then included
+    /// files in load order (absolute paths); empty for [`Config::from_yaml_str`].
+    /// What `reload.watch` polls.
+    pub sources: Vec<PathBuf>,
+}
+
+/// `reload`: opt-in polling of [`Config::sources`]' modification times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reload {
+    /// Reload when a source file changes. Default false.
+    pub watch: bool,
+    /// Time between two polls. Default 2 s.
+    pub interval: Duration,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Reload {
+            watch: false,
+            interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Whether an [`AccessRule`] lets matching clients in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// One entry of an `access` list: clients inside any of `networks` get `action`.
+/// Networks are truncated to their prefix (`10.1.2.3/8` is `10.0.0.0/8`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccessRule {
+    pub action: Action,
+    /// Never empty.
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+/// Global `limits`; `None` means unlimited / off. Default: all `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Limits {
+    /// Concurrent client sessions over all listeners (at least 1).
+    pub max_sessions: Option<usize>,
+    /// Concurrent sessions from one client IP over all listeners (at least 1).
+    pub max_sessions_per_ip: Option<usize>,
+    /// Cool-down for client IPs that fail to log in too often.
+    pub failed_logins: Option<FailedLogins>,
+}
+
+/// `limits.failed_logins`: `max` failed logins from one client address within
+/// `window` block that address for `cooldown` (`policy::LoginThrottle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FailedLogins {
+    /// At least 1. Default 5.
+    pub max: u32,
+    /// Default 60 s.
+    pub window: Duration,
+    /// Default 300 s.
+    pub cooldown: Duration,
+}
+
+impl Default for FailedLogins {
+    fn default() -> Self {
+        FailedLogins {
+            max: 5,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `listeners[i].limits`; `None` means unlimited. Default: all `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ListenerLimits {
+    /// Concurrent sessions on this listener (at least 1).
+    pub max_sessions: Option<usize>,
+    /// Concurrent sessions on this listener from one client IP (at least 1).
+    pub max_sessions_per_ip: Option<usize>,
+    /// Data bytes per second per session, each direction (at least 1).
+    pub bandwidth: Option<u64>,
+}
+
+/// How a [`Route`] with several backends picks one for a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Balance {
+    /// In turn (default).
+    #[default]
+    RoundRobin,
+    /// The backend with the fewest sessions of this route's candidates.
+    LeastConnections,
+}
+
+/// Which FTP commands a routed session may send. Session-management commands
+/// (`policy::command_allowed`) are never filtered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum CommandPolicy {
+    /// No filter (default).
+    #[default]
+    Any,
+    /// Only these verbs (upper case, 3–4 letters).
+    Allow(Vec<String>),
+    /// Everything but these verbs (upper case, 3–4 letters).
+    Deny(Vec<String>),
+}
+
+/// `listeners[i].routes[j]`: sessions whose login name matches `user` go to one
+/// of `backends`, under `commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Exact name or glob with `*` and `?` (case-sensitive).
+    pub user: String,
+    /// Non-empty, distinct, each a defined [`Backend`].
+    pub backends: Vec<String>,
+    pub balance: Balance,
+    pub commands: CommandPolicy,
+}
+
+/// `listeners[i].tls.sni[j]`: the certificate for clients asking for `names`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SniCert {
+    /// Non-empty DNS names, lower case, unique within the listener.
+    pub names: Vec<String>,
+    /// PEM certificate chain, resolved against the config file's directory.
+    pub cert: PathBuf,
+    /// PEM private key, resolved against the config file's directory.
+    pub key: PathBuf,
 }
 
 /// `metrics`: where the HTTP endpoint listens (bound at start, like the listeners).
@@ -64,8 +202,18 @@ pub struct Listener {
     pub passive: Passive,
     /// Client active mode.
     pub active: Active,
-    /// Name of the [`Backend`] sessions are relayed to; always defined in `Config`.
+    /// Name of the [`Backend`] sessions are relayed to when no route matches;
+    /// always defined in `Config`.
     pub backend: String,
+    /// Client access rules checked before the global ones. Default empty.
+    pub access: Vec<AccessRule>,
+    /// Per-listener limits; all off by default.
+    pub limits: ListenerLimits,
+    /// Per-user routes, first match on the login name wins. Default empty.
+    pub routes: Vec<Route>,
+    /// Whether a login `user@backend` picks a backend this listener can route to
+    /// (`policy::route`). Default false.
+    pub user_at_backend: bool,
 }
 
 /// Client-side TLS of a listener.
@@ -92,6 +240,9 @@ pub struct ListenerTls {
     pub allow_ccc: bool,
     /// Whether `PROT C` (clear data on the client leg) is allowed (default true).
     pub allow_clear_data: bool,
+    /// Extra certificates chosen by the client's SNI; `cert`/`key` serve every
+    /// other name and clients without SNI. Always empty with `mode: none`.
+    pub sni: Vec<SniCert>,
 }
 
 /// How a connection is protected.
@@ -407,6 +558,24 @@ impl fmt::Display for DataProtection {
         f.write_str(match self {
             DataProtection::Private => "private",
             DataProtection::Clear => "clear",
+        })
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConnections => "least-connections",
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
         })
     }
 }

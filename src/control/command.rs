@@ -165,7 +165,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         None => (line, &[][..]),
     };
     if !(3..=4).contains(&verb_bytes.len()) || !verb_bytes.iter().all(u8::is_ascii_alphabetic) {
-        return Err(CommandError::BadVerb(excerpt(verb_bytes, ERROR_EXCERPT)));
+        return Err(CommandError::BadVerb(verb_excerpt(verb_bytes)));
     }
     let verb = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
     // RFC 959 §5.3.2: no argument may contain CR or LF. A stray CR (the
@@ -471,6 +471,17 @@ fn trim_spaces(bytes: &[u8]) -> &[u8] {
         .rposition(|&b| b != b' ')
         .map_or(start, |i| i + 1);
     bytes.get(start..end).unwrap_or_default()
+}
+
+/// The malformed verb as quoted in errors (and so in logs): a token that
+/// starts like PASS or ACCT (e.g. `PASS<TAB>secret`, `PASSsecret`) may carry a
+/// secret, so only its first four letters are shown.
+fn verb_excerpt(verb: &[u8]) -> String {
+    let head = verb.get(..4).unwrap_or(verb);
+    if head.eq_ignore_ascii_case(b"PASS") || head.eq_ignore_ascii_case(b"ACCT") {
+        return format!("{}****", String::from_utf8_lossy(head));
+    }
+    excerpt(verb, ERROR_EXCERPT)
 }
 
 fn excerpt(bytes: &[u8], max_chars: usize) -> String {

@@ -17,6 +17,7 @@ use crate::metrics::{Metrics, PinholeRefusal, Side};
 use crate::stream::{ClientStream, MaybeTls};
 use crate::tls;
 
+use super::pinhole::DataTls;
 use super::PinholeError;
 
 /// Where and how to connect to an active-mode client.
@@ -24,7 +25,9 @@ pub struct ActiveSpec {
     pub target: SocketAddr,
     pub source_ip: IpAddr,
     pub source_ports: Option<PortRange>,
-    pub tls: Option<(TlsAcceptor, bool)>,
+    pub tls: Option<DataTls>,
+    /// The transfer is a download (the client reads: send it fresh tickets).
+    pub download: bool,
     pub limit: Duration,
     pub metrics: Arc<Metrics>,
 }
@@ -37,7 +40,11 @@ pub async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
     crate::net::tune(&tcp);
     match &spec.tls {
         None => Ok(MaybeTls::Plain(tcp)),
-        Some((acceptor, require_reuse)) => {
+        Some(DataTls {
+            acceptors,
+            require_reuse,
+        }) => {
+            let acceptor = TlsAcceptor::from(acceptors.data(spec.download));
             let t = match tokio::time::timeout(spec.limit, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
 use crate::metrics::{Metrics, PinholeRefusal, Side};
 use crate::stream::{ClientStream, MaybeTls};
-use crate::tls;
+use crate::tls::{self, SessionAcceptors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinholeError {
@@ -63,10 +63,24 @@ pub struct PinholeSpec {
     /// The control connection's peer IP: the only address allowed in.
     pub client_ip: IpAddr,
     /// Some for `PROT P`: the session's acceptor, and whether resumption is required.
-    pub tls: Option<(TlsAcceptor, bool)>,
+    pub tls: Option<DataTls>,
     pub lifetime: Duration,
     pub metrics: Arc<Metrics>,
 }
+
+/// TLS on a client data connection (`PROT P`).
+#[derive(Clone)]
+pub struct DataTls {
+    pub acceptors: SessionAcceptors,
+    /// Refuse handshakes that do not resume the control session.
+    pub require_reuse: bool,
+}
+
+/// How long a pinhole holds a client's ClientHello waiting for the transfer
+/// command, to learn the direction (download: fresh TLS 1.3 tickets; upload:
+/// none). Clients like curl send the command while their handshake is in
+/// flight; a client that finishes the handshake first only waits this long.
+const DIRECTION_WAIT: Duration = Duration::from_millis(300);
 
 /// An open pinhole. Dropping it closes the port and cancels its task.
 pub struct Pinhole {
@@ -75,6 +89,8 @@ pub struct Pinhole {
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// The transfer's direction once its command arrived (`true`: download).
+    direction: watch::Sender<Option<bool>>,
 }
 
 impl Drop for Pinhole {
@@ -106,8 +122,11 @@ impl Pinhole {
         let used = Arc::new(AtomicBool::new(false));
         let used_in_task = used.clone();
         let (tx, rx) = oneshot::channel();
+        let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let res = tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec)).await;
+            let res =
+                tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec, direction_rx))
+                    .await;
             if matches!(res, Ok(Ok(_))) {
                 used_in_task.store(true, Ordering::Relaxed);
             }
@@ -127,7 +146,13 @@ impl Pinhole {
             task,
             used,
             metrics,
+            direction,
         })
+    }
+
+    /// The transfer command arrived: tell the pending handshake its direction.
+    pub fn set_direction(&self, download: bool) {
+        let _ = self.direction.send(Some(download));
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
@@ -171,6 +196,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
+    mut direction: watch::Receiver<Option<bool>>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -191,8 +217,21 @@ async fn accept_one(
         crate::net::tune(&tcp);
         return match &spec.tls {
             None => Ok(MaybeTls::Plain(tcp)),
-            Some((acceptor, require_reuse)) => {
-                let t = match acceptor.accept(tcp).await {
+            Some(DataTls {
+                acceptors,
+                require_reuse,
+            }) => {
+                let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+                let start = hello.await.map_err(PinholeError::Tls)?;
+                let known = *direction.borrow();
+                let download = match known {
+                    Some(d) => d,
+                    None => matches!(
+                        tokio::time::timeout(DIRECTION_WAIT, direction.wait_for(Option::is_some)).await,
+                        Ok(Ok(d)) if *d == Some(true)
+                    ),
+                };
+                let t = match start.into_stream(acceptors.data(download)).await {
                     Ok(t) => t,
                     Err(e) => {
                         spec.metrics

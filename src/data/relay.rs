@@ -25,18 +25,26 @@ pub enum RelayError {
     },
     #[error("no data from {side} for {limit:?}")]
     Idle { side: &'static str, limit: Duration },
+    #[error("{side} closed the TLS data connection without close_notify (truncated)")]
+    Truncated { side: &'static str },
 }
 
 /// Relay `src` → `dst` until `src` ends, then shut `dst` down. Returns the
-/// number of bytes relayed. A peer that closes TCP without TLS `close_notify`
-/// is accepted as the end of data (many FTP servers and clients do this) but
-/// logged, since it cannot be told apart from a truncation.
+/// number of bytes relayed.
+///
+/// A TLS peer that closes TCP without `close_notify` cannot be told apart from
+/// a truncation (RFC 4217 §8 uses close_notify to mark the end of data). With
+/// `strict_eof` that is an error — used for uploads from clients, where
+/// passing the short file on as complete would lose data silently. Without it
+/// (data from backends, which confirm completeness with their own `226`) it
+/// is accepted and logged.
 pub async fn relay<R, W>(
     src: &mut R,
     src_side: &'static str,
     dst: &mut W,
     dst_side: &'static str,
     idle: Duration,
+    strict_eof: bool,
 ) -> Result<u64, RelayError>
 where
     R: AsyncRead + Unpin,
@@ -54,6 +62,9 @@ where
             }
             Ok(Ok(n)) => n,
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                if strict_eof {
+                    return Err(RelayError::Truncated { side: src_side });
+                }
                 tracing::debug!(side = src_side, "data peer closed without TLS close_notify");
                 0
             }

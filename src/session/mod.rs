@@ -10,17 +10,20 @@
 //!
 //! Parsing and rewriting live in `control` (pure); this module does the I/O.
 
+mod shared;
 mod transfer;
 
-use std::collections::VecDeque;
+pub use shared::Shared;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::backend::{self, Backend, BackendListener, BackendSession};
@@ -31,10 +34,12 @@ use crate::control::{
     Framed, ProtLevel, Reply,
 };
 use crate::data::active::ActiveSpec;
+use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
 use crate::metrics::{
     Dir, LoginResult, Metrics, PinholeRefusal, SessionOutcome, Side, TransferResult,
 };
+use crate::policy;
 use crate::stream::{ClientStream, MaybeTls};
 use crate::tls::{ServerTls, SessionAcceptors};
 use crate::xferlog::TransferLog;
@@ -46,7 +51,14 @@ use transfer::{Transfer, TransferError, TransferOutcome};
 pub struct ListenerCtx {
     pub cfg: config::Listener,
     pub tls: Option<ServerTls>,
+    /// The listener's default backend (`backend:`).
     pub backend: Arc<Backend>,
+    /// Every configured backend by name (routes, `user@backend`).
+    pub backends: Arc<HashMap<String, Arc<Backend>>>,
+    /// One round-robin cursor per route of `cfg.routes`.
+    pub round_robin: Vec<AtomicUsize>,
+    pub global_access: Vec<config::AccessRule>,
+    pub global_limits: config::Limits,
     pub timeouts: config::Timeouts,
     pub metrics: Arc<Metrics>,
     pub xferlog: Arc<TransferLog>,
@@ -69,7 +81,10 @@ enum Event {
     /// The backend control leg has been idle during a transfer for `keepalive_noop`.
     KeepaliveNoop,
     Timeout,
+    /// The gateway drains: close when idle.
     Shutdown,
+    /// The drain deadline passed: close now.
+    Force,
 }
 
 /// The data connection set up by the last PASV/EPSV/PORT/EPRT, waiting for
@@ -121,17 +136,37 @@ struct Session {
     last_backend_activity: Instant,
     /// Keepalive NOOPs sent whose `200` replies must not reach the client.
     swallow_noops: usize,
+    shared: Arc<Shared>,
+    /// The gateway drains: close as soon as no transfer runs.
+    draining: bool,
+    /// Command filter of the route chosen at login.
+    commands: config::CommandPolicy,
+    /// The backend chosen at `USER` (counted for least-connections).
+    chosen: Option<BackendUse>,
+}
+
+/// A session's use of a backend, counted while it lasts (least-connections).
+struct BackendUse {
+    backend: Arc<Backend>,
+}
+
+impl BackendUse {
+    fn new(backend: Arc<Backend>) -> BackendUse {
+        backend.active.fetch_add(1, Ordering::SeqCst);
+        BackendUse { backend }
+    }
+}
+
+impl Drop for BackendUse {
+    fn drop(&mut self) {
+        self.backend.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Run one session to its end. Never panics on peer input; every exit path is logged.
-pub async fn run(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<ListenerCtx>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: Arc<Shared>) {
     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("session", id, client = %peer, listener = %ctx.cfg.name);
     async move {
@@ -140,7 +175,12 @@ pub async fn run(
         let metrics = ctx.metrics.clone();
         let listener = ctx.cfg.name.clone();
         metrics.session_started(&listener);
-        let (outcome, why) = match run_inner(tcp, peer, ctx, shutdown).await {
+        let _active = shared.session_started();
+        let res = match admit(&tcp, peer, &ctx, &shared).await {
+            Ok(guard) => run_inner(tcp, peer, ctx, shared, guard).await,
+            Err(why) => Err(End(SessionOutcome::RefusedPolicy, why)),
+        };
+        let (outcome, why) = match res {
             Ok(outcome) => (outcome, None),
             Err(End(outcome, why)) => (outcome, Some(why)),
         };
@@ -155,12 +195,69 @@ pub async fn run(
     .await
 }
 
+/// Policy checks before anything is said: client access (CIDR rules),
+/// failed-login cool-down, session limits. A refused client gets `421` and
+/// the connection is closed (on implicit-TLS listeners, just closed: a clear
+/// reply would be garbage to a TLS client).
+async fn admit(
+    tcp: &TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenerCtx,
+    shared: &Arc<Shared>,
+) -> Result<shared::ConnGuard, String> {
+    let ip = peer.ip();
+    let refusal = if let policy::AccessDecision::Deny { rule } =
+        policy::check_access(&ctx.cfg.access, &ctx.global_access, ip)
+    {
+        warn!(rule = ?rule, reason = "access", "client refused by access policy");
+        (
+            "421 Access denied for your address\r\n",
+            "refused by access policy".to_string(),
+        )
+    } else if shared.login_blocked(ip) {
+        warn!(
+            reason = "failed_logins",
+            "client refused: cooling down after failed logins"
+        );
+        (
+            "421 Too many failed logins from your address; try again later\r\n",
+            "failed-login cool-down".to_string(),
+        )
+    } else {
+        match shared.admit(&ctx.cfg.name, ip, &ctx.global_limits, &ctx.cfg.limits) {
+            Ok(guard) => return Ok(guard),
+            Err(r) => {
+                warn!(
+                    limit = r.as_str(),
+                    reason = "limit",
+                    "client refused: session limit reached"
+                );
+                (
+                    "421 Too many connections; try again later\r\n",
+                    format!("limit {}", r.as_str()),
+                )
+            }
+        }
+    };
+    if ctx.cfg.tls.mode != TlsMode::Implicit {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = tcp.writable().await;
+            let _ = tcp.try_write(refusal.0.as_bytes());
+        })
+        .await;
+    }
+    Err(refusal.1)
+}
+
 async fn run_inner(
     tcp: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
-    mut shutdown: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    _conn: shared::ConnGuard,
 ) -> Result<SessionOutcome, End> {
+    let mut drain = shared.drain_signal();
+    let mut force = shared.force_signal();
     use SessionOutcome as O;
     crate::net::tune(&tcp);
     crate::net::urgent_inline(&tcp);
@@ -218,6 +315,10 @@ async fn run_inner(
         binary: false,
         last_backend_activity: now,
         swallow_noops: 0,
+        shared,
+        draining: false,
+        commands: config::CommandPolicy::Any,
+        chosen: None,
     };
     client
         .send_reply(&Reply::new(220, "ftpsgate ready"))
@@ -227,11 +328,16 @@ async fn run_inner(
     loop {
         let deadline = s.deadline();
         let waiting_backend = s.backend.is_some() && !s.holding_final();
+        if s.draining && s.transfer.is_none() {
+            let _ = client
+                .send_reply(&Reply::new(421, "Gateway shutting down"))
+                .await;
+            break;
+        }
         let noop_at = s
-            .ctx
-            .backend
-            .cfg
-            .keepalive_noop
+            .chosen
+            .as_ref()
+            .and_then(|b| b.backend.cfg.keepalive_noop)
             .filter(|_| s.transfer_running() && s.backend.is_some())
             .map(|every| s.last_backend_activity + every);
         let ev = tokio::select! {
@@ -240,7 +346,8 @@ async fn run_inner(
             o = transfer::join(s.transfer.as_mut()), if s.transfer_running() => Event::TransferDone(o),
                         _ = tokio::time::sleep_until(noop_at.unwrap_or(deadline)), if noop_at.is_some() => Event::KeepaliveNoop,
             _ = tokio::time::sleep_until(deadline) => Event::Timeout,
-            _ = shutdown.changed() => Event::Shutdown,
+                        _ = drain.changed(), if !s.draining => Event::Shutdown,
+            _ = force.changed() => Event::Force,
         };
         let flow = match ev {
             Event::Client(Ok(None)) => {
@@ -277,6 +384,13 @@ async fn run_inner(
                 Flow::Close
             }
             Event::Shutdown => {
+                // Idle sessions close at the top of the loop; a running
+                // transfer finishes first.
+                s.draining = true;
+                Flow::Continue
+            }
+            Event::Force => {
+                warn!("closing: drain deadline passed");
                 let _ = client
                     .send_reply(&Reply::new(421, "Gateway shutting down"))
                     .await;
@@ -402,6 +516,12 @@ impl Session {
             self.binary = matches!(arg.first(), Some(b'I' | b'i' | b'L' | b'l'));
         }
         let busy = self.transfer.is_some();
+        if self.logged_in && !policy::command_allowed(&self.commands, cmd.verb()) {
+            info!(verb = cmd.verb(), "command refused by policy");
+            return self
+                .reply(client, 550, "Command not allowed by gateway policy")
+                .await;
+        }
         match cmd {
             Command::Auth(mech) => self.cmd_auth(client, &mech).await,
             Command::Pbsz(_) => {
@@ -726,41 +846,45 @@ impl Session {
                 )
                 .await;
         }
+        let mut to_backend = line.to_vec();
         if let Command::User(name) = cmd {
-            self.user = String::from_utf8_lossy(name).into_owned();
+            let login = String::from_utf8_lossy(name).into_owned();
+            self.user = login.clone();
             info!(user = %self.user, "login attempt");
-            if self.backend.is_none() {
-                let backend = self.ctx.backend.clone();
-                match backend::connect(&backend, self.ctx.timeouts.connect).await {
-                    Ok((b, _greeting)) => {
-                        info!(
-                            backend = %backend.cfg.name,
-                            peer = %b.peer,
-                            tls = b.tls_version,
-                            ms = b.connect_latency.as_millis() as u64,
-                            "backend connected"
-                        );
-                        self.backend = Some(b);
-                    }
-                    Err(e) => {
-                        warn!(backend = %backend.cfg.name, error = %e, "backend unavailable");
-                        self.outcome = SessionOutcome::BackendUnavailable;
-                        let _ = self
-                            .reply(
-                                client,
-                                421,
-                                &format!("Backend {} unavailable: {e}", backend.cfg.name),
-                            )
-                            .await;
-                        return Flow::Close;
-                    }
+            let ctx = self.ctx.clone();
+            let choice = match policy::route(&ctx.cfg, &login) {
+                Ok(c) => c,
+                Err(e) => {
+                    info!(error = ?e, "login refused: unknown backend in user@backend");
+                    return self.reply(client, 530, "Login incorrect").await;
+                }
+            };
+            self.commands = choice
+                .route
+                .map(|r| r.commands.clone())
+                .unwrap_or(config::CommandPolicy::Any);
+            to_backend = format!("USER {}", choice.login).into_bytes();
+            let same = self
+                .chosen
+                .as_ref()
+                .is_some_and(|c| choice.backends.contains(&c.backend.cfg.name));
+            if self.backend.is_none() || !same {
+                self.backend = None;
+                self.chosen = None;
+                self.logged_in = false;
+                let candidates = self.candidates(&choice);
+                if let Err(flow) = self.connect_backend(client, candidates).await {
+                    return flow;
                 }
             }
         }
         if self.backend.is_none() {
             return self.reply(client, 503, "Login with USER first").await;
         }
-        let r = match self.request(client, line, self.ctx.timeouts.login).await {
+        let r = match self
+            .request(client, &to_backend, self.ctx.timeouts.login)
+            .await
+        {
             Ok(r) => r,
             Err(flow) => return flow,
         };
@@ -768,13 +892,90 @@ impl Session {
             self.logged_in = true;
             info!("logged in");
             self.ctx.metrics.login(&self.ctx.cfg.name, LoginResult::Ok);
+            self.shared.login_ok(self.client_ip);
         } else if matches!(cmd, Command::Pass(_)) && r.class() >= 4 {
             info!(code = r.code, "login failed");
             self.ctx
                 .metrics
                 .login(&self.ctx.cfg.name, LoginResult::Failed);
+            if self.shared.login_failed(self.client_ip) {
+                // RFC 2577 §4: limit password guessing.
+                warn!(
+                    reason = "failed_logins",
+                    "too many failed logins; cooling down"
+                );
+                let _ = send_or_close(client, &r).await;
+                let _ = self
+                    .reply(client, 421, "Too many failed logins; try again later")
+                    .await;
+                self.outcome = SessionOutcome::RefusedPolicy;
+                return Flow::Close;
+            }
         }
         send_or_close(client, &r).await
+    }
+
+    /// Backends to try for a route choice, in order: the balancing policy's
+    /// pick first, the others as fallback; unhealthy ones last.
+    fn candidates(&self, choice: &policy::RouteChoice<'_>) -> Vec<Arc<Backend>> {
+        let mut list: Vec<Arc<Backend>> = choice
+            .backends
+            .iter()
+            .filter_map(|n| self.ctx.backends.get(n).cloned())
+            .collect();
+        if list.len() > 1 {
+            match choice.balance {
+                config::Balance::RoundRobin => {
+                    let idx = choice
+                        .route
+                        .and_then(|r| self.ctx.cfg.routes.iter().position(|x| std::ptr::eq(x, r)));
+                    let start = idx
+                        .and_then(|i| self.ctx.round_robin.get(i))
+                        .map(|c| c.fetch_add(1, Ordering::Relaxed))
+                        .unwrap_or(0);
+                    let n = list.len();
+                    list.rotate_left(start % n);
+                }
+                config::Balance::LeastConnections => {
+                    list.sort_by_key(|b| b.active.load(Ordering::Relaxed));
+                }
+            }
+        }
+        // Stable: keeps the balancing order among healthy and among unhealthy.
+        list.sort_by_key(|b| self.shared.health.backend_healthy(&b.cfg.name) == Some(false));
+        list
+    }
+
+    /// Connect to the first candidate that answers; `421` and close when none does.
+    async fn connect_backend(
+        &mut self,
+        client: &mut Channel<ClientStream>,
+        candidates: Vec<Arc<Backend>>,
+    ) -> Result<(), Flow> {
+        let mut last = String::from("no backend configured");
+        for backend in candidates {
+            match backend::connect(&backend, self.ctx.timeouts.connect).await {
+                Ok((b, _greeting)) => {
+                    info!(
+                        backend = %backend.cfg.name,
+                        peer = %b.peer,
+                        tls = b.tls_version,
+                        ms = b.connect_latency.as_millis() as u64,
+                        "backend connected"
+                    );
+                    self.backend = Some(b);
+                    self.chosen = Some(BackendUse::new(backend));
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(backend = %backend.cfg.name, error = %e, "backend unavailable");
+                    last = format!("Backend {} unavailable: {e}", backend.cfg.name);
+                }
+            }
+        }
+        self.outcome = SessionOutcome::BackendUnavailable;
+        let _ = self.reply(client, 421, &last).await;
+        Err(Flow::Close)
     }
 
     /// Gate shared by PASV/EPSV/PORT/EPRT: logged in, and data protection
@@ -797,13 +998,13 @@ impl Session {
         Ok(())
     }
 
-    /// TLS for the client data leg: the session's acceptor under `PROT P`.
-    fn client_data_tls(&self) -> Option<(TlsAcceptor, bool)> {
+    /// TLS for the client data leg: the session's acceptors under `PROT P`.
+    fn client_data_tls(&self) -> Option<DataTls> {
         match self.prot {
-            ProtLevel::Private => self
-                .acceptor
-                .as_ref()
-                .map(|a| (a.data.clone(), self.ctx.cfg.tls.require_data_reuse)),
+            ProtLevel::Private => self.acceptor.as_ref().map(|a| DataTls {
+                acceptors: a.clone(),
+                require_reuse: self.ctx.cfg.tls.require_data_reuse,
+            }),
             ProtLevel::Clear => None,
         }
     }
@@ -928,7 +1129,11 @@ impl Session {
         client: &mut Channel<ClientStream>,
         client_active: bool,
     ) -> Result<Option<BackendLeg>, Flow> {
-        let active = match self.ctx.backend.cfg.data_mode {
+        let mode = self
+            .chosen
+            .as_ref()
+            .map_or(self.ctx.backend.cfg.data_mode, |c| c.backend.cfg.data_mode);
+        let active = match mode {
             DataMode::Passive => false,
             DataMode::Active => true,
             DataMode::SameAsClient => client_active,
@@ -1025,6 +1230,7 @@ impl Session {
                 source_ip: self.local_addr.ip(),
                 source_ports: self.ctx.cfg.active.ports,
                 tls: self.client_data_tls(),
+                download: kind.direction() == control::Direction::Download,
                 limit: self.ctx.timeouts.connect,
                 metrics: self.ctx.metrics.clone(),
             }),
@@ -1206,7 +1412,10 @@ impl Session {
             direction: dir,
             user: self.user.clone(),
             listener: self.ctx.cfg.name.clone(),
-            backend: self.ctx.backend.cfg.name.clone(),
+            backend: self.chosen.as_ref().map_or_else(
+                || self.ctx.backend.cfg.name.clone(),
+                |c| c.backend.cfg.name.clone(),
+            ),
             complete,
         });
     }

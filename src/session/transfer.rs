@@ -112,6 +112,9 @@ impl Transfer {
         t: &Timeouts,
     ) -> Transfer {
         let (connect, idle) = (t.connect, t.data_idle);
+        if let ClientLeg::Pinhole(p) = &client {
+            p.set_direction(kind.direction() == Direction::Download);
+        }
         let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle));
         Transfer {
             kind,
@@ -167,10 +170,23 @@ async fn run(
     let mut backend = backend?;
     match direction {
         Direction::Download => {
-            Ok(relay::relay(&mut backend, "backend", &mut client, "client", idle).await?)
+            Ok(relay::relay(&mut backend, "backend", &mut client, "client", idle, false).await?)
         }
         Direction::Upload => {
-            let n = relay::relay(&mut client, "client", &mut backend, "backend", idle).await?;
+            let strict = client.is_tls();
+            let relayed =
+                relay::relay(&mut client, "client", &mut backend, "backend", idle, strict).await;
+            let n = match relayed {
+                Ok(n) => n,
+                Err(e) => {
+                    // Make the backend see a failure, not a clean end: a FIN
+                    // (or a TLS stream dropped without close_notify, which
+                    // lenient servers accept) would store the partial file
+                    // as complete. A reset cannot be mistaken.
+                    crate::net::abort(backend.tcp());
+                    return Err(e.into());
+                }
+            };
             // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
             // connection ends with close_notify from both sides).
             let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))

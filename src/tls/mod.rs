@@ -105,29 +105,46 @@ impl ServerTls {
     /// connection from the *same* control-connection ticket, as OpenSSL
     /// servers allow; the per-session key still confines them to this session.
     ///
-    /// Data connections share that state but are sent no TLS 1.3 tickets: a
-    /// client that uploads never reads them, and closing a socket with unread
-    /// data makes the kernel send a reset that can cut the end of the upload
-    /// (the vsftpd truncation of real-servers.md, seen here with lftp).
+    /// Data connections share that state. Whether they hand out fresh TLS 1.3
+    /// tickets depends on the direction: clients that consume a ticket per
+    /// resumption (rustls) need new ones, and a downloading client reads them;
+    /// an uploading client never reads, and closing a socket with unread data
+    /// makes its kernel send a reset that can cut the end of the upload (the
+    /// vsftpd truncation of real-servers.md, seen here with lftp).
     pub fn session_acceptors(&self) -> Result<SessionAcceptors, TlsError> {
         let mut cfg = (*self.base).clone();
         cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
         cfg.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
-        let mut data = cfg.clone();
-        data.send_tls13_tickets = 0;
+        let download = Arc::new(cfg.clone());
+        let mut upload = cfg.clone();
+        upload.send_tls13_tickets = 0;
         Ok(SessionAcceptors {
             control: TlsAcceptor::from(Arc::new(cfg)),
-            data: TlsAcceptor::from(Arc::new(data)),
+            download,
+            upload: Arc::new(upload),
         })
     }
 }
 
-/// The TLS acceptors of one client session (same resumption state).
+/// The TLS configs of one client session (same resumption state).
 #[derive(Clone)]
 pub struct SessionAcceptors {
     pub control: TlsAcceptor,
-    pub data: TlsAcceptor,
+    /// Data connections carrying a download (fresh tickets sent).
+    pub download: Arc<ServerConfig>,
+    /// Data connections carrying an upload, or of unknown direction (no tickets).
+    pub upload: Arc<ServerConfig>,
+}
+
+impl SessionAcceptors {
+    pub fn data(&self, download: bool) -> Arc<ServerConfig> {
+        if download {
+            self.download.clone()
+        } else {
+            self.upload.clone()
+        }
+    }
 }
 
 /// The backend-facing TLS of one backend: verifier, versions and name.

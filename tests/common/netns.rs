@@ -331,7 +331,15 @@ impl NatLab {
             if let Some(v6) = v6 {
                 lab.ip(
                     host,
-                    &["-6", "addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"],
+                    &[
+                        "-6",
+                        "addr",
+                        "add",
+                        &format!("{v6}/64"),
+                        "dev",
+                        "eth0",
+                        "nodad",
+                    ],
                 );
             }
             lab.ip(host, &["route", "add", "default", "via", EDGE_LAN]);
@@ -379,6 +387,26 @@ impl NatLab {
 "
         );
         lab.nft("edge", &edge_rules);
+        lab
+    }
+
+    /// A "lab" of just one namespace `short` with `lo` up (and the same cleanup), for
+    /// loopback tests that need their own network stack (e.g. their own sysctls).
+    pub fn single(short: &str) -> NatLab {
+        ensure_lab_tools();
+        test_user();
+        remove_stale_labs();
+        let n = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
+        let mut lab = NatLab {
+            prefix: format!("fg{}x{n}-", std::process::id()),
+            created: Vec::new(),
+            children: Mutex::new(Vec::new()),
+            dir: temp_dir("netns"),
+        };
+        let full = lab.ns(short);
+        lab.host_ok("ip", &["netns", "add", &full]);
+        lab.created.push(full);
+        lab.ip(short, &["link", "set", "lo", "up"]);
         lab
     }
 
@@ -483,7 +511,13 @@ impl NatLab {
     }
 
     /// Runs a client program in `ns` with a hard timeout (killed on timeout).
-    pub async fn run_in(&self, ns: &str, program: &str, args: &[String], timeout: Duration) -> Output {
+    pub async fn run_in(
+        &self,
+        ns: &str,
+        program: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Output {
         let mut all = vec![
             "netns".to_string(),
             "exec".to_string(),
@@ -511,20 +545,29 @@ impl NatLab {
     /// Starts vsftpd in `srv` on 198.19.0.20:21, explicit TLS with `require_ssl_reuse=YES`,
     /// `pasv_address=203.0.113.99`, passive ports 30000-30099.
     pub fn vsftpd(&self) -> LabVsftpd {
-        let spec = VsftpdSpec {
-            mode: VsftpdMode::Explicit {
-                require_reuse: true,
+        self.vsftpd_in(
+            "srv",
+            VsftpdSpec {
+                mode: VsftpdMode::Explicit {
+                    require_reuse: true,
+                },
+                listen: SocketAddr::new(SRV_IP.parse().unwrap(), 21),
+                pasv_address: Some(BOGUS_PASV.to_string()),
+                pasv: SRV_PASV,
             },
-            listen: SocketAddr::new(SRV_IP.parse().unwrap(), 21),
-            pasv_address: Some(BOGUS_PASV.to_string()),
-            pasv: SRV_PASV,
-        };
-        let dir = self.dir.path().join("vsftpd");
+        )
+    }
+
+    /// Starts vsftpd per `spec` in namespace `ns` and waits for its `220` (probed from
+    /// inside `ns`).
+    pub fn vsftpd_in(&self, ns: &str, spec: VsftpdSpec) -> LabVsftpd {
+        let dir = self.dir.path().join(format!("vsftpd-{ns}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let listen = spec.listen;
         let mut vs = LabVsftpd::prepare(spec, dir);
         let conf = vs.conf.display().to_string();
         let pid = self.spawn(
-            "srv",
+            ns,
             "/usr/sbin/vsftpd",
             &[&conf],
             &vs.dir.join("stdout"),
@@ -532,26 +575,22 @@ impl NatLab {
         );
         vs.pid = pid;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let script = format!(
+            "exec 3<>/dev/tcp/{}/{}; head -c 3 <&3",
+            listen.ip(),
+            listen.port()
+        );
         loop {
             if let Some(status) = self.exited(pid) {
-                panic!("vsftpd in srv exited early: {status}\n{}", vs.output());
+                panic!("vsftpd in {ns} exited early: {status}\n{}", vs.output());
             }
-            let probe = self.exec(
-                "srv",
-                "timeout",
-                &[
-                    "2",
-                    "bash",
-                    "-c",
-                    &format!("exec 3<>/dev/tcp/{SRV_IP}/21; head -c 3 <&3"),
-                ],
-            );
+            let probe = self.exec(ns, "timeout", &["2", "bash", "-c", &script]);
             if String::from_utf8_lossy(&probe.stdout).starts_with("220") {
                 return vs;
             }
             assert!(
                 Instant::now() < deadline,
-                "vsftpd in srv not ready: {}\n{}",
+                "vsftpd in {ns} not ready: {}\n{}",
                 String::from_utf8_lossy(&probe.stderr),
                 vs.output()
             );
@@ -564,12 +603,29 @@ impl NatLab {
     /// a fresh dir, runs `ftpsgate run --config` in `gw` with `RUST_LOG=ftpsgate=debug`
     /// and waits until 198.19.0.10:21 accepts (probed from `lan`).
     pub fn gateway(&self, yaml: &str, backend_ca: &Path) -> GatewayProc {
-        self.gateway_probe(yaml, backend_ca, SocketAddr::new(GW_IP.parse().unwrap(), 21))
+        self.gateway_probe(
+            yaml,
+            backend_ca,
+            SocketAddr::new(GW_IP.parse().unwrap(), 21),
+        )
     }
 
     /// Like [`NatLab::gateway`], waiting for `probe` instead of 198.19.0.10:21.
     pub fn gateway_probe(&self, yaml: &str, backend_ca: &Path, probe: SocketAddr) -> GatewayProc {
-        let dir = self.dir.path().join("gateway");
+        self.gateway_in("gw", yaml, backend_ca, "lan", probe)
+    }
+
+    /// Runs ftpsgate in namespace `ns` (see [`NatLab::gateway`]) and waits until `probe`
+    /// accepts connections from namespace `probe_from`.
+    pub fn gateway_in(
+        &self,
+        ns: &str,
+        yaml: &str,
+        backend_ca: &Path,
+        probe_from: &str,
+        probe: SocketAddr,
+    ) -> GatewayProc {
+        let dir = self.dir.path().join(format!("gateway-{ns}"));
         std::fs::create_dir_all(&dir).unwrap();
         let certs = certs_with_sans(&dir, "gw", &[EDGE_WAN, GW_IP, GW_IP6]);
         std::fs::copy(backend_ca, dir.join("ca.pem")).unwrap();
@@ -579,10 +635,11 @@ impl NatLab {
         let bin = env!("CARGO_BIN_EXE_ftpsgate");
         let config_s = config.display().to_string();
         let pid = self.spawn(
-            "gw",
+            ns,
             "env",
             &[
                 "RUST_LOG=ftpsgate=debug",
+                "NO_COLOR=1",
                 "RUST_BACKTRACE=1",
                 bin,
                 "run",
@@ -607,7 +664,7 @@ impl NatLab {
                     gw.describe()
                 );
             }
-            if self.tcp_open("lan", &probe) {
+            if self.tcp_open(probe_from, &probe) {
                 return gw;
             }
             assert!(
@@ -622,7 +679,8 @@ impl NatLab {
 
 impl Drop for NatLab {
     fn drop(&mut self) {
-        let children = std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
         for (pid, mut child) in children {
             kill_group(pid, Some(&mut child));
         }
@@ -741,8 +799,7 @@ impl LabVsftpd {
             if let Some(status) = vs.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("vsftpd exited early: {status}\n{}", vs.output());
             }
-            if let Ok(tcp) =
-                TcpStream::connect_timeout(&vs.spec.listen, Duration::from_millis(500))
+            if let Ok(tcp) = TcpStream::connect_timeout(&vs.spec.listen, Duration::from_millis(500))
             {
                 tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut line = String::new();
@@ -1019,9 +1076,9 @@ impl NsLftp {
         s
     }
 
-    /// Runs `commands` after the preamble with `debug 3` on (protocol dialogue in stderr).
+    /// Runs `commands` after the preamble with `debug 5` on (the whole protocol dialogue in stderr).
     pub async fn script(&self, lab: &NatLab, commands: &str) -> Output {
-        let script = format!("debug 3; {}{}", self.preamble(), commands);
+        let script = format!("debug 5; {}{}", self.preamble(), commands);
         lab.run_in(&self.ns, "lftp", &["-c".to_string(), script], self.timeout)
             .await
     }
@@ -1031,7 +1088,8 @@ impl NsLftp {
 pub async fn ftplib(lab: &NatLab, ns: &str, args: &[String]) -> Output {
     let mut all = vec![py_script("ftpclient.py").display().to_string()];
     all.extend(args.iter().cloned());
-    lab.run_in(ns, python(), &all, Duration::from_secs(45)).await
+    lab.run_in(ns, python(), &all, Duration::from_secs(45))
+        .await
 }
 
 /// Lines of `text` that carry an FTP reply `code` (curl `< 227 …`, lftp `<--- 227 …`,

@@ -376,3 +376,22 @@ fn log_line_shows_the_command_without_controls_and_bounded() {
     let long = format!("CWD {}", "é".repeat(500));
     assert_eq!(parse(&long).unwrap().log_line().chars().count(), 200);
 }
+
+// A malformed verb is quoted in errors and logs; one that begins like PASS
+// or ACCT may carry the password glued on (tab instead of space, no space).
+#[test]
+fn malformed_pass_verb_never_quotes_the_secret() {
+    for line in [
+        &b"PASS\tsecret123"[..],
+        b"passsecret123",
+        b"ACCT\tsecret123",
+    ] {
+        match parse_command(line) {
+            Err(CommandError::BadVerb(v)) => {
+                assert!(!v.contains("secret"), "{v}");
+                assert!(v.ends_with("****"), "{v}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Policy decisions: may this client connect, where does this login go, may this
+//! command run, is this address cooling down after failed logins.
+//!
+//! Pure functions over the typed [`crate::config`] values: no tokio, no I/O, and no
+//! clock — time is an argument (`now`), so the throttle is tested without sleeping.
+//! The session and gateway code asks; it never re-implements a rule.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use crate::config::{AccessRule, Action, Balance, CommandPolicy, FailedLogins, Listener, Route};
+
+/// Outcome of [`check_access`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessDecision {
+    Allow,
+    /// `rule` is the index of the deny rule that matched, counted over the
+    /// listener's rules followed by the global ones (global rule `i` is
+    /// `listener.len() + i`); `None` when no rule matched but some list has an
+    /// allow rule (default deny).
+    Deny {
+        rule: Option<usize>,
+    },
+}
+
+/// Listener rules first, then global; the first rule with a network containing
+/// `client` decides. Without a match the client is denied if any allow rule exists
+/// in either list (an allow list means "only these"), else allowed.
+///
+/// IPv4-mapped IPv6 clients (`::ffff:10.0.0.1`, what a dual-stack socket reports)
+/// match IPv4 networks, and IPv4 clients match mapped networks.
+pub fn check_access(
+    listener: &[AccessRule],
+    global: &[AccessRule],
+    client: IpAddr,
+) -> AccessDecision {
+    let canonical = client.to_canonical();
+    let mapped = match canonical {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    };
+    let matched = listener.iter().chain(global).position(|rule| {
+        rule.networks
+            .iter()
+            .any(|n| n.contains(&canonical) || n.contains(&mapped))
+    });
+    let all = || listener.iter().chain(global);
+    match matched {
+        Some(i) => match all().nth(i).map(|r| r.action) {
+            Some(Action::Deny) => AccessDecision::Deny { rule: Some(i) },
+            _ => AccessDecision::Allow,
+        },
+        None if all().any(|r| r.action == Action::Allow) => AccessDecision::Deny { rule: None },
+        None => AccessDecision::Allow,
+    }
+}
+
+/// Whether `user` matches `pattern`: `*` is any run of characters (also none), `?`
+/// exactly one, everything else itself (case-sensitive, as FTP servers compare
+/// user names).
+pub fn user_matches(pattern: &str, user: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let u: Vec<char> = user.chars().collect();
+    // Greedy match with one backtrack point: the last `*` seen and where in `u` it
+    // started. Linear for patterns with one star, O(len(p) * len(u)) at worst.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < u.len() {
+        match p.get(i) {
+            Some('*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == '?' || c == u[j] => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    i = si + 1;
+                    j = sj + 1;
+                    star = Some((si, sj + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// Whether every name `inner` matches is matched by `outer` too (so a route with
+/// `inner` after one with `outer` is never used). Sound but not complete: `true`
+/// is always right, some covered patterns are not detected.
+pub(crate) fn pattern_covers(outer: &str, inner: &str) -> bool {
+    let a: Vec<char> = outer.chars().collect();
+    let b: Vec<char> = inner.chars().collect();
+    // covers[i][j]: outer[i..] covers inner[j..]. An outer `*` takes any run of
+    // inner tokens (stars included), an outer `?` one inner literal or `?`, a
+    // literal only the same literal.
+    let mut covers = vec![vec![false; b.len() + 1]; a.len() + 1];
+    covers[a.len()][b.len()] = true;
+    for i in (0..a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            covers[i][j] = match a[i] {
+                '*' => covers[i + 1][j] || (j < b.len() && covers[i][j + 1]),
+                '?' => j < b.len() && b[j] != '*' && covers[i + 1][j + 1],
+                c => j < b.len() && b[j] == c && covers[i + 1][j + 1],
+            };
+        }
+    }
+    covers[0][0]
+}
+
+/// Where a login goes: see [`route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChoice<'a> {
+    /// The user name to send to the backend (`alice` for `alice@srv-b`).
+    pub login: String,
+    /// The route that matched the login name; `None`: the listener's default
+    /// backend, no command filter.
+    pub route: Option<&'a Route>,
+    /// Candidate backends in configured order; never empty.
+    pub backends: Vec<String>,
+    /// How to pick among `backends`.
+    pub balance: Balance,
+}
+
+impl RouteChoice<'_> {
+    /// The command filter for this session (`Any` without a route).
+    pub fn commands(&self) -> &CommandPolicy {
+        static ANY: CommandPolicy = CommandPolicy::Any;
+        self.route.map_or(&ANY, |r| &r.commands)
+    }
+}
+
+/// Why a login cannot be routed; the client's fault (reply `530`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum RouteError {
+    /// `user@x` (with `user_at_backend`) where `x` looks like a backend name but is
+    /// not one this listener routes to.
+    #[error("backend \"{0}\" is not available on this listener")]
+    UnknownBackend(String),
+}
+
+/// Routes a login name (the `USER` argument) on `listener`.
+///
+/// With `user_at_backend`, `user@x` is split at the LAST `@`: if `x` names a backend
+/// this listener can route to (`listener.backend` or any route's backends), the
+/// session goes to `x` and `user` is the login sent on. Otherwise the whole string is
+/// the user name, so e-mail-like logins (`bob@example.com`) keep working — except
+/// that a suffix without a dot (`alice@srv-z`), which can only be meant as a backend,
+/// is refused with [`RouteError::UnknownBackend`] rather than sent as a mangled name
+/// to the default backend.
+///
+/// Then the first route whose `user` matches the (stripped) login name applies: its
+/// backends (unless `@x` chose one) and its command filter. No match: the listener's
+/// default `backend`, round-robin, no filter.
+pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>, RouteError> {
+    let mut user = login;
+    let mut chosen: Option<&str> = None;
+    if listener.user_at_backend {
+        if let Some((name, suffix)) = login.rsplit_once('@') {
+            if !name.is_empty() && routable(listener, suffix) {
+                user = name;
+                chosen = Some(suffix);
+            } else if !name.is_empty() && !suffix.is_empty() && !suffix.contains('.') {
+                return Err(RouteError::UnknownBackend(suffix.to_owned()));
+            }
+        }
+    }
+    let route = listener.routes.iter().find(|r| user_matches(&r.user, user));
+    let balance = route.map_or(Balance::RoundRobin, |r| r.balance);
+    let backends = match (chosen, route) {
+        (Some(b), _) => vec![b.to_owned()],
+        (None, Some(r)) => r.backends.clone(),
+        (None, None) => vec![listener.backend.clone()],
+    };
+    Ok(RouteChoice {
+        login: user.to_owned(),
+        route,
+        backends,
+        balance,
+    })
+}
+
+/// Whether `name` is the listener's default backend or in any of its routes.
+pub fn routable(listener: &Listener, name: &str) -> bool {
+    listener.backend == name
+        || listener
+            .routes
+            .iter()
+            .any(|r| r.backends.iter().any(|b| b == name))
+}
+
+/// Commands the policy never filters: login, TLS and session management, data
+/// connection setup. Filtering them would break sessions, not protect files.
+pub const NEVER_FILTERED: &[&str] = &[
+    "USER", "PASS", "ACCT", "AUTH", "PBSZ", "PROT", "CCC", "QUIT", "FEAT", "NOOP", "SYST", "OPTS",
+    "HELP", "TYPE", "MODE", "STRU", "PASV", "EPSV", "PORT", "EPRT", "ABOR", "REIN",
+];
+
+/// Whether `verb` (any case) may be sent under `policy`. [`NEVER_FILTERED`] verbs
+/// always may. The RFC 775 aliases (`XMKD`, `XRMD`, `XCWD`, `XCUP`, `XPWD`) count
+/// as the commands they alias, so denying `MKD` also denies `XMKD`.
+pub fn command_allowed(policy: &CommandPolicy, verb: &str) -> bool {
+    let verb = verb.to_ascii_uppercase();
+    let verb = canonical_verb(&verb);
+    if NEVER_FILTERED.contains(&verb) {
+        return true;
+    }
+    let listed = |list: &[String]| list.iter().any(|v| canonical_verb(v) == verb);
+    match policy {
+        CommandPolicy::Any => true,
+        CommandPolicy::Allow(list) => listed(list),
+        CommandPolicy::Deny(list) => !listed(list),
+    }
+}
+
+/// RFC 775 experimental verbs mapped to their RFC 959 names.
+fn canonical_verb(verb: &str) -> &str {
+    match verb {
+        "XMKD" => "MKD",
+        "XRMD" => "RMD",
+        "XCWD" => "CWD",
+        "XCUP" => "CDUP",
+        "XPWD" => "PWD",
+        other => other,
+    }
+}
+
+/// Default number of addresses a [`LoginThrottle`] tracks at most.
+pub const THROTTLE_CAPACITY: usize = 100_000;
+
+/// Failed logins per client address in a sliding window: `max` failures within
+/// `window` block the address for `cooldown`.
+///
+/// IPv6 clients are counted per /64 (one subscriber's prefix; rotating addresses in
+/// it does not reset the count), IPv4-mapped IPv6 as IPv4. Memory is bounded: at
+/// most `capacity` addresses are tracked; when full, expired entries go first, then
+/// the least recently active tenth.
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    cfg: FailedLogins,
+    capacity: usize,
+    entries: HashMap<IpAddr, Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Times of failures inside the window, oldest first; at most `max`.
+    failures: VecDeque<Instant>,
+    /// When the current cool-down started.
+    blocked_since: Option<Instant>,
+    /// Last failure recorded, for eviction.
+    last: Instant,
+}
+
+impl LoginThrottle {
+    /// A throttle tracking up to [`THROTTLE_CAPACITY`] addresses.
+    pub fn new(cfg: FailedLogins) -> Self {
+        Self::with_capacity(cfg, THROTTLE_CAPACITY)
+    }
+
+    /// A throttle tracking up to `capacity` addresses (at least 1).
+    pub fn with_capacity(cfg: FailedLogins, capacity: usize) -> Self {
+        LoginThrottle {
+            cfg,
+            capacity: capacity.max(1),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Counts a failed login from `ip` at `now`; the `max`-th failure inside the
+    /// window starts the cool-down. Failures during a cool-down do not extend it.
+    pub fn record_failure(&mut self, ip: IpAddr, now: Instant) {
+        let key = throttle_key(ip);
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.evict(now);
+        }
+        let cfg = self.cfg;
+        let e = self.entries.entry(key).or_insert_with(|| Entry {
+            failures: VecDeque::new(),
+            blocked_since: None,
+            last: now,
+        });
+        e.last = now;
+        if e.blocked_since
+            .is_some_and(|t| elapsed(t, now) < cfg.cooldown)
+        {
+            return;
+        }
+        e.blocked_since = None;
+        while e
+            .failures
+            .front()
+            .is_some_and(|t| elapsed(*t, now) >= cfg.window)
+        {
+            e.failures.pop_front();
+        }
+        e.failures.push_back(now);
+        if e.failures.len() >= cfg.max as usize {
+            e.failures.clear();
+            e.blocked_since = Some(now);
+        }
+    }
+
+    /// Whether `ip` is in cool-down at `now`. Forgets a cool-down that ended.
+    pub fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let key = throttle_key(ip);
+        let Some(e) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        match e.blocked_since {
+            Some(t) if elapsed(t, now) < self.cfg.cooldown => true,
+            Some(_) => {
+                e.blocked_since = None;
+                if e.failures.is_empty() {
+                    self.entries.remove(&key);
+                }
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A successful login from `ip` forgets its failures (not a running cool-down:
+    /// the session layer refuses logins from blocked addresses before they get here).
+    pub fn record_success(&mut self, ip: IpAddr) {
+        let key = throttle_key(ip);
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.failures.clear();
+            if e.blocked_since.is_none() {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Number of addresses tracked.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no address is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Makes room for one more entry: drops entries with nothing left to remember,
+    /// and if that frees nothing, the least recently active tenth.
+    fn evict(&mut self, now: Instant) {
+        let cfg = self.cfg;
+        self.entries.retain(|_, e| {
+            let blocking = e
+                .blocked_since
+                .is_some_and(|t| elapsed(t, now) < cfg.cooldown);
+            let counting = e
+                .failures
+                .back()
+                .is_some_and(|t| elapsed(*t, now) < cfg.window);
+            blocking || counting
+        });
+        if self.entries.len() < self.capacity {
+            return;
+        }
+        let mut by_age: Vec<(Instant, IpAddr)> =
+            self.entries.iter().map(|(k, e)| (e.last, *k)).collect();
+        let drop = (self.capacity / 10).max(1).min(by_age.len());
+        by_age.select_nth_unstable(drop - 1);
+        for (_, key) in &by_age[..drop] {
+            self.entries.remove(key);
+        }
+    }
+}
+
+/// Time from `then` to `now`, zero if `now` is earlier (callers pass their clock).
+fn elapsed(then: Instant, now: Instant) -> Duration {
+    now.saturating_duration_since(then)
+}
+
+/// IPv4 as is (mapped IPv6 unwrapped), IPv6 reduced to its /64.
+fn throttle_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests;

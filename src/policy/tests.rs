@@ -1,0 +1,371 @@
+//! Tests of the pure policy decisions.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::{Active, ListenerLimits, ListenerTls, Passive, PortRange, TlsMode, TlsVersion};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn rule(action: Action, nets: &[&str]) -> AccessRule {
+    AccessRule {
+        action,
+        networks: nets.iter().map(|n| n.parse().expect("test net")).collect(),
+    }
+}
+
+#[test]
+fn no_rules_allow_everyone() {
+    assert_eq!(
+        check_access(&[], &[], ip("192.0.2.1")),
+        AccessDecision::Allow
+    );
+}
+
+#[test]
+fn first_matching_rule_wins_listener_before_global() {
+    let listener = [rule(Action::Deny, &["127.0.0.2/32"])];
+    let global = [
+        rule(Action::Allow, &["127.0.0.0/8"]),
+        rule(Action::Deny, &["10.0.0.0/8"]),
+    ];
+    assert_eq!(
+        check_access(&listener, &global, ip("127.0.0.2")),
+        AccessDecision::Deny { rule: Some(0) }
+    );
+    assert_eq!(
+        check_access(&listener, &global, ip("127.0.0.1")),
+        AccessDecision::Allow
+    );
+    // Global rule 1 is index 2 over listener + global.
+    assert_eq!(
+        check_access(&listener, &global, ip("10.1.1.1")),
+        AccessDecision::Deny { rule: Some(2) }
+    );
+}
+
+#[test]
+fn no_match_denies_only_when_an_allow_rule_exists() {
+    let deny_only = [rule(Action::Deny, &["10.0.0.0/8"])];
+    assert_eq!(
+        check_access(&deny_only, &[], ip("192.0.2.1")),
+        AccessDecision::Allow
+    );
+    let allow = [rule(Action::Allow, &["10.0.0.0/8"])];
+    assert_eq!(
+        check_access(&[], &allow, ip("192.0.2.1")),
+        AccessDecision::Deny { rule: None }
+    );
+    assert_eq!(
+        check_access(&allow, &deny_only, ip("192.0.2.1")),
+        AccessDecision::Deny { rule: None }
+    );
+}
+
+#[test]
+fn ipv4_mapped_clients_match_ipv4_networks_and_back() {
+    let allow = [rule(Action::Allow, &["10.0.0.0/8"])];
+    assert_eq!(
+        check_access(&allow, &[], ip("::ffff:10.1.2.3")),
+        AccessDecision::Allow
+    );
+    let mapped = [rule(Action::Deny, &["::ffff:10.0.0.0/104"])];
+    assert_eq!(
+        check_access(&mapped, &[], ip("10.1.2.3")),
+        AccessDecision::Deny { rule: Some(0) }
+    );
+    let v6 = [rule(Action::Allow, &["::1/128"])];
+    assert_eq!(check_access(&v6, &[], ip("::1")), AccessDecision::Allow);
+    assert_eq!(
+        check_access(&v6, &[], ip("127.0.0.1")),
+        AccessDecision::Deny { rule: None }
+    );
+}
+
+#[test]
+fn globs() {
+    for (p, u) in [
+        ("alice", "alice"),
+        ("*", ""),
+        ("*", "anyone"),
+        ("ro-*", "ro-"),
+        ("ro-*", "ro-bob"),
+        ("?ob", "bob"),
+        ("a*b*c", "aXXbYYc"),
+        ("a*b*c", "abc"),
+        ("*@example.com", "x@example.com"),
+        ("**", "x"),
+        ("ü?", "üx"),
+    ] {
+        assert!(user_matches(p, u), "{p} should match {u}");
+    }
+    for (p, u) in [
+        ("alice", "Alice"),
+        ("alice", "alice2"),
+        ("ro-*", "rw-bob"),
+        ("?ob", "ob"),
+        ("a*b*c", "aXXbYY"),
+        ("", "x"),
+        ("x?", "x"),
+    ] {
+        assert!(!user_matches(p, u), "{p} should not match {u}");
+    }
+}
+
+#[test]
+fn pattern_coverage() {
+    for (outer, inner) in [
+        ("*", "alice"),
+        ("*", "ro-*"),
+        ("ro-*", "ro-bob"),
+        ("ro-*", "ro-b*"),
+        ("alice", "alice"),
+        ("?lice", "alice"),
+        ("a*", "a?c"),
+    ] {
+        assert!(pattern_covers(outer, inner), "{outer} covers {inner}");
+    }
+    for (outer, inner) in [("alice", "*"), ("ro-*", "rw-*"), ("?", "*"), ("a?", "a*")] {
+        assert!(
+            !pattern_covers(outer, inner),
+            "{outer} does not cover {inner}"
+        );
+    }
+}
+
+fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
+    Listener {
+        name: "edge".into(),
+        bind: SocketAddr::new(ip("127.0.0.1"), 2021),
+        tls: ListenerTls {
+            mode: TlsMode::None,
+            cert: None,
+            key: None,
+            require: false,
+            require_data_reuse: false,
+            min_version: TlsVersion::Tls12,
+            allow_ccc: false,
+            allow_clear_data: true,
+            sni: Vec::new(),
+        },
+        passive: Passive {
+            ports: PortRange {
+                first: 50000,
+                last: 50009,
+            },
+            bind: ip("127.0.0.1"),
+            advertise: Vec::new(),
+        },
+        active: Active::default(),
+        backend: "legacy".into(),
+        access: Vec::new(),
+        limits: ListenerLimits::default(),
+        routes,
+        user_at_backend,
+    }
+}
+
+fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            user: "alice".into(),
+            backends: vec!["srv-a".into(), "srv-b".into()],
+            balance: Balance::LeastConnections,
+            commands: CommandPolicy::Any,
+        },
+        Route {
+            user: "ro-*".into(),
+            backends: vec!["srv-a".into()],
+            balance: Balance::RoundRobin,
+            commands: CommandPolicy::Deny(vec!["STOR".into(), "MKD".into()]),
+        },
+    ]
+}
+
+#[test]
+fn route_by_login_name_first_match_else_default() {
+    let l = listener(routes(), false);
+    let alice = route(&l, "alice").expect("routed");
+    assert_eq!(alice.login, "alice");
+    assert_eq!(alice.route, Some(&l.routes[0]));
+    assert_eq!(alice.backends, ["srv-a", "srv-b"]);
+    assert_eq!(alice.balance, Balance::LeastConnections);
+
+    let ro = route(&l, "ro-bob").expect("routed");
+    assert_eq!(ro.route, Some(&l.routes[1]));
+    assert!(!command_allowed(ro.commands(), "stor"));
+
+    let other = route(&l, "carol").expect("routed");
+    assert_eq!(other.route, None);
+    assert_eq!(other.backends, ["legacy"]);
+    assert_eq!(other.balance, Balance::RoundRobin);
+    assert_eq!(other.commands(), &CommandPolicy::Any);
+}
+
+#[test]
+fn user_at_backend_only_when_enabled() {
+    let off = listener(routes(), false);
+    let c = route(&off, "alice@srv-b").expect("routed");
+    assert_eq!(c.login, "alice@srv-b");
+    assert_eq!(c.backends, ["legacy"]);
+}
+
+#[test]
+fn user_at_backend_picks_a_routable_backend() {
+    let l = listener(routes(), true);
+    let c = route(&l, "alice@srv-b").expect("routed");
+    assert_eq!(c.login, "alice");
+    assert_eq!(c.backends, ["srv-b"]);
+    assert_eq!(c.route, Some(&l.routes[0]));
+    // The default backend counts as routable; the route is still chosen by name,
+    // so a read-only user stays read-only on any backend.
+    let c = route(&l, "ro-x@legacy").expect("routed");
+    assert_eq!(
+        (c.login.as_str(), c.backends.as_slice()),
+        ("ro-x", &["legacy".to_owned()][..])
+    );
+    assert!(!command_allowed(c.commands(), "MKD"));
+    // Split at the last '@'.
+    let c = route(&l, "a@b@srv-a").expect("routed");
+    assert_eq!((c.login.as_str(), c.backends[0].as_str()), ("a@b", "srv-a"));
+}
+
+#[test]
+fn email_like_logins_keep_working_and_unknown_backends_are_refused() {
+    let l = listener(routes(), true);
+    let c = route(&l, "bob@example.com").expect("routed");
+    assert_eq!(c.login, "bob@example.com");
+    assert_eq!(c.backends, ["legacy"]);
+    assert_eq!(
+        route(&l, "alice@srv-z"),
+        Err(RouteError::UnknownBackend("srv-z".into()))
+    );
+    // Nothing before or after the '@': the whole string is the name.
+    assert_eq!(route(&l, "@srv-a").expect("routed").login, "@srv-a");
+    assert_eq!(route(&l, "bob@").expect("routed").login, "bob@");
+}
+
+#[test]
+fn command_policies() {
+    let deny = CommandPolicy::Deny(vec!["STOR".into(), "MKD".into(), "DELE".into()]);
+    assert!(!command_allowed(&deny, "STOR"));
+    assert!(!command_allowed(&deny, "stor"));
+    assert!(!command_allowed(&deny, "XMKD"), "RFC 775 alias of MKD");
+    assert!(command_allowed(&deny, "RETR"));
+    let allow = CommandPolicy::Allow(vec!["RETR".into(), "LIST".into(), "CWD".into()]);
+    assert!(command_allowed(&allow, "RETR"));
+    assert!(command_allowed(&allow, "XCWD"));
+    assert!(!command_allowed(&allow, "STOR"));
+    assert!(!command_allowed(&allow, "SITE"));
+    for verb in NEVER_FILTERED {
+        assert!(
+            command_allowed(&CommandPolicy::Allow(vec![]), verb),
+            "{verb}"
+        );
+        let deny_it = CommandPolicy::Deny(vec![(*verb).to_owned()]);
+        assert!(command_allowed(&deny_it, verb), "{verb}");
+    }
+    assert!(command_allowed(&CommandPolicy::Any, "ANYTHING"));
+}
+
+fn throttle_cfg() -> FailedLogins {
+    FailedLogins {
+        max: 3,
+        window: Duration::from_secs(60),
+        cooldown: Duration::from_secs(300),
+    }
+}
+
+#[test]
+fn failures_inside_the_window_block_for_the_cooldown() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    t.record_failure(a, t0);
+    t.record_failure(a, t0 + Duration::from_secs(10));
+    assert!(!t.blocked(a, t0 + Duration::from_secs(11)));
+    t.record_failure(a, t0 + Duration::from_secs(20));
+    assert!(t.blocked(a, t0 + Duration::from_secs(21)));
+    assert!(!t.blocked(ip("192.0.2.2"), t0 + Duration::from_secs(21)));
+    // Failures while blocked do not extend the cool-down.
+    t.record_failure(a, t0 + Duration::from_secs(200));
+    assert!(t.blocked(a, t0 + Duration::from_secs(319)));
+    assert!(!t.blocked(a, t0 + Duration::from_secs(320)));
+    assert!(t.is_empty(), "an ended cool-down is forgotten");
+}
+
+#[test]
+fn failures_older_than_the_window_do_not_count() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    t.record_failure(a, t0);
+    t.record_failure(a, t0 + Duration::from_secs(30));
+    t.record_failure(a, t0 + Duration::from_secs(61));
+    assert!(!t.blocked(a, t0 + Duration::from_secs(62)));
+    t.record_failure(a, t0 + Duration::from_secs(62));
+    assert!(t.blocked(a, t0 + Duration::from_secs(63)));
+}
+
+#[test]
+fn success_forgets_failures() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    t.record_failure(a, t0);
+    t.record_failure(a, t0);
+    t.record_success(a);
+    assert!(t.is_empty());
+    t.record_failure(a, t0);
+    assert!(!t.blocked(a, t0));
+}
+
+#[test]
+fn ipv6_counts_per_slash_64_and_mapped_as_ipv4() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    t.record_failure(ip("2001:db8::1"), t0);
+    t.record_failure(ip("2001:db8::2"), t0);
+    t.record_failure(ip("2001:db8::ffff:3"), t0);
+    assert!(t.blocked(ip("2001:db8::99"), t0));
+    assert!(!t.blocked(ip("2001:db8:0:1::1"), t0));
+    t.record_failure(ip("::ffff:192.0.2.9"), t0);
+    t.record_failure(ip("192.0.2.9"), t0);
+    t.record_failure(ip("192.0.2.9"), t0);
+    assert!(t.blocked(ip("192.0.2.9"), t0));
+}
+
+#[test]
+fn memory_stays_bounded() {
+    let mut t = LoginThrottle::with_capacity(throttle_cfg(), 100);
+    let t0 = Instant::now();
+    for i in 0..1000u32 {
+        t.record_failure(
+            IpAddr::from((0x0a00_0000 + i).to_be_bytes()),
+            t0 + Duration::from_millis(u64::from(i)),
+        );
+        assert!(t.len() <= 100);
+    }
+    // The newest entries survive eviction.
+    assert!(t.entries.contains_key(&ip("10.0.3.231")));
+    // Entries whose window passed are dropped first.
+    let later = t0 + Duration::from_secs(3600);
+    t.record_failure(ip("192.0.2.1"), later);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn blocked_entries_survive_expiry_eviction() {
+    let mut t = LoginThrottle::with_capacity(throttle_cfg(), 2);
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    for _ in 0..3 {
+        t.record_failure(a, t0);
+    }
+    t.record_failure(ip("192.0.2.2"), t0);
+    t.record_failure(ip("192.0.2.3"), t0 + Duration::from_secs(120));
+    assert!(t.blocked(a, t0 + Duration::from_secs(121)));
+}

@@ -1,0 +1,231 @@
+//! State shared by every session of the process, across reloads: the drain
+//! signals, the count of running sessions, connection counts for limits and
+//! the failed-login throttle. The decisions themselves are pure functions in
+//! `policy`; this module only holds the counters they are applied to.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{watch, Notify};
+
+use crate::config::{FailedLogins, Limits, ListenerLimits};
+use crate::health::Health;
+use crate::policy::LoginThrottle;
+
+pub struct Shared {
+    pub health: Arc<Health>,
+    /// Turns true when the gateway drains: idle sessions say 421 and close,
+    /// sessions in a transfer close after it.
+    drain: watch::Receiver<bool>,
+    /// Turns true when the drain deadline passed: close now.
+    force: watch::Receiver<bool>,
+    active: AtomicUsize,
+    idle: Notify,
+    conns: Mutex<Conns>,
+    throttle: Mutex<Option<(FailedLogins, LoginThrottle)>>,
+}
+
+#[derive(Default)]
+struct Conns {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+    per_listener: HashMap<String, usize>,
+    per_listener_ip: HashMap<(String, IpAddr), usize>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Total,
+    PerIp,
+    Listener,
+    ListenerPerIp,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Total => "max_sessions",
+            Refusal::PerIp => "max_sessions_per_ip",
+            Refusal::Listener => "listener max_sessions",
+            Refusal::ListenerPerIp => "listener max_sessions_per_ip",
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Counters stay usable even if a holder panicked.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn new(
+        health: Arc<Health>,
+        drain: watch::Receiver<bool>,
+        force: watch::Receiver<bool>,
+        failed_logins: Option<FailedLogins>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            health,
+            drain,
+            force,
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            conns: Mutex::new(Conns::default()),
+            throttle: Mutex::new(failed_logins.map(|f| (f, LoginThrottle::new(f)))),
+        })
+    }
+
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain.clone()
+    }
+
+    pub fn force_signal(&self) -> watch::Receiver<bool> {
+        self.force.clone()
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when no session is running.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Count one running session until the guard drops.
+    pub fn session_started(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(self.clone())
+    }
+
+    /// A reload may change the throttle; counts are kept when it did not change.
+    pub fn set_failed_logins(&self, cfg: Option<FailedLogins>) {
+        let mut t = lock(&self.throttle);
+        let same = match (&*t, &cfg) {
+            (Some((old, _)), Some(new)) => old == new,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *t = cfg.map(|f| (f, LoginThrottle::new(f)));
+        }
+    }
+
+    /// Is this address cooling down after too many failed logins?
+    pub fn login_blocked(&self, ip: IpAddr) -> bool {
+        match &mut *lock(&self.throttle) {
+            Some((_, t)) => t.blocked(ip, Instant::now()),
+            None => false,
+        }
+    }
+
+    /// Record a failed login; true when the address is now blocked.
+    pub fn login_failed(&self, ip: IpAddr) -> bool {
+        match &mut *lock(&self.throttle) {
+            Some((_, t)) => {
+                let now = Instant::now();
+                t.record_failure(ip, now);
+                t.blocked(ip, now)
+            }
+            None => false,
+        }
+    }
+
+    pub fn login_ok(&self, ip: IpAddr) {
+        if let Some((_, t)) = &mut *lock(&self.throttle) {
+            t.record_success(ip);
+        }
+    }
+
+    /// Admit one connection under the global and listener limits.
+    pub fn admit(
+        self: &Arc<Self>,
+        listener: &str,
+        ip: IpAddr,
+        global: &Limits,
+        local: &ListenerLimits,
+    ) -> Result<ConnGuard, Refusal> {
+        let ip = ip.to_canonical();
+        let mut c = lock(&self.conns);
+        let over = |n: usize, max: Option<usize>| max.is_some_and(|m| n >= m);
+        if over(c.total, global.max_sessions) {
+            return Err(Refusal::Total);
+        }
+        if over(
+            c.per_ip.get(&ip).copied().unwrap_or(0),
+            global.max_sessions_per_ip,
+        ) {
+            return Err(Refusal::PerIp);
+        }
+        if over(
+            c.per_listener.get(listener).copied().unwrap_or(0),
+            local.max_sessions,
+        ) {
+            return Err(Refusal::Listener);
+        }
+        let key = (listener.to_owned(), ip);
+        if over(
+            c.per_listener_ip.get(&key).copied().unwrap_or(0),
+            local.max_sessions_per_ip,
+        ) {
+            return Err(Refusal::ListenerPerIp);
+        }
+        c.total += 1;
+        *c.per_ip.entry(ip).or_default() += 1;
+        *c.per_listener.entry(listener.to_owned()).or_default() += 1;
+        *c.per_listener_ip.entry(key).or_default() += 1;
+        Ok(ConnGuard {
+            shared: self.clone(),
+            listener: listener.to_owned(),
+            ip,
+        })
+    }
+}
+
+/// One running session (for drain).
+pub struct ActiveGuard(Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// One admitted connection (for limits).
+pub struct ConnGuard {
+    shared: Arc<Shared>,
+    listener: String,
+    ip: IpAddr,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut c = lock(&self.shared.conns);
+        c.total = c.total.saturating_sub(1);
+        fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
+            if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+        dec(&mut c.per_ip, self.ip);
+        dec(&mut c.per_listener, self.listener.clone());
+        dec(&mut c.per_listener_ip, (self.listener.clone(), self.ip));
+    }
+}
