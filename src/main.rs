@@ -143,8 +143,71 @@ async fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    ftpsgate::demo::wait_for_signal().await;
-    tracing::info!("shutting down");
+    serve(gw, path).await
+}
+
+/// Run until SIGTERM/SIGINT: SIGHUP (and, when `reload.watch` is on, a
+/// change of any config file's mtime) reloads; a failed reload keeps the
+/// running configuration. Termination drains (`shutdown.grace`).
+async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut term, mut int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+        _ => {
+            eprintln!("error: cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stamps = mtimes(&gw.config().sources);
+    loop {
+        let reload = gw.config().reload;
+        let poll = tokio::time::sleep(reload.interval);
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", path.display());
+                reload_from(&gw, &path);
+                stamps = mtimes(&gw.config().sources);
+            }
+            _ = poll, if reload.watch => {
+                let now = mtimes(&gw.config().sources);
+                if now != stamps {
+                    tracing::info!("configuration files changed: reloading {}", path.display());
+                                        reload_from(&gw, &path);
+                    // After a failed reload the sources are unchanged, so a
+                    // broken edit is retried only when the files change again.
+                    stamps = mtimes(&gw.config().sources);
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: draining sessions");
     gw.shutdown().await;
     ExitCode::SUCCESS
+}
+
+fn reload_from(gw: &Gateway, path: &std::path::Path) {
+    match Config::load(path) {
+        Ok(config) => {
+            let _ = gw.reload(config);
+        }
+        Err(errors) => {
+            gw.metrics().config_reload(false);
+            for e in &errors.0 {
+                tracing::error!(error = %e, "reload refused; keeping the running configuration");
+            }
+        }
+    }
+}
+
+fn mtimes(paths: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
 }

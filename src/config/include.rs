@@ -190,8 +190,28 @@ impl Gatherer {
 /// `path` relative to the top file's directory when it lies below it, as operators
 /// wrote it; else the whole path.
 fn display_name(path: &Path, top_dir: &Path) -> String {
+    let path = lexically_normal(path);
     path.strip_prefix(top_dir)
-        .unwrap_or(path)
+        .unwrap_or(&path)
         .display()
         .to_string()
+}
+
+/// `path` with `.` and `name/..` removed, for display only (symlinks are not
+/// followed, so this is not used to compare files).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -1204,3 +1204,543 @@ fn unknown_keys_in_observability_sections_are_refused() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("<yaml>:"), "{errs:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Policy keys: access, limits, routes, sni, shutdown, reload, include
+
+/// Copies a shipped policy next to dummy cert files (`../certs/...` from `policies/`).
+fn load_shipped(name: &str) -> Config {
+    let dir = certs();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("policies").join(name)).expect("shipped policy");
+    std::fs::create_dir(dir.path().join("policies")).expect("create policies dir");
+    let path = dir.path().join("policies").join(name);
+    std::fs::write(&path, text).expect("copy policy");
+    match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("{name}:\n{e}"),
+    }
+}
+
+#[test]
+fn shipped_routing_policy_loads() {
+    let config = load_shipped("routing.yaml");
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    let l = &config.listeners[0];
+    assert!(l.user_at_backend);
+    assert_eq!(l.routes.len(), 4);
+    assert_eq!(l.routes[3].balance, Balance::LeastConnections);
+    assert!(
+        matches!(&l.routes[3].commands, CommandPolicy::Deny(v) if v.contains(&"STOR".to_owned()))
+    );
+    let c = crate::policy::route(l, "alice@srv-b").expect("routable");
+    assert_eq!(
+        (c.login.as_str(), c.backends[0].as_str()),
+        ("alice", "srv-b")
+    );
+}
+
+#[test]
+fn shipped_access_policy_loads() {
+    let config = load_shipped("access.yaml");
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    assert_eq!(config.access.len(), 2);
+    assert_eq!(config.limits.max_sessions, Some(2000));
+    assert_eq!(config.limits.failed_logins, Some(FailedLogins::default()));
+    let l = &config.listeners[0];
+    assert_eq!(l.limits.bandwidth, Some(10 << 20));
+    use crate::policy::{check_access, AccessDecision};
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(
+        check_access(&l.access, &config.access, ip("198.51.100.7")),
+        AccessDecision::Allow
+    );
+    assert_eq!(
+        check_access(&l.access, &config.access, ip("198.51.100.200")),
+        AccessDecision::Deny { rule: Some(0) }
+    );
+    assert_eq!(
+        check_access(&l.access, &config.access, ip("203.0.113.1")),
+        AccessDecision::Deny { rule: None }
+    );
+}
+
+#[test]
+fn shipped_example_policy_has_documented_defaults() {
+    let config = load_shipped("example.yaml");
+    assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(config.reload, Reload::default());
+    assert_eq!(config.limits, Limits::default());
+    assert!(config.access.is_empty());
+    assert_eq!(config.sources.len(), 1);
+    assert!(config.sources[0].is_absolute());
+}
+
+const POLICY: &str = r#"
+access:
+  - deny: ["127.0.0.2"]
+  - allow: ["127.0.0.0/8", "::1/128", "10.1.2.3/8"]
+limits:
+  max_sessions: 10000
+  max_sessions_per_ip: 50
+  failed_logins: { max: 3, window: 1m, cooldown: 10m }
+shutdown: { grace: 5s }
+reload: { watch: true, interval: 500ms }
+listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls:
+      mode: explicit
+      cert: certs/gateway.pem
+      key: certs/gateway.key
+      sni:
+        - { names: ["FTP.example.com", "ftp2.example.com."], cert: certs/gateway.pem, key: certs/gateway.key }
+    passive: { ports: "50000-50099" }
+    backend: legacy
+    access: [ { allow: ["10.0.0.0/8"] } ]
+    limits: { max_sessions: 100, max_sessions_per_ip: 10, bandwidth: "10MiB" }
+    user_at_backend: true
+    routes:
+      - user: alice
+        backends: [srv-a, srv-b]
+      - user: "ro-*"
+        backends: [srv-a]
+        balance: least-connections
+        commands: { deny: [stor, APPE] }
+      - user: "rw-?"
+        backends: [legacy]
+        commands: { allow: [RETR, LIST] }
+backends:
+  - { name: legacy, address: "127.0.0.1:2120" }
+  - { name: srv-a, address: "127.0.0.1:2121" }
+  - { name: srv-b, address: "127.0.0.1:2122" }
+"#;
+
+#[test]
+fn policy_keys_parse_into_typed_values() {
+    let dir = certs();
+    let config = parse_ok(POLICY, dir.path());
+    let net = |s: &str| s.parse::<ipnet::IpNet>().expect("net");
+    assert_eq!(
+        config.access,
+        vec![
+            AccessRule {
+                action: Action::Deny,
+                networks: vec![net("127.0.0.2/32")]
+            },
+            AccessRule {
+                action: Action::Allow,
+                networks: vec![net("127.0.0.0/8"), net("::1/128"), net("10.0.0.0/8")]
+            },
+        ]
+    );
+    assert_eq!(
+        config.limits,
+        Limits {
+            max_sessions: Some(10000),
+            max_sessions_per_ip: Some(50),
+            failed_logins: Some(FailedLogins {
+                max: 3,
+                window: Duration::from_secs(60),
+                cooldown: Duration::from_secs(600),
+            }),
+        }
+    );
+    assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(
+        config.reload,
+        Reload {
+            watch: true,
+            interval: Duration::from_millis(500)
+        }
+    );
+    assert!(config.sources.is_empty());
+    let l = &config.listeners[0];
+    assert_eq!(
+        l.limits,
+        ListenerLimits {
+            max_sessions: Some(100),
+            max_sessions_per_ip: Some(10),
+            bandwidth: Some(10 * 1024 * 1024),
+        }
+    );
+    assert!(l.user_at_backend);
+    assert_eq!(l.access.len(), 1);
+    assert_eq!(
+        l.routes[1],
+        Route {
+            user: "ro-*".into(),
+            backends: vec!["srv-a".into()],
+            balance: Balance::LeastConnections,
+            commands: CommandPolicy::Deny(vec!["STOR".into(), "APPE".into()]),
+        }
+    );
+    assert_eq!(l.routes[0].balance, Balance::RoundRobin);
+    assert_eq!(l.routes[0].commands, CommandPolicy::Any);
+    assert_eq!(
+        l.routes[2].commands,
+        CommandPolicy::Allow(vec!["RETR".into(), "LIST".into()])
+    );
+    assert_eq!(
+        l.tls.sni,
+        vec![SniCert {
+            names: vec!["ftp.example.com".into(), "ftp2.example.com".into()],
+            cert: dir.path().join("certs/gateway.pem"),
+            key: dir.path().join("certs/gateway.key"),
+        }]
+    );
+    // Backends used only by routes count as used.
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+}
+
+#[test]
+fn policy_defaults() {
+    let dir = dir_with(&[]);
+    let config = parse_ok(&minimal("", ""), dir.path());
+    assert!(config.access.is_empty());
+    assert_eq!(config.limits, Limits::default());
+    assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(config.reload, Reload::default());
+    let l = &config.listeners[0];
+    assert!(l.access.is_empty() && l.routes.is_empty() && !l.user_at_backend);
+    assert_eq!(l.limits, ListenerLimits::default());
+    assert!(l.tls.sni.is_empty());
+    let yaml = format!("{}limits:\n  failed_logins: {{}}\n", minimal("", ""));
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(config.limits.failed_logins, Some(FailedLogins::default()));
+}
+
+#[test]
+fn policy_errors_have_key_paths() {
+    let dir = certs();
+    let yaml = r#"
+access:
+  - deny: ["300.0.0.0/8"]
+  - { allow: ["10.0.0.0/8"], deny: ["10.1.0.0/16"] }
+  - {}
+  - allow: []
+limits:
+  max_sessions: 0
+  max_sessions_per_ip: many
+  failed_logins: { max: 0, window: never }
+shutdown: { grace: 0s }
+reload: { watch: yes, interval: 2x }
+listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls:
+      mode: explicit
+      cert: certs/gateway.pem
+      key: certs/gateway.key
+      sni:
+        - { names: ["*.example.com"], cert: certs/none.pem, key: certs/gateway.key }
+        - { names: [], key: certs/gateway.key }
+        - { names: ["a.example"], cert: certs/gateway.pem, key: certs/gateway.key }
+        - { names: ["A.example"], cert: certs/gateway.pem, key: certs/gateway.key }
+    passive: { ports: "50000-50099" }
+    backend: legacy
+    access: [ { allow: ["10.0.0.0/33"] } ]
+    limits: { bandwidth: "10 MB", max_sessions: -1 }
+    user_at_backend: maybe
+    routes:
+      - backends: [legacy]
+      - user: alice
+        backends: []
+      - user: bob
+        backends: [x, legacy, legacy]
+        balance: random
+        commands: { allow: [RETR], deny: [STOR] }
+      - user: carol
+        commands: { deny: [ST, "RE TR", STORE] }
+      - user: dave
+        backends: [legacy]
+        commands: {}
+backends:
+  - { name: legacy, address: "127.0.0.1:2120" }
+"#;
+    assert_eq!(
+        errors(yaml, dir.path()),
+        [
+            "listeners[0].tls.sni[0].names[0]: \"*.example.com\" is not a DNS name (SNI carries names only; wildcards are not supported)",
+            "listeners[0].tls.sni[0].cert: file certs/none.pem does not exist",
+            "listeners[0].tls.sni[1].names: must list at least one name",
+            "listeners[0].tls.sni[1].cert: is required",
+            "listeners[0].tls.sni[3].names[0]: \"a.example\" is already listed in listeners[0].tls.sni[2]",
+            "listeners[0].access[0].allow[0]: \"10.0.0.0/33\" is not a CIDR network (e.g. \"10.0.0.0/8\" or \"::1/128\")",
+            "listeners[0].limits.max_sessions: \"-1\" is not a whole number",
+            "listeners[0].limits.bandwidth: \"10 MB\" is not a bandwidth (bytes per second, e.g. \"500K\", \"10MiB\" or 1048576)",
+            "listeners[0].user_at_backend: \"maybe\" is not a boolean (expected true or false)",
+            "listeners[0].routes[0].user: is required",
+            "listeners[0].routes[1].backends: must list at least one backend",
+            "listeners[0].routes[2].backends[0]: backend \"x\" is not defined",
+            "listeners[0].routes[2].backends[2]: backend \"legacy\" is listed twice",
+            "listeners[0].routes[2].balance: \"random\" is not a balance mode (expected round-robin or least-connections)",
+            "listeners[0].routes[2].commands: allow and deny cannot both be set; keep one",
+            "listeners[0].routes[3].backends: is required",
+            "listeners[0].routes[3].commands.deny[0]: \"ST\" is not an FTP command (3 or 4 letters, e.g. STOR)",
+            "listeners[0].routes[3].commands.deny[1]: \"RE TR\" is not an FTP command (3 or 4 letters, e.g. STOR)",
+            "listeners[0].routes[3].commands.deny[2]: \"STORE\" is not an FTP command (3 or 4 letters, e.g. STOR)",
+            "listeners[0].routes[4].commands: needs allow or deny",
+            "access[0].deny[0]: \"300.0.0.0/8\" is not a CIDR network (e.g. \"10.0.0.0/8\" or \"::1/128\")",
+            "access[1]: a rule has allow or deny, not both; split it in two",
+            "access[2]: a rule needs allow or deny",
+            "access[3].allow: must list at least one network",
+            "limits.max_sessions: \"0\" must be at least 1",
+            "limits.max_sessions_per_ip: \"many\" is not a whole number",
+            "limits.failed_logins.max: \"0\" must be at least 1",
+            "limits.failed_logins.window: \"never\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
+            "shutdown.grace: \"0s\" must be greater than zero",
+            "reload.watch: \"yes\" is not a boolean (expected true or false)",
+            "reload.interval: \"2x\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)",
+        ]
+    );
+}
+
+#[test]
+fn sni_needs_tls() {
+    let dir = certs();
+    let yaml = minimal("", "").replace(
+        "      mode: none\n",
+        "      mode: none\n      sni: [ { names: [a.example], cert: certs/gateway.pem, key: certs/gateway.key } ]\n",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.sni: only allowed when mode is explicit or implicit"]
+    );
+}
+
+#[test]
+fn bandwidth_forms() {
+    let dir = dir_with(&[]);
+    for (written, bytes) in [
+        ("1048576", 1_048_576u64),
+        ("500K", 500_000),
+        ("10M", 10_000_000),
+        ("1G", 1_000_000_000),
+        ("64KiB", 65_536),
+        ("10MiB", 10_485_760),
+        ("2GiB", 2_147_483_648),
+    ] {
+        let yaml = minimal("", "").replace(
+            "    backend: legacy\n",
+            &format!("    backend: legacy\n    limits: {{ bandwidth: \"{written}\" }}\n"),
+        );
+        let config = parse_ok(&yaml, dir.path());
+        assert_eq!(
+            config.listeners[0].limits.bandwidth,
+            Some(bytes),
+            "{written}"
+        );
+    }
+    for bad in [
+        "0",
+        "0K",
+        "10kb",
+        "K",
+        "99999999999999999999",
+        "20000000000GiB",
+    ] {
+        let yaml = minimal("", "").replace(
+            "    backend: legacy\n",
+            &format!("    backend: legacy\n    limits: {{ bandwidth: \"{bad}\" }}\n"),
+        );
+        assert_eq!(errors(&yaml, dir.path()).len(), 1, "{bad}");
+    }
+}
+
+#[test]
+fn shadowed_routes_and_unfilterable_verbs_warn() {
+    let dir = dir_with(&[]);
+    let routes = "    routes:
+      - { user: \"ro-*\", backends: [legacy] }
+      - { user: \"*\", backends: [legacy], commands: { deny: [QUIT, STOR] } }
+      - { user: alice, backends: [legacy] }
+      - { user: \"ro-b?\", backends: [legacy] }
+";
+    let yaml = minimal("", "").replace(
+        "    backend: legacy\n",
+        &format!("    backend: legacy\n{routes}"),
+    );
+    let config = parse_ok(&yaml, dir.path());
+    let w: Vec<String> = config
+        .warnings()
+        .into_iter()
+        .filter(|w| w.contains("routes"))
+        .collect();
+    assert_eq!(
+        w,
+        [
+            "listeners[0].routes[1].commands: QUIT is never filtered (session management)",
+            "listeners[0].routes[2].user: \"alice\" is never used: every name it matches is matched by routes[1] (\"*\") first",
+            "listeners[0].routes[3].user: \"ro-b?\" is never used: every name it matches is matched by routes[0] (\"ro-*\") first",
+        ]
+    );
+}
+
+#[test]
+fn semantic_errors_carry_line_numbers() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace("\"50000-50099\"", "\"5000-400\"");
+    let ConfigErrors(list) = Config::from_yaml_str(&yaml, dir.path()).expect_err("bad range");
+    assert_eq!(
+        list[0].to_string(),
+        "listeners[0].passive.ports (line 7): \"5000-400\" is not a range"
+    );
+    // A missing key is located at the mapping it is missing from.
+    let yaml = minimal("", "").replace("    bind: \"127.0.0.1:2021\"\n", "");
+    let ConfigErrors(list) = Config::from_yaml_str(&yaml, dir.path()).expect_err("no bind");
+    assert_eq!(list[0].path, "listeners[0].bind");
+    assert_eq!(list[0].line, Some(2));
+}
+
+/// Writes `files` (relative path → text) under a fresh directory with dummy certs.
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = certs();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    dir
+}
+
+fn load_errors(path: &Path) -> Vec<String> {
+    match Config::load(path) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const TEAM_A: &str = "listeners:
+  - name: team-a
+    bind: \"127.0.0.1:2031\"
+    tls: { mode: explicit, cert: ../certs/gateway.pem, key: ../certs/gateway.key }
+    passive: { ports: \"51000-51009\" }
+    backend: srv-a
+access:
+  - deny: [\"10.9.0.0/16\"]
+";
+
+const BACKENDS: &str = "backends:
+  - { name: srv-a, address: \"127.0.0.1:2130\" }
+";
+
+#[test]
+fn includes_append_lists_and_resolve_paths_per_file() {
+    let dir = tree(&[
+        (
+            "main.yaml",
+            &format!(
+                "include: [teams/a.yaml, backends.yaml]\naccess: [ {{ allow: [\"10.0.0.0/8\"] }} ]\n{}",
+                minimal("", "")
+            ),
+        ),
+        ("teams/a.yaml", TEAM_A),
+        ("backends.yaml", BACKENDS),
+    ]);
+    let config = match Config::load(&dir.path().join("main.yaml")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["edge", "team-a"]);
+    let backends: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(backends, ["legacy", "srv-a"]);
+    assert_eq!(config.access.len(), 2);
+    assert_eq!(config.access[0].action, Action::Allow);
+    assert_eq!(config.access[1].action, Action::Deny);
+    // ../certs is relative to teams/, i.e. the certs/ next to main.yaml.
+    assert_eq!(
+        config.listeners[1].tls.cert,
+        Some(dir.path().join("teams/../certs/gateway.pem"))
+    );
+    assert_eq!(
+        config.sources,
+        [
+            dir.path().join("main.yaml"),
+            dir.path().join("teams/a.yaml"),
+            dir.path().join("backends.yaml"),
+        ]
+    );
+}
+
+#[test]
+fn errors_in_included_files_name_the_file() {
+    let dir = tree(&[
+        (
+            "main.yaml",
+            &format!("include: [teams/a.yaml]\n{}", minimal("", "")),
+        ),
+        (
+            "teams/a.yaml",
+            &TEAM_A.replace("team-a", "edge").replace(
+                "    backend: srv-a\n",
+                "    backend: srv-a\n    routes: [ { user: x, backends: [legacy, nope] } ]\n",
+            ),
+        ),
+    ]);
+    assert_eq!(
+        load_errors(&dir.path().join("main.yaml")),
+        [
+            "teams/a.yaml: listeners[0].name (line 2): duplicate listener name \"edge\" (first defined in the top file)",
+            "teams/a.yaml: listeners[0].backend (line 6): backend \"srv-a\" is not defined",
+            "teams/a.yaml: listeners[0].routes[0].backends[1] (line 7): backend \"nope\" is not defined",
+        ]
+    );
+}
+
+#[test]
+fn include_problems_stop_the_load() {
+    let dir = tree(&[
+        (
+            "main.yaml",
+            &format!(
+                "include: [missing.yaml, a.yaml, top-only.yaml, bad.yaml]\n{}",
+                minimal("", "")
+            ),
+        ),
+        ("a.yaml", "include: [sub/b.yaml]\n"),
+        ("sub/b.yaml", "include: [../a.yaml, ../main.yaml]\n"),
+        ("top-only.yaml", "timeouts: { idle: 5s }\nlimits: {}\n"),
+        ("bad.yaml", "listeners: [\n"),
+    ]);
+    let errors = load_errors(&dir.path().join("main.yaml"));
+    assert_eq!(
+        errors[0],
+        "include[0]: included file missing.yaml does not exist"
+    );
+    assert_eq!(
+        errors[1],
+        "sub/b.yaml: include[0]: include cycle: a.yaml -> sub/b.yaml -> a.yaml"
+    );
+    assert_eq!(
+        errors[2],
+        "sub/b.yaml: include[1]: include cycle: main.yaml -> a.yaml -> sub/b.yaml -> main.yaml"
+    );
+    assert_eq!(
+        errors[3],
+        "top-only.yaml: timeouts: only allowed in the top file (included files may hold listeners, backends, access and include)"
+    );
+    assert!(
+        errors[4].starts_with("top-only.yaml: limits: "),
+        "{errors:?}"
+    );
+    assert!(errors[5].starts_with("bad.yaml:"), "{errors:?}");
+    assert_eq!(errors.len(), 6, "{errors:?}");
+}
+
+#[test]
+fn duplicate_backends_across_files() {
+    let dir = tree(&[
+        (
+            "main.yaml",
+            &format!("include: [b1.yaml, b2.yaml]\n{}", minimal("", "")),
+        ),
+        ("b1.yaml", BACKENDS),
+        ("b2.yaml", BACKENDS),
+    ]);
+    assert_eq!(
+        load_errors(&dir.path().join("main.yaml")),
+        ["b2.yaml: backends[0].name (line 2): duplicate backend name \"srv-a\" (first defined in b1.yaml)"]
+    );
+}

@@ -29,6 +29,17 @@ pub enum RelayError {
     Truncated { side: &'static str },
 }
 
+/// How one relay behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOpts {
+    /// Longest wait for a read or write.
+    pub idle: Duration,
+    /// A TLS source ending without `close_notify` is an error (see `relay`).
+    pub strict_eof: bool,
+    /// Bandwidth cap in bytes per second (listener `limits.bandwidth`).
+    pub rate: Option<u64>,
+}
+
 /// Relay `src` → `dst` until `src` ends, then shut `dst` down. Returns the
 /// number of bytes relayed.
 ///
@@ -43,14 +54,24 @@ pub async fn relay<R, W>(
     src_side: &'static str,
     dst: &mut W,
     dst_side: &'static str,
-    idle: Duration,
-    strict_eof: bool,
+    opts: RelayOpts,
 ) -> Result<u64, RelayError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; RELAY_BUF];
+    let RelayOpts {
+        idle,
+        strict_eof,
+        rate,
+    } = opts;
+    // Under a bandwidth cap, read at most a tenth of a second's worth at a
+    // time so the pace is smooth rather than bursts of 256 KiB.
+    let chunk = rate.map_or(RELAY_BUF, |r| {
+        (r / 10).clamp(1024, RELAY_BUF as u64) as usize
+    });
+    let mut buf = vec![0u8; chunk];
+    let started = tokio::time::Instant::now();
     let mut total = 0u64;
     loop {
         let n = match tokio::time::timeout(idle, src.read(&mut buf)).await {
@@ -80,6 +101,10 @@ where
         }
         write_all(dst, &buf[..n], dst_side, idle).await?;
         total += n as u64;
+        if let Some(rate) = rate.filter(|r| *r > 0) {
+            let due = started + Duration::from_secs_f64(total as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
     }
     match tokio::time::timeout(idle, dst.shutdown()).await {
         Ok(Ok(())) => Ok(total),

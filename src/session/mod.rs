@@ -1252,6 +1252,7 @@ impl Session {
             client_leg,
             backend_leg,
             &self.ctx.timeouts,
+            self.ctx.cfg.limits.bandwidth,
         ));
         Flow::Continue
     }

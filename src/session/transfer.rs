@@ -14,6 +14,7 @@ use crate::backend::{BackendError, BackendListener, DataTarget};
 use crate::config::Timeouts;
 use crate::control::{Direction, Reply, TransferKind};
 use crate::data::active::{self, ActiveSpec};
+use crate::data::relay::RelayOpts;
 use crate::data::{relay, Pinhole, PinholeError, RelayError};
 use crate::stream::{BackendStream, ClientStream};
 
@@ -110,12 +111,13 @@ impl Transfer {
         client: ClientLeg,
         backend: BackendLeg,
         t: &Timeouts,
+        rate: Option<u64>,
     ) -> Transfer {
         let (connect, idle) = (t.connect, t.data_idle);
         if let ClientLeg::Pinhole(p) = &client {
             p.set_direction(kind.direction() == Direction::Download);
         }
-        let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle));
+        let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle, rate));
         Transfer {
             kind,
             path,
@@ -161,6 +163,7 @@ async fn run(
     backend: BackendLeg,
     connect: Duration,
     idle: Duration,
+    rate: Option<u64>,
 ) -> TransferOutcome {
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
@@ -170,12 +173,20 @@ async fn run(
     let mut backend = backend?;
     match direction {
         Direction::Download => {
-            Ok(relay::relay(&mut backend, "backend", &mut client, "client", idle, false).await?)
+            let opts = RelayOpts {
+                idle,
+                strict_eof: false,
+                rate,
+            };
+            Ok(relay::relay(&mut backend, "backend", &mut client, "client", opts).await?)
         }
         Direction::Upload => {
-            let strict = client.is_tls();
-            let relayed =
-                relay::relay(&mut client, "client", &mut backend, "backend", idle, strict).await;
+            let opts = RelayOpts {
+                idle,
+                strict_eof: client.is_tls(),
+                rate,
+            };
+            let relayed = relay::relay(&mut client, "client", &mut backend, "backend", opts).await;
             let n = match relayed {
                 Ok(n) => n,
                 Err(e) => {

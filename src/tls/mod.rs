@@ -15,11 +15,13 @@
 mod pem;
 mod verify;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::CryptoProvider;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -84,12 +86,30 @@ impl ServerTls {
         let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
             return Err(TlsError::Other("cert and key are required".into()));
         };
-        let chain = load_certs(cert)?;
-        let key = load_key(key)?;
-        let cfg = ServerConfig::builder_with_provider(provider())
+        let provider = provider();
+        let certified = |cert: &std::path::Path,
+                         key_path: &std::path::Path|
+         -> Result<Arc<CertifiedKey>, TlsError> {
+            let chain = load_certs(cert)?;
+            let key = load_key(key_path)?;
+            CertifiedKey::from_der(chain, key, &provider)
+                .map(Arc::new)
+                .map_err(|e| {
+                    TlsError::Other(format!("{} / {}: {e}", cert.display(), key_path.display()))
+                })
+        };
+        let default = certified(cert, key)?;
+        let mut by_name = HashMap::new();
+        for sni in &tls.sni {
+            let ck = certified(&sni.cert, &sni.key)?;
+            for name in &sni.names {
+                by_name.insert(name.to_ascii_lowercase(), ck.clone());
+            }
+        }
+        let cfg = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions(tls.min_version, TlsVersion::Tls13))?
             .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+            .with_cert_resolver(Arc::new(SniResolver { by_name, default }));
         Ok(ServerTls {
             base: Arc::new(cfg),
         })
@@ -124,6 +144,22 @@ impl ServerTls {
             download,
             upload: Arc::new(upload),
         })
+    }
+}
+
+/// Picks the certificate by SNI among `tls.sni`, else the listener's default.
+#[derive(Debug)]
+struct SniResolver {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let named = hello
+            .server_name()
+            .and_then(|n| self.by_name.get(&n.to_ascii_lowercase()));
+        Some(named.unwrap_or(&self.default).clone())
     }
 }
 
