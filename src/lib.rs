@@ -11,6 +11,8 @@
 //! - [`config`]: YAML → typed configuration (pure, validated at startup);
 //! - [`gateway`]: binds listeners and runs the accept loops;
 //! - [`session`]: one client session (the I/O shell around `control`);
+//! - [`policy`]: access, routing, command filter and login throttle decisions —
+//!   pure, no I/O, time passed in;
 //! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
 //! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
 //! - [`backend`]: the backend control leg and its data connections;

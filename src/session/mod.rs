@@ -1357,6 +1357,9 @@ impl Session {
         backend_reply: Reply,
     ) -> Flow {
         t.abort();
+        // The control connection was busy until now, not idle: the idle
+        // timer restarts when the transfer's reply goes out.
+        self.last_activity = Instant::now();
         let outcome = t.outcome.take();
         let kind = t.kind.verb();
         let secs = t.started.elapsed().as_secs_f64();
