@@ -208,14 +208,26 @@ pub async fn connect(
     limit: Duration,
 ) -> Result<(BackendSession, Reply), BackendError> {
     let started = Instant::now();
-    match tokio::time::timeout(limit, connect_inner(backend, limit)).await {
+    let res = match tokio::time::timeout(limit, connect_inner(backend, limit)).await {
         Ok(Ok((mut s, greeting))) => {
             s.connect_latency = started.elapsed();
+            backend
+                .metrics
+                .backend_connected(&backend.cfg.name, s.connect_latency.as_secs_f64());
             Ok((s, greeting))
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Err(BackendError::Timeout(display_addr(&backend.cfg))),
+    };
+    if let Err(e) = &res {
+        backend.metrics.backend_error(&backend.cfg.name, e.kind());
+        if matches!(e, BackendError::Tls(_)) {
+            backend
+                .metrics
+                .tls_handshake(Side::Backend, "none", false, false);
+        }
     }
+    res
 }
 
 async fn connect_inner(

@@ -23,6 +23,11 @@ impl Certs {
     /// Generates `{prefix}-ca.pem`, `{prefix}.pem` and `{prefix}.key` in `dir`.
     /// The leaf has SANs `localhost`, `127.0.0.1` and `::1`.
     pub fn generate(dir: &Path, prefix: &str) -> Certs {
+        Certs::generate_for(dir, prefix, &["localhost", "127.0.0.1", "::1"])
+    }
+
+    /// Like [`Certs::generate`], with the leaf's SANs (and CN, the first) set to `names`.
+    pub fn generate_for(dir: &Path, prefix: &str, names: &[&str]) -> Certs {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params
@@ -34,15 +39,13 @@ impl Certs {
         let issuer = Issuer::new(ca_params, &ca_key);
 
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf_params = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ])
-        .unwrap();
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
+        let mut leaf_params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        leaf_params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("localhost"),
+        );
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];

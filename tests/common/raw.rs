@@ -126,6 +126,43 @@ impl RawFtp {
         Ok(ftp)
     }
 
+    /// Like [`RawFtp::connect`], from source address `bind` (e.g. 127.0.0.2) if given.
+    /// A connection the server closes before any greeting is an `Err`.
+    pub async fn connect_from(bind: Option<IpAddr>, addr: SocketAddr) -> io::Result<RawFtp> {
+        let tcp = connect_from(bind, addr).await?;
+        let mut ftp = RawFtp {
+            conn: Conn::Plain(BufReader::new(tcp)),
+            peer: addr,
+            server_name: ServerName::try_from("localhost").unwrap().to_owned(),
+            tls: None,
+            greeting: Reply {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        ftp.greeting = ftp.read_reply().await?;
+        Ok(ftp)
+    }
+
+    /// The TLS server name (SNI, and the name verified) for the next `AUTH TLS` and for
+    /// data connections; default `localhost`.
+    pub fn set_server_name(&mut self, name: &str) {
+        self.server_name = ServerName::try_from(name.to_string()).expect("valid server name");
+    }
+
+    /// The certificate chain the server presented on the control connection.
+    pub fn peer_certificates(&self) -> Option<Vec<rustls_pki_types::CertificateDer<'static>>> {
+        match &self.conn {
+            Conn::Tls(s) => s
+                .get_ref()
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|d| d.clone().into_owned()).collect()),
+            _ => None,
+        }
+    }
+
     /// Implicit FTPS: TLS handshake first, then the greeting.
     pub async fn connect_implicit(
         addr: SocketAddr,
