@@ -150,6 +150,8 @@ async fn run(path: PathBuf) -> ExitCode {
 /// change of any config file's mtime) reloads; a failed reload keeps the
 /// running configuration. Termination drains (`shutdown.grace`).
 async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
+    // systemd Type=notify: ready once every listener is bound (no-op outside systemd).
+    notify(&[sd_notify::NotifyState::Ready]);
     use tokio::signal::unix::{signal, SignalKind};
     let (mut hup, mut term, mut int) = match (
         signal(SignalKind::hangup()),
@@ -187,11 +189,27 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
         }
     }
     tracing::info!("shutting down: draining sessions");
+    notify(&[sd_notify::NotifyState::Stopping]);
     gw.shutdown().await;
     ExitCode::SUCCESS
 }
 
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
 fn reload_from(gw: &Gateway, path: &std::path::Path) {
+    notify(&[
+        sd_notify::NotifyState::Reloading,
+        sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Ready),
+    ]);
+    reload_config(gw, path);
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+fn reload_config(gw: &Gateway, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
             let _ = gw.reload(config);
