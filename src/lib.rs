@@ -34,6 +34,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod policy;
+pub mod proxy;
 pub mod session;
 pub mod stream;
 pub mod tls;

@@ -19,14 +19,14 @@ use super::include::{Part, Tree};
 use super::raw::{
     RawAccessRule, RawActive, RawAdvertise, RawBackend, RawBackendTls, RawCommands,
     RawFailedLogins, RawHealthCheck, RawLimits, RawListener, RawListenerLimits, RawListenerTls,
-    RawMetrics, RawPassive, RawPins, RawReload, RawRoute, RawShutdown, RawSniCert, RawTimeouts,
-    RawTransferLog,
+    RawMetrics, RawNftables, RawPassive, RawPins, RawProxyProtocol, RawReload, RawRoute,
+    RawShutdown, RawSniCert, RawTimeouts, RawTransferLog,
 };
 use super::typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
-    ListenerLimits, ListenerTls, MetricsConfig, Passive, PortRange, Reload, Route, SniCert,
-    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
+    ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, ProxyProtocol,
+    Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -259,6 +259,12 @@ impl<'a> Builder<'a> {
             bind.map(|b| b.ip()),
         );
         let active = self.active(&format!("{p}.active"), raw.active.as_ref());
+        let proxy_protocol = match raw.proxy_protocol.as_ref() {
+            None => Ok(None),
+            Some(pp) => self
+                .proxy_protocol(&format!("{p}.proxy_protocol"), pp)
+                .map(Some),
+        };
         let backend = self.required(&format!("{p}.backend"), raw.backend.as_deref(), |s| {
             if backends.contains(s) {
                 Ok(s.to_owned())
@@ -285,6 +291,83 @@ impl<'a> Builder<'a> {
             limits: limits?,
             routes: routes?,
             user_at_backend: user_at_backend?.unwrap_or(false),
+            proxy_protocol: proxy_protocol?,
+        })
+    }
+
+    /// `proxy_protocol`: `from` is required and non-empty (accepting headers
+    /// from anyone would let any client choose its own address).
+    fn proxy_protocol(
+        &mut self,
+        p: &str,
+        raw: &RawProxyProtocol,
+    ) -> Result<ProxyProtocol, Reported> {
+        let timeout = self
+            .optional(
+                &format!("{p}.timeout"),
+                raw.timeout.as_deref(),
+                duration::parse,
+            )
+            .map(|t| t.unwrap_or(Duration::from_secs(5)));
+        let from = match &raw.from {
+            None => {
+                self.error(
+                    &format!("{p}.from"),
+                    "is required (the load balancers allowed to send PROXY headers)",
+                );
+                Err(Reported)
+            }
+            Some(list) if list.is_empty() => {
+                self.error(&format!("{p}.from"), "must list at least one network");
+                Err(Reported)
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(j, s)| self.required(&format!("{p}.from[{j}]"), Some(s), parse_network))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>(),
+        };
+        Ok(ProxyProtocol {
+            from: from?,
+            timeout: timeout?,
+        })
+    }
+
+    /// `passive.nftables`.
+    fn nftables(&mut self, p: &str, raw: &RawNftables) -> Result<Nftables, Reported> {
+        let name = |s: &str| -> Result<String, String> {
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ')
+            {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("\"{s}\" is not an nftables name"))
+            }
+        };
+        let table = self
+            .optional(&format!("{p}.table"), raw.table.as_deref(), name)
+            .map(|t| t.unwrap_or_else(|| "inet ftpsgate".to_owned()));
+        let set = self
+            .optional(&format!("{p}.set"), raw.set.as_deref(), name)
+            .map(|t| t.unwrap_or_else(|| "pinholes".to_owned()));
+        let set6 = self.optional(&format!("{p}.set6"), raw.set6.as_deref(), name);
+        let fail = self.optional(
+            &format!("{p}.on_error"),
+            raw.on_error.as_deref(),
+            |s| match s {
+                "fail" => Ok(true),
+                "warn" => Ok(false),
+                _ => Err(format!("\"{s}\" is not fail or warn")),
+            },
+        );
+        Ok(Nftables {
+            table: table?,
+            set: set?,
+            set6: set6?,
+            fail_on_error: fail?.unwrap_or(true),
         })
     }
 
@@ -817,6 +900,10 @@ impl<'a> Builder<'a> {
         let bind = self.optional(&format!("{p}.bind"), raw.bind.as_deref(), parse_ip);
         let bound = ports.as_ref().ok().copied();
         let advertise = self.advertise(&format!("{p}.advertise"), raw.advertise.as_ref(), bound);
+        let nftables = match raw.nftables.as_ref() {
+            None => Ok(None),
+            Some(n) => self.nftables(&format!("{p}.nftables"), n).map(Some),
+        };
         let bind = match bind? {
             Some(ip) => ip,
             // The control bind's error, if any, is already reported.
@@ -826,6 +913,7 @@ impl<'a> Builder<'a> {
             ports: ports?,
             bind,
             advertise: advertise?,
+            nftables: nftables?,
         })
     }
 

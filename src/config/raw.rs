@@ -135,6 +135,25 @@ pub(crate) struct RawListener {
     pub limits: Option<RawListenerLimits>,
     pub user_at_backend: Option<String>,
     pub routes: Option<Vec<RawRoute>>,
+    pub proxy_protocol: Option<RawProxyProtocol>,
+}
+
+/// `listeners[i].passive.nftables`: kernel pinholes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNftables {
+    pub table: Option<String>,
+    pub set: Option<String>,
+    pub set6: Option<String>,
+    pub on_error: Option<String>,
+}
+
+/// `listeners[i].proxy_protocol`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxyProtocol {
+    pub from: Option<Vec<String>>,
+    pub timeout: Option<String>,
 }
 
 /// `listeners[i].tls`.
@@ -156,6 +175,7 @@ pub(crate) struct RawListenerTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPassive {
+    pub nftables: Option<RawNftables>,
     pub ports: Option<String>,
     pub bind: Option<String>,
     pub advertise: Option<RawAdvertise>,

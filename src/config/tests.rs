@@ -138,6 +138,7 @@ fn example_config_parses_into_typed_value() {
                     address: LOCALHOST,
                     ports: None,
                 }],
+                nftables: None,
             },
             active: Active::default(),
             backend: "legacy".into(),
@@ -145,6 +146,7 @@ fn example_config_parses_into_typed_value() {
             limits: ListenerLimits::default(),
             routes: vec![],
             user_at_backend: false,
+            proxy_protocol: None,
         }],
         backends: vec![Backend {
             name: "legacy".into(),

@@ -214,6 +214,9 @@ pub struct Listener {
     /// Whether a login `user@backend` picks a backend this listener can route to
     /// (`policy::route`). Default false.
     pub user_at_backend: bool,
+    /// Accept a PROXY protocol v1/v2 header from these sources (and only
+    /// from them: anyone else is refused). `None`: no PROXY protocol.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// Client-side TLS of a listener.
@@ -277,6 +280,8 @@ pub struct Passive {
     /// Empty: the local address of the client's control connection and the
     /// bound port.
     pub advertise: Vec<AdvertiseRule>,
+    /// Kernel pinholes (opt-in).
+    pub nftables: Option<Nftables>,
 }
 
 /// One `passive.advertise` rule: clients in `networks` (any client when empty)
@@ -313,6 +318,31 @@ impl Passive {
             }
         }
     }
+}
+
+/// `listeners[].proxy_protocol`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// Load balancers allowed to send a header; every connection must come
+    /// from one of them and start with a header.
+    pub from: Vec<ipnet::IpNet>,
+    /// Time allowed for the header. Default 5 s.
+    pub timeout: Duration,
+}
+
+/// `passive.nftables`: mirror every pinhole into an nftables set (kernel
+/// filtering of the passive range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nftables {
+    /// Family and table, e.g. `inet ftpsgate`.
+    pub table: String,
+    /// Set of `ipv4_addr . inet_service` elements with timeouts.
+    pub set: String,
+    /// Set of `ipv6_addr . inet_service` elements (IPv6 clients).
+    pub set6: Option<String>,
+    /// At startup, an unusable set is an error (`fail`, default) or a warning
+    /// and user-space-only pinholes (`warn`).
+    pub fail_on_error: bool,
 }
 
 /// Client active mode (`PORT`/`EPRT`) on a listener.

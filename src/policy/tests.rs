@@ -158,6 +158,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             },
             bind: ip("127.0.0.1"),
             advertise: Vec::new(),
+            nftables: None,
         },
         active: Active::default(),
         backend: "legacy".into(),
@@ -165,6 +166,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
         limits: ListenerLimits::default(),
         routes,
         user_at_backend,
+        proxy_protocol: None,
     }
 }
 

@@ -166,16 +166,40 @@ impl Drop for BackendUse {
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Run one session to its end. Never panics on peer input; every exit path is logged.
-pub async fn run(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: Arc<Shared>) {
+pub async fn run(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: Arc<Shared>) {
     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let span = tracing::info_span!("session", id, client = %peer, listener = %ctx.cfg.name);
+    let span = tracing::info_span!(
+        "session",
+        id,
+        client = tracing::field::Empty,
+        via = tracing::field::Empty,
+        listener = %ctx.cfg.name
+    );
     async move {
-        info!("accepted");
         let started = Instant::now();
         let metrics = ctx.metrics.clone();
         let listener = ctx.cfg.name.clone();
         metrics.session_started(&listener);
         let _active = shared.session_started();
+        // Behind a load balancer the PROXY header names the real client,
+        // which is then the client for policy, pinholes, logs and metrics.
+        let peer = match &ctx.cfg.proxy_protocol {
+            None => peer,
+            Some(pp) => {
+                tracing::Span::current().record("via", tracing::field::display(peer));
+                match proxied_client(&mut tcp, peer, pp).await {
+                    Ok(client) => client,
+                    Err(why) => {
+                        tracing::Span::current().record("client", tracing::field::display(peer));
+                        warn!(error = %why, reason = "proxy_protocol", "connection refused");
+                        metrics.session_ended(&listener, SessionOutcome::RefusedPolicy);
+                        return;
+                    }
+                }
+            }
+        };
+        tracing::Span::current().record("client", tracing::field::display(peer));
+        info!("accepted");
         let res = match admit(&tcp, peer, &ctx, &shared).await {
             Ok(guard) => run_inner(tcp, peer, ctx, shared, guard).await,
             Err(why) => Err(End(SessionOutcome::RefusedPolicy, why)),
@@ -193,6 +217,24 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared
     }
     .instrument(span)
     .await
+}
+
+/// The client address from a PROXY header; only allowed sources may send one,
+/// and from them a header is mandatory.
+async fn proxied_client(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    pp: &config::ProxyProtocol,
+) -> Result<SocketAddr, String> {
+    let ip = peer.ip().to_canonical();
+    if !pp.from.iter().any(|n| n.contains(&ip)) {
+        return Err(format!("{peer} is not an allowed PROXY protocol source"));
+    }
+    match crate::proxy::read_header(tcp, pp.timeout).await {
+        // LOCAL/UNKNOWN: the balancer's own connection (health check).
+        Ok(p) => Ok(p.source.unwrap_or(peer)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Policy checks before anything is said: client access (CIDR rules),

@@ -1,0 +1,177 @@
+//! PROXY protocol v1 and v2 (HAProxy's spec) on listeners behind a load
+//! balancer: the header's source address becomes the client address for
+//! everything (policy, pinhole binding, active-mode checks, logs, metrics).
+//!
+//! The header is read byte-exactly — never past its end — so whatever the
+//! client sent next (an implicit-TLS ClientHello) stays in the socket for the
+//! session. Parsing uses the `ppp` crate.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// The addresses a PROXY header carried. `None` for `LOCAL` (v2, e.g. a load
+/// balancer's health check) and `UNKNOWN` (v1): the connection is the
+/// balancer's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proxied {
+    pub source: Option<SocketAddr>,
+    pub destination: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no PROXY header within {0:?}")]
+    Timeout(Duration),
+    #[error("reading PROXY header: {0}")]
+    Io(#[from] io::Error),
+    #[error("malformed PROXY header: {0}")]
+    Malformed(String),
+}
+
+/// v2 signature (12 bytes) and the first 6 bytes of a v1 header.
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+const V1_PREFIX: &[u8; 6] = b"PROXY ";
+/// v1 headers are at most 107 bytes (spec §2.1).
+const V1_MAX: usize = 107;
+/// Bound on v2 TLVs we accept (the spec allows 64 KiB; balancers send little).
+const V2_MAX_PAYLOAD: usize = 4096;
+
+/// Read one PROXY header from the start of `tcp`.
+pub async fn read_header(tcp: &mut TcpStream, limit: Duration) -> Result<Proxied, ProxyError> {
+    match tokio::time::timeout(limit, read_inner(tcp)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProxyError::Timeout(limit)),
+    }
+}
+
+async fn read_inner(tcp: &mut TcpStream) -> Result<Proxied, ProxyError> {
+    let mut buf = vec![0u8; 6];
+    tcp.read_exact(&mut buf).await?;
+    if buf == V1_PREFIX {
+        // Byte by byte to the LF: never consume what follows the header.
+        while buf.last() != Some(&b'\n') {
+            if buf.len() >= V1_MAX {
+                return Err(ProxyError::Malformed(
+                    "v1 header longer than 107 bytes".into(),
+                ));
+            }
+            let mut b = [0u8; 1];
+            tcp.read_exact(&mut b).await?;
+            buf.push(b[0]);
+        }
+    } else if buf[..] == V2_SIGNATURE[..6] {
+        buf.resize(16, 0);
+        tcp.read_exact(&mut buf[6..]).await?;
+        let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+        if len > V2_MAX_PAYLOAD {
+            return Err(ProxyError::Malformed(format!("v2 payload of {len} bytes")));
+        }
+        buf.resize(16 + len, 0);
+        tcp.read_exact(&mut buf[16..]).await?;
+    } else {
+        return Err(ProxyError::Malformed(
+            "connection does not start with a PROXY header".into(),
+        ));
+    }
+    parse(&buf)
+}
+
+/// Parse a complete header (pure; used by `read_header` and tests).
+pub fn parse(header: &[u8]) -> Result<Proxied, ProxyError> {
+    use ppp::{v1, v2, HeaderResult};
+    let bad = |e: String| ProxyError::Malformed(e);
+    match HeaderResult::parse(header) {
+        HeaderResult::V1(Ok(h)) => Ok(match h.addresses {
+            v1::Addresses::Unknown => Proxied {
+                source: None,
+                destination: None,
+            },
+            v1::Addresses::Tcp4(a) => Proxied {
+                source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+                destination: Some(SocketAddr::new(
+                    a.destination_address.into(),
+                    a.destination_port,
+                )),
+            },
+            v1::Addresses::Tcp6(a) => Proxied {
+                source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+                destination: Some(SocketAddr::new(
+                    a.destination_address.into(),
+                    a.destination_port,
+                )),
+            },
+        }),
+        HeaderResult::V2(Ok(h)) => {
+            let none = Proxied {
+                source: None,
+                destination: None,
+            };
+            if h.command == v2::Command::Local {
+                return Ok(none);
+            }
+            Ok(match h.addresses {
+                v2::Addresses::IPv4(a) => Proxied {
+                    source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+                    destination: Some(SocketAddr::new(
+                        a.destination_address.into(),
+                        a.destination_port,
+                    )),
+                },
+                v2::Addresses::IPv6(a) => Proxied {
+                    source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+                    destination: Some(SocketAddr::new(
+                        a.destination_address.into(),
+                        a.destination_port,
+                    )),
+                },
+                v2::Addresses::Unspecified | v2::Addresses::Unix(_) => none,
+            })
+        }
+        HeaderResult::V1(Err(e)) => Err(bad(format!("{e:?}"))),
+        HeaderResult::V2(Err(e)) => Err(bad(format!("{e:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|_| panic!("{s}"))
+    }
+
+    #[test]
+    fn v1_tcp4_and_tcp6() {
+        let p = parse(b"PROXY TCP4 203.0.113.7 198.19.0.10 40001 21\r\n").expect("v1");
+        assert_eq!(p.source, Some(sa("203.0.113.7:40001")));
+        assert_eq!(p.destination, Some(sa("198.19.0.10:21")));
+        let p = parse(b"PROXY TCP6 2001:db8::7 2001:db8::1 40001 21\r\n").expect("v1 v6");
+        assert_eq!(p.source, Some(sa("[2001:db8::7]:40001")));
+        let p = parse(b"PROXY UNKNOWN\r\n").expect("unknown");
+        assert_eq!(p.source, None);
+    }
+
+    #[test]
+    fn v2_proxy_and_local() {
+        let mut h = V2_SIGNATURE.to_vec();
+        // version 2, PROXY; TCP over IPv4; 12 bytes of addresses.
+        h.extend_from_slice(&[
+            0x21, 0x11, 0, 12, 203, 0, 113, 7, 198, 19, 0, 10, 0x9c, 0x41, 0, 21,
+        ]);
+        let p = parse(&h).expect("v2");
+        assert_eq!(p.source, Some(sa("203.0.113.7:40001")));
+        let mut l = V2_SIGNATURE.to_vec();
+        l.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        assert_eq!(parse(&l).expect("local").source, None);
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.0\r\n").is_err());
+    }
+}
