@@ -124,7 +124,25 @@ impl Prepared {
                 }
                 continue;
             };
+            let kernel = match &l.passive.nftables {
+                None => None,
+                Some(n) => match crate::data::nft::KernelPinholes::open(n) {
+                    Ok(k) => Some(Arc::new(k)),
+                    Err(e) if n.fail_on_error => {
+                        errors.push(StartError::Invalid {
+                            path: format!("listeners[{i}].passive.nftables"),
+                            message: e,
+                        });
+                        None
+                    }
+                    Err(e) => {
+                        warn!(listener = %l.name, error = %e, "kernel pinholes unavailable; using user-space pinholes only");
+                        None
+                    }
+                },
+            };
             listeners.push(Arc::new(ListenerCtx {
+                kernel,
                 cfg: l.clone(),
                 tls,
                 backend,

@@ -2,6 +2,7 @@
 //! the relay that copies bytes between the client and backend data legs.
 
 pub mod active;
+pub mod nft;
 pub mod pinhole;
 pub mod relay;
 

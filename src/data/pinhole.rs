@@ -66,6 +66,8 @@ pub struct PinholeSpec {
     pub tls: Option<DataTls>,
     pub lifetime: Duration,
     pub metrics: Arc<Metrics>,
+    /// Kernel pinholes: the element to delete when this pinhole is done.
+    pub kernel: Option<Arc<super::nft::KernelPinholes>>,
 }
 
 /// TLS on a client data connection (`PROT P`).
@@ -131,6 +133,9 @@ impl Pinhole {
                 used_in_task.store(true, Ordering::Relaxed);
             }
             drop(listener);
+            if let Some(k) = &spec.kernel {
+                k.remove(spec.client_ip, local.port()).await;
+            }
             let res = match res {
                 Ok(r) => r,
                 Err(_) => {

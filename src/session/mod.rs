@@ -59,6 +59,8 @@ pub struct ListenerCtx {
     pub round_robin: Vec<AtomicUsize>,
     pub global_access: Vec<config::AccessRule>,
     pub global_limits: config::Limits,
+    /// Kernel pinholes (`passive.nftables`), when enabled and usable.
+    pub kernel: Option<Arc<crate::data::nft::KernelPinholes>>,
     pub timeouts: config::Timeouts,
     pub metrics: Arc<Metrics>,
     pub xferlog: Arc<TransferLog>,
@@ -1088,6 +1090,7 @@ impl Session {
             tls: self.client_data_tls(),
             lifetime: self.ctx.timeouts.pinhole,
             metrics: self.ctx.metrics.clone(),
+            kernel: self.ctx.kernel.clone(),
         };
         // Bind first: an exhausted range is answered without bothering the backend.
         let pinhole = match Pinhole::open(spec) {
@@ -1099,6 +1102,20 @@ impl Session {
                     .await;
             }
         };
+        if let Some(k) = &self.ctx.kernel {
+            // Before the reply: the client may connect as soon as it reads it.
+            if let Err(e) = k
+                .add(
+                    self.client_ip,
+                    pinhole.local.port(),
+                    self.ctx.timeouts.pinhole,
+                )
+                .await
+            {
+                warn!(error = %e, "cannot open kernel pinhole");
+                return self.reply(client, 425, "Cannot open data port").await;
+            }
+        }
         let (adv_ip, adv_port) =
             passive.advertised(self.client_ip, self.local_addr.ip(), pinhole.local.port());
         let reply = match (cmd, adv_ip.to_canonical()) {
