@@ -359,7 +359,9 @@ impl Gateway {
                 continue;
             }
             // An address another running listener holds moves with its name.
-            let held_by_other = running.values().any(|r| r.bind == ctx.cfg.bind);
+            // (Port 0 asks the OS for a fresh port: never "held".)
+            let held_by_other =
+                ctx.cfg.bind.port() != 0 && running.values().any(|r| r.bind == ctx.cfg.bind);
             if held_by_other {
                 return Err(vec![StartError::Invalid {
                     path: format!("listeners[{index}].bind"),

@@ -1746,3 +1746,21 @@ fn duplicate_backends_across_files() {
         ["b2.yaml: backends[0].name (line 2): duplicate backend name \"srv-a\" (first defined in b1.yaml)"]
     );
 }
+
+#[test]
+fn shipped_edge_nat_policy_loads() {
+    let config = load_shipped("edge-nat.yaml");
+    let l = &config.listeners[0];
+    let inside: IpAddr = "198.19.0.50".parse().expect("ip");
+    let outside: IpAddr = "203.0.113.2".parse().expect("ip");
+    let local: IpAddr = "198.19.0.10".parse().expect("ip");
+    assert_eq!(l.passive.advertised(inside, local, 50003), (local, 50003));
+    assert_eq!(
+        l.passive.advertised(outside, local, 50003),
+        ("203.0.113.1".parse().expect("ip"), 40003)
+    );
+    assert_eq!(
+        config.backends[0].keepalive_noop,
+        Some(std::time::Duration::from_secs(60))
+    );
+}

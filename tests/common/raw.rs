@@ -144,6 +144,68 @@ impl RawFtp {
         Ok(ftp)
     }
 
+    /// Like [`RawFtp::connect_from`], but writes `preamble` (e.g. a PROXY protocol header)
+    /// right after the TCP connect, before reading the greeting.
+    /// A connection the server closes before any greeting is an `Err`.
+    pub async fn connect_with_preamble(
+        bind: Option<IpAddr>,
+        addr: SocketAddr,
+        preamble: &[u8],
+    ) -> io::Result<RawFtp> {
+        let mut tcp = connect_from(bind, addr).await?;
+        tcp.write_all(preamble).await?;
+        tcp.flush().await?;
+        let mut ftp = RawFtp {
+            conn: Conn::Plain(BufReader::new(tcp)),
+            peer: addr,
+            server_name: ServerName::try_from("localhost").unwrap().to_owned(),
+            tls: None,
+            greeting: Reply {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        ftp.greeting = ftp.read_reply().await?;
+        Ok(ftp)
+    }
+
+    /// Implicit FTPS after a `preamble` (e.g. a PROXY protocol header), from source
+    /// address `bind` if given. The preamble and the TLS ClientHello leave in one TCP
+    /// segment (`TCP_CORK` until the handshake's first flight is written), so a server
+    /// that reads past the end of the preamble would swallow part of the ClientHello.
+    pub async fn connect_implicit_with_preamble(
+        bind: Option<IpAddr>,
+        addr: SocketAddr,
+        preamble: &[u8],
+        tls: Arc<rustls::ClientConfig>,
+    ) -> io::Result<RawFtp> {
+        let mut tcp = connect_from(bind, addr).await?;
+        socket2::SockRef::from(&tcp).set_tcp_cork(true)?;
+        tcp.write_all(preamble).await?;
+        let server_name = ServerName::try_from("localhost").unwrap().to_owned();
+        // The kernel sends a corked partial segment after at most 200 ms; the handshake
+        // proceeds then (uncorking from here would race with the ClientHello write).
+        let stream = tokio::time::timeout(
+            REPLY_TIMEOUT,
+            TlsConnector::from(tls.clone()).connect(server_name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        socket2::SockRef::from(stream.get_ref().0).set_tcp_cork(false)?;
+        let mut ftp = RawFtp {
+            conn: Conn::Tls(Box::new(BufReader::new(stream))),
+            peer: addr,
+            server_name,
+            tls: Some(tls),
+            greeting: Reply {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        ftp.greeting = ftp.read_reply().await?;
+        Ok(ftp)
+    }
+
     /// The TLS server name (SNI, and the name verified) for the next `AUTH TLS` and for
     /// data connections; default `localhost`.
     pub fn set_server_name(&mut self, name: &str) {

@@ -1,0 +1,654 @@
+//! PROXY protocol (v1 and v2) on listeners behind a load balancer, and HAProxy scale-out
+//! over two in-process ftpsgate replicas — against real vsftpd (strict: explicit TLS,
+//! `require_ssl_reuse=YES`), with the scripted raw client, curl and HAProxy. Every
+//! transfer is checked by SHA-256 on both ends.
+//!
+//! Addresses: all of 127/8 is loopback on Linux. The "load balancer" is 127.0.0.1 (the
+//! only `proxy_protocol.from`); PROXY headers name clients 127.0.0.5 (allowed) and
+//! 127.0.0.6 (denied by a global access rule); data connections of the raw client are
+//! bound to the address the header named. 127.0.0.2 is a source outside `from`.
+//! The HAProxy test puts HAProxy's frontend on 127.0.0.10 and its clients on 127.0.0.7.
+//!
+//! `RUST_LOG=ftpsgate=debug` copies the in-process gateways' log to stderr.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::clients::{Curl, Output, Security};
+use common::raw::{connect_from, expect_refused, RawFtp};
+use common::*;
+
+const LO1: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const LO2: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const LO5: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
+const LO6: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
+const LO7: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7));
+const LO8: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 8));
+const LO10: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10));
+
+// ---------------------------------------------------------------------------------------
+// Log capture: one global subscriber for this test binary.
+
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once) the global subscriber: `ftpsgate=debug` into [`captured_logs`], and,
+/// when `RUST_LOG` is set, a copy to stderr filtered by it.
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
+        let buf = captured_logs().clone();
+        let capture = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(buf.clone()))
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("ftpsgate", tracing::Level::DEBUG),
+            );
+        let stderr = std::env::var_os("RUST_LOG").map(|_| {
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env())
+        });
+        let subscriber = tracing_subscriber::registry().with(capture).with(stderr);
+        tracing::subscriber::set_global_default(subscriber).expect("install log capture");
+    });
+}
+
+/// The captured log lines of listener `listener` (every listener name in this binary is
+/// unique, so this is one test's share of the shared log).
+fn log_lines(listener: &str) -> Vec<String> {
+    let all = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    let tag = format!("listener={listener}");
+    all.lines()
+        .filter(|l| {
+            l.split(|c: char| c == ' ' || c == '}' || c == ':')
+                .any(|w| w == tag)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// Fails the test instead of hanging when `fut` takes longer than `secs`.
+async fn bounded<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no result within {secs}s (hang)"))
+}
+
+/// Passive ranges of this binary's gateways: 12000–19999, away from `pasv_range()`
+/// (41000 and up), `tests/policy.rs` (20000–29999), `tests/bad_input.rs` (30000–31999),
+/// and below the ephemeral ports (32768 and up).
+fn own_range(width: u16) -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(12000);
+    let first = NEXT.fetch_add(width, Ordering::SeqCst);
+    assert!(first + width <= 20000, "own passive ranges exhausted");
+    (first, first + width - 1)
+}
+
+fn strict_vsftpd() -> Vsftpd {
+    ensure_tools();
+    Vsftpd::start(VsftpdMode::Explicit {
+        require_reuse: true,
+    })
+}
+
+fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(_) => panic!("IPv4 only"),
+    }
+}
+
+/// `PROXY TCP4 src dst sport dport\r\n`.
+fn proxy_v1(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        src.ip(),
+        dst.ip(),
+        src.port(),
+        dst.port()
+    )
+    .into_bytes()
+}
+
+const V2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// PROXY v2, command PROXY, TCP over IPv4, with one NOOP TLV (as balancers may send TLVs).
+fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut h = V2_SIG.to_vec();
+    h.push(0x21); // version 2, PROXY
+    h.push(0x11); // AF_INET, STREAM
+    let tlv = [0x04u8, 0, 3, b'x', b'y', b'z']; // PP2_TYPE_NOOP, length 3
+    h.extend_from_slice(&((12 + tlv.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&v4(src.ip()).octets());
+    h.extend_from_slice(&v4(dst.ip()).octets());
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h.extend_from_slice(&tlv);
+    h
+}
+
+/// PROXY v2, command LOCAL (a balancer's health check), no addresses.
+fn proxy_v2_local() -> Vec<u8> {
+    let mut h = V2_SIG.to_vec();
+    h.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    h
+}
+
+fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+/// A gateway with one listener `name` (explicit or implicit TLS) → strict vsftpd.
+struct Gw {
+    gateway: Option<ftpsgate::Gateway>,
+    name: String,
+    certs: Certs,
+    _dir: tempfile::TempDir,
+}
+
+impl Gw {
+    /// `listener_extra` and `global_extra` are YAML lines added to the listener (4-space
+    /// indented keys) and at top level.
+    async fn start(
+        name: &str,
+        mode: &str,
+        vs: &Vsftpd,
+        pp: &str,
+        pasv: (u16, u16),
+        listener_extra: &str,
+        global_extra: &str,
+    ) -> Gw {
+        init_logs();
+        let dir = temp_dir("pp");
+        let certs = Certs::generate(dir.path(), "gw");
+        std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
+        let yaml = format!(
+            r#"listeners:
+  - name: {name}
+    bind: "127.0.0.1:0"
+    tls: {{ mode: {mode}, cert: gw.pem, key: gw.key, require: true, require_data_reuse: true }}
+    passive: {{ ports: "{p0}-{p1}", advertise: "127.0.0.1" }}
+    proxy_protocol: {pp}
+{listener_extra}    backend: vs
+backends:
+  - name: vs
+    address: "{addr}"
+    tls: {{ mode: explicit, ca: vs-ca.pem, server_name: localhost }}
+timeouts: {{ pinhole: 5s }}
+{global_extra}"#,
+            p0 = pasv.0,
+            p1 = pasv.1,
+            addr = vs.addr(),
+        );
+        let gateway = start_gateway(&yaml, dir.path()).await;
+        Gw {
+            gateway: Some(gateway),
+            name: name.to_string(),
+            certs,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.gateway
+            .as_ref()
+            .unwrap()
+            .local_addr(&self.name)
+            .expect("listener address")
+    }
+
+    fn metrics(&self) -> String {
+        self.gateway.as_ref().unwrap().metrics().encode()
+    }
+
+    fn logs(&self) -> Vec<String> {
+        log_lines(&self.name)
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(gw) = self.gateway.take() {
+            gw.shutdown_with(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The value of one exact series (`name{labels}`) in a Prometheus exposition; 0 if absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == series).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Logged-in (`230`) explicit-FTPS session with PROT P and TYPE I, after `AUTH TLS`.
+async fn finish_login(ftp: &mut RawFtp) {
+    let (user, pass) = test_user();
+    ftp.login(user, pass).await;
+    ftp.prot(true).await;
+    ftp.binary().await;
+}
+
+/// One download and one upload on a logged-in session, the data connections bound to
+/// `data_from` (the client address the PROXY header named). Before each transfer a
+/// connection to the pinhole from `thief` (when given) must be refused — the pinhole
+/// belongs to the PROXY-carried client, not to the balancer's address.
+async fn transfers_from(
+    ftp: &mut RawFtp,
+    vs: &Vsftpd,
+    tag: &str,
+    data_from: IpAddr,
+    thief: Option<IpAddr>,
+) {
+    let name = format!("{tag}-down.bin");
+    let sha = vs.make_file(&name, 256 * KIB);
+    let at = ftp.pasv().await;
+    assert_eq!(at.ip(), LO1, "{tag}: 227 must advertise 127.0.0.1");
+    if let Some(thief) = thief {
+        let how = expect_refused(Some(thief), at, Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: pinhole served {thief}: {e}"));
+        eprintln!("{tag}: download pinhole from {thief}: {how}");
+    }
+    let mut plan = ftp.data_plan();
+    plan.bind = Some(data_from);
+    let t = ftp.transfer_at(at, &format!("RETR {name}"), plan).await;
+    let got = t.assert_ok().to_vec();
+    assert_eq!(sha256_bytes(&got), sha, "{tag}: download corrupted");
+    assert_eq!(t.resumed, Some(true), "{tag}: data TLS did not resume");
+
+    let up = pseudo_random(300 * KIB + 7, tag.len() as u64);
+    let remote = format!("{tag}-up.bin");
+    let at = ftp.pasv().await;
+    if let Some(thief) = thief {
+        expect_refused(Some(thief), at, Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: upload pinhole served {thief}: {e}"));
+    }
+    let mut plan = ftp.data_plan();
+    plan.bind = Some(data_from);
+    plan.upload = Some(up.clone());
+    ftp.transfer_at(at, &format!("STOR {remote}"), plan)
+        .await
+        .assert_ok();
+    assert_eq!(
+        sha256_file(&vs.root().join(&remote)),
+        sha256_bytes(&up),
+        "{tag}: upload corrupted\n{}",
+        vs.log()
+    );
+}
+
+/// Reads from `tcp` until EOF/reset; `Ok(elapsed)` if the peer closed without sending a
+/// byte within `within`, `Err` if it sent something or kept the connection open.
+async fn expect_silent_close(tcp: &mut TcpStream, within: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(within, tcp.read(&mut buf)).await {
+        Err(_) => Err(format!("connection still open after {within:?}")),
+        Ok(Ok(0)) | Ok(Err(_)) => Ok(start.elapsed()),
+        Ok(Ok(n)) => Err(format!(
+            "received {:?} on a connection that must be closed silently",
+            String::from_utf8_lossy(&buf[..n])
+        )),
+    }
+}
+
+const PP: &str = r#"{ from: ["127.0.0.1/32"], timeout: 1s }"#;
+
+// ---------------------------------------------------------------------------------------
+// 1. Raw PROXY v1 / v2 on an explicit-TLS listener → strict vsftpd
+
+async fn explicit_proxied_suite(version: u8) {
+    let vs = strict_vsftpd();
+    let name = format!("pp-explicit-v{version}");
+    let gw = Gw::start(&name, "explicit", &vs, PP, own_range(20), "", "").await;
+    let addr = gw.addr();
+    let client = sa(LO5, 40001);
+    let header = match version {
+        1 => proxy_v1(client, addr),
+        _ => proxy_v2(client, addr),
+    };
+    bounded(40, &name, async {
+        let mut ftp = RawFtp::connect_with_preamble(Some(LO1), addr, &header)
+            .await
+            .expect("greeting after PROXY header");
+        assert_eq!(ftp.greeting.code, 220, "greeting: {}", ftp.greeting);
+        let r = ftp.auth_tls(gw.certs.client_config()).await.expect("AUTH");
+        assert_eq!(r.code, 234, "AUTH TLS: {r}");
+        finish_login(&mut ftp).await;
+        // Twice, so several pinholes in a row are bound to 127.0.0.5.
+        transfers_from(&mut ftp, &vs, &format!("{name}-a"), LO5, Some(LO1)).await;
+        transfers_from(&mut ftp, &vs, &format!("{name}-b"), LO5, Some(LO1)).await;
+        ftp.quit().await;
+    })
+    .await;
+
+    let m = gw.metrics();
+    assert!(
+        sample(&m, "ftpsgate_pinhole_refusals_total{reason=\"stealing\"}") >= 4.0,
+        "the four connections from 127.0.0.1 must count as stealing:\n{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("ftpsgate_logins_total{{listener=\"{name}\",result=\"ok\"}}")
+        ),
+        1.0,
+        "{m}"
+    );
+    let logs = gw.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("client=127.0.0.5:40001") && l.contains("via=127.0.0.1:")),
+        "the session must be logged as client 127.0.0.5 via 127.0.0.1:\n{}",
+        logs.join("\n")
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("client=127.0.0.1")),
+        "no line may name the balancer as the client:\n{}",
+        logs.join("\n")
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v1_explicit_strict_vsftpd() {
+    explicit_proxied_suite(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_explicit_strict_vsftpd() {
+    explicit_proxied_suite(2).await;
+}
+
+/// v2 `LOCAL` (what HAProxy's `check-send-proxy` sends) and v1 `UNKNOWN`: the connection
+/// is the balancer's own and keeps its address — data from 127.0.0.1 is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_local_and_unknown_keep_balancer_address() {
+    let vs = strict_vsftpd();
+    let gw = Gw::start("pp-local", "explicit", &vs, PP, own_range(20), "", "").await;
+    let addr = gw.addr();
+    for (tag, header) in [
+        ("pp-local-v2", proxy_v2_local()),
+        ("pp-unknown-v1", b"PROXY UNKNOWN\r\n".to_vec()),
+    ] {
+        bounded(30, tag, async {
+            let mut ftp = RawFtp::connect_with_preamble(Some(LO1), addr, &header)
+                .await
+                .expect("greeting");
+            assert_eq!(ftp.greeting.code, 220, "{tag}: {}", ftp.greeting);
+            let r = ftp.auth_tls(gw.certs.client_config()).await.expect("AUTH");
+            assert_eq!(r.code, 234, "{tag}: {r}");
+            finish_login(&mut ftp).await;
+            // The pinhole belongs to 127.0.0.1 now; 127.0.0.5 is the thief.
+            transfers_from(&mut ftp, &vs, tag, LO1, Some(LO5)).await;
+            ftp.quit().await;
+        })
+        .await;
+    }
+    gw.shutdown().await;
+}
+
+/// The access policy judges the PROXY-carried address: a global rule denying 127.0.0.6
+/// refuses a header naming 127.0.0.6 (`421`) although the TCP peer is 127.0.0.1, and a
+/// header naming 127.0.0.5 on the same listener is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_source_is_subject_to_access_policy() {
+    let vs = strict_vsftpd();
+    let gw = Gw::start(
+        "pp-access",
+        "explicit",
+        &vs,
+        PP,
+        own_range(20),
+        "",
+        "access: [ { deny: [\"127.0.0.6/32\"] } ]\n",
+    )
+    .await;
+    let addr = gw.addr();
+    bounded(30, "pp-access", async {
+        for header in [
+            proxy_v1(sa(LO6, 40002), addr),
+            proxy_v2(sa(LO6, 40003), addr),
+        ] {
+            let mut ftp = RawFtp::connect_with_preamble(Some(LO1), addr, &header)
+                .await
+                .expect("a 421 reply");
+            assert_eq!(ftp.greeting.code, 421, "denied client: {}", ftp.greeting);
+            ftp.expect_closed(Duration::from_secs(5))
+                .await
+                .expect("closed after 421");
+        }
+        let mut ftp =
+            RawFtp::connect_with_preamble(Some(LO1), addr, &proxy_v2(sa(LO5, 40004), addr))
+                .await
+                .expect("greeting");
+        assert_eq!(ftp.greeting.code, 220, "allowed client: {}", ftp.greeting);
+        let r = ftp.auth_tls(gw.certs.client_config()).await.expect("AUTH");
+        assert_eq!(r.code, 234);
+        finish_login(&mut ftp).await;
+        transfers_from(&mut ftp, &vs, "pp-access", LO5, None).await;
+        ftp.quit().await;
+    })
+    .await;
+    let logs = gw.logs();
+    let refused: Vec<_> = logs
+        .iter()
+        .filter(|l| l.contains("client refused by access policy"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{}", logs.join("\n"));
+    assert!(
+        refused.iter().all(|l| l.contains("client=127.0.0.6:")),
+        "{}",
+        logs.join("\n")
+    );
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Refusals: outside `from`, no header, garbage
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_refusals_close_without_reply() {
+    let vs = strict_vsftpd();
+    let gw = Gw::start("pp-refuse", "explicit", &vs, PP, own_range(20), "", "").await;
+    let addr = gw.addr();
+    bounded(45, "pp-refuse", async {
+        // Outside `from`: closed at once (no waiting for a header), even with a valid one.
+        let mut tcp = connect_from(Some(LO2), addr).await.expect("connect");
+        let took = expect_silent_close(&mut tcp, Duration::from_secs(3))
+            .await
+            .expect("127.0.0.2 without header");
+        assert!(took < Duration::from_millis(900), "took {took:?}");
+        let mut tcp = connect_from(Some(LO2), addr).await.expect("connect");
+        let _ = tcp.write_all(&proxy_v1(sa(LO5, 40005), addr)).await;
+        expect_silent_close(&mut tcp, Duration::from_secs(3))
+            .await
+            .expect("127.0.0.2 with a (spoofed) header");
+        let r = RawFtp::connect_with_preamble(Some(LO2), addr, &proxy_v2(sa(LO5, 1), addr)).await;
+        assert!(r.is_err(), "127.0.0.2 got a greeting: {:?}", r.ok().map(|f| f.greeting));
+
+        // Allowed source, no header: closed after `timeout` (1s), nothing said.
+        let mut tcp = connect_from(Some(LO1), addr).await.expect("connect");
+        let took = expect_silent_close(&mut tcp, Duration::from_secs(5))
+            .await
+            .expect("no header");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "closed after {took:?}, expected ~1s"
+        );
+        // A header cut short: also the timeout.
+        let mut tcp = connect_from(Some(LO1), addr).await.expect("connect");
+        tcp.write_all(b"PROXY TCP4 127.0.0.5 127.0.0.1")
+            .await
+            .unwrap();
+        let took = expect_silent_close(&mut tcp, Duration::from_secs(5))
+            .await
+            .expect("partial header");
+        assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+
+        // Garbage: closed at once, nothing said.
+        let mut overlong = b"PROXY TCP4 ".to_vec();
+        overlong.extend(std::iter::repeat_n(b'1', 200));
+        let mut bad_version = V2_SIG.to_vec();
+        bad_version.extend_from_slice(&[0x31, 0x11, 0, 12]);
+        bad_version.extend_from_slice(&[0; 12]);
+        let mut huge_v2 = V2_SIG.to_vec();
+        huge_v2.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+        let garbage: Vec<(&str, Vec<u8>)> = vec![
+            ("ftp command", b"USER ftpsgatetest\r\n".to_vec()),
+            ("http", b"GET / HTTP/1.0\r\n\r\n".to_vec()),
+            ("bad v1", b"PROXY TCP4 nonsense\r\n".to_vec()),
+            ("v1 wrong family", b"PROXY TCP6 127.0.0.5 127.0.0.1 1 2\r\n".to_vec()),
+            ("v1 overlong", overlong),
+            ("v2 bad version", bad_version),
+            ("v2 oversized", huge_v2),
+            ("tls clienthello", vec![0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0, 0]),
+        ];
+        for (what, bytes) in garbage {
+            let mut tcp = connect_from(Some(LO1), addr).await.expect("connect");
+            let _ = tcp.write_all(&bytes).await;
+            let took = expect_silent_close(&mut tcp, Duration::from_secs(3))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                took < Duration::from_millis(900),
+                "{what}: closed only after {took:?}"
+            );
+        }
+
+        // The gateway still serves a proper session.
+        let mut ftp =
+            RawFtp::connect_with_preamble(Some(LO1), addr, &proxy_v1(sa(LO5, 40006), addr))
+                .await
+                .expect("greeting");
+        assert_eq!(ftp.greeting.code, 220);
+        let r = ftp.auth_tls(gw.certs.client_config()).await.expect("AUTH");
+        assert_eq!(r.code, 234);
+        finish_login(&mut ftp).await;
+        transfers_from(&mut ftp, &vs, "pp-refuse", LO5, Some(LO1)).await;
+        ftp.quit().await;
+    })
+    .await;
+    let logs = gw.logs();
+    let refused = logs
+        .iter()
+        .filter(|l| l.contains("reason=\"proxy_protocol\"") || l.contains("reason=proxy_protocol"))
+        .count();
+    assert!(refused >= 13, "{refused} refusals logged:\n{}", logs.join("\n"));
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("not an allowed PROXY protocol source")),
+        "{}",
+        logs.join("\n")
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("no PROXY header within")),
+        "{}",
+        logs.join("\n")
+    );
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Implicit FTPS: header, then the ClientHello (no over-read); curl --haproxy-protocol
+
+async fn implicit_proxied(version: u8) {
+    let vs = strict_vsftpd();
+    let name = format!("pp-implicit-v{version}");
+    let gw = Gw::start(&name, "implicit", &vs, PP, own_range(20), "", "").await;
+    let addr = gw.addr();
+    let client = sa(LO5, 40007);
+    let header = match version {
+        1 => proxy_v1(client, addr),
+        _ => proxy_v2(client, addr),
+    };
+    bounded(40, &name, async {
+        let mut ftp = RawFtp::connect_implicit_with_preamble(
+            Some(LO1),
+            addr,
+            &header,
+            gw.certs.client_config(),
+        )
+        .await
+        .expect("implicit TLS after the PROXY header");
+        assert_eq!(ftp.greeting.code, 220, "greeting: {}", ftp.greeting);
+        finish_login(&mut ftp).await;
+        transfers_from(&mut ftp, &vs, &name, LO5, Some(LO1)).await;
+        ftp.quit().await;
+    })
+    .await;
+    let logs = gw.logs();
+    assert!(
+        logs.iter().any(|l| l.contains("client=127.0.0.5:40007")),
+        "{}",
+        logs.join("\n")
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_implicit_header_then_client_hello() {
+    implicit_proxied(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v1_implicit_header_then_client_hello() {
+    implicit_proxied(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_curl_experiment() {
+    let vs = strict_vsftpd();
+    let name = "pp-curlx-c".to_string();
+    let gw = Gw::start(&name, "explicit", &vs, PP, own_range(20), "", "").await;
+    let sha = vs.make_file("cx.bin", 100 * KIB);
+    let work = temp_dir("cx");
+    let curl = Curl::new(gw.addr(), Security::ExplicitClearData, Some(&gw.certs.ca_pem));
+    let local = work.path().join("cx.bin");
+    let out = curl.raw(&["--haproxy-protocol", "-v", "-o", &local.display().to_string()], "cx.bin").await;
+    eprintln!("=== get: {out}");
+    eprintln!("sha ok: {}", std::fs::metadata(&local).is_ok() && sha256_file(&local) == sha);
+    let up = work.path().join("up.bin");
+    let upsha = make_file(&up, 1000);
+    let out = curl.raw(&["--haproxy-protocol", "-T", &up.display().to_string()], "up.bin").await;
+    eprintln!("=== put: {out}");
+    let stored = std::fs::read(vs.root().join("up.bin")).unwrap_or_default();
+    eprintln!("up sha ok: {} len {} head {:?}", sha256_bytes(&stored) == upsha, stored.len(), String::from_utf8_lossy(&stored[..60.min(stored.len())]));
+    let all = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    eprintln!("{}", all.lines().filter(|l| l.contains("pinhole") || l.contains("transfer")).collect::<Vec<_>>().join("\n"));
+    gw.shutdown().await;
+}
