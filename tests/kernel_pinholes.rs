@@ -22,7 +22,6 @@ use tokio::process::{Child, ChildStdout};
 const FILE_SIZE: usize = MIB + 12345;
 const INSIDE_PASV: RangeInclusive<u16> = 50000..=50099;
 
-/// The ruleset of the brief, plus `ct state established,related accept` (as in
 /// `deploy/nftables/ftpsgate.nft`): ftpsgate deletes the element as soon as the data
 /// connection arrives, so without it every later packet of that connection (the client's
 /// data and ACKs, to a port in the range) would hit the drop.
@@ -31,7 +30,6 @@ const RULESET: &str = "table inet ftpsgate {
   set pinholes6 { type ipv6_addr . inet_service; flags timeout; }
   chain input {
     type filter hook input priority 0; policy accept;
-    tcp dport 50000-50099 ct state established,related accept
     tcp dport 50000-50099 ip saddr . tcp dport @pinholes accept
     tcp dport 50000-50099 ip6 saddr . tcp dport @pinholes6 accept
     tcp dport 50000-50099 counter drop
