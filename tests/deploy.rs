@@ -296,6 +296,12 @@ fn nftables_ruleset_checks() {
         "Debian package nftables",
     );
     assert!(o.status.success(), "nft -c -f:\n{}", text(&o));
+    // Only the passive range may be dropped (a bare `drop` would cut UDP, ICMP, …).
+    for rule in read(&file).lines().map(str::trim) {
+        if !rule.starts_with('#') && (rule.contains("drop") || rule.contains("reject")) {
+            assert!(rule.starts_with("tcp dport $PASSIVE "), "unscoped rule: {rule}");
+        }
+    }
 
     // Load it for real in a private network namespace, twice (the file is meant
     // to be reloadable), and add the elements ftpsgate adds: ip . port, timeout.
@@ -325,6 +331,44 @@ fn nftables_ruleset_checks() {
         1,
         "reload duplicated the chain:\n{out}"
     );
+
+    // The systemd example with kernel pinholes switched on checks clean against
+    // the loaded ruleset (`check` lists the sets with nft), and its passive
+    // ranges lie inside the ruleset's PASSIVE range.
+    let nft = read(&file);
+    let passive = nft
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("define PASSIVE = "))
+        .expect("define PASSIVE");
+    let (lo, hi) = range(passive);
+    let dir = temp_dir("nftcfg");
+    let cfg = prepare_config(dir.path(), "systemd/ftpsgate.yaml", |y| {
+        y.replace("# nftables: {", "nftables: {")
+    });
+    assert!(read(&cfg).matches("\n      nftables: {").count() == 2);
+    for ports in yaml_values(&read(&cfg), "ports:") {
+        let (a, b) = range(&ports);
+        assert!(
+            lo <= a && b <= hi,
+            "passive {ports} outside PASSIVE {passive}"
+        );
+    }
+    let script = format!(
+        "set -e; nft -f {f}; {bin} check --config {cfg}",
+        f = file.display(),
+        bin = env!("CARGO_BIN_EXE_ftpsgate"),
+        cfg = cfg.display()
+    );
+    let o = run(
+        Command::new("unshare").args(["--net", "sh", "-c", &script]),
+        "util-linux unshare",
+    );
+    assert!(o.status.success(), "check with nftables:\n{}", text(&o));
+}
+
+fn range(s: &str) -> (u16, u16) {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    (a.trim().parse().unwrap(), b.trim().parse().unwrap())
 }
 
 // ---------------------------------------------------------------- kubernetes
@@ -584,24 +628,7 @@ fn deploy_example_configs_check() {
     ];
     for rel in configs {
         let dir = temp_dir("cfg");
-        let d = dir.path();
-        let yaml = read(&deploy(rel))
-            .replace("/etc/ftpsgate/", &format!("{}/etc/ftpsgate/", d.display()))
-            .replace(
-                "/var/log/ftpsgate/",
-                &format!("{}/var/log/ftpsgate/", d.display()),
-            );
-        std::fs::create_dir_all(d.join("var/log/ftpsgate")).unwrap();
-        let certs = Certs::generate(d, "gen");
-        for (key, src) in [("cert:", &certs.cert_pem), ("key:", &certs.key_pem)] {
-            for value in yaml_values(&yaml, key) {
-                let target = d.join(&value);
-                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-                std::fs::copy(src, &target).unwrap();
-            }
-        }
-        let cfg = d.join("ftpsgate.yaml");
-        std::fs::write(&cfg, &yaml).unwrap();
+        let cfg = prepare_config(dir.path(), rel, |y| y);
         let o = run(
             Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
                 .args(["check", "--config"])
@@ -614,6 +641,30 @@ fn deploy_example_configs_check() {
             text(&o)
         );
     }
+}
+
+/// Copies deploy/`rel` into `d` (through `edit`) with /etc/ftpsgate and
+/// /var/log/ftpsgate moved under `d`, and a generated certificate/key at every
+/// `cert:`/`key:` path. Returns the config's path.
+fn prepare_config(d: &Path, rel: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let yaml = edit(read(&deploy(rel)))
+        .replace("/etc/ftpsgate/", &format!("{}/etc/ftpsgate/", d.display()))
+        .replace(
+            "/var/log/ftpsgate/",
+            &format!("{}/var/log/ftpsgate/", d.display()),
+        );
+    std::fs::create_dir_all(d.join("var/log/ftpsgate")).unwrap();
+    let certs = Certs::generate(d, "gen");
+    for (key, src) in [("cert:", &certs.cert_pem), ("key:", &certs.key_pem)] {
+        for value in yaml_values(&yaml, key) {
+            let target = d.join(&value);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(src, &target).unwrap();
+        }
+    }
+    let cfg = d.join("ftpsgate.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    cfg
 }
 
 /// Values after `key` (e.g. `cert:`) in block or flow style, comments skipped.

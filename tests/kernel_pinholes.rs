@@ -22,6 +22,7 @@ use tokio::process::{Child, ChildStdout};
 const FILE_SIZE: usize = MIB + 12345;
 const INSIDE_PASV: RangeInclusive<u16> = 50000..=50099;
 
+/// The ruleset of the brief, plus `ct state established,related accept` (as in
 /// `deploy/nftables/ftpsgate.nft`): ftpsgate deletes the element as soon as the data
 /// connection arrives, so without it every later packet of that connection (the client's
 /// data and ACKs, to a port in the range) would hit the drop.
@@ -30,6 +31,7 @@ const RULESET: &str = "table inet ftpsgate {
   set pinholes6 { type ipv6_addr . inet_service; flags timeout; }
   chain input {
     type filter hook input priority 0; policy accept;
+    tcp dport 50000-50099 ct state established,related accept
     tcp dport 50000-50099 ip saddr . tcp dport @pinholes accept
     tcp dport 50000-50099 ip6 saddr . tcp dport @pinholes6 accept
     tcp dport 50000-50099 counter drop
@@ -668,5 +670,29 @@ async fn startup_without_the_set() {
         "with the set unusable, no kernel pinhole should be attempted\n{}",
         site.ctx()
     );
+    site.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_explore_dropped_pinholes() {
+    let site = Site::start(true, &config("fail", "pinhole: 20s"));
+    let out = ftplib(
+        &site.lab,
+        "lan",
+        &[
+            "--host".into(),
+            GW_IP.into(),
+            "--ca".into(),
+            site.gw.ca().display().to_string(),
+            "pasv".into(),
+            "pasv".into(),
+            "epsv".into(),
+        ],
+    )
+    .await;
+    eprintln!("CLIENT {out}");
+    std::thread::sleep(Duration::from_millis(500));
+    eprintln!("SET AFTER QUIT:\n{}", site.set("pinholes"));
+    eprintln!("LOG:\n{}", site.gw.log());
     site.finish();
 }

@@ -630,25 +630,105 @@ async fn proxy_v1_implicit_header_then_client_hello() {
     implicit_proxied(1).await;
 }
 
+
+/// curl 7.88 `--haproxy-protocol` (PROXY v1, naming curl's own socket addresses) on the
+/// control connection works for implicit (`ftps://`) and explicit (`--ssl-reqd`) FTPS:
+/// the gateway reads the header, then the ClientHello / `AUTH SSL`, and logs the user in.
+///
+/// But curl 7.88 also writes the (control connection's) PROXY header at the start of every
+/// FTP *data* connection. ftpsgate, like proftpd's mod_proxy_protocol, reads no header on
+/// pinholes (data goes client → replica directly, and a header there would be
+/// client-chosen), so: with `PROT P` the pinhole's TLS handshake sees `PROXY …` instead of
+/// a ClientHello and fails (curl exit 35, `tlsv1 alert decode error`); with `PROT C` a
+/// download works, and an upload stores the header line in front of the file (curl and
+/// the gateway report success). This test pins exactly that behaviour, and also accepts a
+/// curl that no longer sends the header on data connections (then everything must pass).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_curl_experiment() {
+async fn curl_haproxy_protocol_control_and_data() {
     let vs = strict_vsftpd();
-    let name = "pp-curlx-c".to_string();
-    let gw = Gw::start(&name, "explicit", &vs, PP, own_range(20), "", "").await;
-    let sha = vs.make_file("cx.bin", 100 * KIB);
-    let work = temp_dir("cx");
-    let curl = Curl::new(gw.addr(), Security::ExplicitClearData, Some(&gw.certs.ca_pem));
-    let local = work.path().join("cx.bin");
-    let out = curl.raw(&["--haproxy-protocol", "-v", "-o", &local.display().to_string()], "cx.bin").await;
-    eprintln!("=== get: {out}");
-    eprintln!("sha ok: {}", std::fs::metadata(&local).is_ok() && sha256_file(&local) == sha);
-    let up = work.path().join("up.bin");
-    let upsha = make_file(&up, 1000);
-    let out = curl.raw(&["--haproxy-protocol", "-T", &up.display().to_string()], "up.bin").await;
-    eprintln!("=== put: {out}");
-    let stored = std::fs::read(vs.root().join("up.bin")).unwrap_or_default();
-    eprintln!("up sha ok: {} len {} head {:?}", sha256_bytes(&stored) == upsha, stored.len(), String::from_utf8_lossy(&stored[..60.min(stored.len())]));
-    let all = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
-    eprintln!("{}", all.lines().filter(|l| l.contains("pinhole") || l.contains("transfer")).collect::<Vec<_>>().join("\n"));
-    gw.shutdown().await;
+    let work = temp_dir("pp-curl");
+    for (mode, security) in [
+        ("implicit", Security::Implicit),
+        ("explicit", Security::Explicit),
+        ("explicit", Security::ExplicitClearData),
+    ] {
+        let name = format!("pp-curl-{mode}-{security:?}").to_lowercase();
+        let gw = Gw::start(&name, mode, &vs, PP, own_range(20), "", "").await;
+        let curl = Curl::new(gw.addr(), security, Some(&gw.certs.ca_pem));
+        let remote = format!("{name}-down.bin");
+        let sha = vs.make_file(&remote, 200 * KIB);
+        let local = work.path().join(&remote);
+        let out = curl
+            .raw(
+                &["--haproxy-protocol", "-v", "-o", &local.display().to_string()],
+                &remote,
+            )
+            .await;
+        let logs = gw.logs();
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("logged in") && l.contains("client=127.0.0.1:")),
+            "{name}: the control connection with curl's PROXY header must log in\n{out}\n{}",
+            logs.join("\n")
+        );
+        let data_ok = if out.success() {
+            assert_eq!(sha256_file(&local), sha, "{name}: download corrupted");
+            true
+        } else {
+            assert_ne!(
+                security,
+                Security::ExplicitClearData,
+                "{name}: a clear data leg must not fail: {out}"
+            );
+            // 35: the data TLS handshake failed; 13: curl had already sent `TYPE I` when
+            // it gave up on EPSV and took that `200` for the PASV reply (a curl quirk).
+            assert!(
+                matches!(out.status, Some(35) | Some(13)),
+                "{name}: expected a data TLS failure: {out}"
+            );
+            assert!(
+                out.stderr.contains("alert decode error"),
+                "{name}: expected the pinhole to reject `PROXY …` as TLS: {out}"
+            );
+            false
+        };
+        eprintln!("{name}: download with --haproxy-protocol: data leg ok = {data_ok}");
+
+        if security == Security::ExplicitClearData {
+            let up = work.path().join(format!("{name}-up.bin"));
+            let up_bytes = pseudo_random(10 * KIB, 5);
+            std::fs::write(&up, &up_bytes).unwrap();
+            let remote_up = format!("{name}-up.bin");
+            let out = curl
+                .raw(
+                    &["--haproxy-protocol", "-T", &up.display().to_string()],
+                    &remote_up,
+                )
+                .await;
+            out.assert_ok();
+            let stored = std::fs::read(vs.root().join(&remote_up)).unwrap();
+            if stored == up_bytes {
+                eprintln!("{name}: upload intact (curl sends no header on data connections)");
+            } else {
+                let cut = stored
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .map(|p| p + 2)
+                    .unwrap_or(0);
+                let head = String::from_utf8_lossy(&stored[..cut]).into_owned();
+                let prefix = "PROXY TCP4 127.0.0.1 127.0.0.1 ";
+                let suffix = format!(" {}\r\n", gw.addr().port());
+                assert!(
+                    head.starts_with(prefix) && head.ends_with(&suffix),
+                    "{name}: upload differs by more than curl's PROXY header: {head:?}"
+                );
+                assert_eq!(&stored[cut..], &up_bytes[..], "{name}: upload body corrupted");
+                eprintln!(
+                    "{name}: curl put its control connection's PROXY header {head:?} in front \
+                     of the uploaded file (clear data connection; 226 reported)"
+                );
+            }
+        }
+        gw.shutdown().await;
+    }
 }

@@ -853,7 +853,7 @@ impl Session {
         let opts = FeatOptions {
             tls_offered: self.ctx.cfg.tls.mode != TlsMode::None,
             epsv: true,
-            active: false,
+            active: self.ctx.cfg.active.enabled,
         };
         let backend_feat = if self.backend.is_some() && !busy {
             match self
