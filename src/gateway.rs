@@ -444,7 +444,7 @@ impl Gateway {
             let _ = r.stop.send(true);
             info!(listener = %name, "stopped accepting (drain)");
         }
-                // Load balancers and Kubernetes stop sending new clients here.
+        // Load balancers and Kubernetes stop sending new clients here.
         self.shared.health.set_listeners_bound(false);
         let _ = self.drain.send(true);
         let before = self.shared.active();

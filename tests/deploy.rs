@@ -299,7 +299,10 @@ fn nftables_ruleset_checks() {
     // Only the passive range may be dropped (a bare `drop` would cut UDP, ICMP, …).
     for rule in read(&file).lines().map(str::trim) {
         if !rule.starts_with('#') && (rule.contains("drop") || rule.contains("reject")) {
-            assert!(rule.starts_with("tcp dport $PASSIVE "), "unscoped rule: {rule}");
+            assert!(
+                rule.starts_with("tcp dport $PASSIVE "),
+                "unscoped rule: {rule}"
+            );
         }
     }
 

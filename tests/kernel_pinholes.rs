@@ -108,7 +108,9 @@ impl Site {
         let vs_log = self.vs.log();
         let lines: Vec<&str> = vs_log.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        let table = self.lab.exec("gw", "nft", &["list", "table", "inet", "ftpsgate"]);
+        let table = self
+            .lab
+            .exec("gw", "nft", &["list", "table", "inet", "ftpsgate"]);
         format!(
             "{}\n--- nft list table inet ftpsgate (gw):\n{}{}\n--- vsftpd log (last 40 lines):\n{tail}",
             self.gw.describe(),
@@ -673,8 +675,17 @@ async fn startup_without_the_set() {
     site.finish();
 }
 
+// ---------------------------------------------------------------------------------------
+// 5. Pinholes dropped unused (replaced by another PASV, or the session ended).
+// ---------------------------------------------------------------------------------------
+
+/// A pinhole the session drops before it was used or expired (a second PASV/EPSV
+/// replaces it; QUIT ends the session) should take its element with it. Today
+/// `Pinhole::drop` aborts the task that would delete it, so the element stays until its
+/// own timeout (the pinhole timeout, 30 s by default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_explore_dropped_pinholes() {
+#[ignore = "gateway bug: elements of pinholes dropped unused stay until their timeout"]
+async fn abandoned_pinhole_elements_removed() {
     let site = Site::start(true, &config("fail", "pinhole: 20s"));
     let out = ftplib(
         &site.lab,
@@ -690,9 +701,19 @@ async fn zz_explore_dropped_pinholes() {
         ],
     )
     .await;
-    eprintln!("CLIENT {out}");
-    std::thread::sleep(Duration::from_millis(500));
-    eprintln!("SET AFTER QUIT:\n{}", site.set("pinholes"));
-    eprintln!("LOG:\n{}", site.gw.log());
+    assert_ok(&out, &site);
+    let ports = announced(&out.stdout);
+    assert_eq!(ports.len(), 3, "expected 3 passive replies: {out}");
+    // Long before the 20 s element timeout.
+    let gone = eventually(Duration::from_secs(3), || {
+        let set = site.set("pinholes");
+        !ports.iter().any(|p| has_element(&set, LAN_IP, *p))
+    });
+    assert!(
+        gone,
+        "elements of pinholes dropped unused (ports {ports:?}) are still in the set after \
+         the session ended\n{}",
+        site.ctx()
+    );
     site.finish();
 }

@@ -499,7 +499,11 @@ async fn proxy_refusals_close_without_reply() {
             .await
             .expect("127.0.0.2 with a (spoofed) header");
         let r = RawFtp::connect_with_preamble(Some(LO2), addr, &proxy_v2(sa(LO5, 1), addr)).await;
-        assert!(r.is_err(), "127.0.0.2 got a greeting: {:?}", r.ok().map(|f| f.greeting));
+        assert!(
+            r.is_err(),
+            "127.0.0.2 got a greeting: {:?}",
+            r.ok().map(|f| f.greeting)
+        );
 
         // Allowed source, no header: closed after `timeout` (1s), nothing said.
         let mut tcp = connect_from(Some(LO1), addr).await.expect("connect");
@@ -532,11 +536,17 @@ async fn proxy_refusals_close_without_reply() {
             ("ftp command", b"USER ftpsgatetest\r\n".to_vec()),
             ("http", b"GET / HTTP/1.0\r\n\r\n".to_vec()),
             ("bad v1", b"PROXY TCP4 nonsense\r\n".to_vec()),
-            ("v1 wrong family", b"PROXY TCP6 127.0.0.5 127.0.0.1 1 2\r\n".to_vec()),
+            (
+                "v1 wrong family",
+                b"PROXY TCP6 127.0.0.5 127.0.0.1 1 2\r\n".to_vec(),
+            ),
             ("v1 overlong", overlong),
             ("v2 bad version", bad_version),
             ("v2 oversized", huge_v2),
-            ("tls clienthello", vec![0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0, 0]),
+            (
+                "tls clienthello",
+                vec![0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0, 0],
+            ),
         ];
         for (what, bytes) in garbage {
             let mut tcp = connect_from(Some(LO1), addr).await.expect("connect");
@@ -568,7 +578,11 @@ async fn proxy_refusals_close_without_reply() {
         .iter()
         .filter(|l| l.contains("reason=\"proxy_protocol\"") || l.contains("reason=proxy_protocol"))
         .count();
-    assert!(refused >= 13, "{refused} refusals logged:\n{}", logs.join("\n"));
+    assert!(
+        refused >= 13,
+        "{refused} refusals logged:\n{}",
+        logs.join("\n")
+    );
     assert!(
         logs.iter()
             .any(|l| l.contains("not an allowed PROXY protocol source")),
@@ -630,7 +644,6 @@ async fn proxy_v1_implicit_header_then_client_hello() {
     implicit_proxied(1).await;
 }
 
-
 /// curl 7.88 `--haproxy-protocol` (PROXY v1, naming curl's own socket addresses) on the
 /// control connection works for implicit (`ftps://`) and explicit (`--ssl-reqd`) FTPS:
 /// the gateway reads the header, then the ClientHello / `AUTH SSL`, and logs the user in.
@@ -660,7 +673,12 @@ async fn curl_haproxy_protocol_control_and_data() {
         let local = work.path().join(&remote);
         let out = curl
             .raw(
-                &["--haproxy-protocol", "-v", "-o", &local.display().to_string()],
+                &[
+                    "--haproxy-protocol",
+                    "-v",
+                    "-o",
+                    &local.display().to_string(),
+                ],
                 &remote,
             )
             .await;
@@ -722,7 +740,11 @@ async fn curl_haproxy_protocol_control_and_data() {
                     head.starts_with(prefix) && head.ends_with(&suffix),
                     "{name}: upload differs by more than curl's PROXY header: {head:?}"
                 );
-                assert_eq!(&stored[cut..], &up_bytes[..], "{name}: upload body corrupted");
+                assert_eq!(
+                    &stored[cut..],
+                    &up_bytes[..],
+                    "{name}: upload body corrupted"
+                );
                 eprintln!(
                     "{name}: curl put its control connection's PROXY header {head:?} in front \
                      of the uploaded file (clear data connection; 226 reported)"
