@@ -684,7 +684,6 @@ async fn startup_without_the_set() {
 /// `Pinhole::drop` aborts the task that would delete it, so the element stays until its
 /// own timeout (the pinhole timeout, 30 s by default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: elements of pinholes dropped unused stay until their timeout"]
 async fn abandoned_pinhole_elements_removed() {
     let site = Site::start(true, &config("fail", "pinhole: 20s"));
     let out = ftplib(

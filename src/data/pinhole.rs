@@ -93,6 +93,11 @@ pub struct Pinhole {
     metrics: Arc<Metrics>,
     /// The transfer's direction once its command arrived (`true`: download).
     direction: watch::Sender<Option<bool>>,
+    /// Kernel pinhole to close if this one is dropped before its task ends
+    /// (replaced by a new PASV, session over), with the client it was for.
+    kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
+    /// Set by the task once it has closed the kernel pinhole itself.
+    kernel_closed: Arc<AtomicBool>,
 }
 
 impl Drop for Pinhole {
@@ -100,6 +105,16 @@ impl Drop for Pinhole {
         self.task.abort();
         self.metrics
             .pinhole_closed(self.used.load(Ordering::Relaxed));
+        if let Some((k, ip)) = self.kernel.take() {
+            if !self.kernel_closed.load(Ordering::SeqCst) {
+                let port = self.local.port();
+                // Drop cannot wait; the delete runs on its own (pinholes
+                // only exist inside the runtime).
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move { k.remove(ip, port).await });
+                }
+            }
+        }
     }
 }
 
@@ -123,6 +138,10 @@ impl Pinhole {
         metrics.pinhole_opened();
         let used = Arc::new(AtomicBool::new(false));
         let used_in_task = used.clone();
+        let kernel = spec.kernel.clone();
+        let client_ip = spec.client_ip;
+        let kernel_closed = Arc::new(AtomicBool::new(false));
+        let closed_in_task = kernel_closed.clone();
         let (tx, rx) = oneshot::channel();
         let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
@@ -135,6 +154,7 @@ impl Pinhole {
             drop(listener);
             if let Some(k) = &spec.kernel {
                 k.remove(spec.client_ip, local.port()).await;
+                closed_in_task.store(true, Ordering::SeqCst);
             }
             let res = match res {
                 Ok(r) => r,
@@ -152,6 +172,8 @@ impl Pinhole {
             used,
             metrics,
             direction,
+            kernel: kernel.map(|k| (k, client_ip)),
+            kernel_closed,
         })
     }
 
