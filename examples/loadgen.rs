@@ -33,6 +33,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, HandshakeKind, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -247,12 +248,16 @@ impl Ctx {
                 .as_ref()
                 .ok_or_else(|| anyhow!("give --ca FILE or --insecure"))?;
             let mut roots = RootCertStore::empty();
-            let certs = ftpsgate::tls::pem::load_certs(path)
-                .map_err(|e| anyhow!("loading CA file {}: {e}", path.display()))?;
-            for cert in certs {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| anyhow!("reading CA file {}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| anyhow!("CA file {}: {e}", path.display()))?;
                 roots
                     .add(cert)
                     .with_context(|| format!("CA file {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                bail!("no certificate in CA file {}", path.display());
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         };
@@ -303,7 +308,7 @@ impl Errors {
     fn report(&self) {
         let map = self.by_kind.lock().unwrap();
         let mut v: Vec<_> = map.values().collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (n, example) in v.iter().take(15) {
             eprintln!("loadgen: error x{n}: {example}");
         }
@@ -325,11 +330,15 @@ impl Expect {
         let sha256 = match sha256 {
             None => None,
             Some(h) => {
-                let v = hex::decode(h.trim()).context("--sha256 is not hex")?;
-                Some(
-                    v.try_into()
-                        .map_err(|_| anyhow!("--sha256 must be 64 hex digits"))?,
-                )
+                let h = h.trim();
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    bail!("--sha256 must be 64 hex digits");
+                }
+                let mut out = [0u8; 32];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = u8::from_str_radix(&h[2 * i..2 * i + 2], 16)?;
+                }
+                Some(out)
             }
         };
         Ok(Expect { size, sha256 })
@@ -592,20 +601,18 @@ async fn idle(ctx: Arc<Ctx>, n: usize, hold: Option<f64>) -> Result<()> {
             };
             drop(done_tx);
             // Hold: wait for the close signal, noticing if the server drops us.
-            let mut buf = [0u8; 256];
-            loop {
-                tokio::select! {
-                    _ = close_rx.wait_for(|v| *v) => break,
-                    r = c.read(&mut buf) => {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                        let e = match r {
-                            Ok(0) => anyhow!("server closed the idle session"),
-                            Ok(k) => anyhow!("server sent during idle hold: {}", String::from_utf8_lossy(&buf[..k]).trim_end()),
-                            Err(e) => anyhow!("idle session read error: {e}"),
-                        };
-                        ctx.errors.record("hold", &e);
-                        return;
-                    }
+                        let mut buf = [0u8; 256];
+            tokio::select! {
+                _ = close_rx.wait_for(|v| *v) => {}
+                r = c.read(&mut buf) => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    let e = match r {
+                        Ok(0) => anyhow!("server closed the idle session"),
+                        Ok(k) => anyhow!("server sent during idle hold: {}", String::from_utf8_lossy(&buf[..k]).trim_end()),
+                        Err(e) => anyhow!("idle session read error: {e}"),
+                    };
+                    ctx.errors.record("hold", &e);
+                    return;
                 }
             }
             if let Err(e) = with_timeout(Duration::from_secs(30), "QUIT", quit(&mut c)).await {
@@ -825,34 +832,37 @@ async fn churn(
             break;
         }
         started += 1;
-        let (ctx, ok, failed, lat, file, want) = (
-            ctx.clone(),
-            ok.clone(),
-            failed.clone(),
-            lat.clone(),
-            file.clone(),
-            want.clone(),
-        );
-        tasks.spawn(async move {
-            let s = Instant::now();
-            let r = with_timeout(
-                ctx.common.timeout(),
-                "session",
-                short_session(&ctx, &file, &want),
-            )
-            .await;
-            match r {
-                Ok(()) => {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                    lat.lock().unwrap().push(s.elapsed().as_secs_f64());
+        {
+            let (ctx, ok, failed, lat, file, want) = (
+                ctx.clone(),
+                ok.clone(),
+                failed.clone(),
+                lat.clone(),
+                file.clone(),
+                want.clone(),
+            );
+            let task = async move {
+                let s = Instant::now();
+                let r = with_timeout(
+                    ctx.common.timeout(),
+                    "session",
+                    short_session(&ctx, &file, &want),
+                )
+                .await;
+                match r {
+                    Ok(()) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        lat.lock().unwrap().push(s.elapsed().as_secs_f64());
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        ctx.errors.record("session", &e);
+                    }
                 }
-                Err(e) => {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    ctx.errors.record("session", &e);
-                }
-            }
-            drop(permit);
-        });
+                drop(permit);
+            };
+            tasks.spawn(task);
+        }
         // Reap finished tasks so the JoinSet does not grow for the whole run.
         while tasks.try_join_next().is_some() {}
         if progress > 0.0 && last_progress.elapsed().as_secs_f64() >= progress {

@@ -28,6 +28,11 @@ pub fn abort(tcp: &TcpStream) {
     let _ = SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }
 
+/// Undo [`abort`]: closes end with a normal FIN again.
+pub fn unabort(tcp: &TcpStream) {
+    let _ = SockRef::from(tcp).set_linger(None);
+}
+
 /// For the client control connection: read TELNET "urgent" data (the Synch
 /// that precedes `ABOR`, RFC 959 §4.1.3) inline, so its `IAC DM` bytes reach
 /// the line parser instead of being dropped by the kernel mid-sequence.

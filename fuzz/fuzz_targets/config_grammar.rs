@@ -213,7 +213,10 @@ fn generate(u: &mut Unstructured<'_>, kind: &Kind, depth: usize) -> Result<Value
             }
             Value::List(items)
         }
-        Either(kinds) => generate(u, &kinds[u.choose_index(kinds.len())?], depth)?,
+        Either(kinds) => {
+            let i = u.choose_index(kinds.len())?;
+            generate(u, &kinds[i], depth)?
+        }
         Scalar(choices) => {
             if u.ratio(1u8, 8)? {
                 // Any short string, for values no list foresaw.

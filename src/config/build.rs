@@ -804,6 +804,11 @@ impl<'a> Builder<'a> {
             raw.min_version.as_deref(),
             parse_version,
         );
+        let max_version = self.optional(
+            &key_path("max_version"),
+            raw.max_version.as_deref(),
+            parse_version,
+        );
         let allow_ccc = self.optional(&key_path("allow_ccc"), raw.allow_ccc.as_deref(), parse_bool);
         let allow_clear_data = self.optional(
             &key_path("allow_clear_data"),
@@ -822,6 +827,7 @@ impl<'a> Builder<'a> {
                 ("cert", raw.cert.is_some()),
                 ("key", raw.key.is_some()),
                 ("min_version", raw.min_version.is_some()),
+                ("max_version", raw.max_version.is_some()),
                 ("sni", raw.sni.is_some()),
             ] {
                 if given {
@@ -849,6 +855,7 @@ impl<'a> Builder<'a> {
                 require: false,
                 require_data_reuse: false,
                 min_version: TlsVersion::Tls12,
+                max_version: TlsVersion::Tls13,
                 allow_ccc: false,
                 allow_clear_data: true,
                 sni: Vec::new(),
@@ -857,13 +864,23 @@ impl<'a> Builder<'a> {
 
         let cert = self.needed_with_tls(&key_path("cert"), cert, mode);
         let key = self.needed_with_tls(&key_path("key"), key, mode);
+        let min_version = min_version?.unwrap_or(TlsVersion::Tls12);
+        let max_version = max_version?.unwrap_or(TlsVersion::Tls13);
+        if max_version < min_version {
+            self.error(
+                &key_path("max_version"),
+                format!("\"{max_version}\" is lower than min_version \"{min_version}\""),
+            );
+            return Err(Reported);
+        }
         Ok(ListenerTls {
             mode,
             cert: Some(cert?),
             key: Some(key?),
             require: require?.unwrap_or(true),
             require_data_reuse: reuse?.unwrap_or(true),
-            min_version: min_version?.unwrap_or(TlsVersion::Tls12),
+            min_version,
+            max_version,
             allow_ccc: allow_ccc?.unwrap_or(false),
             allow_clear_data: allow_clear_data?.unwrap_or(true),
             sni: sni?,

@@ -166,6 +166,7 @@ pub(crate) struct RawListenerTls {
     pub require: Option<String>,
     pub require_data_reuse: Option<String>,
     pub min_version: Option<String>,
+    pub max_version: Option<String>,
     pub allow_ccc: Option<String>,
     pub allow_clear_data: Option<String>,
     pub sni: Option<Vec<RawSniCert>>,

@@ -239,6 +239,9 @@ pub struct ListenerTls {
     pub require_data_reuse: bool,
     /// Lowest TLS version offered to clients. Default 1.2.
     pub min_version: TlsVersion,
+    /// Highest TLS version offered to clients. Default 1.3. `"1.2"` avoids
+    /// TLS 1.3 tickets on data connections (see `tls::ServerTls`).
+    pub max_version: TlsVersion,
     /// Whether `CCC` may turn the client control channel back to clear (default false).
     pub allow_ccc: bool,
     /// Whether `PROT C` (clear data on the client leg) is allowed (default true).

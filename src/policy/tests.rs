@@ -147,6 +147,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             require: false,
             require_data_reuse: false,
             min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
             allow_ccc: false,
             allow_clear_data: true,
             sni: Vec::new(),

@@ -114,6 +114,7 @@ impl Transfer {
         rate: Option<u64>,
     ) -> Transfer {
         let (connect, idle) = (t.connect, t.data_idle);
+
         if let ClientLeg::Pinhole(p) = &client {
             p.set_direction(kind.direction() == Direction::Download);
         }
@@ -169,6 +170,17 @@ async fn run(
     // as soon as it is ready, so the backend sees its data connection close
     // and answers (426) instead of waiting for its own accept timeout.
     let (client, backend) = tokio::join!(client.open(), backend.open(connect));
+    if direction == Direction::Upload {
+        if let Ok(b) = &backend {
+            // Until the upload has completed, any close of the backend leg —
+            // the client leg failing, this task being aborted (ABOR, session
+            // gone) — must read as a failure to the backend: a FIN (or TLS
+            // dropped without close_notify, which lenient servers accept)
+            // would store the partial file as complete. A reset cannot be
+            // mistaken. Cleared once the upload is complete.
+            crate::net::abort(b.tcp());
+        }
+    }
     let mut client = client?;
     let mut backend = backend?;
     match direction {
@@ -187,17 +199,9 @@ async fn run(
                 rate,
             };
             let relayed = relay::relay(&mut client, "client", &mut backend, "backend", opts).await;
-            let n = match relayed {
-                Ok(n) => n,
-                Err(e) => {
-                    // Make the backend see a failure, not a clean end: a FIN
-                    // (or a TLS stream dropped without close_notify, which
-                    // lenient servers accept) would store the partial file
-                    // as complete. A reset cannot be mistaken.
-                    crate::net::abort(backend.tcp());
-                    return Err(e.into());
-                }
-            };
+            // On error the backend leg is dropped with its reset armed.
+            let n = relayed?;
+            crate::net::unabort(backend.tcp());
             // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
             // connection ends with close_notify from both sides).
             let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))

@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod clients;
+pub mod faultproxy;
 pub mod gateway;
 pub mod netns;
 pub mod raw;
