@@ -882,9 +882,6 @@ async fn client_control_reset_mid_retr_cleans_up() {
 /// connection stays open, silent): the backend must not keep the short file as a complete
 /// upload — the gateway has to end the backend data leg with a reset, not a FIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: when the client control connection is reset mid-STOR the session drops the \
-            transfer and the backend data leg is closed with FIN; vsftpd logs `OK UPLOAD` of the \
-            1 MiB received so far (a truncated file kept as complete)"]
 async fn client_control_reset_mid_stor_is_not_a_complete_upload() {
     let _g = shared().await;
     let vs = plain_vsftpd();
@@ -1070,9 +1067,6 @@ async fn silent_data_connection_on_stor_is_not_226() {
 /// The backend side of (12): an upload whose client data leg never delivered a byte must
 /// not be logged by the backend as a successful (empty) upload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: STOR whose client data leg never completes TLS (pinhole expires): the client \
-            correctly gets 425, but the already-connected backend data leg is dropped with FIN, \
-            so vsftpd answers `226 Transfer complete` and logs `OK UPLOAD` of an empty file"]
 async fn silent_data_connection_on_stor_leaves_no_complete_upload_on_backend() {
     let _g = shared().await;
     let vs = plain_vsftpd();
