@@ -548,7 +548,13 @@ async fn active_mode_loopback_lftp_ftps_and_curl_plain() {
 // ---------------------------------------------------------------------------------------
 
 /// curl download + upload of `size` bytes through `addr`, sha256 both ways.
-async fn curl_both_ways(curl: &Curl, root: &Path, make: impl Fn(&str, usize) -> String, tag: &str) {
+async fn curl_both_ways(
+    curl: &Curl,
+    root: &Path,
+    make: impl Fn(&str, usize) -> String,
+    tag: &str,
+    expect_epsv: bool,
+) {
     let work = temp_dir("v6");
     let name = format!("{tag}.bin");
     let sha = make(&name, 2 * MIB);
@@ -559,7 +565,7 @@ async fn curl_both_ways(curl: &Curl, root: &Path, make: impl Fn(&str, usize) -> 
     out.assert_ok();
     assert_eq!(sha256_file(&local), sha, "{tag}: download corrupted");
     assert!(
-        out.stderr.contains("< 229 "),
+        !expect_epsv || out.stderr.contains("< 229 "),
         "{tag}: curl did not use EPSV: {out}"
     );
     let up = work.path().join(format!("{tag}-up.bin"));
@@ -586,7 +592,14 @@ async fn ipv6_client_listener_to_ipv4_backend() {
     let addr = gw.addr("edge6");
     assert!(addr.is_ipv6(), "listener not on IPv6: {addr}");
     let curl = Curl::new(addr, Security::Explicit, Some(gw.ca()));
-    curl_both_ways(&curl, vs.root(), |n, s| vs.make_file(n, s), "v6client").await;
+    curl_both_ways(
+        &curl,
+        vs.root(),
+        |n, s| vs.make_file(n, s),
+        "v6client",
+        true,
+    )
+    .await;
     gw.shutdown().await;
 }
 
@@ -614,7 +627,14 @@ async fn ipv4_listener_to_ipv6_backend() {
     );
     let gw = Gw::start(yaml, vs.ca()).await;
     let curl = Curl::new(gw.addr("edge"), Security::Explicit, Some(gw.ca()));
-    curl_both_ways(&curl, vs.root(), |n, s| vs.make_file(n, s), "v6backend").await;
+    curl_both_ways(
+        &curl,
+        vs.root(),
+        |n, s| vs.make_file(n, s),
+        "v6backend",
+        true,
+    )
+    .await;
     // Also PASV (not only EPSV) from the client while the backend is IPv6.
     let mut ftp = RawFtp::ready_explicit(gw.addr("edge"), gw.certs.client_config()).await;
     let data = ftp.retr("v6backend.bin").await;
@@ -691,4 +711,70 @@ async fn prot_c_refused_when_clear_data_disallowed() {
     ftp.quit().await;
     gw_ok.shutdown().await;
     gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Backend data_mode: the gateway sends PORT/EPRT to the backend and the backend connects
+// to the gateway (TLS client role stays with the gateway, session resumed, strict vsftpd).
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_data_mode_active_and_same_as_client() {
+    for mode in ["active", "same-as-client"] {
+        let (vs, gw) = strict_pair_with("", &format!("    data_mode: {mode}\n"), "").await;
+        let work = temp_dir("bdm");
+        // curl uses passive mode toward the gateway; lftp below uses active mode.
+        let curl = Curl::new(gw.addr("edge"), Security::Explicit, Some(gw.ca()));
+        curl_both_ways(
+            &curl,
+            vs.root(),
+            |n, s| vs.make_file(n, s),
+            &format!("bdm-{mode}"),
+            false,
+        )
+        .await;
+        let lftp = Lftp::new(gw.addr("edge"), Security::Explicit, Some(gw.ca()));
+        let down_sha = vs.make_file("bdm-lftp.bin", MIB);
+        let local = work.path().join("bdm-lftp.bin");
+        let up = work.path().join("bdm-lftp-up.bin");
+        let up_sha = make_file(&up, MIB);
+        let out = lftp
+            .script(&format!(
+                "set ftp:passive-mode off; get bdm-lftp.bin -o {}; put {} -o bdm-lftp-up.bin",
+                local.display(),
+                up.display()
+            ))
+            .await;
+        assert!(out.success(), "lftp {mode}: {out}\n{}", ctx(&vs.log(), &gw));
+        assert_eq!(
+            sha256_file(&local),
+            down_sha,
+            "{mode}: lftp download corrupted"
+        );
+        assert_eq!(
+            sha256_file(&vs.root().join("bdm-lftp-up.bin")),
+            up_sha,
+            "{mode}: lftp upload corrupted"
+        );
+        let log = vs.log();
+        if mode == "active" {
+            // Every transfer reached the backend in active mode.
+            assert!(
+                log.contains("\"PORT ") || log.contains("\"EPRT "),
+                "{mode}: backend never saw PORT\n{log}"
+            );
+            assert!(!log.contains("\"PASV\""), "{mode}: backend saw PASV\n{log}");
+        } else {
+            // curl's passive transfers stay passive, lftp's active ones become active.
+            assert!(
+                log.contains("\"PASV\""),
+                "{mode}: backend never saw PASV\n{log}"
+            );
+            assert!(
+                log.contains("\"PORT ") || log.contains("\"EPRT "),
+                "{mode}: backend never saw PORT\n{log}"
+            );
+        }
+        gw.shutdown().await;
+    }
 }

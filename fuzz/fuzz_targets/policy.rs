@@ -237,7 +237,9 @@ fn commands(input: &Input) {
 fn throttle(t: &Throttle) {
     let cfg = FailedLogins {
         max: u32::from(t.max % 8) + 1,
-        window: Duration::from_millis(u64::from(t.window_ms)),
+        // The config refuses a zero window (every duration must be > 0); with
+        // one, failures would never add up.
+        window: Duration::from_millis(u64::from(t.window_ms) + 1),
         cooldown: Duration::from_millis(u64::from(t.cooldown_ms)),
     };
     let capacity = usize::from(t.capacity % 16);

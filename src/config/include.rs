@@ -125,6 +125,15 @@ impl Gatherer {
                     continue;
                 }
             };
+            // Only regular files: reading `/dev/zero` or `/dev/stdin` (or a FIFO)
+            // would never end, so `check` and a reload would hang or run out of
+            // memory instead of reporting the mistake.
+            if !std::fs::metadata(&canonical).is_ok_and(|m| m.is_file()) {
+                self.errors.push(error(format!(
+                    "included file {written} is not a regular file"
+                )));
+                continue;
+            }
             let name = display_name(&path, &self.top_dir);
             if let Some(start) = chain.iter().position(|(c, _)| *c == canonical) {
                 let cycle: Vec<&str> = chain[start..]

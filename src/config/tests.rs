@@ -1766,3 +1766,19 @@ fn shipped_edge_nat_policy_loads() {
         Some(std::time::Duration::from_secs(60))
     );
 }
+
+// Found while writing the `config` fuzz target (`fuzz/`) and reproduced with it:
+// `include: [/dev/zero]` was read until memory ran out (libFuzzer: out-of-memory),
+// and `/dev/stdin` or a FIFO hung `check`.
+#[test]
+fn include_of_a_device_or_directory_is_refused_without_reading_it() {
+    let dir = dir_with(&["sub/x.yaml"]);
+    let yaml = format!("include: [/dev/zero, sub]\n{}", minimal("", ""));
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "include[0]: included file /dev/zero is not a regular file",
+            "include[1]: included file sub is not a regular file",
+        ]
+    );
+}

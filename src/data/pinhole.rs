@@ -82,7 +82,11 @@ pub struct DataTls {
 /// command, to learn the direction (download: fresh TLS 1.3 tickets; upload:
 /// none). Clients like curl send the command while their handshake is in
 /// flight; a client that finishes the handshake first only waits this long.
-const DIRECTION_WAIT: Duration = Duration::from_millis(300);
+/// curl sends `TYPE`, `SIZE` and then `RETR`, each a round trip to the
+/// backend, after starting its data handshake: 300 ms proved too short under
+/// load (the download then got no tickets and the next data connection could
+/// not resume).
+const DIRECTION_WAIT: Duration = Duration::from_millis(1500);
 
 /// An open pinhole. Dropping it closes the port and cancels its task.
 pub struct Pinhole {
