@@ -864,15 +864,8 @@ impl<'a> Builder<'a> {
 
         let cert = self.needed_with_tls(&key_path("cert"), cert, mode);
         let key = self.needed_with_tls(&key_path("key"), key, mode);
-        let min_version = min_version?.unwrap_or(TlsVersion::Tls12);
-        let max_version = max_version?.unwrap_or(TlsVersion::Tls13);
-        if max_version < min_version {
-            self.error(
-                &key_path("max_version"),
-                format!("\"{max_version}\" is lower than min_version \"{min_version}\""),
-            );
-            return Err(Reported);
-        }
+        let (min_version, max_version) =
+            self.version_range(&key_path("max_version"), min_version, max_version)?;
         Ok(ListenerTls {
             mode,
             cert: Some(cert?),
@@ -885,6 +878,26 @@ impl<'a> Builder<'a> {
             allow_clear_data: allow_clear_data?.unwrap_or(true),
             sni: sni?,
         })
+    }
+
+    /// `min_version`/`max_version` with their defaults (1.2, 1.3); a maximum
+    /// below the minimum is reported at `max_path`.
+    fn version_range(
+        &mut self,
+        max_path: &str,
+        min: Parsed<TlsVersion>,
+        max: Parsed<TlsVersion>,
+    ) -> Result<(TlsVersion, TlsVersion), Reported> {
+        let min = min?.unwrap_or(TlsVersion::Tls12);
+        let max = max?.unwrap_or(TlsVersion::Tls13);
+        if max < min {
+            self.error(
+                max_path,
+                format!("\"{max}\" is lower than min_version \"{min}\""),
+            );
+            return Err(Reported);
+        }
+        Ok((min, max))
     }
 
     /// A key that is optional in the YAML but required once TLS is on.
@@ -1178,22 +1191,7 @@ impl<'a> Builder<'a> {
         }
 
         let verify = self.backend_verify(p, mode, ca, pins, verify);
-        let versions = match (min_version, max_version) {
-            (Ok(min), Ok(max)) => {
-                let min = min.unwrap_or(TlsVersion::Tls12);
-                let max = max.unwrap_or(TlsVersion::Tls13);
-                if max < min {
-                    self.error(
-                        &key_path("max_version"),
-                        format!("\"{max}\" is lower than min_version \"{min}\""),
-                    );
-                    Err(Reported)
-                } else {
-                    Ok((min, max))
-                }
-            }
-            _ => Err(Reported),
-        };
+        let versions = self.version_range(&key_path("max_version"), min_version, max_version);
         let server_name = match server_name? {
             Some(name) => name,
             None => host.ok_or(Reported)?.to_owned(),

@@ -217,7 +217,7 @@ impl BackendTls {
                 Arc::new(verify::PinnedVerifier::new(pins.clone(), provider.clone()))
             }
             BackendVerify::Dangerous | BackendVerify::NotApplicable => {
-                Arc::new(verify::NoVerifier::new(provider.clone()))
+                Arc::new(verify::PinnedVerifier::dangerous_any(provider.clone()))
             }
         };
         let cfg = builder

@@ -1,7 +1,7 @@
-//! Backend certificate verifiers that are not plain web PKI: a SHA-256 pin
-//! for self-signed legacy servers, and "no verification" for labs.
+//! The backend certificate verifier that is not plain web PKI: a SHA-256 pin
+//! for self-signed legacy servers, or "no verification" for labs.
 //!
-//! Both still check the handshake signatures against the presented
+//! Either way the handshake signatures are checked against the presented
 //! certificate, so a pinned connection proves possession of the pinned key.
 
 use std::sync::Arc;
@@ -14,15 +14,30 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 /// Accepts exactly the end-entity certificates whose DER SHA-256 is pinned.
 /// A pin is the right tool for `openssl req -x509` certificates, which are
 /// marked CA and which web-PKI verification rejects as end entities.
+///
+/// Without pins (`verify: false`, lab only — the gateway warns at startup)
+/// it accepts any certificate.
 #[derive(Debug)]
 pub struct PinnedVerifier {
-    pins: Vec<[u8; 32]>,
+    /// `None`: no verification of the certificate itself.
+    pins: Option<Vec<[u8; 32]>>,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedVerifier {
     pub fn new(pins: Vec<[u8; 32]>, provider: Arc<CryptoProvider>) -> Self {
-        PinnedVerifier { pins, provider }
+        PinnedVerifier {
+            pins: Some(pins),
+            provider,
+        }
+    }
+
+    /// `verify: false`.
+    pub fn dangerous_any(provider: Arc<CryptoProvider>) -> Self {
+        PinnedVerifier {
+            pins: None,
+            provider,
+        }
     }
 }
 
@@ -43,8 +58,11 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(pins) = &self.pins else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let got = cert_sha256(end_entity);
-        if self.pins.iter().any(|p| p == &got) {
+        if pins.iter().any(|p| p == &got) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
@@ -86,55 +104,5 @@ impl ServerCertVerifier for PinnedVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `verify: false` — accepts any certificate. Lab use only; the gateway
-/// logs a warning at startup for every backend configured with it.
-#[derive(Debug)]
-pub struct NoVerifier {
-    inner: PinnedVerifier,
-}
-
-impl NoVerifier {
-    pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        NoVerifier {
-            inner: PinnedVerifier::new(Vec::new(), provider),
-        }
-    }
-}
-
-impl ServerCertVerifier for NoVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
