@@ -12,9 +12,6 @@
 #   RUST_LOG       passed to ftpsgate (default: its own "info" filter)
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-
 RUNS=${BENCH_RUNS:-3}
 SESSIONS=${BENCH_SESSIONS:-200}
 BIG_MIB=${BENCH_MIB:-256}
@@ -24,49 +21,14 @@ BENCH_PASS=ftpsgatebench-pw
 VS_PASV="51000-51099"
 GW_PASV="52000-52099"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-
-[[ $(id -u) -eq 0 ]] || die "must run as root (creates user $BENCH_USER, runs vsftpd)"
-for tool in vsftpd curl openssl sha256sum ss getconf useradd chpasswd; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool (apt-get install -y vsftpd curl)"
-done
-
-# ---------------------------------------------------------------- cleanup
-TMP=""
-VS_PID=""
-GW_PID=""
-FAILED=1
-
-stop_pid() { # stop_pid PID NAME
-    local pid=$1 name=$2 i
-    [[ -n $pid ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name ($pid) did not stop on SIGTERM, sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    if [[ $FAILED -ne 0 && -n $TMP ]]; then
-        for f in gateway.log vsftpd.log vsftpd.stderr; do
-            if [[ -s $TMP/$f ]]; then
-                log "---- last 40 lines of $f ----"
-                tail -n 40 "$TMP/$f" >&2
-            fi
-        done
-    fi
-    stop_pid "$GW_PID" ftpsgate
-    stop_pid "$VS_PID" vsftpd
+BENCH_TAG=bench
+# shellcheck source=bench/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+STOP_SECS=5
+PORT_SPAN=20000                  # control ports 20000-39999, below both passive ranges
+FAIL_LOGS=(gateway.log vsftpd.log vsftpd.stderr)
+FAIL_LOG_LINES=40
+cleanup_extra() {
     # vsftpd session children exit with their connections; reap any stragglers
     # that belong to our listener (by parent PID, never by name).
     if [[ -n $VS_PID ]]; then
@@ -74,48 +36,12 @@ cleanup() {
             kill -KILL "$child" 2>/dev/null || true
         done
     fi
-    if [[ -n $TMP && -d $TMP ]]; then
-        if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-            log "kept temp dir $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (creates user $BENCH_USER, runs vsftpd)"
+need_tools "(apt-get install -y vsftpd curl)" vsftpd curl openssl sha256sum ss getconf useradd chpasswd
 
 # ---------------------------------------------------------------- helpers
-free_port() { # a TCP port on 127.0.0.1 nobody listens on, outside the pasv ranges
-    local p used
-    used=$(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u)
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        grep -qx "$p" <<<"$used" || { echo "$p"; return; }
-    done
-}
-
-wait_listen() { # wait_listen PORT PID NAME
-    local port=$1 pid=$2 name=$3 i
-    for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "$name does not listen on 127.0.0.1:$port after 10 s"
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/stat)
-    local stat rest
-    stat=$(<"/proc/$1/stat")
-    rest=${stat##*) }            # drop "pid (comm) " – comm may contain spaces
-    # rest starts at field 3 (state): field 14 is word 12, field 15 word 13
-    awk '{print $12 + $13}' <<<"$rest"
-}
-
 median() { # median of the numbers on stdin ("nan" if none)
     sort -g | awk '{a[NR]=$1} END {
         if (NR == 0) { print "nan"; exit }
@@ -135,20 +61,13 @@ verdict() { # verdict VALUE OP LIMIT  -> PASS/MISS
 }
 
 # ---------------------------------------------------------------- 1. build + fixtures
-if [[ -n ${FTPSGATE_BIN:-} ]]; then
-    BIN=$FTPSGATE_BIN
-    BIN_NOTE="FTPSGATE_BIN=$BIN"
-else
-    log "building ftpsgate (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet) >&2 || die "cargo build --release failed"
-    BIN=$REPO/target/release/ftpsgate
-    BIN_NOTE="built from $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$( [[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo +dirty || true)"
-fi
+[[ -n ${FTPSGATE_BIN:-} ]] || cargo_build
+BIN=${FTPSGATE_BIN:-$REPO/target/release/ftpsgate}
 [[ -x $BIN ]] || die "no executable at $BIN"
+BIN_NOTE=$(bin_note)
 
-TMP=$(mktemp -d /tmp/ftpsgate-bench.XXXXXX)
+make_tmp bench
 chmod 755 "$TMP"
-log "temp dir $TMP"
 
 if ! id "$BENCH_USER" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash "$BENCH_USER"
@@ -167,28 +86,11 @@ chown -R "$BENCH_USER:" "$FTPROOT"
 BIG_SHA=$(sha256sum "$FTPROOT/big.bin" | cut -d' ' -f1)
 SMALL_SHA=$(sha256sum "$FTPROOT/small.bin" | cut -d' ' -f1)
 
-log "creating CA and leaf certificate"
-(
-    cd "$TMP"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ftpsgate bench CA" \
-        -keyout ca.key -out ca.pem \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout leaf.key -out leaf.csr
-    cat >leaf.ext <<'EOF'
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
-EOF
-    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile leaf.ext -out leaf.pem
-    chmod 600 leaf.key ca.key
-) >/dev/null 2>&1 || die "certificate generation failed"
+make_certs bench rsa
 
 # ---------------------------------------------------------------- 2. servers
 VS_PORT=$(free_port)
-GW_PORT=$(free_port)
-while [[ $GW_PORT == "$VS_PORT" ]]; do GW_PORT=$(free_port); done
+GW_PORT=$(free_port "$VS_PORT")
 
 cat >"$TMP/vsftpd.conf" <<EOF
 background=NO
@@ -234,7 +136,7 @@ backends:
     address: "127.0.0.1:$VS_PORT"
     tls: { mode: explicit, ca: ca.pem, server_name: localhost }
 EOF
-"$BIN" check --config "$TMP/gateway.yaml" >&2 || die "ftpsgate check rejected the config"
+check_gateway_config
 
 log "starting vsftpd on 127.0.0.1:$VS_PORT"
 vsftpd "$TMP/vsftpd.conf" >"$TMP/vsftpd.stderr" 2>&1 &
@@ -242,16 +144,13 @@ VS_PID=$!
 wait_listen "$VS_PORT" "$VS_PID" vsftpd
 
 log "starting ftpsgate on 127.0.0.1:$GW_PORT"
-"$BIN" run --config "$TMP/gateway.yaml" 2>"$TMP/gateway.log" &
-GW_PID=$!
-wait_listen "$GW_PORT" "$GW_PID" ftpsgate
+start_gateway
 log "vsftpd pid=$VS_PID ftpsgate pid=$GW_PID"
 
 CURL=(curl --ssl-reqd --cacert "$TMP/ca.pem" -s -S --user "$BENCH_USER:$BENCH_PASS")
 url() { # url direct|gateway PATH
     if [[ $1 == direct ]]; then echo "ftp://localhost:$VS_PORT/$2"; else echo "ftp://localhost:$GW_PORT/$2"; fi
 }
-gw_alive() { kill -0 "$GW_PID" 2>/dev/null || die "ftpsgate died"; }
 
 # Sanity: both paths serve the small file intact before timing anything.
 for side in direct gateway; do
@@ -342,36 +241,36 @@ sessions_case() { # sessions_case SIDE -> SS_RATE_<side> SS_FAIL_<side>
 }
 
 # ---------------------------------------------------------------- run the cases
+gw_cpu_per() { # gw_cpu_per VAR N MULT CMD... -> runs CMD; VAR = ftpsgate CPU seconds during it / N * MULT
+    local var=$1 n=$2 mult=$3 c0 c1
+    shift 3
+    c0=$(cpu_ticks "$GW_PID")
+    "$@"
+    c1=$(cpu_ticks "$GW_PID"); gw_alive
+    printf -v "$var" '%s' "$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$n" -v m="$mult" 'BEGIN { print d / t / n * m }')"
+}
+
 log "download ${BIG_MIB} MiB x $RUNS: direct"
 download_case direct
 log "download ${BIG_MIB} MiB x $RUNS: gateway"
-c0=$(cpu_ticks "$GW_PID")
-download_case gateway
-c1=$(cpu_ticks "$GW_PID"); gw_alive
 # CPU of the timed runs plus the untimed integrity run: RUNS+1 transfers.
-CPU_DL=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n=$((RUNS + 1)) 'BEGIN { print d / t / n }')
+gw_cpu_per CPU_DL $((RUNS + 1)) 1 download_case gateway
 
 log "upload ${BIG_MIB} MiB x $RUNS: direct, curl default TLS (1.3)"
 upload_case direct direct13
 log "upload ${BIG_MIB} MiB x $RUNS: direct, curl --tls-max 1.2"
 upload_case direct direct12 --tls-max 1.2
 log "upload ${BIG_MIB} MiB x $RUNS: gateway (curl default TLS)"
-c0=$(cpu_ticks "$GW_PID")
-upload_case gateway gateway
-c1=$(cpu_ticks "$GW_PID"); gw_alive
-CPU_UL=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$RUNS" 'BEGIN { print d / t / n }')
+gw_cpu_per CPU_UL "$RUNS" 1 upload_case gateway gateway
 
 check_session_shape direct
 check_session_shape gateway
 log "short sessions x $SESSIONS: direct"
 sessions_case direct
 log "short sessions x $SESSIONS: gateway"
-c0=$(cpu_ticks "$GW_PID")
-sessions_case gateway
-c1=$(cpu_ticks "$GW_PID"); gw_alive
-CPU_SS_MS=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$SESSIONS" 'BEGIN { print d / t / n * 1000 }')
+gw_cpu_per CPU_SS_MS "$SESSIONS" 1000 sessions_case gateway
 
-RSS_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$GW_PID/status")
+RSS_KB=$(hwm_kib "$GW_PID")
 
 # ---------------------------------------------------------------- 4. report
 DL_RATIO=$(ratio "$DL_MED_direct" "$DL_MED_gateway")
@@ -381,7 +280,7 @@ SCALE=$(awk -v m="$BIG_MIB" 'BEGIN { print 256 / m }')   # CPU figures are per 2
 CPU_DL256=$(awk -v c="$CPU_DL" -v s="$SCALE" 'BEGIN { print c * s }')
 CPU_UL256=$(awk -v c="$CPU_UL" -v s="$SCALE" 'BEGIN { print c * s }')
 
-echo "# ftpsgate bench $(date -u +%Y-%m-%dT%H:%M:%SZ)  $( "$BIN" --version 2>/dev/null ) ($BIN_NOTE)  vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)  $(curl --version | head -1 | cut -d' ' -f1-2)  cpus=$(nproc)  loadavg_at_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+header_line bench "vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)  $(curl --version | head -1 | cut -d' ' -f1-2)"
 echo "# loopback, explicit FTPS both legs; file ${BIG_MIB} MiB; $RUNS runs per throughput case (median of successful runs); $SESSIONS short sessions per side"
 echo "download_${BIG_MIB}MiB direct=$(fmt "$DL_MED_direct")MiB/s gateway=$(fmt "$DL_MED_gateway")MiB/s ratio=$DL_RATIO fails_direct=$DL_FAIL_direct/$RUNS fails_gateway=$DL_FAIL_gateway/$RUNS sha256_direct=$DL_SHA_direct sha256_gateway=$DL_SHA_gateway"
 echo "upload_${BIG_MIB}MiB direct=$(fmt "$UL_MED_direct12")MiB/s gateway=$(fmt "$UL_MED_gateway")MiB/s ratio=$UL_RATIO fails_direct=$UL_FAIL_direct12/$RUNS fails_gateway=$UL_FAIL_gateway/$RUNS (direct uses curl --tls-max 1.2; gateway: curl default TLS; fail = curl error or server-side sha256 mismatch)"
@@ -389,7 +288,7 @@ echo "data_phase_only download direct=$(fmt "$DL_PHASE_direct")MiB/s gateway=$(f
 echo "upload_${BIG_MIB}MiB_direct_tls13 direct=$(fmt "$UL_MED_direct13")MiB/s fails=$UL_FAIL_direct13/$RUNS (informational: curl -> vsftpd over TLS 1.3, see shared notes on vsftpd truncation)"
 echo "short_sessions direct=$(fmt "$SS_RATE_direct")/s gateway=$(fmt "$SS_RATE_gateway")/s ratio=$SS_RATIO fails_direct=$SS_FAIL_direct/$SESSIONS fails_gateway=$SS_FAIL_gateway/$SESSIONS (login+LIST+1KiB RETR; wall $(fmt "$SS_SECS_direct")s vs $(fmt "$SS_SECS_gateway")s)"
 echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"
-echo "gateway_rss_peak=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')MiB"
+echo "gateway_rss_peak=$(mib "$RSS_KB")MiB"
 
 # Targets. A throughput case with failed runs, or a checksum mismatch, is a MISS.
 t_dl=$(verdict "$DL_RATIO" ">=" 0.9)
