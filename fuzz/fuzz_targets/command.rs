@@ -15,7 +15,10 @@ fuzz_target!(|line: &[u8]| {
     // The verb as parse_command sees it: after TELNET stripping, up to the
     // first space.
     let stripped = strip_telnet(line);
-    let verb_end = stripped.iter().position(|&b| b == b' ').unwrap_or(stripped.len());
+    let verb_end = stripped
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(stripped.len());
     let verb = &stripped[..verb_end];
     let secret_verb = verb.eq_ignore_ascii_case(b"PASS") || verb.eq_ignore_ascii_case(b"ACCT");
 
@@ -31,7 +34,10 @@ fuzz_target!(|line: &[u8]| {
                     CommandError::MissingArgument(_) => true,
                     CommandError::Empty | CommandError::BadVerb(_) => false,
                 };
-                assert!(quotes_nothing, "error for {verb:?} may quote the secret: {err:?}");
+                assert!(
+                    quotes_nothing,
+                    "error for {verb:?} may quote the secret: {err:?}"
+                );
             }
             if let CommandError::BadVerb(shown) = &err {
                 // `PASSsecret` / `ACCT\tsecret`: a token starting like a secret
@@ -48,18 +54,32 @@ fuzz_target!(|line: &[u8]| {
 
     let log = cmd.log_line();
     let debug = format!("{cmd:?}");
-    assert!(log.chars().count() <= LOG_CHARS, "log line too long: {}", log.len());
-    assert!(!log.chars().any(char::is_control), "control character in log line {log:?}");
+    assert!(
+        log.chars().count() <= LOG_CHARS,
+        "log line too long: {}",
+        log.len()
+    );
+    assert!(
+        !log.chars().any(char::is_control),
+        "control character in log line {log:?}"
+    );
 
     match &cmd {
         Command::Pass(secret) | Command::Acct(secret) => {
             assert!(secret_verb);
             assert_eq!(log, format!("{} ****", cmd.verb()));
             // The only variable part of Debug is the secret's stars.
-            let expected = if matches!(cmd, Command::Pass(_)) { "Pass(****)" } else { "Acct(****)" };
+            let expected = if matches!(cmd, Command::Pass(_)) {
+                "Pass(****)"
+            } else {
+                "Acct(****)"
+            };
             assert_eq!(debug, expected);
             // The secret is what follows exactly one separator.
-            assert_eq!(secret.0.as_slice(), stripped.get(verb_end + 1..).unwrap_or_default());
+            assert_eq!(
+                secret.0.as_slice(),
+                stripped.get(verb_end + 1..).unwrap_or_default()
+            );
             return;
         }
         _ => assert!(!secret_verb, "{verb:?} parsed as {debug}"),

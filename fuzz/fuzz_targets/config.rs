@@ -9,6 +9,8 @@ use ftpsgate_fuzz::{check_config, config_dir};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(yaml) = std::str::from_utf8(data) else { return };
+    let Ok(yaml) = std::str::from_utf8(data) else {
+        return;
+    };
     check_config(&Config::from_yaml_str(yaml, config_dir()));
 });

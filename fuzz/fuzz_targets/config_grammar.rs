@@ -25,35 +25,107 @@ use Kind::{Either, List, Map, Scalar};
 
 const NAME: Kind = Scalar(&["edge", "legacy", "b2", "inc", "srv-b", "", " ", "edge2"]);
 const BIND: Kind = Scalar(&[
-    "127.0.0.1:2021", "127.0.0.1:2022", "0.0.0.0:21", "[::1]:2021", "[::]:21", "127.0.0.1:0",
-    "127.0.0.1:50000", "127.0.0.1:9464", "127.0.0.1", "1.2.3.4:65536", ":21",
+    "127.0.0.1:2021",
+    "127.0.0.1:2022",
+    "0.0.0.0:21",
+    "[::1]:2021",
+    "[::]:21",
+    "127.0.0.1:0",
+    "127.0.0.1:50000",
+    "127.0.0.1:9464",
+    "127.0.0.1",
+    "1.2.3.4:65536",
+    ":21",
 ]);
-const IP: Kind = Scalar(&["127.0.0.1", "0.0.0.0", "::", "::1", "203.0.113.10", "10.0.0.1", "fe80::1%eth0", "256.0.0.1"]);
+const IP: Kind = Scalar(&[
+    "127.0.0.1",
+    "0.0.0.0",
+    "::",
+    "::1",
+    "203.0.113.10",
+    "10.0.0.1",
+    "fe80::1%eth0",
+    "256.0.0.1",
+]);
 const CIDR: Kind = Scalar(&[
-    "10.0.0.0/8", "127.0.0.1/32", "::1/128", "0.0.0.0/0", "::/0", "10.1.2.3/8", "192.168.0.1",
-    "::ffff:10.0.0.0/104", "10.0.0.0/33", "garbage",
+    "10.0.0.0/8",
+    "127.0.0.1/32",
+    "::1/128",
+    "0.0.0.0/0",
+    "::/0",
+    "10.1.2.3/8",
+    "192.168.0.1",
+    "::ffff:10.0.0.0/104",
+    "10.0.0.0/33",
+    "garbage",
 ]);
 const PORTS: Kind = Scalar(&[
-    "50000-50099", "50050-50150", "1", "65535", "0", "5000-400", "1-65535", "2021", "2021-2021",
-    "50000-", "-1", "9464", "70000",
+    "50000-50099",
+    "50050-50150",
+    "1",
+    "65535",
+    "0",
+    "5000-400",
+    "1-65535",
+    "2021",
+    "2021-2021",
+    "50000-",
+    "-1",
+    "9464",
+    "70000",
 ]);
 const DURATION: Kind = Scalar(&[
-    "30s", "500ms", "5m", "1h", "0", "0s", "10", "1.5s", "99999999999999999999h",
-    "18446744073709551615s", "1d", "-1s", "s", "1000000h",
+    "30s",
+    "500ms",
+    "5m",
+    "1h",
+    "0",
+    "0s",
+    "10",
+    "1.5s",
+    "99999999999999999999h",
+    "18446744073709551615s",
+    "1d",
+    "-1s",
+    "s",
+    "1000000h",
 ]);
 const BOOL: Kind = Scalar(&["true", "false", "yes", "TRUE", "1", ""]);
 const COUNT: Kind = Scalar(&["1", "5", "0", "10000", "18446744073709551616", "-3", "1e3"]);
 const MODE: Kind = Scalar(&["explicit", "implicit", "none", "Explicit", "tls"]);
 const VERSION: Kind = Scalar(&["1.2", "1.3", "1.1", "1.20", "2"]);
 const FILE: Kind = Scalar(&[
-    "cert.pem", "key.pem", "ca.pem", "missing.pem", "logs", "", "/nonexistent/x.pem", "./cert.pem",
+    "cert.pem",
+    "key.pem",
+    "ca.pem",
+    "missing.pem",
+    "logs",
+    "",
+    "/nonexistent/x.pem",
+    "./cert.pem",
     "logs/../cert.pem",
 ]);
 const LOG_PATH: Kind = Scalar(&["logs/xferlog", "xferlog", "logs", "missing/xferlog", ""]);
-const INCLUDE: Kind = Scalar(&["inc.yaml", "nested.yaml", "self.yaml", "missing.yaml", "", "logs", "cert.pem"]);
+const INCLUDE: Kind = Scalar(&[
+    "inc.yaml",
+    "nested.yaml",
+    "self.yaml",
+    "missing.yaml",
+    "",
+    "logs",
+    "cert.pem",
+]);
 const HOST_PORT: Kind = Scalar(&[
-    "127.0.0.1:2120", "[::1]:2120", "ftp.example.com:21", "ftp_internal:21", "300.1.1.1:21",
-    "host:0", "host", "[::1:21", "-bad-:21", "a..b:21",
+    "127.0.0.1:2120",
+    "[::1]:2120",
+    "ftp.example.com:21",
+    "ftp_internal:21",
+    "300.1.1.1:21",
+    "host:0",
+    "host",
+    "[::1:21",
+    "-bad-:21",
+    "a..b:21",
 ]);
 const SERVER_NAME: Kind = Scalar(&["127.0.0.1", "ftp.example.com", "bad name", "", "a.-b"]);
 const PIN: Kind = Scalar(&[
@@ -64,10 +136,29 @@ const PIN: Kind = Scalar(&[
 ]);
 const PROTECTION: Kind = Scalar(&["private", "clear", "safe"]);
 const BALANCE: Kind = Scalar(&["round-robin", "least-connections", "random"]);
-const VERB: Kind = Scalar(&["STOR", "stor", "MKD", "XMKD", "USER", "RETR", "ST", "STORE", "S1OR", "DELE"]);
-const USER: Kind = Scalar(&["ro-*", "alice", "*", "?", "a*b?c", "", "al\tice", "**", "é*"]);
-const SNI_NAME: Kind = Scalar(&["ftp.example.com", "FTP.example.com.", "*.example.com", "10.0.0.1", ""]);
-const BANDWIDTH: Kind = Scalar(&["10MiB", "500K", "1048576", "0", "1G", "18446744073709551615GiB", "10 MiB", "K"]);
+const VERB: Kind = Scalar(&[
+    "STOR", "stor", "MKD", "XMKD", "USER", "RETR", "ST", "STORE", "S1OR", "DELE",
+]);
+const USER: Kind = Scalar(&[
+    "ro-*", "alice", "*", "?", "a*b?c", "", "al\tice", "**", "é*",
+]);
+const SNI_NAME: Kind = Scalar(&[
+    "ftp.example.com",
+    "FTP.example.com.",
+    "*.example.com",
+    "10.0.0.1",
+    "",
+]);
+const BANDWIDTH: Kind = Scalar(&[
+    "10MiB",
+    "500K",
+    "1048576",
+    "0",
+    "1G",
+    "18446744073709551615GiB",
+    "10 MiB",
+    "K",
+]);
 const LOG_FORMAT: Kind = Scalar(&["xferlog", "json", "csv"]);
 const ON_ERROR: Kind = Scalar(&["fail", "warn", "ignore", "log"]);
 const TABLE: Kind = Scalar(&["ftpsgate", "inet ftpsgate", "", "a b"]);
@@ -87,7 +178,12 @@ const LISTENER_TLS: Kind = Map(&[
     ("sni", List(&SNI)),
 ]);
 const ADVERTISE_RULE: Kind = Map(&[("networks", List(&CIDR)), ("address", IP), ("ports", PORTS)]);
-const NFTABLES: Kind = Map(&[("table", TABLE), ("set", TABLE), ("set6", TABLE), ("on_error", ON_ERROR)]);
+const NFTABLES: Kind = Map(&[
+    ("table", TABLE),
+    ("set", TABLE),
+    ("set6", TABLE),
+    ("on_error", ON_ERROR),
+]);
 const PASSIVE: Kind = Map(&[
     ("nftables", NFTABLES),
     ("ports", PORTS),
@@ -158,7 +254,10 @@ const TOP: Kind = Map(&[
     ("backends", List(&BACKEND)),
     ("timeouts", TIMEOUTS),
     ("metrics", Map(&[("bind", BIND)])),
-    ("transfer_log", Map(&[("path", LOG_PATH), ("format", LOG_FORMAT)])),
+    (
+        "transfer_log",
+        Map(&[("path", LOG_PATH), ("format", LOG_FORMAT)]),
+    ),
     ("include", List(&INCLUDE)),
     ("access", List(&ACCESS_RULE)),
     ("limits", LIMITS),
@@ -175,7 +274,9 @@ enum Value {
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok(doc) = generate(&mut u, &TOP, 0) else { return };
+    let Ok(doc) = generate(&mut u, &TOP, 0) else {
+        return;
+    };
     let flow_depth = u.int_in_range(0..=4u8).unwrap_or(4);
     let mut yaml = String::new();
     write_block(&doc, 0, flow_depth, &mut yaml);
@@ -319,7 +420,8 @@ fn write_flow(v: &Value, out: &mut String) {
 
 fn write_scalar(s: &str, out: &mut String) {
     let plain = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
         && s.len() % 2 == 0;
     if plain {
         out.push_str(s);
@@ -330,7 +432,9 @@ fn write_scalar(s: &str, out: &mut String) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }

@@ -48,7 +48,10 @@ fn check(backend: Option<&Reply>, opts: &FeatOptions) {
     let out = gateway_feat(backend, opts);
     assert_eq!(out.code, 211);
     assert!(out.lines.len() >= 2, "FEAT must be multi-line: {out:?}");
-    assert_eq!(out.lines.first().map(Vec::as_slice), Some(&b"211-Features:"[..]));
+    assert_eq!(
+        out.lines.first().map(Vec::as_slice),
+        Some(&b"211-Features:"[..])
+    );
     assert_eq!(out.lines.last().map(Vec::as_slice), Some(&b"211 End"[..]));
     assert_reparses(&out);
 
@@ -86,9 +89,15 @@ fn check(backend: Option<&Reply>, opts: &FeatOptions) {
 
     // Every backend feature the gateway does not own survives.
     if let Some(reply) = backend.filter(|r| r.code == 211) {
-        let inner = reply.lines.get(1..reply.lines.len().saturating_sub(1)).unwrap_or_default();
+        let inner = reply
+            .lines
+            .get(1..reply.lines.len().saturating_sub(1))
+            .unwrap_or_default();
         for line in inner {
-            let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
+            let start = line
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(line.len());
             let feature = &line[start..];
             if feature.is_empty() || is_gateway(feature) {
                 continue;
@@ -104,6 +113,11 @@ fn check(backend: Option<&Reply>, opts: &FeatOptions) {
 }
 
 fn is_gateway(feature: &[u8]) -> bool {
-    let word = feature.split(|b| b.is_ascii_whitespace()).next().unwrap_or_default();
-    GATEWAY.iter().any(|g| g.as_bytes().eq_ignore_ascii_case(word))
+    let word = feature
+        .split(|b| b.is_ascii_whitespace())
+        .next()
+        .unwrap_or_default();
+    GATEWAY
+        .iter()
+        .any(|g| g.as_bytes().eq_ignore_ascii_case(word))
 }

@@ -106,7 +106,10 @@ fn tail_overlong(tail: &[u8], max_line: usize) -> bool {
 /// Bytes still held after everything was drained: the unterminated tail,
 /// unless it was already dropped as overlong.
 fn tail_kept(stream: &[u8], max_line: usize) -> usize {
-    let start = stream.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let start = stream
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     let tail = &stream[start..];
     if tail_overlong(tail, max_line) {
         0

@@ -57,8 +57,26 @@ impl Addr {
             Addr::Small(n) => match n % 4 {
                 0 => IpAddr::V4(Ipv4Addr::new(10, 0, 0, n >> 2)),
                 1 => IpAddr::V6(Ipv4Addr::new(10, 0, 0, n >> 2).to_ipv6_mapped()),
-                2 => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n >> 2))),
-                _ => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, u16::from(n >> 2), 0, 0, 0, 1)),
+                2 => IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    u16::from(n >> 2),
+                )),
+                _ => IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    u16::from(n >> 2),
+                    0,
+                    0,
+                    0,
+                    1,
+                )),
             },
         }
     }
@@ -124,7 +142,9 @@ fn access(input: &Input) {
                     .filter_map(|(a, len)| {
                         let ip = a.ip();
                         let max = if ip.is_ipv4() { 32 } else { 128 };
-                        ipnet::IpNet::new(ip, len % (max + 1)).ok().map(|n| n.trunc())
+                        ipnet::IpNet::new(ip, len % (max + 1))
+                            .ok()
+                            .map(|n| n.trunc())
                     })
                     .collect(),
             })
@@ -142,12 +162,18 @@ fn access(input: &Input) {
         v6 => v6,
     };
     let all: Vec<&AccessRule> = listener.iter().chain(&global).collect();
-    let contains = |r: &AccessRule| r.networks.iter().any(|n| n.contains(&canonical) || n.contains(&mapped));
+    let contains = |r: &AccessRule| {
+        r.networks
+            .iter()
+            .any(|n| n.contains(&canonical) || n.contains(&mapped))
+    };
     let first = all.iter().position(|r| contains(r));
     let expected = match first {
         Some(i) if all[i].action == Action::Deny => AccessDecision::Deny { rule: Some(i) },
         Some(_) => AccessDecision::Allow,
-        None if all.iter().any(|r| r.action == Action::Allow) => AccessDecision::Deny { rule: None },
+        None if all.iter().any(|r| r.action == Action::Allow) => {
+            AccessDecision::Deny { rule: None }
+        }
         None => AccessDecision::Allow,
     };
     assert_eq!(decision, expected);
@@ -160,10 +186,17 @@ fn globs(pattern: &str, user: &str) {
     let got = user_matches(pattern, user);
     // The DP reference is quadratic; keep it to sizes the fuzzer uses anyway.
     if pattern.len() <= 256 && user.len() <= 256 {
-        assert_eq!(got, reference_glob(pattern, user), "{pattern:?} vs {user:?}");
+        assert_eq!(
+            got,
+            reference_glob(pattern, user),
+            "{pattern:?} vs {user:?}"
+        );
     }
     if !pattern.contains(['*', '?']) {
-        assert!(user_matches(pattern, pattern), "{pattern:?} does not match itself");
+        assert!(
+            user_matches(pattern, pattern),
+            "{pattern:?} does not match itself"
+        );
         assert_eq!(got, pattern == user);
     }
     assert!(user_matches("*", user));
@@ -173,7 +206,11 @@ fn globs(pattern: &str, user: &str) {
     assert!(user_matches(&qs, user));
     let chars: Vec<char> = user.chars().collect();
     let cut = chars.len() / 3;
-    let starred: String = chars[..cut].iter().chain(['*'].iter()).chain(&chars[chars.len() - cut..]).collect();
+    let starred: String = chars[..cut]
+        .iter()
+        .chain(['*'].iter())
+        .chain(&chars[chars.len() - cut..])
+        .collect();
     assert!(user_matches(&starred, user), "{starred:?} vs {user:?}");
 }
 
@@ -199,7 +236,11 @@ fn reference_glob(pattern: &str, user: &str) -> bool {
 }
 
 fn commands(input: &Input) {
-    let list: Vec<String> = input.verbs.iter().map(|v| v.text().to_ascii_uppercase()).collect();
+    let list: Vec<String> = input
+        .verbs
+        .iter()
+        .map(|v| v.text().to_ascii_uppercase())
+        .collect();
     let verb = input.verb.text();
     let allow = CommandPolicy::Allow(list.clone());
     let deny = CommandPolicy::Deny(list.clone());
@@ -261,9 +302,15 @@ fn throttle(t: &Throttle) {
             Step::Blocked(a) => {
                 let _ = throttle.blocked(a.ip(), now);
             }
-            Step::Clock(ms) => offset_ms = (offset_ms + i64::from(*ms)).clamp(-900_000_000, 900_000_000),
+            Step::Clock(ms) => {
+                offset_ms = (offset_ms + i64::from(*ms)).clamp(-900_000_000, 900_000_000)
+            }
         }
-        assert!(throttle.len() <= capacity.max(1), "{} entries, capacity {capacity}", throttle.len());
+        assert!(
+            throttle.len() <= capacity.max(1),
+            "{} entries, capacity {capacity}",
+            throttle.len()
+        );
         assert_eq!(throttle.is_empty(), throttle.len() == 0);
     }
 
@@ -291,7 +338,11 @@ fn throttle(t: &Throttle) {
     }
     assert!(throttle.len() <= capacity.max(1));
     if cfg.cooldown > Duration::ZERO {
-        assert!(throttle.blocked(ip, now), "{} failures did not block", cfg.max);
+        assert!(
+            throttle.blocked(ip, now),
+            "{} failures did not block",
+            cfg.max
+        );
         assert!(throttle.blocked(sibling, now), "same key not blocked");
         assert!(throttle.blocked(ip, now + cfg.cooldown - Duration::from_nanos(1)));
     }

@@ -13,7 +13,10 @@ const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 fuzz_target!(|header: &[u8]| {
     let Ok(proxied) = parse(header) else { return };
     let (Some(source), Some(destination)) = (proxied.source, proxied.destination) else {
-        assert_eq!(proxied.source, proxied.destination, "one address without the other");
+        assert_eq!(
+            proxied.source, proxied.destination,
+            "one address without the other"
+        );
         return;
     };
     assert_eq!(source.is_ipv4(), destination.is_ipv4(), "mixed families");
@@ -25,7 +28,13 @@ fuzz_target!(|header: &[u8]| {
 
 fn render_v1(src: SocketAddr, dst: SocketAddr) -> String {
     let family = if src.is_ipv4() { "TCP4" } else { "TCP6" };
-    format!("PROXY {family} {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port())
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        src.ip(),
+        dst.ip(),
+        src.port(),
+        dst.port()
+    )
 }
 
 fn render_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {

@@ -41,8 +41,15 @@ pub fn assert_reparses(reply: &Reply) {
         }
     }
     assert_eq!(framer.buffered(), 0, "wire form not CRLF-terminated");
-    assert!(!assembler.in_progress(), "reply re-parses as unfinished: {reply:?}");
-    assert_eq!(got.as_slice(), std::slice::from_ref(reply), "reply changed on re-parse");
+    assert!(
+        !assembler.in_progress(),
+        "reply re-parses as unfinished: {reply:?}"
+    );
+    assert_eq!(
+        got.as_slice(),
+        std::slice::from_ref(reply),
+        "reply changed on re-parse"
+    );
 }
 
 /// Reads a `u8` from the front of `data`, or 0 when empty.
@@ -91,7 +98,10 @@ pub fn check_config(result: &Result<ftpsgate::config::Config, ftpsgate::config::
         Ok(config) => {
             assert!(!config.listeners.is_empty(), "a config has a listener");
             for (i, l) in config.listeners.iter().enumerate() {
-                assert!(config.backend(&l.backend).is_some(), "listener backend resolves");
+                assert!(
+                    config.backend(&l.backend).is_some(),
+                    "listener backend resolves"
+                );
                 for r in &l.routes {
                     assert!(!r.backends.is_empty());
                     for b in &r.backends {
@@ -100,14 +110,20 @@ pub fn check_config(result: &Result<ftpsgate::config::Config, ftpsgate::config::
                 }
                 assert!(l.passive.ports.first <= l.passive.ports.last);
                 assert!(l.passive.ports.first >= 1);
-                assert!(config.listeners[..i].iter().all(|o| o.name != l.name), "duplicate listener");
+                assert!(
+                    config.listeners[..i].iter().all(|o| o.name != l.name),
+                    "duplicate listener"
+                );
                 assert!(config.listener(&l.name).is_some());
                 for rule in l.access.iter().chain(&config.access) {
                     assert!(!rule.networks.is_empty());
                 }
             }
             for (i, b) in config.backends.iter().enumerate() {
-                assert!(config.backends[..i].iter().all(|o| o.name != b.name), "duplicate backend");
+                assert!(
+                    config.backends[..i].iter().all(|o| o.name != b.name),
+                    "duplicate backend"
+                );
                 assert_ne!(b.port, 0);
                 assert!(b.tls.min_version <= b.tls.max_version);
             }
