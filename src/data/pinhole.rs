@@ -186,6 +186,21 @@ impl Pinhole {
         let _ = self.direction.send(Some(download));
     }
 
+    /// A command that usually precedes a download arrived before the transfer
+    /// command (curl: `SIZE` before `RETR`, `TYPE A` before `LIST`, and it
+    /// waits for the data handshake in between): treat the transfer as a
+    /// download unless the direction is already known.
+    pub fn hint_download(&self) {
+        self.direction.send_if_modified(|d| {
+            if d.is_none() {
+                *d = Some(true);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
     pub async fn connection(&mut self) -> Result<ClientStream, PinholeError> {
         match self.rx.take() {

@@ -559,6 +559,20 @@ impl Session {
         if let Command::Type(arg) = &cmd {
             self.binary = matches!(arg.first(), Some(b'I' | b'i' | b'L' | b'l'));
         }
+        let hints_download = match &cmd {
+            Command::Type(arg) => matches!(arg.first(), Some(b'A' | b'a')),
+            Command::Other { verb, .. } => matches!(verb.as_str(), "SIZE" | "MDTM"),
+            _ => false,
+        };
+        if hints_download {
+            if let Some(PendingData {
+                client: ClientLeg::Pinhole(p),
+                ..
+            }) = &self.pending_data
+            {
+                p.hint_download();
+            }
+        }
         let busy = self.transfer.is_some();
         if self.logged_in && !policy::command_allowed(&self.commands, cmd.verb()) {
             info!(verb = cmd.verb(), "command refused by policy");
