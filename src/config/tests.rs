@@ -1782,3 +1782,21 @@ fn include_of_a_device_or_directory_is_refused_without_reading_it() {
         ]
     );
 }
+
+#[test]
+fn listener_max_version_below_min_version_is_an_error() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace(
+        "require: true",
+        "require: true\n      min_version: \"1.3\"\n      max_version: \"1.2\"",
+    );
+    let errs = errors(&yaml, dir.path());
+    assert!(
+        errs.iter().any(|e| e
+            == "listeners[0].tls.max_version: \"1.2\" is lower than min_version \"1.3\""),
+        "{errs:?}"
+    );
+    let ok = EXAMPLE.replace("require: true", "require: true\n      max_version: \"1.2\"");
+    let config = parse_ok(&ok, dir.path());
+    assert_eq!(config.listeners[0].tls.max_version, TlsVersion::Tls12);
+}
