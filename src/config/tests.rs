@@ -1786,9 +1786,10 @@ fn include_of_a_device_or_directory_is_refused_without_reading_it() {
 #[test]
 fn listener_max_version_below_min_version_is_an_error() {
     let dir = certs();
-    let yaml = EXAMPLE.replace(
-        "require: true",
-        "require: true\n      min_version: \"1.3\"\n      max_version: \"1.2\"",
+    let yaml = EXAMPLE.replacen(
+        "      min_version: \"1.2\"\n    passive:",
+        "      min_version: \"1.3\"\n      max_version: \"1.2\"\n    passive:",
+        1,
     );
     let errs = errors(&yaml, dir.path());
     assert!(
