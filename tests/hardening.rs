@@ -1507,7 +1507,7 @@ async fn oversized_tls(cl: Client, payload: Arc<Vec<u8>>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Leak check around ~200 faulty sessions (measures fds: exclusive)
+// Leak check around 1000 faulty sessions (measures fds: exclusive)
 
 #[derive(Clone, Copy, Debug)]
 enum Misbehave {
@@ -1651,7 +1651,7 @@ async fn misbehave(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_leaks_after_200_faulty_sessions() {
+async fn no_leaks_after_1000_faulty_sessions() {
     let _g = exclusive().await;
     let vs = plain_vsftpd();
     vs.make_file("big32.bin", 32 * MIB);
@@ -1668,20 +1668,22 @@ async fn no_leaks_after_200_faulty_sessions() {
     let half = Arc::new(hello[..hello.len() / 2].to_vec());
     let line = Arc::new(vec![b'B'; MIB]);
     use Misbehave as M;
+    // 200 of each mix, five times: 1000 faulty sessions (issue #10).
+    const ROUNDS: usize = 5;
     let mix = [
-        (M::Silent, 40),
-        (M::HalfHello, 20),
-        (M::Injection, 20),
-        (M::HugeLineReset, 10),
-        (M::PasvReset, 30),
-        (M::StorTcpReset, 20),
-        (M::RetrReset, 10),
-        (M::BackendReset, 30),
-        (M::UploadStall, 10),
-        (M::DownloadStall, 10),
+        (M::Silent, 40 * ROUNDS),
+        (M::HalfHello, 20 * ROUNDS),
+        (M::Injection, 20 * ROUNDS),
+        (M::HugeLineReset, 10 * ROUNDS),
+        (M::PasvReset, 30 * ROUNDS),
+        (M::StorTcpReset, 20 * ROUNDS),
+        (M::RetrReset, 10 * ROUNDS),
+        (M::BackendReset, 30 * ROUNDS),
+        (M::UploadStall, 10 * ROUNDS),
+        (M::DownloadStall, 10 * ROUNDS),
     ];
     let total: usize = mix.iter().map(|(_, n)| n).sum();
-    bounded(58, "200 faulty sessions", async {
+    bounded(240, "1000 faulty sessions", async {
         env.curl().list().await.assert_ok();
         good_session(&env).await;
         env.settle(Duration::from_secs(5)).await;
