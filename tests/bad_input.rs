@@ -7,8 +7,8 @@ mod common;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
@@ -19,76 +19,20 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use common::gateway::gateway_yaml;
+use common::harness::{bounded, captured_logs, init_logs, PortRanges};
 use common::raw::connect_from;
 use common::*;
 
 // ---------------------------------------------------------------------------------------
-// Log capture: one global subscriber for this test binary.
-
-/// Everything the `ftpsgate` target logs at debug level, from every test of this binary.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs (once) the global subscriber: `ftpsgate=debug` into [`captured_logs`], and, when
-/// `RUST_LOG` is set, a copy to stderr filtered by it (for post-mortems). Every test calls it
-/// first, so the gateway's events are captured whichever test runs first.
-fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::Layer;
-        let buf = captured_logs().clone();
-        let capture = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(move || CaptureWriter(buf.clone()))
-            .with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target("ftpsgate", tracing::Level::DEBUG),
-            );
-        let stderr = std::env::var_os("RUST_LOG").map(|_| {
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::io::stderr)
-                .with_filter(tracing_subscriber::EnvFilter::from_default_env())
-        });
-        let subscriber = tracing_subscriber::registry().with(capture).with(stderr);
-        tracing::subscriber::set_global_default(subscriber).expect("install log capture");
-    });
-}
-
-// ---------------------------------------------------------------------------------------
 // Helpers
-
-/// Fails the test instead of hanging when `fut` takes longer than `secs`.
-async fn bounded<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {secs}s (hang)"))
-}
 
 /// Passive ranges for the gateways of this binary, away from `pasv_range()` (which vsftpd
 /// and the other test binaries use) and below Linux's ephemeral ports (32768 and up), so no
 /// outgoing connection of any process can occupy them: the single-port and "nothing
 /// listens in my range" checks are then exact.
 fn own_range(width: u16) -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(30000);
-    let first = NEXT.fetch_add(width, Ordering::SeqCst);
-    assert!(first + width < 32000, "own passive ranges exhausted");
-    (first, first + width - 1)
+    static RANGES: PortRanges = PortRanges::new(30000, 31999);
+    RANGES.take(width)
 }
 
 /// Starts listener `edge` → backend `vs` with passive `ports` and `timeouts: { pinhole: 5s

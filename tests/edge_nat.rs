@@ -11,13 +11,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::netns::*;
 use common::raw::parse_227;
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const FILE_SIZE: usize = MIB + 12345;
 
@@ -58,81 +57,43 @@ const PUBLIC_PASV_IMPLICIT: RangeInclusive<u16> = 40100..=40199;
 const INSIDE_PASV_IMPLICIT: RangeInclusive<u16> = 50100..=50199;
 const INSIDE_PASV6: RangeInclusive<u16> = 50200..=50299;
 
-/// Lab + backend + gateway. Field order = drop order: the lab (which kills every process
-/// by PID and deletes the namespaces) goes last.
-struct Site {
-    gw: GatewayProc,
-    vs: LabVsftpd,
-    work: PathBuf,
-    lab: NatLab,
+/// Lab + backend + gateway (see [`LabSite`]), with this file's failure context.
+struct Site(LabSite);
+
+impl std::ops::Deref for Site {
+    type Target = LabSite;
+    fn deref(&self) -> &LabSite {
+        &self.0
+    }
 }
 
 impl Site {
     fn start() -> Site {
-        let lab = NatLab::build();
-        let vs = lab.vsftpd();
-        let gw = lab.gateway(EDGE_YAML, vs.ca());
-        let work = lab.dir().join("client");
-        std::fs::create_dir_all(&work).unwrap();
-        Site { gw, vs, work, lab }
+        Site(LabSite::start(EDGE_YAML, |_| {}))
     }
 
     /// Gateway config + log and the tail of the vsftpd log, for failure messages.
     fn ctx(&self) -> String {
-        let vs_log = self.vs.log();
-        let lines: Vec<&str> = vs_log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        let tail = self.vsftpd_tail(60);
         format!(
             "{}\n--- vsftpd log (last 60 lines):\n{tail}",
             self.gw.describe()
         )
     }
 
-    fn public(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(EDGE_WAN.parse().unwrap(), port)
-    }
-
-    fn inside(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(GW_IP.parse().unwrap(), port)
-    }
-
-    fn local(&self, name: &str) -> PathBuf {
-        self.work.join(name)
-    }
-
     /// Tears the lab down and checks no namespace of it is left.
     fn finish(self) {
-        let prefix = self.lab.prefix().to_string();
-        drop(self);
-        let left: Vec<String> = netns_list()
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
-        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        self.0.finish();
     }
 
+    #[track_caller]
     fn check_download(&self, local: &Path, sha: &str, what: &str) {
-        assert_eq!(
-            sha256_file(local),
-            sha,
-            "{what}: downloaded file corrupted\n{}",
-            self.ctx()
-        );
+        self.check_download_ctx(local, sha, what, || self.ctx());
     }
 
+    #[track_caller]
     fn check_upload(&self, remote: &str, sha: &str, what: &str) {
-        let path = self.vs.root().join(remote);
-        assert!(
-            path.is_file(),
-            "{what}: upload {remote} missing\n{}",
-            self.ctx()
-        );
-        assert_eq!(
-            sha256_file(&path),
-            sha,
-            "{what}: uploaded file corrupted\n{}",
-            self.ctx()
-        );
+        self.check_upload_ctx(remote, sha, what, || self.ctx());
     }
 }
 
@@ -313,11 +274,7 @@ async fn lab_self_test() {
     );
     drop(vs);
     drop(lab);
-    let left: Vec<String> = netns_list()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    assert_no_namespaces_left(&prefix);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -672,53 +629,12 @@ async fn pinhole_stealing_across_hosts_refused() {
     let sha = site.vs.make_file(down, 4 * MIB);
     let local = site.local("steal-real.bin");
     let go = site.local("steal.go");
-    let mut child = tokio::process::Command::new("ip")
-        .args(["netns", "exec", &site.lab.ns("lan"), python()])
-        .arg(py_script("ftpclient.py"))
-        .args([
-            "--host",
-            GW_IP,
-            "--ca",
-            &site.gw.ca().display().to_string(),
-            &format!("hold_get~~{down}~~{}~~{}", local.display(), go.display()),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn ftpclient.py");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let pasv = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.strip_prefix("PASV_ADDR ") {
-                let mut it = rest.split_whitespace();
-                let host = it.next().unwrap().to_string();
-                let port: u16 = it.next().unwrap().parse().unwrap();
-                return Some((host, port));
-            }
-        }
-        None
-    })
-    .await;
-    let Ok(Some((host, port))) = pasv else {
-        let _ = child.kill().await;
-        let err = child.wait_with_output().await.unwrap();
-        panic!(
-            "no PASV_ADDR from the client: {seen}\n{}\n{}",
-            String::from_utf8_lossy(&err.stderr),
-            site.ctx()
-        );
-    };
-    assert_eq!(
-        host,
-        GW_IP,
-        "internal client got the wrong 227\n{}",
-        site.ctx()
-    );
+    let HeldGet {
+        mut child,
+        mut stdout,
+        seen,
+        port,
+    } = site.hold_get_ctx(down, &local, &go, || site.ctx()).await;
     assert!(
         INSIDE_PASV.contains(&port),
         "port {port} outside {INSIDE_PASV:?}"

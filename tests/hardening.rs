@@ -18,7 +18,7 @@ mod common;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use common::faultproxy::{Dir, Fault, FaultProxy};
+use common::harness::{bounded, PortRanges};
 use common::*;
 
 /// The gateway's timeouts in every test of this file.
@@ -80,20 +81,18 @@ fn init_logs() {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// Fails the test instead of hanging when `fut` takes longer than `secs`.
-async fn bounded<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {secs}s (hang)"))
-}
-
 /// Passive ranges for this binary's gateways: 4000–11999, below the ephemeral ports and
 /// away from the other test binaries' ranges.
 fn own_range(width: u16) -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(5000);
-    let first = NEXT.fetch_add(width, Ordering::SeqCst);
-    assert!(first + width < 12000, "own passive ranges exhausted");
-    (first, first + width - 1)
+    static RANGES: PortRanges = PortRanges::new(5000, 11999);
+    RANGES.take(width)
+}
+
+/// Waits (3 s at most) for the gateway to close `ftp` after its 421.
+async fn expect_closed_after_421(ftp: &mut RawFtp) {
+    ftp.expect_closed(Duration::from_secs(3))
+        .await
+        .expect("closed after 421");
 }
 
 /// `USER`/`PASS` as the gateway relays them for the test user: the bytes a backend control
@@ -263,6 +262,12 @@ shutdown: {{ grace: 1s }}
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits (5 s at most) for the gateway to settle, then shuts everything down.
+    async fn settle_and_shutdown(self) {
+        self.settle(Duration::from_secs(5)).await;
+        self.shutdown().await;
     }
 
     async fn shutdown(mut self) {
@@ -596,8 +601,7 @@ async fn backend_control_reset_mid_session_gives_421() {
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -639,9 +643,7 @@ async fn backend_control_stall_at_pasv_gives_421_no_hang() {
             assert!(r.code == 421 || r.code == 425, "stalled 227: {r}");
             assert!(took < CONNECT + SLACK, "stalled 227: reply after {took:?}");
             if r.code == 421 {
-                ftp.expect_closed(Duration::from_secs(3))
-                    .await
-                    .expect("closed after 421");
+                expect_closed_after_421(&mut ftp).await;
             }
             assert_eq!(env.proxies[0].fired(), 1);
 
@@ -679,16 +681,13 @@ async fn backend_control_stall_at_pasv_gives_421_no_hang() {
                 "data complete?"
             );
             if last.code == 421 || last.code == 0 {
-                ftp.expect_closed(Duration::from_secs(3))
-                    .await
-                    .expect("closed after 421");
+                expect_closed_after_421(&mut ftp).await;
             }
             good_session(&env).await;
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -732,9 +731,7 @@ async fn backend_control_truncated_gives_421() {
             let r = ftp.cmd("FEAT").await.expect("reply to FEAT");
             assert_eq!(r.code, 421, "truncated FEAT: {r}");
             assert!(started.elapsed() < CONNECT + SLACK);
-            ftp.expect_closed(Duration::from_secs(3))
-                .await
-                .expect("closed after 421");
+            expect_closed_after_421(&mut ftp).await;
             assert_eq!(env.proxies[0].fired(), 1);
 
             // (b) the greeting cut: USER gets 421.
@@ -744,25 +741,20 @@ async fn backend_control_truncated_gives_421() {
                 .await
                 .expect("reply to USER");
             assert_eq!(r.code, 421, "truncated greeting: {r}");
-            ftp.expect_closed(Duration::from_secs(3))
-                .await
-                .expect("closed after 421");
+            expect_closed_after_421(&mut ftp).await;
 
             // (c) our own command cut, then the backend connection closed.
             let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
             ftp.login(&Env::faulty_user(2), TEST_PASS).await;
             let r = ftp.cmd("TYPE I").await.expect("reply to TYPE I");
             assert_eq!(r.code, 421, "truncated command: {r}");
-            ftp.expect_closed(Duration::from_secs(3))
-                .await
-                .expect("closed after 421");
+            expect_closed_after_421(&mut ftp).await;
 
             good_session(&env).await;
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -820,8 +812,7 @@ async fn slow_backend_control_still_works() {
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -874,8 +865,7 @@ async fn client_control_reset_mid_retr_cleans_up() {
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 /// The client resets its control connection in the middle of an upload (its data
@@ -951,8 +941,7 @@ async fn client_stalls_reading_download_gets_426() {
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 /// STOR through the gateway: `sent` bytes, then the client's data connection goes silent
@@ -1060,8 +1049,7 @@ async fn silent_data_connection_on_stor_is_not_226() {
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 /// The backend side of (12): an upload whose client data leg never delivered a byte must
@@ -1192,17 +1180,14 @@ async fn slowloris_closed_by_login_timeout() {
                 let (r, at) = closed.expect("never closed by the login timeout");
                 assert_eq!(r.code, 421, "{r}");
                 assert_login_timeout("NOOP without login", b"421", at, true);
-                ftp.expect_closed(Duration::from_secs(3))
-                    .await
-                    .expect("closed after 421");
+                expect_closed_after_421(&mut ftp).await;
             };
             tokio::join!(before_tls, after_tls, busy);
             good_session(&env).await;
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1284,8 +1269,7 @@ async fn unfinished_tls_handshakes_closed_by_login_timeout() {
         }),
     )
     .await;
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1345,8 +1329,7 @@ async fn plaintext_after_234_before_client_hello_is_closed() {
         !env.vs.log().contains(&Env::faulty_user(0)),
         "the backend saw the injected USER"
     );
-    env.settle(Duration::from_secs(5)).await;
-    env.shutdown().await;
+    env.settle_and_shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,13 +11,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::netns::*;
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
+use tokio::io::AsyncReadExt;
 
 const FILE_SIZE: usize = MIB + 12345;
 const INSIDE_PASV: RangeInclusive<u16> = 50000..=50099;
@@ -80,34 +79,29 @@ timeouts: {{ {timeouts} }}
     )
 }
 
-/// Lab + backend + gateway. Field order = drop order: the lab (which kills every process
-/// by PID and deletes the namespaces) goes last.
-struct Site {
-    gw: GatewayProc,
-    vs: LabVsftpd,
-    work: PathBuf,
-    lab: NatLab,
+/// Lab + backend + gateway (see [`LabSite`]), with this file's failure context.
+struct Site(LabSite);
+
+impl std::ops::Deref for Site {
+    type Target = LabSite;
+    fn deref(&self) -> &LabSite {
+        &self.0
+    }
 }
 
 impl Site {
     /// Lab with the ruleset loaded in `gw` (when `ruleset`), vsftpd, and the gateway.
     fn start(ruleset: bool, yaml: &str) -> Site {
-        let lab = NatLab::build();
-        if ruleset {
-            lab.nft("gw", RULESET);
-        }
-        let vs = lab.vsftpd();
-        let gw = lab.gateway(yaml, vs.ca());
-        let work = lab.dir().join("client");
-        std::fs::create_dir_all(&work).unwrap();
-        Site { gw, vs, work, lab }
+        Site(LabSite::start(yaml, |lab| {
+            if ruleset {
+                lab.nft("gw", RULESET);
+            }
+        }))
     }
 
     /// Gateway config + log, the ruleset state and the tail of the vsftpd log.
     fn ctx(&self) -> String {
-        let vs_log = self.vs.log();
-        let lines: Vec<&str> = vs_log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        let tail = self.vsftpd_tail(40);
         let table = self
             .lab
             .exec("gw", "nft", &["list", "table", "inet", "ftpsgate"]);
@@ -117,18 +111,6 @@ impl Site {
             String::from_utf8_lossy(&table.stdout),
             String::from_utf8_lossy(&table.stderr),
         )
-    }
-
-    fn inside(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(GW_IP.parse().unwrap(), port)
-    }
-
-    fn inside6(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(GW_IP6.parse().unwrap(), port)
-    }
-
-    fn local(&self, name: &str) -> PathBuf {
-        self.work.join(name)
     }
 
     /// `nft list set inet ftpsgate SET` in `gw`.
@@ -156,37 +138,17 @@ impl Site {
 
     /// Tears the lab down and checks no namespace of it is left.
     fn finish(self) {
-        let prefix = self.lab.prefix().to_string();
-        drop(self);
-        let left: Vec<String> = netns_list()
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
-        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        self.0.finish();
     }
 
+    #[track_caller]
     fn check_download(&self, local: &Path, sha: &str, what: &str) {
-        assert_eq!(
-            sha256_file(local),
-            sha,
-            "{what}: downloaded file corrupted\n{}",
-            self.ctx()
-        );
+        self.check_download_ctx(local, sha, what, || self.ctx());
     }
 
+    #[track_caller]
     fn check_upload(&self, remote: &str, sha: &str, what: &str) {
-        let path = self.vs.root().join(remote);
-        assert!(
-            path.is_file(),
-            "{what}: upload {remote} missing\n{}",
-            self.ctx()
-        );
-        assert_eq!(
-            sha256_file(&path),
-            sha,
-            "{what}: uploaded file corrupted\n{}",
-            self.ctx()
-        );
+        self.check_upload_ctx(remote, sha, what, || self.ctx());
     }
 
     /// Downloads and uploads with curl (EPSV, then PASV) and lftp (PASV) from `lan`
@@ -258,64 +220,14 @@ impl Site {
 
     /// Starts `ftpclient.py hold_get` from `lan`: PASV, then wait for the GO file.
     async fn hold_get(&self, remote: &str, local: &Path, go: &Path) -> HeldGet {
-        let mut child = tokio::process::Command::new("ip")
-            .args(["netns", "exec", &self.lab.ns("lan"), python()])
-            .arg(py_script("ftpclient.py"))
-            .args([
-                "--host",
-                GW_IP,
-                "--ca",
-                &self.gw.ca().display().to_string(),
-                &format!("hold_get~~{remote}~~{}~~{}", local.display(), go.display()),
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn ftpclient.py");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = String::new();
-        let pasv = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = stdout.next_line().await {
-                seen.push_str(&line);
-                seen.push('\n');
-                if let Some(rest) = line.strip_prefix("PASV_ADDR ") {
-                    let mut it = rest.split_whitespace();
-                    let host = it.next().unwrap().to_string();
-                    let port: u16 = it.next().unwrap().parse().unwrap();
-                    return Some((host, port));
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some((host, port))) = pasv else {
-            let _ = child.kill().await;
-            let err = child.wait_with_output().await.unwrap();
-            panic!(
-                "no PASV_ADDR from the client: {seen}\n{}\n{}",
-                String::from_utf8_lossy(&err.stderr),
-                self.ctx()
-            );
-        };
-        assert_eq!(
-            host,
-            GW_IP,
-            "internal client got the wrong 227\n{}",
-            self.ctx()
-        );
+        let held = self.hold_get_ctx(remote, local, go, || self.ctx()).await;
+        let port = held.port;
         assert!(
             INSIDE_PASV.contains(&port),
             "port {port} outside {INSIDE_PASV:?}\n{}",
             self.ctx()
         );
-        HeldGet {
-            child,
-            stdout,
-            seen,
-            port,
-        }
+        held
     }
 
     /// A TCP connect from `ns` to `host:port` with a 2 s timeout: `TIMEOUT`, `REFUSED`,
@@ -345,14 +257,6 @@ except OSError as e:\n    print('ERROR', e)\n";
         assert!(out.success(), "connect probe failed: {out}");
         out.stdout.trim().to_string()
     }
-}
-
-/// A `hold_get` client between its PASV and its data connection.
-struct HeldGet {
-    child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    seen: String,
-    port: u16,
 }
 
 impl HeldGet {

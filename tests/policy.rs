@@ -14,11 +14,11 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use common::clients::{Curl, Output, Security};
+use common::harness::{bounded, PortRanges};
 use common::raw::RawFtp;
 use common::*;
 
@@ -43,21 +43,12 @@ fn init_logs() {
     });
 }
 
-/// Fails the test instead of hanging when `fut` takes longer than `secs`.
-async fn bounded<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {secs}s (hang)"))
-}
-
 /// Passive ranges for this binary's gateways: away from `pasv_range()` (41000 and up,
 /// vsftpd and other binaries), from `tests/bad_input.rs` (30000–31999), and below the
 /// ephemeral ports (32768 and up) so no outgoing connection can occupy them.
 fn own_range(width: u16) -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(20000);
-    let first = NEXT.fetch_add(width, Ordering::SeqCst);
-    assert!(first + width <= 30000, "own passive ranges exhausted");
-    (first, first + width - 1)
+    static RANGES: PortRanges = PortRanges::new(20000, 30000);
+    RANGES.take(width)
 }
 
 /// vsftpd with explicit TLS, `require_ssl_reuse=YES`.
@@ -110,6 +101,18 @@ fn config(top: &str, listeners: &[&String], backends: &[&String]) -> String {
     let l: String = listeners.iter().map(|s| s.as_str()).collect();
     let b: String = backends.iter().map(|s| s.as_str()).collect();
     format!("{top}listeners:\n{l}backends:\n{b}")
+}
+
+/// A gateway with one listener `edge` on `127.0.0.1:0` (further listener keys `extra`) in
+/// front of `vs` as backend `vs`; `top` are global config sections.
+async fn single_gw(vs: &Vsftpd, top: &str, extra: &str) -> Gw {
+    let (dir, certs) = gw_dir(&[("vs", vs)]);
+    let yaml = config(
+        top,
+        &[&listener("edge", "127.0.0.1:0", "vs", extra)],
+        &[&backend("vs", vs)],
+    );
+    Gw::start(dir, certs, &yaml).await
 }
 
 /// An in-process gateway with its config dir.
@@ -530,18 +533,12 @@ async fn user_routing_to_two_backends() {
 async fn denied_commands_get_550() {
     let vs = strict_vsftpd();
     let sha = vs.make_file("file.bin", 300 * KIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let yaml = config(
+    let gw = single_gw(
+        &vs,
         "",
-        &[&listener(
-            "edge",
-            "127.0.0.1:0",
-            "vs",
-            "routes:\n  - { user: \"ftpsgatetest\", backends: [vs], commands: { deny: [STOR, DELE] } }",
-        )],
-        &[&backend("vs", &vs)],
-    );
-    let gw = Gw::start(dir, certs, &yaml).await;
+        "routes:\n  - { user: \"ftpsgatetest\", backends: [vs], commands: { deny: [STOR, DELE] } }",
+    )
+    .await;
     let out = gw.dir.path().join("out.bin");
     let up = gw.dir.path().join("up.bin");
     make_file(&up, 100 * KIB);
@@ -595,13 +592,12 @@ async fn denied_commands_get_550() {
 async fn failed_logins_cool_down_the_address() {
     let vs = strict_vsftpd();
     let sha = vs.make_file("file.bin", 64 * KIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let yaml = config(
+    let gw = single_gw(
+        &vs,
         "limits:\n  failed_logins: { max: 2, window: 60s, cooldown: 30s }\n",
-        &[&listener("edge", "127.0.0.1:0", "vs", "")],
-        &[&backend("vs", &vs)],
-    );
-    let gw = Gw::start(dir, certs, &yaml).await;
+        "",
+    )
+    .await;
     let addr = gw.addr("edge");
     bounded(55, "failed-login throttle", async {
         // First failure: an ordinary 530.
@@ -657,18 +653,7 @@ async fn failed_logins_cool_down_the_address() {
 async fn per_ip_session_limit() {
     let vs = strict_vsftpd();
     let sha = vs.make_file("file.bin", 64 * KIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let yaml = config(
-        "",
-        &[&listener(
-            "edge",
-            "127.0.0.1:0",
-            "vs",
-            "limits: { max_sessions_per_ip: 2 }",
-        )],
-        &[&backend("vs", &vs)],
-    );
-    let gw = Gw::start(dir, certs, &yaml).await;
+    let gw = single_gw(&vs, "", "limits: { max_sessions_per_ip: 2 }").await;
     let addr = gw.addr("edge");
     bounded(55, "per-IP session limit", async {
         let mut first = session(addr, None, gw.tls(), TEST_USER).await;
@@ -1317,18 +1302,7 @@ async fn sni_selects_the_certificate() {
 async fn bandwidth_cap_keeps_data_intact() {
     let vs = strict_vsftpd();
     let sha = vs.make_file("file.bin", MIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let yaml = config(
-        "",
-        &[&listener(
-            "edge",
-            "127.0.0.1:0",
-            "vs",
-            "limits: { bandwidth: \"512KiB\" }",
-        )],
-        &[&backend("vs", &vs)],
-    );
-    let gw = Gw::start(dir, certs, &yaml).await;
+    let gw = single_gw(&vs, "", "limits: { bandwidth: \"512KiB\" }").await;
     let out = gw.dir.path().join("out.bin");
     let up = gw.dir.path().join("up.bin");
     let up_sha = make_file(&up, 600 * KIB);

@@ -16,14 +16,13 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::clients::{Curl, Security};
+use common::harness::{bounded, captured_logs, init_logs, PortRanges};
 use common::raw::{connect_from, expect_refused, RawFtp};
 use common::*;
 
@@ -37,49 +36,6 @@ const LO10: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10));
 
 // ---------------------------------------------------------------------------------------
 // Log capture: one global subscriber for this test binary.
-
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs (once) the global subscriber: `ftpsgate=debug` into [`captured_logs`], and,
-/// when `RUST_LOG` is set, a copy to stderr filtered by it.
-fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::Layer;
-        let buf = captured_logs().clone();
-        let capture = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(move || CaptureWriter(buf.clone()))
-            .with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target("ftpsgate", tracing::Level::DEBUG),
-            );
-        let stderr = std::env::var_os("RUST_LOG").map(|_| {
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::io::stderr)
-                .with_filter(tracing_subscriber::EnvFilter::from_default_env())
-        });
-        let subscriber = tracing_subscriber::registry().with(capture).with(stderr);
-        tracing::subscriber::set_global_default(subscriber).expect("install log capture");
-    });
-}
 
 /// The captured log lines of listener `listener` (every listener name in this binary is
 /// unique, so this is one test's share of the shared log).
@@ -95,21 +51,12 @@ fn log_lines(listener: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// Fails the test instead of hanging when `fut` takes longer than `secs`.
-async fn bounded<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {secs}s (hang)"))
-}
-
 /// Passive ranges of this binary's gateways: 12000–19999, away from `pasv_range()`
 /// (41000 and up), `tests/policy.rs` (20000–29999), `tests/bad_input.rs` (30000–31999),
 /// and below the ephemeral ports (32768 and up).
 fn own_range(width: u16) -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(12000);
-    let first = NEXT.fetch_add(width, Ordering::SeqCst);
-    assert!(first + width <= 20000, "own passive ranges exhausted");
-    (first, first + width - 1)
+    static RANGES: PortRanges = PortRanges::new(12000, 20000);
+    RANGES.take(width)
 }
 
 fn strict_vsftpd() -> Vsftpd {

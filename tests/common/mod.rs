@@ -8,6 +8,7 @@ pub mod certs;
 pub mod clients;
 pub mod faultproxy;
 pub mod gateway;
+pub mod harness;
 pub mod netns;
 pub mod raw;
 pub mod suppa;

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 use super::clients::{run, Output, Security};
-use super::{chown_to_test_user, temp_dir, test_user, Certs, VsftpdMode};
+use super::{chown_to_test_user, sha256_file, temp_dir, test_user, Certs, VsftpdMode};
+use tokio::io::AsyncBufReadExt as _;
 
 /// The client behind the home router (masqueraded to [`HOME_WAN`]).
 pub const INET_IP: &str = "198.18.1.10";
@@ -1114,4 +1115,172 @@ pub fn parse_229(text: &str) -> Option<u16> {
     let start = text.find("(|||")? + 4;
     let end = start + text[start..].find('|')?;
     text[start..end].parse().ok()
+}
+
+/// Fails if any namespace whose name starts with `prefix` is still there (after a lab was
+/// dropped).
+#[track_caller]
+pub fn assert_no_namespaces_left(prefix: &str) {
+    let left: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// Lab + backend + gateway, as the NAT-lab test files use them (each wraps it in its own
+/// `Site` with its own failure context). Field order = drop order: the lab (which kills
+/// every process by PID and deletes the namespaces) goes last.
+pub struct LabSite {
+    pub gw: GatewayProc,
+    pub vs: LabVsftpd,
+    pub work: PathBuf,
+    pub lab: NatLab,
+}
+
+impl LabSite {
+    /// Lab (`prepare` runs on it first), vsftpd, the gateway on `yaml`, and a client dir.
+    pub fn start(yaml: &str, prepare: impl FnOnce(&NatLab)) -> LabSite {
+        let lab = NatLab::build();
+        prepare(&lab);
+        let vs = lab.vsftpd();
+        let gw = lab.gateway(yaml, vs.ca());
+        let work = lab.dir().join("client");
+        std::fs::create_dir_all(&work).unwrap();
+        LabSite { gw, vs, work, lab }
+    }
+
+    /// The last `n` lines of the vsftpd log.
+    pub fn vsftpd_tail(&self, n: usize) -> String {
+        let vs_log = self.vs.log();
+        let lines: Vec<&str> = vs_log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The site's public address (edge firewall WAN side).
+    pub fn public(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(EDGE_WAN.parse().unwrap(), port)
+    }
+
+    /// The gateway's inside IPv4 address.
+    pub fn inside(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(GW_IP.parse().unwrap(), port)
+    }
+
+    /// The gateway's inside IPv6 address.
+    pub fn inside6(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(GW_IP6.parse().unwrap(), port)
+    }
+
+    /// A path in the client's work dir.
+    pub fn local(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    /// Tears the lab down and checks no namespace of it is left.
+    pub fn finish(self) {
+        let prefix = self.lab.prefix().to_string();
+        drop(self);
+        assert_no_namespaces_left(&prefix);
+    }
+
+    /// `local` has the SHA-256 `sha`; `ctx` adds context to the failure message.
+    #[track_caller]
+    pub fn check_download_ctx(
+        &self,
+        local: &Path,
+        sha: &str,
+        what: &str,
+        ctx: impl FnOnce() -> String,
+    ) {
+        assert_eq!(
+            sha256_file(local),
+            sha,
+            "{what}: downloaded file corrupted\n{}",
+            ctx()
+        );
+    }
+
+    /// `remote` exists in the vsftpd root with the SHA-256 `sha`.
+    #[track_caller]
+    pub fn check_upload_ctx(&self, remote: &str, sha: &str, what: &str, ctx: impl Fn() -> String) {
+        let path = self.vs.root().join(remote);
+        assert!(path.is_file(), "{what}: upload {remote} missing\n{}", ctx());
+        assert_eq!(
+            sha256_file(&path),
+            sha,
+            "{what}: uploaded file corrupted\n{}",
+            ctx()
+        );
+    }
+
+    /// Starts `ftpclient.py hold_get` from `lan` against the gateway's inside address:
+    /// PASV, then wait for the `go` file. Returns once the client printed its PASV
+    /// address, which must be the gateway's inside address.
+    pub async fn hold_get_ctx(
+        &self,
+        remote: &str,
+        local: &Path,
+        go: &Path,
+        ctx: impl Fn() -> String,
+    ) -> HeldGet {
+        let mut child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.lab.ns("lan"), python()])
+            .arg(py_script("ftpclient.py"))
+            .args([
+                "--host",
+                GW_IP,
+                "--ca",
+                &self.gw.ca().display().to_string(),
+                &format!("hold_get~~{remote}~~{}~~{}", local.display(), go.display()),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ftpclient.py");
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = String::new();
+        let pasv = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(rest) = line.strip_prefix("PASV_ADDR ") {
+                    let mut it = rest.split_whitespace();
+                    let host = it.next().unwrap().to_string();
+                    let port: u16 = it.next().unwrap().parse().unwrap();
+                    return Some((host, port));
+                }
+            }
+            None
+        })
+        .await;
+        let Ok(Some((host, port))) = pasv else {
+            let _ = child.kill().await;
+            let err = child.wait_with_output().await.unwrap();
+            panic!(
+                "no PASV_ADDR from the client: {seen}\n{}\n{}",
+                String::from_utf8_lossy(&err.stderr),
+                ctx()
+            );
+        };
+        assert_eq!(host, GW_IP, "internal client got the wrong 227\n{}", ctx());
+        HeldGet {
+            child,
+            stdout,
+            seen,
+            port,
+        }
+    }
+}
+
+/// A `hold_get` client between its PASV and its data connection.
+pub struct HeldGet {
+    pub child: tokio::process::Child,
+    pub stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// Its stdout up to and including the `PASV_ADDR` line.
+    pub seen: String,
+    /// The passive port it was given.
+    pub port: u16,
 }
