@@ -107,11 +107,8 @@ pub struct RawFtp {
 }
 
 impl RawFtp {
-    /// Plain TCP connect; reads the greeting (whatever its code).
-    pub async fn connect(addr: SocketAddr) -> io::Result<RawFtp> {
-        let tcp = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    /// A control connection over an already connected socket; reads the greeting.
+    async fn from_plain(tcp: TcpStream, addr: SocketAddr) -> io::Result<RawFtp> {
         let mut ftp = RawFtp {
             conn: Conn::Plain(BufReader::new(tcp)),
             peer: addr,
@@ -126,22 +123,19 @@ impl RawFtp {
         Ok(ftp)
     }
 
+    /// Plain TCP connect; reads the greeting (whatever its code).
+    pub async fn connect(addr: SocketAddr) -> io::Result<RawFtp> {
+        let tcp = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        RawFtp::from_plain(tcp, addr).await
+    }
+
     /// Like [`RawFtp::connect`], from source address `bind` (e.g. 127.0.0.2) if given.
     /// A connection the server closes before any greeting is an `Err`.
     pub async fn connect_from(bind: Option<IpAddr>, addr: SocketAddr) -> io::Result<RawFtp> {
         let tcp = connect_from(bind, addr).await?;
-        let mut ftp = RawFtp {
-            conn: Conn::Plain(BufReader::new(tcp)),
-            peer: addr,
-            server_name: ServerName::try_from("localhost").unwrap().to_owned(),
-            tls: None,
-            greeting: Reply {
-                code: 0,
-                text: String::new(),
-            },
-        };
-        ftp.greeting = ftp.read_reply().await?;
-        Ok(ftp)
+        RawFtp::from_plain(tcp, addr).await
     }
 
     /// Like [`RawFtp::connect_from`], but writes `preamble` (e.g. a PROXY protocol header)
@@ -155,18 +149,7 @@ impl RawFtp {
         let mut tcp = connect_from(bind, addr).await?;
         tcp.write_all(preamble).await?;
         tcp.flush().await?;
-        let mut ftp = RawFtp {
-            conn: Conn::Plain(BufReader::new(tcp)),
-            peer: addr,
-            server_name: ServerName::try_from("localhost").unwrap().to_owned(),
-            tls: None,
-            greeting: Reply {
-                code: 0,
-                text: String::new(),
-            },
-        };
-        ftp.greeting = ftp.read_reply().await?;
-        Ok(ftp)
+        RawFtp::from_plain(tcp, addr).await
     }
 
     /// Implicit FTPS after a `preamble` (e.g. a PROXY protocol header), from source
