@@ -6,6 +6,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use common::clients::FileClient;
 use common::raw::{expect_refused, DataPlan};
 use common::suppa::Suppa;
 use common::*;
@@ -23,14 +24,14 @@ async fn strict_pair(front: Frontend) -> (Vsftpd, GwEnv) {
     (vs, gw)
 }
 
-/// list + download and upload of each size with curl; SHA-256 checked both ways.
-async fn curl_suite(curl: &Curl, vs: &Vsftpd, sizes: &[usize], tag: &str) {
+/// Download and upload of each size, then a listing; SHA-256 checked both ways.
+async fn client_suite(client: &impl FileClient, vs: &Vsftpd, sizes: &[usize], tag: &str) {
     let work = temp_dir("client");
     for &size in sizes {
         let name = format!("{tag}-down-{size}.bin");
         let sha = vs.make_file(&name, size);
         let local = work.path().join(&name);
-        curl.get(&name, &local).await.assert_ok();
+        client.fetch(&name, &local).await.assert_ok();
         assert_eq!(
             sha256_file(&local),
             sha,
@@ -40,7 +41,7 @@ async fn curl_suite(curl: &Curl, vs: &Vsftpd, sizes: &[usize], tag: &str) {
         let up = work.path().join(format!("{tag}-up-{size}.bin"));
         let up_sha = make_file(&up, size);
         let remote = format!("{tag}-up-{size}.bin");
-        curl.put(&up, &remote).await.assert_ok();
+        client.store(&up, &remote).await.assert_ok();
         assert_eq!(
             sha256_file(&vs.root().join(&remote)),
             up_sha,
@@ -48,43 +49,11 @@ async fn curl_suite(curl: &Curl, vs: &Vsftpd, sizes: &[usize], tag: &str) {
             vs.log()
         );
     }
-    let list = curl.list().await;
+    let list = client.listing().await;
     list.assert_ok();
     assert!(
         list.stdout.contains(&format!("{tag}-down-")),
-        "{tag}: LIST incomplete: {list}"
-    );
-}
-
-async fn lftp_suite(lftp: &Lftp, vs: &Vsftpd, sizes: &[usize], tag: &str) {
-    let work = temp_dir("client");
-    for &size in sizes {
-        let name = format!("{tag}-down-{size}.bin");
-        let sha = vs.make_file(&name, size);
-        let local = work.path().join(&name);
-        lftp.get(&name, &local).await.assert_ok();
-        assert_eq!(
-            sha256_file(&local),
-            sha,
-            "{tag}: download of {size} bytes corrupted"
-        );
-
-        let up = work.path().join(format!("{tag}-up-{size}.bin"));
-        let up_sha = make_file(&up, size);
-        let remote = format!("{tag}-up-{size}.bin");
-        lftp.put(&up, &remote).await.assert_ok();
-        assert_eq!(
-            sha256_file(&vs.root().join(&remote)),
-            up_sha,
-            "{tag}: upload of {size} bytes corrupted\n{}",
-            vs.log()
-        );
-    }
-    let cls = lftp.cls().await;
-    cls.assert_ok();
-    assert!(
-        cls.stdout.contains(&format!("{tag}-down-")),
-        "{tag}: cls incomplete: {cls}"
+        "{tag}: listing incomplete: {list}"
     );
 }
 
@@ -95,7 +64,7 @@ async fn lftp_suite(lftp: &Lftp, vs: &Vsftpd, sizes: &[usize], tag: &str) {
 async fn curl_explicit_to_strict_vsftpd() {
     let (vs, gw) = strict_pair(Frontend::explicit()).await;
     let curl = Curl::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
-    curl_suite(&curl, &vs, &[SMALL, BIG], "curl").await;
+    client_suite(&curl, &vs, &[SMALL, BIG], "curl").await;
     gw.shutdown().await;
 }
 
@@ -103,7 +72,7 @@ async fn curl_explicit_to_strict_vsftpd() {
 async fn lftp_explicit_to_strict_vsftpd() {
     let (vs, gw) = strict_pair(Frontend::explicit()).await;
     let lftp = Lftp::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
-    lftp_suite(&lftp, &vs, &[SMALL, BIG], "lftp").await;
+    client_suite(&lftp, &vs, &[SMALL, BIG], "lftp").await;
     gw.shutdown().await;
 }
 
@@ -229,7 +198,7 @@ async fn many_transfers_one_session_backend_tls12() {
 async fn curl_implicit_frontend() {
     let (vs, gw) = strict_pair(Frontend::implicit()).await;
     let curl = Curl::new(gw.addr(), Security::Implicit, Some(&gw.certs.ca_pem));
-    curl_suite(&curl, &vs, &[SMALL], "curl-imp").await;
+    client_suite(&curl, &vs, &[SMALL], "curl-imp").await;
     gw.shutdown().await;
 }
 
@@ -237,7 +206,7 @@ async fn curl_implicit_frontend() {
 async fn lftp_implicit_frontend() {
     let (vs, gw) = strict_pair(Frontend::implicit()).await;
     let lftp = Lftp::new(gw.addr(), Security::Implicit, Some(&gw.certs.ca_pem));
-    lftp_suite(&lftp, &vs, &[SMALL], "lftp-imp").await;
+    client_suite(&lftp, &vs, &[SMALL], "lftp-imp").await;
     gw.shutdown().await;
 }
 
@@ -249,9 +218,9 @@ async fn backend_kind(mode: VsftpdMode, tag: &str) {
     let vs = Vsftpd::start(mode);
     let gw = GwEnv::start(Frontend::explicit(), Backend::for_vsftpd(&vs), Some(&vs)).await;
     let curl = Curl::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
-    curl_suite(&curl, &vs, &[SMALL], tag).await;
+    client_suite(&curl, &vs, &[SMALL], tag).await;
     let lftp = Lftp::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
-    lftp_suite(&lftp, &vs, &[SMALL], &format!("{tag}-l")).await;
+    client_suite(&lftp, &vs, &[SMALL], &format!("{tag}-l")).await;
     gw.shutdown().await;
 }
 
@@ -290,7 +259,7 @@ async fn backend_pinned_by_leaf_sha256() {
     )
     .await;
     let curl = Curl::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
-    curl_suite(&curl, &vs, &[SMALL], "pinned").await;
+    client_suite(&curl, &vs, &[SMALL], "pinned").await;
     gw.shutdown().await;
 }
 
@@ -307,13 +276,13 @@ async fn prot_c_client_leg_prot_p_backend() {
         Security::ExplicitClearData,
         Some(&gw.certs.ca_pem),
     );
-    curl_suite(&curl, &vs, &[SMALL], "protc-curl").await;
+    client_suite(&curl, &vs, &[SMALL], "protc-curl").await;
     let lftp = Lftp::new(
         gw.addr(),
         Security::ExplicitClearData,
         Some(&gw.certs.ca_pem),
     );
-    lftp_suite(&lftp, &vs, &[SMALL], "protc-lftp").await;
+    client_suite(&lftp, &vs, &[SMALL], "protc-lftp").await;
     gw.shutdown().await;
 }
 
@@ -324,9 +293,9 @@ async fn prot_c_client_leg_prot_p_backend() {
 async fn plain_frontend_to_tls_backend() {
     let (vs, gw) = strict_pair(Frontend::none()).await;
     let curl = Curl::new(gw.addr(), Security::Plain, None);
-    curl_suite(&curl, &vs, &[SMALL], "plainfe-curl").await;
+    client_suite(&curl, &vs, &[SMALL], "plainfe-curl").await;
     let lftp = Lftp::new(gw.addr(), Security::Plain, None);
-    lftp_suite(&lftp, &vs, &[SMALL], "plainfe-lftp").await;
+    client_suite(&lftp, &vs, &[SMALL], "plainfe-lftp").await;
     let sha = vs.make_file("plainfe-s.bin", SMALL);
     let addr = gw.addr();
     tokio::task::spawn_blocking(move || {

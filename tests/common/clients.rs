@@ -286,3 +286,36 @@ impl Lftp {
         self.script("cls -1").await
     }
 }
+
+/// What the transfer suites need from a command-line client.
+#[allow(async_fn_in_trait, dead_code)]
+pub trait FileClient {
+    async fn fetch(&self, remote: &str, local: &Path) -> Output;
+    async fn store(&self, local: &Path, remote: &str) -> Output;
+    /// A listing of the current directory (names in stdout).
+    async fn listing(&self) -> Output;
+}
+
+impl FileClient for Curl {
+    async fn fetch(&self, remote: &str, local: &Path) -> Output {
+        self.get(remote, local).await
+    }
+    async fn store(&self, local: &Path, remote: &str) -> Output {
+        self.put(local, remote).await
+    }
+    async fn listing(&self) -> Output {
+        self.list().await
+    }
+}
+
+impl FileClient for Lftp {
+    async fn fetch(&self, remote: &str, local: &Path) -> Output {
+        self.get(remote, local).await
+    }
+    async fn store(&self, local: &Path, remote: &str) -> Output {
+        self.put(local, remote).await
+    }
+    async fn listing(&self) -> Output {
+        self.cls().await
+    }
+}
