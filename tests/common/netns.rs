@@ -123,47 +123,9 @@ pub fn ensure_lab_tools() {
 /// Test PKI like [`Certs::generate`], with the leaf carrying `sans` besides `localhost`,
 /// `127.0.0.1` and `::1`.
 pub fn certs_with_sans(dir: &Path, prefix: &str, sans: &[&str]) -> Certs {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("ftpsgate lab CA {prefix}"));
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
-    let issuer = Issuer::new(ca_params, &ca_key);
-
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    names.extend(sans.iter().map(|s| s.to_string()));
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let mut leaf_params = CertificateParams::new(names).unwrap();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf_params.is_ca = IsCa::ExplicitNoCa;
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_cert = leaf_params
-        .signed_by(&leaf_key, &issuer)
-        .expect("sign leaf");
-
-    let ca_pem = dir.join(format!("{prefix}-ca.pem"));
-    let cert_pem = dir.join(format!("{prefix}.pem"));
-    let key_pem = dir.join(format!("{prefix}.key"));
-    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
-    std::fs::write(&cert_pem, leaf_cert.pem()).unwrap();
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
-    Certs {
-        ca_pem,
-        cert_pem,
-        key_pem,
-        leaf_sha256_hex: super::sha256_bytes(leaf_cert.der()),
-        ca_der: ca_cert.der().clone(),
-    }
+    let mut names = vec!["localhost", "127.0.0.1", "::1"];
+    names.extend_from_slice(sans);
+    Certs::generate_for(dir, prefix, &names)
 }
 
 /// SIGTERM the process group `pid` (our children run in their own group), wait up to
