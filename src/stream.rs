@@ -4,7 +4,6 @@
 //! fixed at accept time.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -24,18 +23,6 @@ pub enum MaybeTls<T> {
 impl<T> MaybeTls<T> {
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
-    }
-}
-
-impl ClientStream {
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(t) => t.get_ref().0,
-        }
-    }
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
     }
 }
 
