@@ -15,7 +15,7 @@ mod transfer;
 
 pub use shared::Shared;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -122,8 +122,8 @@ struct Session {
     backend: Option<BackendSession>,
     logged_in: bool,
     epsv_all: bool,
-    /// Commands forwarded to the backend whose final reply is still due, in order.
-    outstanding: VecDeque<&'static str>,
+    /// Forwarded commands whose final reply is still due (replies come in order).
+    outstanding: usize,
     pending_data: Option<PendingData>,
     transfer: Option<Transfer>,
     last_activity: Instant,
@@ -349,7 +349,7 @@ async fn run_inner(
         backend: None,
         logged_in: false,
         epsv_all: false,
-        outstanding: VecDeque::new(),
+        outstanding: 0,
         pending_data: None,
         transfer: None,
         last_activity: now,
@@ -654,24 +654,13 @@ impl Session {
             }
             Command::Noop if self.backend.is_none() => self.reply(client, 200, "NOOP ok").await,
             Command::Opts(_) if self.backend.is_none() => self.reply(client, 200, "OPTS ok").await,
-            other => {
-                if self.backend.is_none() || !self.logged_in && self.backend.is_none() {
-                    return self
-                        .reply(client, 530, "Please login with USER and PASS")
-                        .await;
-                }
-                self.forward(client, line, verb_static(&other)).await
-            }
+            // Before USER there is no backend: `forward` answers 530.
+            _ => self.forward(client, line).await,
         }
     }
 
     /// Forward a client line as-is; its replies come back through the loop.
-    async fn forward(
-        &mut self,
-        client: &mut Channel<ClientStream>,
-        line: &[u8],
-        verb: &'static str,
-    ) -> Flow {
+    async fn forward(&mut self, client: &mut Channel<ClientStream>, line: &[u8]) -> Flow {
         let Some(b) = self.backend.as_mut() else {
             return self
                 .reply(client, 530, "Please login with USER and PASS")
@@ -680,7 +669,7 @@ impl Session {
         if let Err(e) = b.chan.send_line(line).await {
             return self.backend_lost(client, &format!("write: {e}")).await;
         }
-        self.outstanding.push_back(verb);
+        self.outstanding += 1;
         Flow::Continue
     }
 
@@ -699,7 +688,7 @@ impl Session {
     /// Forward replies still owed for pipelined commands, so that a
     /// synchronous request that follows reads its own reply.
     async fn drain_outstanding(&mut self, client: &mut Channel<ClientStream>) -> Result<(), Flow> {
-        while !self.outstanding.is_empty() || self.swallow_noops > 0 {
+        while self.outstanding > 0 || self.swallow_noops > 0 {
             let limit = self.ctx.timeouts.connect;
             let Some(b) = self.backend.as_mut() else {
                 return Ok(());
@@ -710,7 +699,7 @@ impl Session {
                 }
                 Ok(r) => {
                     if r.is_final() {
-                        self.outstanding.pop_front();
+                        self.outstanding = self.outstanding.saturating_sub(1);
                     }
                     if let Flow::Close = send_or_close(client, &r).await {
                         return Err(Flow::Close);
@@ -1344,9 +1333,9 @@ impl Session {
             }
         } else {
             // The backend still owes the transfer's final reply (426/226).
-            self.outstanding.push_back("RETR");
+            self.outstanding += 1;
         }
-        self.forward(client, b"ABOR", "ABOR").await
+        self.forward(client, b"ABOR").await
     }
 
     /// Keep the backend control leg alive through NATs during a long transfer;
@@ -1395,7 +1384,7 @@ impl Session {
             return self.finish_transfer(client, t, reply).await;
         }
         if reply.is_final() {
-            self.outstanding.pop_front();
+            self.outstanding = self.outstanding.saturating_sub(1);
         }
         if reply.code == 421 {
             let _ = send_or_close(client, &reply).await;
@@ -1514,20 +1503,5 @@ async fn send_or_close(client: &mut Channel<ClientStream>, r: &Reply) -> Flow {
             debug!(error = %e, "client control write failed");
             Flow::Close
         }
-    }
-}
-
-/// The verb as a static name for the outstanding-reply queue (bounded set).
-fn verb_static(cmd: &Command) -> &'static str {
-    match cmd {
-        Command::Other { .. } => "OTHER",
-        Command::Transfer { kind, .. } => kind.verb(),
-        Command::Rest(_) => "REST",
-        Command::Type(_) => "TYPE",
-        Command::Opts(_) => "OPTS",
-        Command::Syst => "SYST",
-        Command::Noop => "NOOP",
-        Command::Abor => "ABOR",
-        _ => "OTHER",
     }
 }
