@@ -36,7 +36,10 @@ impl Reply {
     /// A multi-line reply: `CODE-first`, ` middle` lines, `CODE last`.
     /// Middle lines get one leading space so that none of them can look like
     /// the terminating `CODE ` line (RFC 959 §4.2 advises this padding).
-    /// With one line (or none) this is [`Reply::new`].
+    /// With one line (or none) this is [`Reply::new`]. Middle lines beyond
+    /// the 1000-line reply bound are dropped, so that every reply the gateway
+    /// builds is one its own [`ReplyAssembler`] (and a client with the same
+    /// bound) accepts.
     pub fn multi(code: u16, lines: &[&str]) -> Reply {
         let (first, rest) = match lines.split_first() {
             Some(split) => split,
@@ -46,7 +49,8 @@ impl Reply {
             Some(split) => split,
             None => return Reply::new(code, first),
         };
-        let mut out = Vec::with_capacity(lines.len());
+        let middle = &middle[..middle.len().min(MAX_REPLY_LINES - 2)];
+        let mut out = Vec::with_capacity(middle.len() + 2);
         out.push(format!("{code:03}-{}", single_line(first)).into_bytes());
         out.extend(
             middle

@@ -154,3 +154,21 @@ fn classes() {
     assert!(r350.is_final() && !r350.is_success());
     assert_eq!(r550.class(), 5);
 }
+
+/// Found by the `reply` fuzz target: a gateway-built reply with more lines
+/// than the assembler accepts did not re-parse. `multi` now keeps the first
+/// and last line and as many middle lines as fit.
+#[test]
+fn multi_is_capped_at_the_reply_line_bound() {
+    let parts: Vec<String> = (0..1500).map(|i| format!("line {i}")).collect();
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let reply = Reply::multi(211, &refs);
+    assert_eq!(reply.lines.len(), 1000);
+    assert_eq!(reply.lines.last().map(Vec::as_slice), Some(&b"211 line 1499"[..]));
+    let mut assembler = ReplyAssembler::new();
+    let mut done = None;
+    for line in &reply.lines {
+        done = assembler.push_line(line.clone()).expect("re-parses");
+    }
+    assert_eq!(done, Some(reply));
+}
