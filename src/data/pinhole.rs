@@ -88,6 +88,46 @@ pub struct DataTls {
 /// not resume).
 const DIRECTION_WAIT: Duration = Duration::from_millis(1500);
 
+/// After a weak hint (`SIZE`, `MDTM`: sent before downloads *and* before
+/// resumed uploads, `curl -C - -T`), how long the handshake still waits for
+/// the transfer command before it is taken as a download. Answering an upload
+/// as a download sends TLS 1.3 tickets the client never reads, and its close
+/// then resets the connection, losing the upload's last bytes.
+const HINT_GRACE: Duration = Duration::from_millis(500);
+
+/// What the session knows of the next transfer's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Unknown,
+    /// `SIZE`/`MDTM`: probably a download, but wait a little for the command.
+    Likely,
+    Download,
+    Upload,
+}
+
+/// Choose the data handshake's mode (`true`: download) from what the
+/// session learns while the client's ClientHello waits.
+async fn decide(rx: &mut watch::Receiver<Direction>) -> bool {
+    let deadline = tokio::time::Instant::now() + DIRECTION_WAIT;
+    let mut likely_since = None;
+    loop {
+        match *rx.borrow_and_update() {
+            Direction::Download => return true,
+            Direction::Upload => return false,
+            Direction::Likely => {
+                likely_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+            Direction::Unknown => {}
+        }
+        let until = likely_since.map_or(deadline, |t| (t + HINT_GRACE).min(deadline));
+        match tokio::time::timeout_at(until, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            // Timed out, or the session is gone: a hint means download.
+            _ => return likely_since.is_some(),
+        }
+    }
+}
+
 /// An open pinhole. Dropping it closes the port and cancels its task.
 pub struct Pinhole {
     pub local: SocketAddr,
@@ -95,8 +135,8 @@ pub struct Pinhole {
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    /// The transfer's direction once its command arrived (`true`: download).
-    direction: watch::Sender<Option<bool>>,
+    /// What is known of the transfer's direction.
+    direction: watch::Sender<Direction>,
     /// Kernel pinhole to close if this one is dropped before its task ends
     /// (replaced by a new PASV, session over), with the client it was for.
     kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
@@ -147,7 +187,7 @@ impl Pinhole {
         let kernel_closed = Arc::new(AtomicBool::new(false));
         let closed_in_task = kernel_closed.clone();
         let (tx, rx) = oneshot::channel();
-        let (direction, direction_rx) = watch::channel(None);
+        let (direction, direction_rx) = watch::channel(Direction::Unknown);
         let task = tokio::spawn(async move {
             let res =
                 tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec, direction_rx))
@@ -183,21 +223,30 @@ impl Pinhole {
 
     /// The transfer command arrived: tell the pending handshake its direction.
     pub fn set_direction(&self, download: bool) {
-        let _ = self.direction.send(Some(download));
+        let _ = self.direction.send(if download {
+            Direction::Download
+        } else {
+            Direction::Upload
+        });
     }
 
     /// A command that usually precedes a download arrived before the transfer
-    /// command (curl: `SIZE` before `RETR`, `TYPE A` before `LIST`, and it
-    /// waits for the data handshake in between): treat the transfer as a
-    /// download unless the direction is already known.
-    pub fn hint_download(&self) {
-        self.direction.send_if_modified(|d| {
-            if d.is_none() {
-                *d = Some(true);
+    /// command (curl: `TYPE A` before `LIST`, `SIZE` before `RETR`; it may
+    /// wait for the data handshake in between). `strong` (`TYPE A`): answer
+    /// the handshake as a download now; weak (`SIZE`, `MDTM`, which also come
+    /// before resumed uploads): wait up to `HINT_GRACE` for the command first.
+    /// Ignored once the direction is known.
+    pub fn hint_download(&self, strong: bool) {
+        self.direction.send_if_modified(|d| match d {
+            Direction::Unknown | Direction::Likely => {
+                *d = if strong {
+                    Direction::Download
+                } else {
+                    Direction::Likely
+                };
                 true
-            } else {
-                false
             }
+            Direction::Download | Direction::Upload => false,
         });
     }
 
@@ -242,7 +291,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
-    mut direction: watch::Receiver<Option<bool>>,
+    mut direction: watch::Receiver<Direction>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -269,14 +318,8 @@ async fn accept_one(
             }) => {
                 let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
                 let start = hello.await.map_err(PinholeError::Tls)?;
-                let known = *direction.borrow();
-                let download = match known {
-                    Some(d) => d,
-                    None => matches!(
-                        tokio::time::timeout(DIRECTION_WAIT, direction.wait_for(Option::is_some)).await,
-                        Ok(Ok(d)) if *d == Some(true)
-                    ),
-                };
+                let download = decide(&mut direction).await;
+                tracing::debug!(port, download, "data handshake mode");
                 let t = match start.into_stream(acceptors.data(download)).await {
                     Ok(t) => t,
                     Err(e) => {

@@ -1,14 +1,13 @@
 //! One transfer of a session: the task that joins the client's pinhole
 //! connection and the backend data connection and relays between them.
 //!
-//! The session keeps the backend's final reply until this task reports, so
-//! the client sees `226` only after its data leg was fully written and
-//! closed with `close_notify`.
+//! The session machine keeps the backend's final reply until this task
+//! reports, so the client sees `226` only after its data leg was fully
+//! written and closed with `close_notify`.
 
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::backend::{BackendError, BackendListener, DataTarget};
 use crate::config::Timeouts;
@@ -91,48 +90,25 @@ impl TransferError {
     }
 }
 
+/// A running transfer task; dropping it aborts the task.
 pub struct Transfer {
-    pub kind: TransferKind,
-    /// The command's path argument (for the transfer log).
-    pub path: String,
-    pub started: Instant,
     handle: JoinHandle<TransferOutcome>,
-    /// The backend's final (2xx) reply, held until `outcome` is known.
-    pub final_reply: Option<Reply>,
-    /// Set when the data legs are finished.
-    pub outcome: Option<TransferOutcome>,
-    pub outcome_at: Option<Instant>,
 }
 
 impl Transfer {
     pub fn start(
         kind: TransferKind,
-        path: String,
         client: ClientLeg,
         backend: BackendLeg,
         t: &Timeouts,
         rate: Option<u64>,
     ) -> Transfer {
         let (connect, idle) = (t.connect, t.data_idle);
-
         if let ClientLeg::Pinhole(p) = &client {
             p.set_direction(kind.direction() == Direction::Download);
         }
         let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle, rate));
-        Transfer {
-            kind,
-            path,
-            started: Instant::now(),
-            handle,
-            final_reply: None,
-            outcome: None,
-            outcome_at: None,
-        }
-    }
-
-    pub fn set_outcome(&mut self, o: TransferOutcome) {
-        self.outcome = Some(o);
-        self.outcome_at = Some(Instant::now());
+        Transfer { handle }
     }
 
     pub fn abort(&mut self) {

@@ -164,7 +164,10 @@ fn multi_is_capped_at_the_reply_line_bound() {
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let reply = Reply::multi(211, &refs);
     assert_eq!(reply.lines.len(), 1000);
-    assert_eq!(reply.lines.last().map(Vec::as_slice), Some(&b"211 line 1499"[..]));
+    assert_eq!(
+        reply.lines.last().map(Vec::as_slice),
+        Some(&b"211 line 1499"[..])
+    );
     let mut assembler = ReplyAssembler::new();
     let mut done = None;
     for line in &reply.lines {

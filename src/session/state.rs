@@ -1,0 +1,1259 @@
+//! The control session as a pure state machine (sans I/O).
+//!
+//! [`Machine::handle`] takes one [`Input`] — a client line, a backend reply,
+//! the result of an operation the machine asked for, a timer — and returns
+//! the [`Action`]s the driver (`session::run`) must perform, in order. The
+//! machine owns every protocol decision: what the gateway answers itself,
+//! what is forwarded, how replies are matched to the commands that caused
+//! them, when `226` may reach the client. The driver owns sockets, TLS,
+//! pinholes and tasks, and feeds their results back as inputs.
+//!
+//! Replies come back in command order (RFC 959), so every command sent to
+//! the backend leaves an [`Expect`] in a queue that says what its final
+//! reply is for. A command the gateway must answer from the backend's reply
+//! (login, FEAT, data setup, a transfer) waits until earlier forwarded
+//! commands have had their replies, so a pipelining client still gets every
+//! reply in order.
+//!
+//! Synchronous side effects that are not protocol (metrics, the transfer
+//! log, the failed-login counter) go through [`Env`]; the fuzz target
+//! `session` drives this machine with arbitrary interleavings.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::{CommandPolicy, DataMode, Timeouts, TlsMode};
+use crate::control::{
+    self, parse_command, render_227, render_229, Command, CommandError, EpsvArg, FeatOptions,
+    ProtLevel, Reply, TransferKind,
+};
+use crate::metrics::{SessionOutcome, TransferResult};
+use crate::policy;
+
+/// Commands forwarded whose replies are still due, beyond which the client
+/// is not read until the backend catches up (backpressure on pipelining).
+pub const MAX_PIPELINE: usize = 64;
+
+/// Keepalive NOOPs left unanswered beyond which no more are sent (servers
+/// that answer only after the transfer would otherwise queue one per period).
+const MAX_NOOPS: usize = 4;
+
+/// What the machine needs to know about its listener; fixed for a session.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tls_mode: TlsMode,
+    /// The listener has a certificate (AUTH TLS possible).
+    pub tls_available: bool,
+    /// `tls.require`: no login in clear.
+    pub require_tls: bool,
+    pub allow_clear_data: bool,
+    pub allow_ccc: bool,
+    pub active_enabled: bool,
+    /// The client reached us over IPv4 (EPSV network protocol 1).
+    pub local_v4: bool,
+    /// The client's address (PORT/EPRT targets must match it).
+    pub client_ip: IpAddr,
+    pub timeouts: Timeouts,
+}
+
+/// What the driver learned routing a `USER` to a backend.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The login name to send to the backend (`user@backend` stripped).
+    pub login: String,
+    pub commands: CommandPolicy,
+    /// A new backend connection was made (the old one, if any, is gone).
+    pub fresh: bool,
+    pub data_mode: DataMode,
+    /// The backend control peer is IPv4 (PASV) rather than IPv6 (EPSV).
+    pub backend_v4: bool,
+    pub keepalive_noop: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteFailure {
+    /// `user@backend` named a backend that does not exist.
+    UnknownBackend,
+    /// No candidate backend answered; the text is for the client.
+    Unavailable(String),
+}
+
+/// A transfer whose data legs failed.
+#[derive(Debug, Clone)]
+pub struct TransferFailure {
+    /// What the client is told (425/426/451/522).
+    pub reply: Reply,
+    /// Cut by `ABOR` or by the session ending, not by a fault.
+    pub aborted: bool,
+    pub error: String,
+}
+
+/// Everything that can happen to a session.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// One framed client line (without CRLF).
+    ClientLine(Vec<u8>),
+    /// A client line longer than the framer's limit.
+    ClientTooLong,
+    /// The client closed the connection (EOF).
+    ClientClosed,
+    ClientError(String),
+    /// One complete backend reply.
+    BackendReply(Reply),
+    /// The backend control connection failed (read, write, malformed reply).
+    BackendLost(String),
+    /// The TLS handshake asked for by [`Action::StartTls`] succeeded.
+    TlsEstablished,
+    /// Answer to [`Action::Route`].
+    Routed(Result<Routed, RouteFailure>),
+    /// Answer to [`Action::OpenPassive`]: the address and port to advertise.
+    PassiveOpened(Result<SocketAddr, String>),
+    /// Answer to [`Action::ListenBackend`]: our listener for the backend.
+    BackendListening(Result<SocketAddr, String>),
+    /// The transfer started by [`Action::StartTransfer`] finished its data legs.
+    TransferDone(Result<u64, TransferFailure>),
+    /// `keepalive_noop` elapsed on the backend leg during a transfer.
+    KeepaliveDue,
+    /// [`Machine::deadline`] passed.
+    Timeout,
+    /// The gateway drains: close once no transfer runs.
+    Shutdown,
+    /// The drain deadline passed: close now.
+    Force,
+}
+
+/// How the client side of the next transfer connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSide {
+    /// To the pinhole opened by [`Action::OpenPassive`].
+    Pinhole,
+    /// We connect to this (checked) client address.
+    Active(SocketAddr),
+}
+
+/// How the backend side of the next transfer connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendSide {
+    /// We connect to this port on the backend's control peer address.
+    Passive(u16),
+    /// The backend connects to the listener from [`Action::ListenBackend`].
+    Active,
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    ToClient(Reply),
+    /// One command line to the backend (CRLF added by the driver).
+    ToBackend(Vec<u8>),
+    /// `234` has been sent: handshake TLS on the client control connection,
+    /// then feed [`Input::TlsEstablished`]. Bytes the client sent after
+    /// `AUTH TLS` and before the handshake must not be executed.
+    StartTls,
+    /// `CCC` accepted: end TLS on the client control connection.
+    ClearControl,
+    /// Choose (and if needed connect) the backend for this login, then feed
+    /// [`Input::Routed`].
+    Route {
+        user: String,
+    },
+    /// Open a pinhole for the client (TLS on it when `protected`: PROT P),
+    /// then feed [`Input::PassiveOpened`].
+    OpenPassive {
+        protected: bool,
+    },
+    /// Listen for the backend's data connection, then feed
+    /// [`Input::BackendListening`].
+    ListenBackend,
+    /// The client sent a command that announces a download while a pinhole
+    /// waits: `TYPE A` (`strong`: answer its TLS handshake as a download at
+    /// once) or `SIZE`/`MDTM` (weak: they also precede resumed uploads).
+    HintDownload {
+        strong: bool,
+    },
+    /// Release the pinhole and backend listener of the pending data setup.
+    DropPending,
+    /// The transfer command has been sent: connect both data legs and relay.
+    StartTransfer {
+        kind: TransferKind,
+        client: ClientSide,
+        backend: BackendSide,
+        /// TLS on the client data leg (PROT P).
+        protected: bool,
+    },
+    /// Cut the running transfer's data legs.
+    AbortTransfer,
+    /// End the session (after the replies before it have been sent).
+    Close,
+}
+
+/// One finished transfer, for metrics and the transfer log.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub kind: TransferKind,
+    pub path: String,
+    pub started: Instant,
+    pub result: TransferResult,
+    pub bytes: u64,
+    pub complete: bool,
+    pub user: String,
+    pub binary: bool,
+}
+
+/// Synchronous side effects and shared-state questions.
+pub trait Env {
+    /// A command was received (metrics).
+    fn command(&mut self, verb: &str);
+    fn login_ok(&mut self);
+    /// A failed login; `true` when the client must now cool down.
+    fn login_failed(&mut self) -> bool;
+    fn login_refused_no_tls(&mut self);
+    /// A PORT/EPRT target was refused (bounce protection).
+    fn active_refused(&mut self);
+    fn transfer_finished(&mut self, done: &Finished);
+}
+
+/// What a backend reply at the head of the queue answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A client command: its replies go to the client.
+    Forward,
+    /// The running transfer's command: preliminary replies go through, the
+    /// final one is held until the data legs are done.
+    Transfer,
+    /// Our keepalive NOOP: swallowed.
+    Noop,
+    /// A command of the gateway's own; the client waits for its outcome.
+    Internal(Purpose),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    User,
+    Pass,
+    Feat,
+    Rein,
+    /// PASV toward the backend (falls back to EPSV on 5xx).
+    BackendPasv,
+    BackendEpsv,
+    /// PORT/EPRT toward the backend.
+    BackendPort,
+}
+
+/// An operation the driver performs for us; the client is not read meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Tls,
+    Route,
+    /// The client asked with PASV (227) rather than EPSV (229).
+    Passive {
+        pasv: bool,
+    },
+    Listen,
+}
+
+/// A data connection being set up (between PASV/PORT and the client's reply).
+#[derive(Debug, Clone)]
+struct Setup {
+    client: ClientSide,
+    /// The reply the client gets when the backend side is ready.
+    reply: Reply,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    client: ClientSide,
+    backend: BackendSide,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BackendInfo {
+    data_mode: DataMode,
+    v4: bool,
+    keepalive_noop: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct TransferState {
+    kind: TransferKind,
+    path: String,
+    started: Instant,
+    /// The backend's final success reply, held until `outcome` is known.
+    final_reply: Option<Reply>,
+    outcome: Option<Result<u64, TransferFailure>>,
+    outcome_at: Option<Instant>,
+}
+
+/// One control session's protocol state.
+pub struct Machine {
+    s: Settings,
+    client_tls: bool,
+    /// TLS on the control connection right now (false again after CCC).
+    control_tls: bool,
+    prot: ProtLevel,
+    backend: Option<BackendInfo>,
+    logged_in: bool,
+    epsv_all: bool,
+    expects: VecDeque<Expect>,
+    /// When the internal request at the back of `expects` times out.
+    internal_deadline: Option<Instant>,
+    /// A command that must wait until `expects` is empty.
+    deferred: Option<Vec<u8>>,
+    wait: Option<Wait>,
+    setup: Option<Setup>,
+    pending: Option<Pending>,
+    transfer: Option<TransferState>,
+    commands: CommandPolicy,
+    user: String,
+    binary: bool,
+    started: Instant,
+    last_activity: Instant,
+    last_backend_activity: Instant,
+    draining: bool,
+    closed: bool,
+    outcome: SessionOutcome,
+    out: Vec<Action>,
+}
+
+impl Machine {
+    /// A new session; `client_tls` is true on implicit-TLS listeners.
+    /// The greeting is the first action.
+    pub fn new(s: Settings, client_tls: bool, now: Instant) -> (Machine, Vec<Action>) {
+        let m = Machine {
+            s,
+            client_tls,
+            control_tls: client_tls,
+            prot: ProtLevel::Clear,
+            backend: None,
+            logged_in: false,
+            epsv_all: false,
+            expects: VecDeque::new(),
+            internal_deadline: None,
+            deferred: None,
+            wait: None,
+            setup: None,
+            pending: None,
+            transfer: None,
+            commands: CommandPolicy::Any,
+            user: String::new(),
+            binary: false,
+            started: now,
+            last_activity: now,
+            last_backend_activity: now,
+            draining: false,
+            closed: false,
+            outcome: SessionOutcome::Ok,
+            out: Vec::new(),
+        };
+        (m, vec![Action::ToClient(Reply::new(220, "ftpsgate ready"))])
+    }
+
+    /// How the session ends (meaningful once [`Action::Close`] was returned).
+    pub fn outcome(&self) -> SessionOutcome {
+        self.outcome
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Login name, for logs (never a metric label).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// A login has succeeded (and no REIN or new USER since).
+    pub fn logged_in(&self) -> bool {
+        self.logged_in
+    }
+
+    /// Backend replies still due (forwarded, internal, keepalive).
+    pub fn replies_due(&self) -> usize {
+        self.expects.len()
+    }
+
+    /// The driver may read (and feed) the next client line.
+    pub fn reads_client(&self) -> bool {
+        !self.closed
+            && self.wait.is_none()
+            && self.deferred.is_none()
+            && self.internal_deadline.is_none()
+            && self.expects.len() < MAX_PIPELINE
+    }
+
+    /// The driver may read (and feed) the next backend reply.
+    pub fn reads_backend(&self) -> bool {
+        !self.closed
+            && self.backend.is_some()
+            && !self
+                .transfer
+                .as_ref()
+                .is_some_and(|t| t.final_reply.is_some())
+    }
+
+    /// Data legs of a transfer are running (the driver awaits them).
+    pub fn transfer_running(&self) -> bool {
+        self.transfer.as_ref().is_some_and(|t| t.outcome.is_none())
+    }
+
+    /// When [`Input::Timeout`] is due.
+    pub fn deadline(&self, now: Instant) -> Instant {
+        let t = &self.s.timeouts;
+        let base = if let Some(tr) = &self.transfer {
+            match tr.outcome_at {
+                // The data legs are done; the backend owes its final reply.
+                Some(at) => at + t.data_idle,
+                // A running relay enforces its own data idle timeout.
+                None => now + t.data_idle + t.idle,
+            }
+        } else if !self.logged_in {
+            self.started + t.login
+        } else {
+            self.last_activity + t.idle
+        };
+        match self.internal_deadline {
+            Some(at) => at.min(base),
+            None => base,
+        }
+    }
+
+    /// When [`Input::KeepaliveDue`] is due, if ever.
+    pub fn keepalive_at(&self) -> Option<Instant> {
+        let every = self.backend.as_ref()?.keepalive_noop?;
+        self.transfer_running()
+            .then_some(self.last_backend_activity + every)
+    }
+
+    /// Handle one input; returns what to do, in order.
+    pub fn handle(&mut self, now: Instant, input: Input, env: &mut dyn Env) -> Vec<Action> {
+        if self.closed {
+            return Vec::new();
+        }
+        self.step(now, input, env);
+        self.settle(now, env);
+        std::mem::take(&mut self.out)
+    }
+
+    fn step(&mut self, now: Instant, input: Input, env: &mut dyn Env) {
+        match input {
+            Input::ClientLine(line) => {
+                if self.wait == Some(Wait::Tls) {
+                    // Plaintext after AUTH TLS, before the handshake: never
+                    // execute it (STARTTLS command injection).
+                    warn!("plaintext pipelined after AUTH TLS; closing");
+                    self.close(SessionOutcome::ClientError);
+                    return;
+                }
+                self.last_activity = now;
+                if !self.reads_client() {
+                    // The driver should not have read it; keep order anyway.
+                    if self.deferred.is_none() {
+                        self.deferred = Some(line);
+                    } else {
+                        warn!("client line while another waits; closing");
+                        self.close(SessionOutcome::ClientError);
+                    }
+                    return;
+                }
+                self.client_line(now, line, env);
+            }
+            Input::ClientTooLong => {
+                warn!("client sent an overlong command line");
+                self.reply(500, "Command line too long");
+            }
+            Input::ClientClosed => {
+                // A client that leaves without QUIT is common and harmless.
+                debug!("client closed the connection");
+                self.close_keep_outcome();
+            }
+            Input::ClientError(e) => {
+                info!(error = %e, "client control read failed");
+                self.close(SessionOutcome::ClientError);
+            }
+            Input::BackendReply(r) => self.backend_reply(now, r, env),
+            Input::BackendLost(why) => self.backend_lost(&why),
+            Input::TlsEstablished => {
+                if self.wait == Some(Wait::Tls) {
+                    self.wait = None;
+                    self.client_tls = true;
+                    self.control_tls = true;
+                }
+            }
+            Input::Routed(r) => self.routed(now, r),
+            Input::PassiveOpened(r) => self.passive_opened(now, r),
+            Input::BackendListening(r) => self.backend_listening(now, r),
+            Input::TransferDone(o) => self.transfer_done(now, o, env),
+            Input::KeepaliveDue => {
+                let noops = self.expects.iter().filter(|e| **e == Expect::Noop).count();
+                if self.transfer_running() && self.backend.is_some() {
+                    self.last_backend_activity = now;
+                    if noops >= MAX_NOOPS {
+                        return;
+                    }
+                    debug!("keepalive NOOP sent to backend");
+                    self.out.push(Action::ToBackend(b"NOOP".to_vec()));
+                    self.expects.push_back(Expect::Noop);
+                }
+            }
+            Input::Timeout => self.timeout(now),
+            Input::Shutdown => self.draining = true,
+            Input::Force => {
+                warn!("closing: drain deadline passed");
+                self.reply(421, "Gateway shutting down");
+                self.close_keep_outcome();
+            }
+        }
+    }
+
+    /// After every input: run a deferred command once its turn has come,
+    /// and close a draining session once it is idle.
+    fn settle(&mut self, now: Instant, env: &mut dyn Env) {
+        while !self.closed
+            && self.expects.is_empty()
+            && self.wait.is_none()
+            && self.internal_deadline.is_none()
+        {
+            let Some(line) = self.deferred.take() else {
+                break;
+            };
+            self.client_line(now, line, env);
+        }
+        if self.draining && self.transfer.is_none() && !self.closed && self.wait.is_none() {
+            self.reply(421, "Gateway shutting down");
+            self.close_keep_outcome();
+        }
+    }
+
+    fn reply(&mut self, code: u16, text: &str) {
+        self.out.push(Action::ToClient(Reply::new(code, text)));
+    }
+
+    fn send(&mut self, r: Reply) {
+        self.out.push(Action::ToClient(r));
+    }
+
+    fn close(&mut self, outcome: SessionOutcome) {
+        self.outcome = outcome;
+        self.close_keep_outcome();
+    }
+
+    fn close_keep_outcome(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            if let Some(t) = self.transfer.as_ref() {
+                if t.outcome.is_none() {
+                    self.out.push(Action::AbortTransfer);
+                }
+            }
+            self.out.push(Action::Close);
+        }
+    }
+
+    fn backend_lost(&mut self, why: &str) {
+        warn!(error = why, "backend control connection lost");
+        self.reply(421, "Backend connection lost; closing control connection");
+        self.close(SessionOutcome::BackendUnavailable);
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        if self.internal_deadline.is_some_and(|at| now >= at) {
+            self.backend_lost("timed out waiting for the backend's reply");
+            return;
+        }
+        let what = if self.logged_in { "idle" } else { "login" };
+        info!(what, "timeout");
+        self.reply(
+            421,
+            &format!("Timeout ({what}); closing control connection"),
+        );
+        self.close(SessionOutcome::Timeout);
+    }
+
+    /// Send a command of our own; its final reply comes to `internal`.
+    fn request(&mut self, now: Instant, line: Vec<u8>, purpose: Purpose, limit: Duration) {
+        self.out.push(Action::ToBackend(line));
+        self.expects.push_back(Expect::Internal(purpose));
+        self.internal_deadline = Some(now + limit);
+    }
+
+    /// Forward a client line as-is; its replies come back in order.
+    fn forward(&mut self, line: Vec<u8>) {
+        if self.backend.is_none() {
+            self.reply(530, "Please login with USER and PASS");
+            return;
+        }
+        self.out.push(Action::ToBackend(line));
+        self.expects.push_back(Expect::Forward);
+    }
+
+    fn client_line(&mut self, now: Instant, line: Vec<u8>, env: &mut dyn Env) {
+        if self.transfer.is_none() && !self.expects.is_empty() {
+            // Replies go out in command order: this command waits until the
+            // backend has answered the earlier ones. (During a transfer the
+            // transfer's reply is pending for long; commands are handled at
+            // once then, so that ABOR, STAT and NOOP work.)
+            self.deferred = Some(line);
+            return;
+        }
+        let cmd = match parse_command(&line) {
+            Ok(c) => c,
+            Err(e) => {
+                info!(error = %e, "bad command");
+                let code = match e {
+                    CommandError::Empty | CommandError::BadVerb(_) => 500,
+                    CommandError::BadArgument { .. } | CommandError::MissingArgument(_) => 501,
+                };
+                self.reply(code, &e.to_string());
+                return;
+            }
+        };
+        debug!(cmd = %cmd.log_line(), "client command");
+        env.command(cmd.verb());
+        if let Command::Type(arg) = &cmd {
+            self.binary = matches!(arg.first(), Some(b'I' | b'i' | b'L' | b'l'));
+        }
+        let hint = match &cmd {
+            Command::Type(arg) if matches!(arg.first(), Some(b'A' | b'a')) => Some(true),
+            Command::Other { verb, .. } if matches!(verb.as_str(), "SIZE" | "MDTM") => Some(false),
+            _ => None,
+        };
+        if let Some(strong) = hint {
+            if self
+                .pending
+                .is_some_and(|p| p.client == ClientSide::Pinhole)
+            {
+                self.out.push(Action::HintDownload { strong });
+            }
+        }
+        let busy = self.transfer.is_some();
+        if self.logged_in && !policy::command_allowed(&self.commands, cmd.verb()) {
+            info!(verb = cmd.verb(), "command refused by policy");
+            self.reply(550, "Command not allowed by gateway policy");
+            return;
+        }
+        match cmd {
+            Command::Auth(mech) => self.cmd_auth(&mech),
+            Command::Pbsz(_) => {
+                if self.client_tls {
+                    self.reply(200, "PBSZ=0");
+                } else {
+                    self.reply(503, "PBSZ requires AUTH TLS first");
+                }
+            }
+            Command::Prot(level) => self.cmd_prot(level),
+            Command::Ccc => self.cmd_ccc(busy),
+            Command::Port(_) | Command::Eprt(_) if busy => {
+                self.reply(503, "Transfer in progress");
+            }
+            Command::Port(v4) => self.cmd_active(now, SocketAddr::V4(v4), env),
+            Command::Eprt(a) => self.cmd_active(now, a, env),
+            Command::Rein => self.cmd_rein(now, busy),
+            Command::Feat => self.cmd_feat(now, busy),
+            Command::Quit => {
+                self.reply(221, "Goodbye");
+                self.close_keep_outcome();
+            }
+            Command::User(_) | Command::Pass(_) | Command::Acct(_) if busy => {
+                self.reply(503, "Transfer in progress");
+            }
+            Command::User(name) => self.cmd_user(&name, env),
+            Command::Pass(_) | Command::Acct(_) => self.cmd_pass(now, line, env, &cmd),
+            Command::Epsv(EpsvArg::All) => {
+                // RFC 2428 §4: after EPSV ALL only EPSV may set up data connections.
+                self.epsv_all = true;
+                self.reply(200, "EPSV ALL ok");
+            }
+            Command::Pasv | Command::Epsv(_) if busy => self.reply(503, "Transfer in progress"),
+            Command::Pasv | Command::Epsv(_) => self.cmd_passive(&cmd),
+            Command::Transfer { .. } if busy => self.reply(503, "Transfer in progress"),
+            Command::Transfer { kind, .. } => self.cmd_transfer(now, kind, line),
+            Command::Abor if busy => self.cmd_abort(env),
+            Command::Syst if self.backend.is_none() => self.reply(215, "UNIX Type: L8"),
+            Command::Noop if self.backend.is_none() => self.reply(200, "NOOP ok"),
+            Command::Opts(_) if self.backend.is_none() => self.reply(200, "OPTS ok"),
+            // Before USER there is no backend: `forward` answers 530.
+            _ => self.forward(line),
+        }
+    }
+
+    fn cmd_auth(&mut self, mech: &str) {
+        if self.client_tls {
+            return self.reply(503, "Already using TLS");
+        }
+        if self.s.tls_mode != TlsMode::Explicit || !self.s.tls_available {
+            return self.reply(502, "AUTH not available on this listener");
+        }
+        if !matches!(mech, "TLS" | "SSL" | "TLS-C" | "TLS-P") {
+            return self.reply(504, "Unsupported AUTH mechanism; use AUTH TLS");
+        }
+        if self.backend.is_some() {
+            // RFC 4217 §4: AUTH is expected before login; after USER the
+            // backend leg already carries the session, keep it simple and strict.
+            return self.reply(503, "AUTH TLS must come before USER");
+        }
+        self.reply(234, "Proceed with negotiation.");
+        self.out.push(Action::StartTls);
+        self.wait = Some(Wait::Tls);
+    }
+
+    fn cmd_prot(&mut self, level: ProtLevel) {
+        if !self.client_tls {
+            return self.reply(503, "PROT requires AUTH TLS first");
+        }
+        if level == ProtLevel::Clear && !self.s.allow_clear_data {
+            // RFC 2228 §5: 534 = request denied for policy reasons.
+            return self.reply(534, "Clear data connections are not allowed by policy");
+        }
+        self.prot = level;
+        self.reply(
+            200,
+            match level {
+                ProtLevel::Private => "Protection level set to Private",
+                ProtLevel::Clear => "Protection level set to Clear",
+            },
+        );
+    }
+
+    fn cmd_ccc(&mut self, busy: bool) {
+        if !self.control_tls {
+            return self.reply(533, "Control channel is not protected");
+        }
+        if !self.s.allow_ccc {
+            return self.reply(534, "CCC is not allowed by policy");
+        }
+        if busy {
+            return self.reply(503, "Transfer in progress");
+        }
+        self.reply(200, "CCC ok; control channel continues in clear");
+        self.out.push(Action::ClearControl);
+        self.control_tls = false;
+    }
+
+    /// RFC 959 `REIN`: the backend forgets the login; the client leg keeps its
+    /// TLS (RFC 4217 leaves that to the server) and must log in again.
+    fn cmd_rein(&mut self, now: Instant, busy: bool) {
+        if busy {
+            return self.reply(503, "Transfer in progress");
+        }
+        self.drop_pending();
+        self.logged_in = false;
+        self.user.clear();
+        self.started = now;
+        if self.backend.is_none() {
+            return self.reply(220, "Service ready for new user");
+        }
+        self.request(
+            now,
+            b"REIN".to_vec(),
+            Purpose::Rein,
+            self.s.timeouts.connect,
+        );
+    }
+
+    fn cmd_feat(&mut self, now: Instant, busy: bool) {
+        if self.backend.is_some() && !busy {
+            self.request(
+                now,
+                b"FEAT".to_vec(),
+                Purpose::Feat,
+                self.s.timeouts.connect,
+            );
+        } else {
+            let feat = control::gateway_feat(None, &self.feat_options());
+            self.send(feat);
+        }
+    }
+
+    fn feat_options(&self) -> FeatOptions {
+        FeatOptions {
+            tls_offered: self.s.tls_mode != TlsMode::None,
+            epsv: true,
+            active: self.s.active_enabled,
+        }
+    }
+
+    /// Login must not cross in clear where TLS is required (RFC 4217 §11).
+    fn login_refused_clear(&mut self, env: &mut dyn Env) -> bool {
+        if self.s.require_tls && !self.client_tls {
+            info!("login refused: TLS required");
+            env.login_refused_no_tls();
+            self.reply(530, "TLS required on this server: use AUTH TLS before USER");
+            return true;
+        }
+        false
+    }
+
+    fn cmd_user(&mut self, name: &[u8], env: &mut dyn Env) {
+        if self.login_refused_clear(env) {
+            return;
+        }
+        self.user = String::from_utf8_lossy(name).into_owned();
+        info!(user = %self.user, "login attempt");
+        self.out.push(Action::Route {
+            user: self.user.clone(),
+        });
+        self.wait = Some(Wait::Route);
+    }
+
+    fn routed(&mut self, now: Instant, r: Result<Routed, RouteFailure>) {
+        if self.wait != Some(Wait::Route) {
+            return;
+        }
+        self.wait = None;
+        match r {
+            Err(RouteFailure::UnknownBackend) => {
+                info!("login refused: unknown backend in user@backend");
+                self.reply(530, "Login incorrect");
+            }
+            Err(RouteFailure::Unavailable(text)) => {
+                // The old backend connection (if any) is gone too.
+                self.backend = None;
+                self.reply(421, &text);
+                self.close(SessionOutcome::BackendUnavailable);
+            }
+            Ok(route) => {
+                self.commands = route.commands;
+                if route.fresh || self.backend.is_none() {
+                    self.expects.clear();
+                    self.internal_deadline = None;
+                    self.logged_in = false;
+                    if self.pending.is_some() || self.setup.is_some() {
+                        self.drop_pending();
+                    }
+                }
+                self.backend = Some(BackendInfo {
+                    data_mode: route.data_mode,
+                    v4: route.backend_v4,
+                    keepalive_noop: route.keepalive_noop,
+                });
+                let line = format!("USER {}", route.login).into_bytes();
+                self.request(now, line, Purpose::User, self.s.timeouts.login);
+            }
+        }
+    }
+
+    fn cmd_pass(&mut self, now: Instant, line: Vec<u8>, env: &mut dyn Env, cmd: &Command) {
+        if self.login_refused_clear(env) {
+            return;
+        }
+        if self.backend.is_none() {
+            return self.reply(503, "Login with USER first");
+        }
+        let purpose = match cmd {
+            Command::Pass(_) => Purpose::Pass,
+            _ => Purpose::User,
+        };
+        self.request(now, line, purpose, self.s.timeouts.login);
+    }
+
+    /// The final reply to USER, PASS or ACCT.
+    fn login_reply(&mut self, purpose: Purpose, r: Reply, env: &mut dyn Env) {
+        if r.code == 230 {
+            self.logged_in = true;
+            info!("logged in");
+            env.login_ok();
+        } else if purpose == Purpose::Pass && r.class() >= 4 {
+            info!(code = r.code, "login failed");
+            if env.login_failed() {
+                // RFC 2577 §4: limit password guessing.
+                warn!(
+                    reason = "failed_logins",
+                    "too many failed logins; cooling down"
+                );
+                self.send(r);
+                self.reply(421, "Too many failed logins; try again later");
+                self.close(SessionOutcome::RefusedPolicy);
+                return;
+            }
+        }
+        self.send(r);
+    }
+
+    /// Gate shared by PASV/EPSV/PORT/EPRT: logged in, and data protection
+    /// allowed by policy.
+    fn data_setup_allowed(&mut self) -> bool {
+        if self.backend.is_none() || !self.logged_in {
+            self.reply(530, "Please login with USER and PASS");
+            return false;
+        }
+        if self.client_tls && self.prot == ProtLevel::Clear && !self.s.allow_clear_data {
+            self.reply(534, "Data connections must be protected: use PROT P");
+            return false;
+        }
+        true
+    }
+
+    fn cmd_passive(&mut self, cmd: &Command) {
+        let pasv = matches!(cmd, Command::Pasv);
+        if self.epsv_all && pasv {
+            return self.reply(503, "Only EPSV allowed after EPSV ALL");
+        }
+        if let Command::Epsv(EpsvArg::Protocol(p)) = cmd {
+            // RFC 2428 §3: the client's network protocol must be the one we serve it on.
+            let ours = if self.s.local_v4 { 1 } else { 2 };
+            if *p != ours {
+                return self.reply(
+                    522,
+                    &format!("Network protocol not supported, use ({ours})"),
+                );
+            }
+        }
+        if !self.data_setup_allowed() {
+            return;
+        }
+        // One pinhole per PASV: an earlier unused one is dropped.
+        self.drop_pending();
+        self.out.push(Action::OpenPassive {
+            protected: self.prot == ProtLevel::Private,
+        });
+        self.wait = Some(Wait::Passive { pasv });
+    }
+
+    fn passive_opened(&mut self, now: Instant, r: Result<SocketAddr, String>) {
+        let Some(Wait::Passive { pasv }) = self.wait else {
+            return;
+        };
+        self.wait = None;
+        let adv = match r {
+            Ok(adv) => adv,
+            Err(e) => {
+                self.drop_pending();
+                return self.reply(425, &format!("Cannot open data port: {e}"));
+            }
+        };
+        let reply = match (pasv, adv.ip().to_canonical()) {
+            (true, IpAddr::V4(v4)) => render_227(std::net::SocketAddrV4::new(v4, adv.port())),
+            (true, IpAddr::V6(_)) => {
+                self.drop_pending();
+                return self.reply(425, "PASV needs an IPv4 address; use EPSV");
+            }
+            (false, _) => render_229(adv.port()),
+        };
+        debug!(adv = %adv, "pinhole open");
+        self.setup = Some(Setup {
+            client: ClientSide::Pinhole,
+            reply,
+        });
+        self.backend_leg(now, false);
+    }
+
+    /// `PORT`/`EPRT`: the client listens; the gateway will connect to it.
+    fn cmd_active(&mut self, now: Instant, target: SocketAddr, env: &mut dyn Env) {
+        if !self.s.active_enabled {
+            return self.reply(502, "Active mode is disabled here; use PASV or EPSV");
+        }
+        if self.epsv_all {
+            return self.reply(503, "Only EPSV allowed after EPSV ALL");
+        }
+        if !self.data_setup_allowed() {
+            return;
+        }
+        if let Err(refusal) = control::check_active_target(self.s.client_ip, target) {
+            warn!(target = %target, reason = refusal.as_str(), "active-mode target refused");
+            env.active_refused();
+            let (code, text) = refusal.reply();
+            return self.reply(code, text);
+        }
+        self.drop_pending();
+        self.setup = Some(Setup {
+            client: ClientSide::Active(target),
+            reply: Reply::new(200, "PORT command successful"),
+        });
+        self.backend_leg(now, true);
+    }
+
+    /// Set up the backend side of the next transfer per the backend's `data_mode`.
+    fn backend_leg(&mut self, now: Instant, client_active: bool) {
+        let Some(b) = self.backend else {
+            self.setup = None;
+            self.drop_pending();
+            return self.reply(530, "Please login with USER and PASS");
+        };
+        let active = match b.data_mode {
+            DataMode::Passive => false,
+            DataMode::Active => true,
+            DataMode::SameAsClient => client_active,
+        };
+        let limit = self.s.timeouts.connect;
+        if active {
+            self.out.push(Action::ListenBackend);
+            self.wait = Some(Wait::Listen);
+        } else if b.v4 {
+            self.request(now, b"PASV".to_vec(), Purpose::BackendPasv, limit);
+        } else {
+            self.request(now, b"EPSV".to_vec(), Purpose::BackendEpsv, limit);
+        }
+    }
+
+    fn backend_listening(&mut self, now: Instant, r: Result<SocketAddr, String>) {
+        if self.wait != Some(Wait::Listen) {
+            return;
+        }
+        self.wait = None;
+        match r {
+            Ok(local) => {
+                let line = match local {
+                    SocketAddr::V4(v4) => format!("PORT {}", control::render_port_arg(v4)),
+                    v6 => format!("EPRT {}", control::render_eprt_arg(v6)),
+                };
+                let limit = self.s.timeouts.connect;
+                self.request(now, line.into_bytes(), Purpose::BackendPort, limit);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for the backend's data connection");
+                self.abandon_setup(Reply::new(425, "Cannot open data port toward the backend"));
+            }
+        }
+    }
+
+    /// The backend side is ready: the client gets its 227/229/200.
+    fn setup_ready(&mut self, backend: BackendSide) {
+        let Some(setup) = self.setup.take() else {
+            return;
+        };
+        self.pending = Some(Pending {
+            client: setup.client,
+            backend,
+        });
+        self.send(setup.reply);
+    }
+
+    fn abandon_setup(&mut self, to_client: Reply) {
+        self.setup = None;
+        self.drop_pending();
+        self.send(to_client);
+    }
+
+    fn drop_pending(&mut self) {
+        self.pending = None;
+        self.out.push(Action::DropPending);
+    }
+
+    /// The reply to the gateway's own PASV/EPSV/PORT toward the backend.
+    fn data_reply(&mut self, now: Instant, purpose: Purpose, r: Reply) {
+        match purpose {
+            Purpose::BackendPasv if r.code == 227 => match control::parse_227(&r) {
+                // Its address is ignored: we connect to its control peer IP.
+                Ok(a) => self.setup_ready(BackendSide::Passive(a.port())),
+                Err(e) => {
+                    warn!(error = %e, reply = %r.text(), "backend sent a malformed 227");
+                    self.abandon_setup(Reply::new(425, "Backend sent a malformed passive reply"));
+                }
+            },
+            Purpose::BackendPasv if r.class() == 5 => {
+                let limit = self.s.timeouts.connect;
+                self.request(now, b"EPSV".to_vec(), Purpose::BackendEpsv, limit);
+            }
+            Purpose::BackendEpsv if r.code == 229 => match control::parse_229(&r) {
+                Ok(p) => self.setup_ready(BackendSide::Passive(p)),
+                Err(e) => {
+                    warn!(error = %e, reply = %r.text(), "backend sent a malformed 229");
+                    self.abandon_setup(Reply::new(425, "Backend sent a malformed passive reply"));
+                }
+            },
+            Purpose::BackendPort if r.is_success() => self.setup_ready(BackendSide::Active),
+            _ => self.abandon_setup(r),
+        }
+    }
+
+    fn cmd_transfer(&mut self, now: Instant, kind: TransferKind, line: Vec<u8>) {
+        if self.backend.is_none() || !self.logged_in {
+            return self.reply(530, "Please login with USER and PASS");
+        }
+        let Some(pending) = self.pending.take() else {
+            return self.reply(425, "Use PASV or EPSV first");
+        };
+        let path = transfer_path(&line);
+        self.out.push(Action::ToBackend(line));
+        self.expects.push_back(Expect::Transfer);
+        self.last_backend_activity = now;
+        self.out.push(Action::StartTransfer {
+            kind,
+            client: pending.client,
+            backend: pending.backend,
+            protected: self.prot == ProtLevel::Private,
+        });
+        self.transfer = Some(TransferState {
+            kind,
+            path,
+            started: now,
+            final_reply: None,
+            outcome: None,
+            outcome_at: None,
+        });
+    }
+
+    fn cmd_abort(&mut self, env: &mut dyn Env) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        if t.outcome.is_none() {
+            self.out.push(Action::AbortTransfer);
+        }
+        info!(kind = t.kind.verb(), "transfer aborted by client");
+        self.account(&t, TransferResult::Aborted, 0, false, env);
+        if t.final_reply.is_some() {
+            // The backend already finished; tell the client its transfer was cut.
+            self.reply(426, "Transfer aborted");
+        } else if let Some(e) = self.expects.iter_mut().find(|e| **e == Expect::Transfer) {
+            // The backend still owes the transfer's final reply (426/226):
+            // it goes to the client as it is.
+            *e = Expect::Forward;
+        }
+        self.forward(b"ABOR".to_vec());
+    }
+
+    fn backend_reply(&mut self, now: Instant, r: Reply, env: &mut dyn Env) {
+        if self.backend.is_none() {
+            return;
+        }
+        self.last_backend_activity = now;
+        if r.code == 200 {
+            if let Some(at) = self.expects.iter().position(|e| *e == Expect::Noop) {
+                // The answer to our keepalive NOOP (transfer replies are
+                // never 200, and servers may answer it mid-transfer).
+                self.expects.remove(at);
+                return;
+            }
+        }
+        let head = self.expects.front().copied();
+        if r.is_final() && head.is_some() {
+            self.expects.pop_front();
+        }
+        match head {
+            None | Some(Expect::Forward) => {
+                let closing = r.code == 421;
+                self.send(r);
+                if closing {
+                    self.close_keep_outcome();
+                }
+            }
+            Some(Expect::Noop) => {}
+            Some(Expect::Transfer) => self.transfer_reply(now, r, env),
+            Some(Expect::Internal(purpose)) => {
+                if !r.is_final() {
+                    // Preliminary replies to our own commands are not the client's.
+                    return;
+                }
+                self.internal_deadline = None;
+                match purpose {
+                    Purpose::User | Purpose::Pass => self.login_reply(purpose, r, env),
+                    Purpose::Feat => {
+                        let feat = control::gateway_feat(Some(&r), &self.feat_options());
+                        self.send(feat);
+                    }
+                    Purpose::Rein => self.send(r),
+                    Purpose::BackendPasv | Purpose::BackendEpsv | Purpose::BackendPort => {
+                        self.data_reply(now, purpose, r)
+                    }
+                }
+            }
+        }
+    }
+
+    fn transfer_reply(&mut self, now: Instant, r: Reply, env: &mut dyn Env) {
+        if r.is_preliminary() {
+            return self.send(r);
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return self.send(r);
+        };
+        if r.is_success() && t.outcome.is_none() {
+            // Hold 226 until the client's data leg is completely written.
+            t.final_reply = Some(r);
+            return;
+        }
+        if let Some(t) = self.transfer.take() {
+            self.finish_transfer(now, t, r, env);
+        }
+    }
+
+    fn transfer_done(&mut self, now: Instant, o: Result<u64, TransferFailure>, env: &mut dyn Env) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if t.outcome.is_some() {
+            return;
+        }
+        t.outcome = Some(o);
+        t.outcome_at = Some(now);
+        if t.final_reply.is_some() {
+            if let Some(mut t) = self.transfer.take() {
+                if let Some(r) = t.final_reply.take() {
+                    self.finish_transfer(now, t, r, env);
+                }
+            }
+        }
+    }
+
+    /// Both the data legs and the backend's final reply are in: tell the client.
+    /// A transfer that failed on either data leg is never reported as 226.
+    fn finish_transfer(&mut self, now: Instant, t: TransferState, r: Reply, env: &mut dyn Env) {
+        if t.outcome.is_none() {
+            // The backend failed it before the data legs finished: cut them.
+            self.out.push(Action::AbortTransfer);
+        }
+        // The control connection was busy until now, not idle.
+        self.last_activity = now;
+        let kind = t.kind.verb();
+        let to_client = match (&t.outcome, r.is_success()) {
+            (Some(Ok(bytes)), true) => {
+                info!(kind, bytes, "transfer complete");
+                self.account(&t, TransferResult::Ok, *bytes, true, env);
+                r
+            }
+            (Some(Err(e)), _) => {
+                warn!(kind, error = %e.error, backend = %r.text(), "transfer failed");
+                let result = if e.aborted {
+                    TransferResult::Aborted
+                } else {
+                    TransferResult::Failed
+                };
+                self.account(&t, result, 0, false, env);
+                e.reply.clone()
+            }
+            (_, false) | (None, true) => {
+                info!(kind, code = r.code, "transfer refused or failed by backend");
+                self.account(&t, TransferResult::Refused, 0, false, env);
+                r
+            }
+        };
+        self.send(to_client);
+    }
+
+    fn account(
+        &self,
+        t: &TransferState,
+        result: TransferResult,
+        bytes: u64,
+        complete: bool,
+        env: &mut dyn Env,
+    ) {
+        env.transfer_finished(&Finished {
+            kind: t.kind,
+            path: t.path.clone(),
+            started: t.started,
+            result,
+            bytes,
+            complete,
+            user: self.user.clone(),
+            binary: self.binary,
+        });
+    }
+}
+
+/// The path argument of a transfer command line, for the transfer log.
+pub fn transfer_path(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    match text.split_once(' ') {
+        Some((_, arg)) => arg.trim().to_string(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
