@@ -10,8 +10,12 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+mod hold;
+
+pub use hold::HoldIo;
+
 /// Client-side (gateway is the TLS server) stream.
-pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
+pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;
 /// Backend-side (gateway is the TLS client) stream.
 pub type BackendStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
@@ -23,6 +27,15 @@ pub enum MaybeTls<T> {
 impl<T> MaybeTls<T> {
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl ClientStream {
+    /// Let held TLS 1.3 tickets go out (see [`HoldIo`]); no-op otherwise.
+    pub fn release_held(&mut self) {
+        if let MaybeTls::Tls(t) = self {
+            t.get_mut().0.release();
+        }
     }
 }
 

@@ -322,7 +322,6 @@ impl Driver {
                     };
                     self.feed(u, Input::BackendListening(r))?;
                 }
-                Action::HintDownload { .. } => {}
                 Action::DropPending => {
                     self.pinhole = false;
                     self.listener = false;

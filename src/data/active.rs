@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::PortRange;
 use crate::metrics::{Metrics, PinholeRefusal, Side};
-use crate::stream::{ClientStream, MaybeTls};
+use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls;
 
 use super::pinhole::DataTls;
@@ -45,7 +45,8 @@ pub async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
             require_reuse,
         }) => {
             let acceptor = TlsAcceptor::from(acceptors.data(spec.download));
-            let t = match tokio::time::timeout(spec.limit, acceptor.accept(tcp)).await {
+            let t = match tokio::time::timeout(spec.limit, acceptor.accept(HoldIo::pass(tcp))).await
+            {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     spec.metrics

@@ -20,7 +20,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
 use crate::metrics::{Metrics, PinholeRefusal, Side};
-use crate::stream::{ClientStream, MaybeTls};
+use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,56 +78,6 @@ pub struct DataTls {
     pub require_reuse: bool,
 }
 
-/// How long a pinhole holds a client's ClientHello waiting for the transfer
-/// command, to learn the direction (download: fresh TLS 1.3 tickets; upload:
-/// none). Clients like curl send the command while their handshake is in
-/// flight; a client that finishes the handshake first only waits this long.
-/// curl sends `TYPE`, `SIZE` and then `RETR`, each a round trip to the
-/// backend, after starting its data handshake: 300 ms proved too short under
-/// load (the download then got no tickets and the next data connection could
-/// not resume).
-const DIRECTION_WAIT: Duration = Duration::from_millis(1500);
-
-/// After a weak hint (`SIZE`, `MDTM`: sent before downloads *and* before
-/// resumed uploads, `curl -C - -T`), how long the handshake still waits for
-/// the transfer command before it is taken as a download. Answering an upload
-/// as a download sends TLS 1.3 tickets the client never reads, and its close
-/// then resets the connection, losing the upload's last bytes.
-const HINT_GRACE: Duration = Duration::from_millis(500);
-
-/// What the session knows of the next transfer's direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Unknown,
-    /// `SIZE`/`MDTM`: probably a download, but wait a little for the command.
-    Likely,
-    Download,
-    Upload,
-}
-
-/// Choose the data handshake's mode (`true`: download) from what the
-/// session learns while the client's ClientHello waits.
-async fn decide(rx: &mut watch::Receiver<Direction>) -> bool {
-    let deadline = tokio::time::Instant::now() + DIRECTION_WAIT;
-    let mut likely_since = None;
-    loop {
-        match *rx.borrow_and_update() {
-            Direction::Download => return true,
-            Direction::Upload => return false,
-            Direction::Likely => {
-                likely_since.get_or_insert_with(tokio::time::Instant::now);
-            }
-            Direction::Unknown => {}
-        }
-        let until = likely_since.map_or(deadline, |t| (t + HINT_GRACE).min(deadline));
-        match tokio::time::timeout_at(until, rx.changed()).await {
-            Ok(Ok(())) => continue,
-            // Timed out, or the session is gone: a hint means download.
-            _ => return likely_since.is_some(),
-        }
-    }
-}
-
 /// An open pinhole. Dropping it closes the port and cancels its task.
 pub struct Pinhole {
     pub local: SocketAddr,
@@ -135,8 +85,8 @@ pub struct Pinhole {
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    /// What is known of the transfer's direction.
-    direction: watch::Sender<Direction>,
+    /// The transfer's direction once its command arrived (`true`: download).
+    direction: watch::Sender<Option<bool>>,
     /// Kernel pinhole to close if this one is dropped before its task ends
     /// (replaced by a new PASV, session over), with the client it was for.
     kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
@@ -187,7 +137,7 @@ impl Pinhole {
         let kernel_closed = Arc::new(AtomicBool::new(false));
         let closed_in_task = kernel_closed.clone();
         let (tx, rx) = oneshot::channel();
-        let (direction, direction_rx) = watch::channel(Direction::Unknown);
+        let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
             let res =
                 tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec, direction_rx))
@@ -223,31 +173,7 @@ impl Pinhole {
 
     /// The transfer command arrived: tell the pending handshake its direction.
     pub fn set_direction(&self, download: bool) {
-        let _ = self.direction.send(if download {
-            Direction::Download
-        } else {
-            Direction::Upload
-        });
-    }
-
-    /// A command that usually precedes a download arrived before the transfer
-    /// command (curl: `TYPE A` before `LIST`, `SIZE` before `RETR`; it may
-    /// wait for the data handshake in between). `strong` (`TYPE A`): answer
-    /// the handshake as a download now; weak (`SIZE`, `MDTM`, which also come
-    /// before resumed uploads): wait up to `HINT_GRACE` for the command first.
-    /// Ignored once the direction is known.
-    pub fn hint_download(&self, strong: bool) {
-        self.direction.send_if_modified(|d| match d {
-            Direction::Unknown | Direction::Likely => {
-                *d = if strong {
-                    Direction::Download
-                } else {
-                    Direction::Likely
-                };
-                true
-            }
-            Direction::Download | Direction::Upload => false,
-        });
+        let _ = self.direction.send(Some(download));
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
@@ -291,7 +217,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
-    mut direction: watch::Receiver<Direction>,
+    direction: watch::Receiver<Option<bool>>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -316,11 +242,25 @@ async fn accept_one(
                 acceptors,
                 require_reuse,
             }) => {
-                let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+                // The handshake is answered at once. When the transfer command
+                // has not told the direction yet (curl waits for this handshake
+                // before sending it), the handshake is a download's (TLS 1.3
+                // tickets) and `HoldIo` keeps the tickets back until the
+                // transfer knows: a download releases them before its data, an
+                // upload after it (see `stream::HoldIo`).
+                let armed = Arc::new(AtomicBool::new(false));
+                let io = HoldIo::new(tcp, armed.clone());
+                let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
                 let start = hello.await.map_err(PinholeError::Tls)?;
-                let download = decide(&mut direction).await;
-                tracing::debug!(port, download, "data handshake mode");
-                let t = match start.into_stream(acceptors.data(download)).await {
+                let known = *direction.borrow();
+                if known.is_none() {
+                    armed.store(true, Ordering::Relaxed);
+                }
+                tracing::debug!(port, ?known, "data handshake");
+                let mut t = match start
+                    .into_stream(acceptors.data(known.unwrap_or(true)))
+                    .await
+                {
                     Ok(t) => t,
                     Err(e) => {
                         spec.metrics
@@ -331,6 +271,13 @@ async fn accept_one(
                 let conn = t.get_ref().1;
                 let resumed = tls::was_resumed(conn.handshake_kind());
                 let version = tls::version_name(conn.protocol_version());
+                if known.is_some()
+                    || conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+                {
+                    // Nothing to hold (TLS 1.2 ends its handshake with our own
+                    // flight, and a known direction chose its config).
+                    t.get_mut().0.release();
+                }
                 spec.metrics
                     .tls_handshake(Side::Client, version, true, resumed);
                 if *require_reuse && !resumed {

@@ -38,7 +38,7 @@ use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
 use crate::metrics::{Dir, LoginResult, Metrics, PinholeRefusal, SessionOutcome, Side};
 use crate::policy;
-use crate::stream::{ClientStream, MaybeTls};
+use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{ServerTls, SessionAcceptors};
 use crate::xferlog::{TransferLog, TransferRecord};
 
@@ -234,7 +234,9 @@ async fn run_inner(
     };
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
-            match tokio::time::timeout(ctx.timeouts.login, acc.control.accept(tcp)).await {
+            match tokio::time::timeout(ctx.timeouts.login, acc.control.accept(HoldIo::pass(tcp)))
+                .await
+            {
                 Ok(Ok(t)) => {
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                     ctx.metrics
@@ -432,12 +434,6 @@ impl Driver {
                     local
                 })))
             }
-            Action::HintDownload { strong } => {
-                if let Some(p) = &self.pinhole {
-                    p.hint_download(strong);
-                }
-                Step::Done
-            }
             Action::DropPending => {
                 self.pinhole = None;
                 self.listener = None;
@@ -486,7 +482,9 @@ impl Driver {
         let MaybeTls::Plain(tcp) = client.into_stream() else {
             return Err(End(O::TlsFailed, "already TLS".into()));
         };
-        match tokio::time::timeout(self.ctx.timeouts.login, acceptor.accept(tcp)).await {
+        match tokio::time::timeout(self.ctx.timeouts.login, acceptor.accept(HoldIo::pass(tcp)))
+            .await
+        {
             Ok(Ok(t)) => {
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
@@ -788,8 +786,8 @@ async fn clear_control(client: Channel<ClientStream>) -> Result<Channel<ClientSt
         Ok(Err(e)) => return Err(format!("CCC: {e}")),
         Err(_) => return Err("CCC: client did not send close_notify".into()),
     }
-    let (tcp, _) = t.into_inner();
-    Ok(Channel::new(MaybeTls::Plain(tcp)))
+    let (io, _) = t.into_inner();
+    Ok(Channel::new(MaybeTls::Plain(io.into_inner())))
 }
 
 async fn read_backend(b: Option<&mut BackendSession>) -> Result<Reply, ReplyReadError> {

@@ -169,12 +169,6 @@ pub enum Action {
     /// Listen for the backend's data connection, then feed
     /// [`Input::BackendListening`].
     ListenBackend,
-    /// The client sent a command that announces a download while a pinhole
-    /// waits: `TYPE A` (`strong`: answer its TLS handshake as a download at
-    /// once) or `SIZE`/`MDTM` (weak: they also precede resumed uploads).
-    HintDownload {
-        strong: bool,
-    },
     /// Release the pinhole and backend listener of the pending data setup.
     DropPending,
     /// The transfer command has been sent: connect both data legs and relay.
@@ -615,19 +609,6 @@ impl Machine {
         env.command(cmd.verb());
         if let Command::Type(arg) = &cmd {
             self.binary = matches!(arg.first(), Some(b'I' | b'i' | b'L' | b'l'));
-        }
-        let hint = match &cmd {
-            Command::Type(arg) if matches!(arg.first(), Some(b'A' | b'a')) => Some(true),
-            Command::Other { verb, .. } if matches!(verb.as_str(), "SIZE" | "MDTM") => Some(false),
-            _ => None,
-        };
-        if let Some(strong) = hint {
-            if self
-                .pending
-                .is_some_and(|p| p.client == ClientSide::Pinhole)
-            {
-                self.out.push(Action::HintDownload { strong });
-            }
         }
         let busy = self.transfer.is_some();
         if self.logged_in && !policy::command_allowed(&self.commands, cmd.verb()) {

@@ -159,6 +159,10 @@ async fn run(
     }
     let mut client = client?;
     let mut backend = backend?;
+    if direction == Direction::Download {
+        // TLS 1.3 tickets held back by the pinhole go out before the data.
+        client.release_held();
+    }
     match direction {
         Direction::Download => {
             let opts = RelayOpts {
@@ -178,6 +182,9 @@ async fn run(
             // On error the backend leg is dropped with its reset armed.
             let n = relayed?;
             crate::net::unabort(backend.tcp());
+            // Only now may tickets held back by the pinhole go out: the
+            // client has sent everything (see `stream::HoldIo`).
+            client.release_held();
             // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
             // connection ends with close_notify from both sides).
             let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))

@@ -414,15 +414,3 @@ fn drain_waits_for_the_running_transfer() {
     assert_eq!(codes(&a), vec![226, 421]);
     assert_eq!(a.last(), Some(&Action::Close));
 }
-
-#[test]
-fn size_hints_a_download_weakly_and_type_a_strongly() {
-    let mut t = T::new(settings());
-    t.login();
-    t.pasv();
-    let a = t.client("SIZE f");
-    assert_eq!(a[0], Action::HintDownload { strong: false });
-    t.backend(213, "100");
-    let a = t.client("TYPE A");
-    assert_eq!(a[0], Action::HintDownload { strong: true });
-}
