@@ -25,8 +25,8 @@ use ftpsgate::config::{CommandPolicy, DataMode, Timeouts, TlsMode};
 use ftpsgate::control::{Framed, LineFramer, Reply, MAX_LINE};
 use ftpsgate::metrics::TransferResult;
 use ftpsgate::session::state::{
-    Action, BackendSide, ClientSide, Env, Finished, Input, Machine, RouteFailure, Routed,
-    Settings, TransferFailure, MAX_PIPELINE,
+    Action, BackendSide, ClientSide, Env, Finished, Input, Machine, RouteFailure, Routed, Settings,
+    TransferFailure, MAX_PIPELINE,
 };
 use ftpsgate_fuzz::{assert_reparses, replies};
 use libfuzzer_sys::fuzz_target;
@@ -35,13 +35,55 @@ use tokio::time::Instant;
 /// Client lines worth trying: every verb the gateway treats specially, and
 /// some it forwards.
 const CLIENT: &[&str] = &[
-    "USER alice", "USER bob@other", "PASS secret", "ACCT x", "AUTH TLS", "AUTH SSL",
-    "AUTH KERBEROS", "PBSZ 0", "PROT P", "PROT C", "PROT E", "CCC", "PASV", "EPSV",
-    "EPSV 1", "EPSV 2", "EPSV ALL", "PORT 127,0,0,1,4,1", "PORT 10,9,8,7,0,21",
-    "EPRT |1|127.0.0.1|2000|", "EPRT |2|::1|2000|", "FEAT", "SYST", "NOOP", "QUIT",
-    "REIN", "ABOR", "\u{ff}\u{f4}\u{ff}\u{f2}ABOR", "OPTS UTF8 ON", "REST 100", "TYPE A",
-    "TYPE I", "RETR f", "STOR f", "LIST", "NLST", "MLSD", "APPE f", "STOU", "SIZE f",
-    "MDTM f", "DELE f", "SITE CHMOD 777 f", "CWD /", "STAT", "HELP", "", "X", "RETR",
+    "USER alice",
+    "USER bob@other",
+    "PASS secret",
+    "ACCT x",
+    "AUTH TLS",
+    "AUTH SSL",
+    "AUTH KERBEROS",
+    "PBSZ 0",
+    "PROT P",
+    "PROT C",
+    "PROT E",
+    "CCC",
+    "PASV",
+    "EPSV",
+    "EPSV 1",
+    "EPSV 2",
+    "EPSV ALL",
+    "PORT 127,0,0,1,4,1",
+    "PORT 10,9,8,7,0,21",
+    "EPRT |1|127.0.0.1|2000|",
+    "EPRT |2|::1|2000|",
+    "FEAT",
+    "SYST",
+    "NOOP",
+    "QUIT",
+    "REIN",
+    "ABOR",
+    "\u{ff}\u{f4}\u{ff}\u{f2}ABOR",
+    "OPTS UTF8 ON",
+    "REST 100",
+    "TYPE A",
+    "TYPE I",
+    "RETR f",
+    "STOR f",
+    "LIST",
+    "NLST",
+    "MLSD",
+    "APPE f",
+    "STOU",
+    "SIZE f",
+    "MDTM f",
+    "DELE f",
+    "SITE CHMOD 777 f",
+    "CWD /",
+    "STAT",
+    "HELP",
+    "",
+    "X",
+    "RETR",
 ];
 
 /// Verbs the harness's route policy denies; the gateway never sends them itself.
@@ -175,7 +217,10 @@ impl Driver {
         let new: Vec<Finished> = self.env.finished[finished_before..].to_vec();
         assert!(new.len() <= 1, "two transfers finished at once");
         for f in &new {
-            let run = self.transfer.take().expect("finished a transfer never started");
+            let run = self
+                .transfer
+                .take()
+                .expect("finished a transfer never started");
             match f.result {
                 TransferResult::Ok => {
                     assert!(matches!(run.fed, Some(Ok(_))), "Ok without data legs done");
@@ -234,7 +279,10 @@ impl Driver {
                     assert!(self.has_backend, "line to a backend never connected");
                     assert!(!self.handshaking, "backend line during the handshake");
                     if self.require_tls {
-                        assert!(self.tls_up, "backend reached before TLS on a TLS-only listener");
+                        assert!(
+                            self.tls_up,
+                            "backend reached before TLS on a TLS-only listener"
+                        );
                     }
                 }
                 Action::StartTls => {
@@ -262,7 +310,9 @@ impl Driver {
                             Ok(Routed {
                                 login: "alice".into(),
                                 commands: if deny {
-                                    CommandPolicy::Deny(DENIED.iter().map(|v| v.to_string()).collect())
+                                    CommandPolicy::Deny(
+                                        DENIED.iter().map(|v| v.to_string()).collect(),
+                                    )
                                 } else {
                                     CommandPolicy::Any
                                 },
@@ -380,7 +430,9 @@ impl Driver {
                 let reply = self.backend_reply(u)?;
                 self.feed(u, Input::BackendReply(reply))
             }
-            10 if self.m.transfer_running() && self.transfer.as_ref().is_some_and(|t| t.fed.is_none()) => {
+            10 if self.m.transfer_running()
+                && self.transfer.as_ref().is_some_and(|t| t.fed.is_none()) =>
+            {
                 let outcome = if u.arbitrary()? {
                     Ok(u.arbitrary::<u32>()? as u64)
                 } else {
@@ -454,8 +506,17 @@ impl Driver {
                     u.arbitrary::<u8>()?
                 ),
             ),
-            2 => Reply::new(229, &format!("Entering Extended Passive Mode (|||{}|)", u.arbitrary::<u16>()?)),
-            3 => Reply::multi(211, &["Features:", "MDTM", "AUTH TLS", "EPSV", "UTF8", "End"]),
+            2 => Reply::new(
+                229,
+                &format!(
+                    "Entering Extended Passive Mode (|||{}|)",
+                    u.arbitrary::<u16>()?
+                ),
+            ),
+            3 => Reply::multi(
+                211,
+                &["Features:", "MDTM", "AUTH TLS", "EPSV", "UTF8", "End"],
+            ),
             _ => {
                 let code = *u.choose(&[
                     110u16, 125, 150, 200, 202, 211, 220, 221, 226, 230, 250, 331, 332, 350, 421,
