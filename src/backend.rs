@@ -202,13 +202,16 @@ pub struct BackendListener {
 }
 
 /// Connect, read the greeting and set up TLS as configured. Returns the
-/// session and the backend's greeting.
+/// session and the backend's greeting. `client` is (real client address,
+/// gateway address it reached) for the PROXY header of a backend with
+/// `send_proxy`; `None` for the gateway's own connections (health checks).
 pub async fn connect(
     backend: &Backend,
     limit: Duration,
+    client: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<(BackendSession, Reply), BackendError> {
     let started = Instant::now();
-    let res = match tokio::time::timeout(limit, connect_inner(backend, limit)).await {
+    let res = match tokio::time::timeout(limit, connect_inner(backend, limit, client)).await {
         Ok(Ok((mut s, greeting))) => {
             s.connect_latency = started.elapsed();
             backend
@@ -233,6 +236,7 @@ pub async fn connect(
 async fn connect_inner(
     backend: &Backend,
     limit: Duration,
+    client: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<(BackendSession, Reply), BackendError> {
     let cfg = &backend.cfg;
     let target = display_addr(cfg);
@@ -266,6 +270,12 @@ async fn connect_inner(
     crate::net::tune(&tcp);
     let peer = tcp.peer_addr()?;
     let local = tcp.local_addr()?;
+    let mut tcp = tcp;
+    if let Some(version) = cfg.send_proxy {
+        // First bytes on the connection, before TLS and the greeting.
+        let header = crate::proxy::header(version, client);
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &header).await?;
+    }
     let session_tls = backend.tls.as_ref().map(|t| t.session_connector());
 
     let stream = match (cfg.tls.mode, &session_tls) {

@@ -188,7 +188,7 @@ async fn check_loop(
 /// bounded by `limit`.
 async fn check_once(backend: &Backend, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
-    let (mut session, _greeting) = backend::connect(backend, limit)
+    let (mut session, _greeting) = backend::connect(backend, limit, None)
         .await
         .map_err(|e| e.to_string())?;
     // QUIT is a courtesy so the backend logs a clean disconnect; its reply does

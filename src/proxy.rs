@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::config::ProxyVersion;
+
 /// The addresses a PROXY header carried. `None` for `LOCAL` (v2, e.g. a load
 /// balancer's health check) and `UNKNOWN` (v1): the connection is the
 /// balancer's own.
@@ -173,5 +175,106 @@ mod tests {
     fn garbage_is_malformed() {
         assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
         assert!(parse(b"GET / HTTP/1.0\r\n").is_err());
+    }
+}
+
+/// The PROXY header the gateway sends a backend that asked for one
+/// (`backends[].send_proxy`): `conn` is (real client, gateway address the
+/// client reached); `None` for the gateway's own connections (health checks):
+/// `PROXY UNKNOWN` (v1) or a `LOCAL` command (v2).
+pub fn header(version: ProxyVersion, conn: Option<(SocketAddr, SocketAddr)>) -> Vec<u8> {
+    use ppp::v2;
+    let pair = conn.map(same_family);
+    match version {
+        ProxyVersion::V1 => match pair {
+            Some(p) => ppp::v1::Addresses::from(p).to_string().into_bytes(),
+            None => ppp::v1::Addresses::Unknown.to_string().into_bytes(),
+        },
+        ProxyVersion::V2 => {
+            let built = match pair {
+                Some(p) => v2::Builder::with_addresses(
+                    v2::Version::Two | v2::Command::Proxy,
+                    v2::Protocol::Stream,
+                    p,
+                )
+                .build(),
+                None => v2::Builder::with_addresses(
+                    v2::Version::Two | v2::Command::Local,
+                    v2::Protocol::Unspecified,
+                    v2::Addresses::Unspecified,
+                )
+                .build(),
+            };
+            // Building into a Vec cannot fail for fixed-size addresses; an
+            // empty header would make the backend refuse the connection.
+            built.unwrap_or_default()
+        }
+    }
+}
+
+/// Both addresses in one family (a PROXY header carries one): IPv4-mapped
+/// IPv6 becomes IPv4, and a remaining mix maps the IPv4 side to IPv6.
+fn same_family((src, dst): (SocketAddr, SocketAddr)) -> (SocketAddr, SocketAddr) {
+    let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (src, dst) = (canon(src), canon(dst));
+    let v6 = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(v4) => SocketAddr::new(v4.to_ipv6_mapped().into(), a.port()),
+        std::net::IpAddr::V6(_) => a,
+    };
+    if src.is_ipv4() == dst.is_ipv4() {
+        (src, dst)
+    } else {
+        (v6(src), v6(dst))
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|_| panic!("{s}"))
+    }
+
+    #[test]
+    fn headers_we_send_parse_back_to_the_client() {
+        for version in [ProxyVersion::V1, ProxyVersion::V2] {
+            for (src, dst) in [
+                ("203.0.113.7:40001", "192.0.2.1:21"),
+                ("[2001:db8::7]:40001", "[2001:db8::1]:990"),
+            ] {
+                let h = header(version, Some((sa(src), sa(dst))));
+                let p = parse(&h).unwrap_or_else(|e| panic!("{version:?} {src}: {e}"));
+                assert_eq!(p.source, Some(sa(src)), "{version:?}");
+                assert_eq!(p.destination, Some(sa(dst)), "{version:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_families_become_one() {
+        // A v4 client seen through a dual-stack socket: mapped → plain IPv4.
+        let h = header(
+            ProxyVersion::V1,
+            Some((sa("[::ffff:198.51.100.9]:5000"), sa("192.0.2.1:21"))),
+        );
+        assert_eq!(h, b"PROXY TCP4 198.51.100.9 192.0.2.1 5000 21\r\n".to_vec());
+        // A real mix: the IPv4 side is mapped into IPv6.
+        let h = header(
+            ProxyVersion::V2,
+            Some((sa("198.51.100.9:5000"), sa("[2001:db8::1]:21"))),
+        );
+        let p = parse(&h).expect("v2");
+        assert_eq!(p.source, Some(sa("[::ffff:198.51.100.9]:5000")));
+    }
+
+    #[test]
+    fn own_connections_send_local_or_unknown() {
+        assert_eq!(
+            header(ProxyVersion::V1, None),
+            b"PROXY UNKNOWN\r\n".to_vec()
+        );
+        let p = parse(&header(ProxyVersion::V2, None)).expect("v2 LOCAL");
+        assert_eq!(p.source, None);
     }
 }

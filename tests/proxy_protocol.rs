@@ -1022,3 +1022,113 @@ async fn haproxy_two_replicas_scale_out_and_failover() {
     drop(ha);
     r2.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// PROXY toward backends (`backends[].send_proxy`).
+
+/// A fake plain-FTP backend that requires a PROXY header first: it reports the source
+/// each connection's header carried (`None` for LOCAL/UNKNOWN), then answers a login.
+async fn proxy_reading_backend() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Option<SocketAddr>>,
+) {
+    let listener = tokio::net::TcpListener::bind((LO1, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(p) = ftpsgate::proxy::read_header(&mut tcp, Duration::from_secs(5)).await
+                else {
+                    return; // no header: refuse by closing, as a strict server would
+                };
+                let _ = tx.send(p.source);
+                let _ = tcp.write_all(b"220 fake backend\r\n").await;
+                let mut buf = [0u8; 512];
+                loop {
+                    let n = match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let line = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                    let reply: &[u8] = if line.starts_with("USER") {
+                        b"331 password\r\n"
+                    } else if line.starts_with("PASS") {
+                        b"230 logged in\r\n"
+                    } else if line.starts_with("QUIT") {
+                        let _ = tcp.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"200 ok\r\n"
+                    };
+                    if tcp.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// With `send_proxy: v1|v2` the backend's control connection starts with a PROXY
+/// header naming the real client (here 127.0.0.8, not the gateway's 127.0.0.1); the
+/// gateway's own health checks send LOCAL (v2) / UNKNOWN (v1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_proxy_names_the_real_client_to_the_backend() {
+    init_logs();
+    for version in ["v1", "v2"] {
+        let (backend, mut seen) = proxy_reading_backend().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let (p0, p1) = own_range(4);
+        let yaml = format!(
+            r#"listeners:
+  - name: sendpp-{version}
+    bind: "127.0.0.1:0"
+    tls: {{ mode: none }}
+    passive: {{ ports: "{p0}-{p1}", advertise: "127.0.0.1" }}
+    backend: pp
+backends:
+  - name: pp
+    address: "{backend}"
+    tls: {{ mode: none }}
+    send_proxy: {version}
+    health_check: {{ interval: 1s, timeout: 1s }}
+"#
+        );
+        let gw = start_gateway(&yaml, dir.path()).await;
+        let addr = gw
+            .local_addr(&format!("sendpp-{version}"))
+            .expect("listener");
+        bounded(30, version, async {
+            let mut ftp = RawFtp::connect_from(Some(LO8), addr)
+                .await
+                .expect("greeting");
+            ftp.login("alice", "secret").await;
+            // The first header on this backend may be a health check's.
+            let mut sources = Vec::new();
+            while let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await
+            {
+                sources.push(s);
+                if s.is_some() {
+                    break;
+                }
+            }
+            let client = sources.iter().flatten().next().copied();
+            let client =
+                client.unwrap_or_else(|| panic!("{version}: no client header: {sources:?}"));
+            assert_eq!(client.ip(), LO8, "{version}: header names {client}");
+            assert_ne!(client.port(), 0);
+            ftp.quit().await;
+            // Health checks: a header without a client address.
+            let check = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await;
+            assert!(
+                matches!(check, Ok(Some(None))),
+                "{version}: health check header: {check:?}"
+            );
+        })
+        .await;
+        gw.shutdown().await;
+    }
+}

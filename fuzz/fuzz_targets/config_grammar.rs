@@ -163,6 +163,7 @@ const LOG_FORMAT: Kind = Scalar(&["xferlog", "json", "csv"]);
 const ON_ERROR: Kind = Scalar(&["fail", "warn", "ignore", "log"]);
 const TABLE: Kind = Scalar(&["ftpsgate", "inet ftpsgate", "", "a b"]);
 const DATA_MODE: Kind = Scalar(&["passive", "active", "auto", "extended"]);
+const PROXY_VERSION: Kind = Scalar(&["v1", "v2", "v3", "2", "V2"]);
 
 const ACCESS_RULE: Kind = Map(&[("allow", List(&CIDR)), ("deny", List(&CIDR))]);
 const SNI: Kind = Map(&[("names", List(&SNI_NAME)), ("cert", FILE), ("key", FILE)]);
@@ -235,6 +236,7 @@ const BACKEND: Kind = Map(&[
     ("health_check", HEALTH_CHECK),
     ("data_mode", DATA_MODE),
     ("keepalive_noop", DURATION),
+    ("send_proxy", PROXY_VERSION),
 ]);
 const TIMEOUTS: Kind = Map(&[
     ("connect", DURATION),

@@ -26,7 +26,8 @@ use super::typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
     ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, ProxyProtocol,
-    Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
+    ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig,
+    TransferLogFormat,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -1028,6 +1029,17 @@ impl<'a> Builder<'a> {
             raw.keepalive_noop.as_deref(),
             duration::parse,
         );
+        let send_proxy = self.optional(
+            &format!("{p}.send_proxy"),
+            raw.send_proxy.as_deref(),
+            |s| match s {
+                "v1" => Ok(ProxyVersion::V1),
+                "v2" => Ok(ProxyVersion::V2),
+                _ => Err(format!(
+                    "\"{s}\" is not a PROXY protocol version (expected v1 or v2)"
+                )),
+            },
+        );
         let (host, port) = address?;
         Ok(Backend {
             name: name?,
@@ -1037,6 +1049,7 @@ impl<'a> Builder<'a> {
             health_check: health_check?,
             data_mode: data_mode?.unwrap_or(DataMode::Passive),
             keepalive_noop: keepalive_noop?,
+            send_proxy: send_proxy?,
         })
     }
 

@@ -27,8 +27,8 @@ pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
     ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
-    ProxyProtocol, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig,
-    TransferLogFormat,
+    ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
+    TransferLogConfig, TransferLogFormat,
 };
 
 /// Name used as the error location for YAML that did not come from a file.

@@ -244,6 +244,7 @@ pub(crate) struct RawBackend {
     pub health_check: Option<RawHealthCheck>,
     pub data_mode: Option<String>,
     pub keepalive_noop: Option<String>,
+    pub send_proxy: Option<String>,
 }
 
 /// `backends[i].health_check`; each value is a duration like `timeouts`.

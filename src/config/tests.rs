@@ -164,6 +164,7 @@ fn example_config_parses_into_typed_value() {
             health_check: None,
             data_mode: DataMode::Passive,
             keepalive_noop: None,
+            send_proxy: None,
         }],
         timeouts: Timeouts::default(),
         metrics: None,
@@ -1800,4 +1801,27 @@ fn listener_max_version_below_min_version_is_an_error() {
     let ok = EXAMPLE.replace("require: true", "require: true\n      max_version: \"1.2\"");
     let config = parse_ok(&ok, dir.path());
     assert_eq!(config.listeners[0].tls.max_version, TlsVersion::Tls12);
+}
+
+#[test]
+fn send_proxy_versions_and_errors() {
+    let dir = certs();
+    let c = parse_ok(&minimal("", "    send_proxy: v2\n"), dir.path());
+    assert_eq!(
+        c.backends[0].send_proxy,
+        Some(crate::config::ProxyVersion::V2)
+    );
+    let c = parse_ok(&minimal("", "    send_proxy: v1\n"), dir.path());
+    assert_eq!(
+        c.backends[0].send_proxy,
+        Some(crate::config::ProxyVersion::V1)
+    );
+    assert_eq!(
+        parse_ok(&minimal("", ""), dir.path()).backends[0].send_proxy,
+        None
+    );
+    assert_eq!(
+        errors(&minimal("", "    send_proxy: v3\n"), dir.path()),
+        vec!["backends[0].send_proxy: \"v3\" is not a PROXY protocol version (expected v1 or v2)"]
+    );
 }

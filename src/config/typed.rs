@@ -469,6 +469,19 @@ pub struct Backend {
     /// after this much idle time (replies swallowed) so NATs and load
     /// balancers in between keep it open. `None`: off.
     pub keepalive_noop: Option<Duration>,
+    /// Send a PROXY protocol header first on each control connection, so the
+    /// backend sees (and logs, and applies its own rules to) the real client
+    /// address. `None` (default): no header.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// PROXY protocol version sent to a backend (`backends[i].send_proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyVersion {
+    /// Text header (`PROXY TCP4 …`).
+    V1,
+    /// Binary header.
+    V2,
 }
 
 /// `backends[i].health_check`: connect, read `220`, complete TLS as configured, `QUIT`.

@@ -272,6 +272,7 @@ async fn run_inner(
         ctx,
         shared,
         client_ip: peer.ip(),
+        client_addr: peer,
         local_addr,
         acceptor,
         backend: None,
@@ -357,6 +358,8 @@ struct Driver {
     ctx: Arc<ListenerCtx>,
     shared: Arc<Shared>,
     client_ip: IpAddr,
+    /// The client's address and port (from the PROXY header when behind a balancer).
+    client_addr: SocketAddr,
     local_addr: SocketAddr,
     /// Per-session TLS acceptor (own session cache): used for the control
     /// upgrade and every data connection, so data can only resume this session.
@@ -583,7 +586,13 @@ impl Driver {
     async fn connect_backend(&mut self, candidates: Vec<Arc<Backend>>) -> Result<(), String> {
         let mut last = String::from("no backend configured");
         for backend in candidates {
-            match backend::connect(&backend, self.ctx.timeouts.connect).await {
+            match backend::connect(
+                &backend,
+                self.ctx.timeouts.connect,
+                Some((self.client_addr, self.local_addr)),
+            )
+            .await
+            {
                 Ok((b, _greeting)) => {
                     info!(
                         backend = %backend.cfg.name,
