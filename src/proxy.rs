@@ -138,46 +138,6 @@ pub fn parse(header: &[u8]) -> Result<Proxied, ProxyError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap_or_else(|_| panic!("{s}"))
-    }
-
-    #[test]
-    fn v1_tcp4_and_tcp6() {
-        let p = parse(b"PROXY TCP4 203.0.113.7 198.19.0.10 40001 21\r\n").expect("v1");
-        assert_eq!(p.source, Some(sa("203.0.113.7:40001")));
-        assert_eq!(p.destination, Some(sa("198.19.0.10:21")));
-        let p = parse(b"PROXY TCP6 2001:db8::7 2001:db8::1 40001 21\r\n").expect("v1 v6");
-        assert_eq!(p.source, Some(sa("[2001:db8::7]:40001")));
-        let p = parse(b"PROXY UNKNOWN\r\n").expect("unknown");
-        assert_eq!(p.source, None);
-    }
-
-    #[test]
-    fn v2_proxy_and_local() {
-        let mut h = V2_SIGNATURE.to_vec();
-        // version 2, PROXY; TCP over IPv4; 12 bytes of addresses.
-        h.extend_from_slice(&[
-            0x21, 0x11, 0, 12, 203, 0, 113, 7, 198, 19, 0, 10, 0x9c, 0x41, 0, 21,
-        ]);
-        let p = parse(&h).expect("v2");
-        assert_eq!(p.source, Some(sa("203.0.113.7:40001")));
-        let mut l = V2_SIGNATURE.to_vec();
-        l.extend_from_slice(&[0x20, 0x00, 0, 0]);
-        assert_eq!(parse(&l).expect("local").source, None);
-    }
-
-    #[test]
-    fn garbage_is_malformed() {
-        assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
-        assert!(parse(b"GET / HTTP/1.0\r\n").is_err());
-    }
-}
-
 /// The PROXY header the gateway sends a backend that asked for one
 /// (`backends[].send_proxy`): `conn` is (real client, gateway address the
 /// client reached); `None` for the gateway's own connections (health checks):
@@ -229,11 +189,42 @@ fn same_family((src, dst): (SocketAddr, SocketAddr)) -> (SocketAddr, SocketAddr)
 }
 
 #[cfg(test)]
-mod header_tests {
+mod tests {
     use super::*;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap_or_else(|_| panic!("{s}"))
+    }
+
+    #[test]
+    fn v1_tcp4_and_tcp6() {
+        let p = parse(b"PROXY TCP4 203.0.113.7 198.19.0.10 40001 21\r\n").expect("v1");
+        assert_eq!(p.source, Some(sa("203.0.113.7:40001")));
+        assert_eq!(p.destination, Some(sa("198.19.0.10:21")));
+        let p = parse(b"PROXY TCP6 2001:db8::7 2001:db8::1 40001 21\r\n").expect("v1 v6");
+        assert_eq!(p.source, Some(sa("[2001:db8::7]:40001")));
+        let p = parse(b"PROXY UNKNOWN\r\n").expect("unknown");
+        assert_eq!(p.source, None);
+    }
+
+    #[test]
+    fn v2_proxy_and_local() {
+        let mut h = V2_SIGNATURE.to_vec();
+        // version 2, PROXY; TCP over IPv4; 12 bytes of addresses.
+        h.extend_from_slice(&[
+            0x21, 0x11, 0, 12, 203, 0, 113, 7, 198, 19, 0, 10, 0x9c, 0x41, 0, 21,
+        ]);
+        let p = parse(&h).expect("v2");
+        assert_eq!(p.source, Some(sa("203.0.113.7:40001")));
+        let mut l = V2_SIGNATURE.to_vec();
+        l.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        assert_eq!(parse(&l).expect("local").source, None);
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(parse(b"PROXY TCP4 nonsense\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.0\r\n").is_err());
     }
 
     #[test]
