@@ -421,7 +421,14 @@ impl Gateway {
         drop(running);
         self.shared
             .set_failed_logins(prepared.config.limits.failed_logins);
-        // Health checks restart with the new backends (renewed CA, new timers).
+        // Health checks restart with the new backends (renewed CA, new timers);
+        // added backends appear in /readyz and in routing's health order.
+        self.shared.health.set_backends(
+            prepared
+                .backends
+                .iter()
+                .map(|b| (b.cfg.name.as_str(), b.cfg.health_check.is_some())),
+        );
         let (stop_checks, stop_rx) = watch::channel(false);
         let old = std::mem::replace(&mut *lock(&self.stop_checks), stop_checks);
         let _ = old.send(true);

@@ -10,7 +10,7 @@
 //! `PROT`), then sends `QUIT` and drops the connection. It never logs in.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -26,8 +26,8 @@ use crate::metrics::Metrics;
 pub struct Health {
     /// Set by `Gateway::start` once every listener is bound.
     listeners_bound: AtomicBool,
-    /// One entry per backend used by a listener, in config order.
-    backends: Vec<BackendHealth>,
+    /// One entry per configured backend, in config order (replaced on reload).
+    backends: RwLock<Vec<BackendHealth>>,
 }
 
 #[derive(Debug)]
@@ -42,16 +42,34 @@ impl Health {
     /// backends start unhealthy until their first check passes; unchecked ones
     /// are healthy for good.
     pub fn new<'a>(backends: impl IntoIterator<Item = (&'a str, bool)>) -> Arc<Health> {
-        Arc::new(Health {
-            listeners_bound: AtomicBool::new(false),
-            backends: backends
-                .into_iter()
-                .map(|(name, checked)| BackendHealth {
+        let health = Health::default();
+        health.set_backends(backends);
+        Arc::new(health)
+    }
+
+    /// The backend set after a reload: a backend that stays keeps its state
+    /// (while it keeps a check), a new checked one is unhealthy until its first
+    /// check passes, an unchecked one is healthy, a removed one is forgotten.
+    pub fn set_backends<'a>(&self, backends: impl IntoIterator<Item = (&'a str, bool)>) {
+        let mut list = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        let next = backends
+            .into_iter()
+            .map(|(name, checked)| {
+                let was = list
+                    .iter()
+                    .find(|b| b.name == name)
+                    .map(|b| b.healthy.load(Ordering::SeqCst));
+                BackendHealth {
                     name: name.to_owned(),
-                    healthy: AtomicBool::new(!checked),
-                })
-                .collect(),
-        })
+                    healthy: AtomicBool::new(!checked || was == Some(true)),
+                }
+            })
+            .collect();
+        *list = next;
+    }
+
+    fn list(&self) -> RwLockReadGuard<'_, Vec<BackendHealth>> {
+        self.backends.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn set_listeners_bound(&self, bound: bool) {
@@ -64,14 +82,14 @@ impl Health {
 
     /// Records a backend's state; unknown names are ignored.
     pub fn set_backend(&self, name: &str, healthy: bool) {
-        if let Some(b) = self.backends.iter().find(|b| b.name == name) {
+        if let Some(b) = self.list().iter().find(|b| b.name == name) {
             b.healthy.store(healthy, Ordering::SeqCst);
         }
     }
 
     /// `None` for a backend no listener uses.
     pub fn backend_healthy(&self, name: &str) -> Option<bool> {
-        self.backends
+        self.list()
             .iter()
             .find(|b| b.name == name)
             .map(|b| b.healthy.load(Ordering::SeqCst))
@@ -79,11 +97,7 @@ impl Health {
 
     /// Listeners bound and at least one backend healthy.
     pub fn is_ready(&self) -> bool {
-        self.listeners_bound()
-            && self
-                .backends
-                .iter()
-                .any(|b| b.healthy.load(Ordering::SeqCst))
+        self.listeners_bound() && self.list().iter().any(|b| b.healthy.load(Ordering::SeqCst))
     }
 
     /// A human-readable status, one line per item, for the `/readyz` body.
@@ -99,7 +113,7 @@ impl Health {
         } else {
             "listeners: not bound\n"
         });
-        for b in &self.backends {
+        for b in self.list().iter() {
             let state = if b.healthy.load(Ordering::SeqCst) {
                 "up"
             } else {
@@ -231,5 +245,28 @@ mod tests {
         h.set_listeners_bound(true);
         assert!(h.is_ready());
         assert!(!Health::new([("plain", false)]).is_ready(), "not bound yet");
+    }
+
+    /// Reload: kept backends keep their state, new checked ones start down,
+    /// removed ones disappear from `/readyz`.
+    #[test]
+    fn reload_adds_keeps_and_forgets_backends() {
+        let h = Health::new([("a", true), ("gone", true)]);
+        h.set_backend("a", true);
+        h.set_backend("gone", true);
+        h.set_backends([("a", true), ("new", true), ("plain", false)]);
+        assert_eq!(h.backend_healthy("a"), Some(true));
+        assert_eq!(h.backend_healthy("new"), Some(false));
+        assert_eq!(h.backend_healthy("plain"), Some(true));
+        assert_eq!(h.backend_healthy("gone"), None);
+        h.set_backend("new", true);
+        assert_eq!(
+            h.backend_healthy("new"),
+            Some(true),
+            "checks of a new backend count"
+        );
+        assert!(h
+            .report()
+            .contains("backend a: up\nbackend new: up\nbackend plain: up\n"));
     }
 }

@@ -708,3 +708,54 @@ async fn no_password_in_logs_metrics_or_transfer_log() {
     }
     gw.shutdown().await;
 }
+
+/// A backend added by reload is health-checked and shows in `/readyz` and the metrics
+/// (before: the health set was fixed at start, so a new backend stayed invisible and
+/// counted as healthy for routing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_a_backend_to_health_checks_and_readyz() {
+    let vs = strict_vsftpd();
+    let (gw, maddr) = start_observed(
+        Backend::for_vsftpd(&vs),
+        Some(&vs),
+        Observe {
+            backend_extra: "health_check: { interval: 1s, timeout: 1s }",
+            ..Observe::default()
+        },
+    )
+    .await;
+    scrape_until(maddr, Duration::from_secs(3), "backend up", |s| {
+        s.get("ftpsgate_backend_up{backend=\"vs\"}") == 1.0
+    })
+    .await;
+    let yaml = gw.yaml.replacen(
+        "\ntimeouts:",
+        &format!(
+            "\n  - name: spare\n    address: \"{}\"\n    tls: {{ mode: none }}\n    health_check: {{ interval: 1s, timeout: 1s }}\ntimeouts:",
+            dead_addr()
+        ),
+        1,
+    );
+    let config = ftpsgate::config::Config::from_yaml_str(&yaml, gw.dir.path())
+        .unwrap_or_else(|e| panic!("reloaded config rejected: {e}\n{yaml}"));
+    gw.gateway
+        .as_ref()
+        .expect("running")
+        .reload(config)
+        .unwrap_or_else(|e| panic!("reload failed: {e:?}"));
+    let s = scrape_until(maddr, Duration::from_secs(5), "spare checked", |s| {
+        s.get("ftpsgate_backend_health_checks_total{backend=\"spare\",result=\"failed\"}") >= 1.0
+    })
+    .await;
+    assert_eq!(
+        s.get("ftpsgate_backend_up{backend=\"spare\"}"),
+        0.0,
+        "{}",
+        s.text
+    );
+    let (status, _, body) = http_get(maddr, "/readyz", None).await;
+    assert_eq!(status, 200, "vs is still up: {body}");
+    assert!(body.contains("backend spare: down"), "{body}");
+    assert!(body.contains("backend vs: up"), "kept its state: {body}");
+    gw.shutdown().await;
+}
