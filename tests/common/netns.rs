@@ -727,7 +727,20 @@ impl LabVsftpd {
         std::fs::create_dir_all(&empty).unwrap();
         let log_path = dir.join("vsftpd.log");
         let conf = dir.join("vsftpd.conf");
-        std::fs::write(&conf, vsftpd_conf(&spec, &root, &empty, &log_path, &certs)).unwrap();
+        std::fs::write(
+            &conf,
+            super::vsftpd::config_text(
+                spec.mode,
+                spec.listen,
+                spec.pasv,
+                spec.pasv_address.as_deref(),
+                &root,
+                &empty,
+                &log_path,
+                &certs,
+            ),
+        )
+        .unwrap();
         LabVsftpd {
             spec,
             dir,
@@ -830,74 +843,6 @@ impl Drop for LabVsftpd {
             kill_group(self.pid, Some(&mut child));
         }
     }
-}
-
-fn vsftpd_conf(spec: &VsftpdSpec, root: &Path, empty: &Path, log: &Path, certs: &Certs) -> String {
-    let listen = match spec.listen.ip() {
-        IpAddr::V4(ip) => format!("listen=YES\nlisten_ipv6=NO\nlisten_address={ip}\n"),
-        IpAddr::V6(ip) => format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={ip}\n"),
-    };
-    let pasv_address = spec
-        .pasv_address
-        .as_ref()
-        .map(|a| format!("pasv_address={a}\n"))
-        .unwrap_or_default();
-    let mut c = format!(
-        "background=NO
-{listen}listen_port={port}
-isolate=NO
-isolate_network=NO
-seccomp_sandbox=NO
-secure_chroot_dir={empty}
-pam_service_name=vsftpd
-anonymous_enable=NO
-local_enable=YES
-write_enable=YES
-local_umask=022
-local_root={root}
-chroot_local_user=NO
-pasv_enable=YES
-pasv_min_port={pmin}
-pasv_max_port={pmax}
-{pasv_address}connect_from_port_20=NO
-xferlog_enable=YES
-xferlog_std_format=NO
-log_ftp_protocol=YES
-vsftpd_log_file={log}
-dual_log_enable=NO
-syslog_enable=NO
-",
-        port = spec.listen.port(),
-        empty = empty.display(),
-        root = root.display(),
-        pmin = spec.pasv.0,
-        pmax = spec.pasv.1,
-        log = log.display(),
-    );
-    let tls = |reuse: bool, implicit: bool| {
-        format!(
-            "ssl_enable=YES
-allow_anon_ssl=NO
-force_local_logins_ssl=YES
-force_local_data_ssl=YES
-require_ssl_reuse={}
-implicit_ssl={}
-ssl_ciphers=HIGH
-rsa_cert_file={}
-rsa_private_key_file={}
-",
-            if reuse { "YES" } else { "NO" },
-            if implicit { "YES" } else { "NO" },
-            certs.cert_pem.display(),
-            certs.key_pem.display(),
-        )
-    };
-    match spec.mode {
-        VsftpdMode::Plain => c.push_str("ssl_enable=NO\n"),
-        VsftpdMode::Explicit { require_reuse } => c.push_str(&tls(require_reuse, false)),
-        VsftpdMode::Implicit => c.push_str(&tls(true, true)),
-    }
-    c
 }
 
 /// curl run inside a lab namespace.

@@ -67,8 +67,9 @@ impl Vsftpd {
             let conf = dir.join("vsftpd.conf");
             let text = config_text(
                 mode,
-                port,
+                server.addr,
                 pasv,
+                Some("127.0.0.1"),
                 &server.root,
                 &empty,
                 &server.log,
@@ -240,21 +241,31 @@ impl Drop for Vsftpd {
     }
 }
 
-fn config_text(
+/// The text of a private vsftpd config: listening on `listen` (IPv4 or IPv6), passive
+/// ports `pasv` with `pasv_address` written into `227` (`None`: vsftpd's own choice),
+/// local users rooted at `root`, TLS as `mode` says. Shared with the NAT lab
+/// (`netns.rs`), whose vsftpd listens inside a namespace.
+#[allow(clippy::too_many_arguments)]
+pub fn config_text(
     mode: VsftpdMode,
-    port: u16,
+    listen: SocketAddr,
     pasv: (u16, u16),
+    pasv_address: Option<&str>,
     root: &Path,
     empty: &Path,
     log: &Path,
     certs: &Certs,
 ) -> String {
+    let listen_lines = match listen.ip() {
+        std::net::IpAddr::V4(ip) => format!("listen=YES\nlisten_ipv6=NO\nlisten_address={ip}\n"),
+        std::net::IpAddr::V6(ip) => format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={ip}\n"),
+    };
+    let pasv_address = pasv_address
+        .map(|a| format!("pasv_address={a}\n"))
+        .unwrap_or_default();
     let mut c = format!(
         "background=NO
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port={port}
+{listen_lines}listen_port={port}
 isolate=NO
 isolate_network=NO
 seccomp_sandbox=NO
@@ -269,8 +280,7 @@ chroot_local_user=NO
 pasv_enable=YES
 pasv_min_port={pmin}
 pasv_max_port={pmax}
-pasv_address=127.0.0.1
-connect_from_port_20=NO
+{pasv_address}connect_from_port_20=NO
 xferlog_enable=YES
 xferlog_std_format=NO
 log_ftp_protocol=YES
@@ -278,6 +288,7 @@ vsftpd_log_file={log}
 dual_log_enable=NO
 syslog_enable=NO
 ",
+        port = listen.port(),
         empty = empty.display(),
         root = root.display(),
         pmin = pasv.0,
