@@ -271,7 +271,6 @@ async fn run_inner(
     let mut d = Driver {
         ctx,
         shared,
-        client_ip: peer.ip(),
         client_addr: peer,
         local_addr,
         acceptor,
@@ -357,7 +356,6 @@ async fn run_inner(
 struct Driver {
     ctx: Arc<ListenerCtx>,
     shared: Arc<Shared>,
-    client_ip: IpAddr,
     /// The client's address and port (from the PROXY header when behind a balancer).
     client_addr: SocketAddr,
     local_addr: SocketAddr,
@@ -396,7 +394,7 @@ impl Driver {
         let mut env = SessionEnv {
             ctx: &self.ctx,
             shared: &self.shared,
-            client_ip: self.client_ip,
+            client_ip: self.client_addr.ip(),
             backend,
         };
         machine.handle(Instant::now(), input, &mut env)
@@ -633,7 +631,7 @@ impl Driver {
         let spec = PinholeSpec {
             bind_ip: passive.bind,
             ports: passive.ports,
-            client_ip: self.client_ip,
+            client_ip: self.client_addr.ip(),
             tls: self.client_data_tls(protected),
             lifetime: self.ctx.timeouts.pinhole,
             metrics: self.ctx.metrics.clone(),
@@ -646,12 +644,15 @@ impl Driver {
         let port = pinhole.local.port();
         if let Some(k) = &self.ctx.kernel {
             // Before the reply: the client may connect as soon as it reads it.
-            if let Err(e) = k.add(self.client_ip, port, self.ctx.timeouts.pinhole).await {
+            if let Err(e) = k
+                .add(self.client_addr.ip(), port, self.ctx.timeouts.pinhole)
+                .await
+            {
                 warn!(error = %e, "cannot open kernel pinhole");
                 return Err("kernel pinhole failed".into());
             }
         }
-        let (ip, adv_port) = passive.advertised(self.client_ip, self.local_addr.ip(), port);
+        let (ip, adv_port) = passive.advertised(self.client_addr.ip(), self.local_addr.ip(), port);
         debug!(port, "pinhole bound");
         self.pinhole = Some(pinhole);
         Ok(SocketAddr::new(ip, adv_port))

@@ -136,8 +136,7 @@ impl AsyncRead for HoldIo {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         if !this.released && !this.holding {
-            let new = buf.filled()[before..].to_vec();
-            this.scan(&new);
+            this.scan(&buf.filled()[before..]);
         }
         Poll::Ready(Ok(()))
     }
