@@ -105,6 +105,25 @@ async fn start_observed(
     )
 }
 
+/// A gateway in front of `vs` with a 1 s health check, returned once the first check
+/// has reported `vs` up (it runs at once; allowed one timeout plus slack).
+async fn start_checked(vs: &Vsftpd) -> (GwEnv, SocketAddr) {
+    let (gw, maddr) = start_observed(
+        Backend::for_vsftpd(vs),
+        Some(vs),
+        Observe {
+            backend_extra: "health_check: { interval: 1s, timeout: 1s }",
+            ..Observe::default()
+        },
+    )
+    .await;
+    scrape_until(maddr, Duration::from_secs(3), "backend up", |s| {
+        s.get("ftpsgate_backend_up{backend=\"vs\"}") == 1.0
+    })
+    .await;
+    (gw, maddr)
+}
+
 /// One HTTP/1.1 GET; returns (status, content-type, body).
 async fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr)
@@ -487,20 +506,7 @@ async fn stealing_attempt_counts_a_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_reports_a_backend_taken_down_and_readyz_follows() {
     let vs = strict_vsftpd();
-    let (gw, maddr) = start_observed(
-        Backend::for_vsftpd(&vs),
-        Some(&vs),
-        Observe {
-            backend_extra: "health_check: { interval: 1s, timeout: 1s }",
-            ..Observe::default()
-        },
-    )
-    .await;
-    // The first check runs at once; allow it one timeout plus slack.
-    scrape_until(maddr, Duration::from_secs(3), "backend up", |s| {
-        s.get("ftpsgate_backend_up{backend=\"vs\"}") == 1.0
-    })
-    .await;
+    let (gw, maddr) = start_checked(&vs).await;
     let (status, _, body) = http_get(maddr, "/readyz", None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("backend vs: up"), "{body}");
@@ -715,19 +721,7 @@ async fn no_password_in_logs_metrics_or_transfer_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_a_backend_to_health_checks_and_readyz() {
     let vs = strict_vsftpd();
-    let (gw, maddr) = start_observed(
-        Backend::for_vsftpd(&vs),
-        Some(&vs),
-        Observe {
-            backend_extra: "health_check: { interval: 1s, timeout: 1s }",
-            ..Observe::default()
-        },
-    )
-    .await;
-    scrape_until(maddr, Duration::from_secs(3), "backend up", |s| {
-        s.get("ftpsgate_backend_up{backend=\"vs\"}") == 1.0
-    })
-    .await;
+    let (gw, maddr) = start_checked(&vs).await;
     let yaml = gw.yaml.replacen(
         "\ntimeouts:",
         &format!(
