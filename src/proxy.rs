@@ -82,6 +82,19 @@ async fn read_inner(tcp: &mut TcpStream) -> Result<Proxied, ProxyError> {
     parse(&buf)
 }
 
+/// A header that named both ends.
+fn addressed(
+    src: std::net::IpAddr,
+    src_port: u16,
+    dst: std::net::IpAddr,
+    dst_port: u16,
+) -> Proxied {
+    Proxied {
+        source: Some(SocketAddr::new(src, src_port)),
+        destination: Some(SocketAddr::new(dst, dst_port)),
+    }
+}
+
 /// Parse a complete header (pure; used by `read_header` and tests).
 pub fn parse(header: &[u8]) -> Result<Proxied, ProxyError> {
     use ppp::{v1, v2, HeaderResult};
@@ -92,20 +105,18 @@ pub fn parse(header: &[u8]) -> Result<Proxied, ProxyError> {
                 source: None,
                 destination: None,
             },
-            v1::Addresses::Tcp4(a) => Proxied {
-                source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-                destination: Some(SocketAddr::new(
-                    a.destination_address.into(),
-                    a.destination_port,
-                )),
-            },
-            v1::Addresses::Tcp6(a) => Proxied {
-                source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-                destination: Some(SocketAddr::new(
-                    a.destination_address.into(),
-                    a.destination_port,
-                )),
-            },
+            v1::Addresses::Tcp4(a) => addressed(
+                a.source_address.into(),
+                a.source_port,
+                a.destination_address.into(),
+                a.destination_port,
+            ),
+            v1::Addresses::Tcp6(a) => addressed(
+                a.source_address.into(),
+                a.source_port,
+                a.destination_address.into(),
+                a.destination_port,
+            ),
         }),
         HeaderResult::V2(Ok(h)) => {
             let none = Proxied {
@@ -116,20 +127,18 @@ pub fn parse(header: &[u8]) -> Result<Proxied, ProxyError> {
                 return Ok(none);
             }
             Ok(match h.addresses {
-                v2::Addresses::IPv4(a) => Proxied {
-                    source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-                    destination: Some(SocketAddr::new(
-                        a.destination_address.into(),
-                        a.destination_port,
-                    )),
-                },
-                v2::Addresses::IPv6(a) => Proxied {
-                    source: Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-                    destination: Some(SocketAddr::new(
-                        a.destination_address.into(),
-                        a.destination_port,
-                    )),
-                },
+                v2::Addresses::IPv4(a) => addressed(
+                    a.source_address.into(),
+                    a.source_port,
+                    a.destination_address.into(),
+                    a.destination_port,
+                ),
+                v2::Addresses::IPv6(a) => addressed(
+                    a.source_address.into(),
+                    a.source_port,
+                    a.destination_address.into(),
+                    a.destination_port,
+                ),
                 v2::Addresses::Unspecified | v2::Addresses::Unix(_) => none,
             })
         }
