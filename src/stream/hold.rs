@@ -114,6 +114,10 @@ impl HoldIo {
 
     /// Write out what was held (after `release`).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.held.is_empty() {
+            // The usual case on every write: nothing was held.
+            return Poll::Ready(Ok(()));
+        }
         while !self.held.is_empty() {
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.held))?;
             if n == 0 {
@@ -121,6 +125,7 @@ impl HoldIo {
             }
             self.held.drain(..n);
         }
+        // Give the buffer back once it has gone out.
         self.held = Vec::new();
         Poll::Ready(Ok(()))
     }
