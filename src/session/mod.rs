@@ -523,10 +523,9 @@ impl Driver {
             .is_some_and(|c| choice.backends.contains(&c.backend.cfg.name));
         let fresh = self.backend.is_none() || !same;
         if fresh {
+            // The machine drops the pending data setup (`DropPending`) on a fresh route.
             self.backend = None;
             self.chosen = None;
-            self.pinhole = None;
-            self.listener = None;
             let candidates = self.candidates(&choice);
             self.connect_backend(candidates)
                 .await
@@ -626,7 +625,6 @@ impl Driver {
     /// Bind a pinhole for this client (and its kernel rule); returns the
     /// address and port to advertise to it.
     async fn open_pinhole(&mut self, protected: bool) -> Result<SocketAddr, String> {
-        self.pinhole = None;
         let passive = &self.ctx.cfg.passive;
         let spec = PinholeSpec {
             bind_ip: passive.bind,
