@@ -31,13 +31,15 @@ pub mod demo;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod session;
+pub mod shared;
 pub mod stream;
 pub mod tls;
 pub mod xferlog;
 
-pub use gateway::{Gateway, StartError};
+pub use gateway::{Gateway, StartError, StartErrors};

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AccessRule, Action, Balance, CommandPolicy, FailedLogins, Listener, Route};
 
+pub mod balance;
+
 /// Outcome of [`check_access`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccessDecision {

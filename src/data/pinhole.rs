@@ -39,6 +39,8 @@ pub enum PinholeError {
     Closed,
     #[error("cannot connect to the client's data port: {0}")]
     Connect(io::Error),
+    #[error("cannot open kernel pinhole: {0}")]
+    Kernel(String),
 }
 
 impl PinholeError {
@@ -52,6 +54,7 @@ impl PinholeError {
             PinholeError::ReuseRequired => "reuse_required",
             PinholeError::Closed => "closed",
             PinholeError::Connect(_) => "connect",
+            PinholeError::Kernel(_) => "kernel",
         }
     }
 }
@@ -117,7 +120,22 @@ impl Drop for Pinhole {
 static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
 
 impl Pinhole {
-    pub fn open(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
+    /// Bind a port of the range and, with kernel pinholes, open the kernel
+    /// rule for it before returning (the client may connect as soon as it
+    /// reads the reply). The pinhole closes its kernel twin itself, when its
+    /// task ends or when it is dropped.
+    pub async fn open(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
+        let lifetime = spec.lifetime;
+        let pinhole = Self::bind(spec)?;
+        if let Some((k, ip)) = &pinhole.kernel {
+            k.add(*ip, pinhole.local.port(), lifetime)
+                .await
+                .map_err(PinholeError::Kernel)?;
+        }
+        Ok(pinhole)
+    }
+
+    fn bind(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
         let listener = match bind_in_range(spec.bind_ip, spec.ports) {
             Ok(l) => l,
             Err(e) => {

@@ -7,6 +7,8 @@
 //! wrong ones, and following a printed address would let a backend steer the
 //! gateway anywhere (RFC 2577 bounce, in reverse).
 
+pub mod pool;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
