@@ -13,6 +13,7 @@
 //! task, performs the machine's actions and feeds their results back.
 //! Parsing and rewriting live in `control` (pure).
 
+pub mod outcome;
 mod shared;
 pub mod state;
 mod transfer;
@@ -36,12 +37,13 @@ use crate::control::{self, Framed, Reply};
 use crate::data::active::ActiveSpec;
 use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
-use crate::metrics::{Dir, LoginResult, Metrics, PinholeRefusal, SessionOutcome, Side};
+use crate::metrics::{Handshake, LoginResult, Metrics, PinholeRefusal, Resumption, Side};
 use crate::policy;
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{ServerTls, SessionAcceptors};
 use crate::xferlog::{TransferLog, TransferRecord};
 
+use outcome::SessionOutcome;
 use state::{
     Action, BackendSide, ClientSide, Env, Finished, Input, Machine, RouteFailure, Routed, Settings,
     TransferFailure,
@@ -239,13 +241,21 @@ async fn run_inner(
             {
                 Ok(Ok(t)) => {
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
-                    ctx.metrics
-                        .tls_handshake(Side::Client, version, true, false);
+                    ctx.metrics.tls_handshake(
+                        Side::Client,
+                        version,
+                        Handshake::Ok,
+                        Resumption::Full,
+                    );
                     MaybeTls::Tls(Box::new(t))
                 }
                 Ok(Err(e)) => {
-                    ctx.metrics
-                        .tls_handshake(Side::Client, "none", false, false);
+                    ctx.metrics.tls_handshake(
+                        Side::Client,
+                        "none",
+                        Handshake::Failed,
+                        Resumption::Full,
+                    );
                     return Err(End(
                         O::TlsFailed,
                         format!("implicit TLS handshake failed: {e}"),
@@ -489,15 +499,21 @@ impl Driver {
             Ok(Ok(t)) => {
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
-                self.ctx
-                    .metrics
-                    .tls_handshake(Side::Client, version, true, false);
+                self.ctx.metrics.tls_handshake(
+                    Side::Client,
+                    version,
+                    Handshake::Ok,
+                    Resumption::Full,
+                );
                 Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
             }
             Ok(Err(e)) => {
-                self.ctx
-                    .metrics
-                    .tls_handshake(Side::Client, "none", false, false);
+                self.ctx.metrics.tls_handshake(
+                    Side::Client,
+                    "none",
+                    Handshake::Failed,
+                    Resumption::Full,
+                );
                 Err(End(
                     O::TlsFailed,
                     format!("client TLS handshake failed: {e}"),
@@ -738,10 +754,7 @@ impl Env for SessionEnv<'_> {
     }
 
     fn transfer_finished(&mut self, done: &Finished) {
-        let dir = match done.kind.direction() {
-            control::Direction::Download => Dir::Download,
-            control::Direction::Upload => Dir::Upload,
-        };
+        let dir = done.kind.direction();
         let secs = done.started.elapsed().as_secs_f64();
         let bytes = done.bytes;
         self.ctx.metrics.transfer_finished(
