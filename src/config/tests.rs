@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration;
+use super::pattern::{pattern_covers, user_matches};
 use super::*;
 
 /// A temporary config directory holding empty files at the given relative paths.
@@ -1214,7 +1215,7 @@ fn unknown_keys_in_observability_sections_are_refused() {
 // Policy keys: access, limits, routes, sni, shutdown, reload, include
 
 /// Copies a shipped policy next to dummy cert files (`../certs/...` from `policies/`).
-fn load_shipped(name: &str) -> Config {
+pub(crate) fn load_shipped(name: &str) -> Config {
     let dir = certs();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("policies").join(name)).expect("shipped policy");
@@ -1225,49 +1226,6 @@ fn load_shipped(name: &str) -> Config {
         Ok(c) => c,
         Err(e) => panic!("{name}:\n{e}"),
     }
-}
-
-#[test]
-fn shipped_routing_policy_loads() {
-    let config = load_shipped("routing.yaml");
-    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
-    let l = &config.listeners[0];
-    assert!(l.user_at_backend);
-    assert_eq!(l.routes.len(), 4);
-    assert_eq!(l.routes[3].balance, Balance::LeastConnections);
-    assert!(
-        matches!(&l.routes[3].commands, CommandPolicy::Deny(v) if v.contains(&"STOR".to_owned()))
-    );
-    let c = crate::policy::route(l, "alice@srv-b").expect("routable");
-    assert_eq!(
-        (c.login.as_str(), c.backends[0].as_str()),
-        ("alice", "srv-b")
-    );
-}
-
-#[test]
-fn shipped_access_policy_loads() {
-    let config = load_shipped("access.yaml");
-    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
-    assert_eq!(config.access.len(), 2);
-    assert_eq!(config.limits.max_sessions, Some(2000));
-    assert_eq!(config.limits.failed_logins, Some(FailedLogins::default()));
-    let l = &config.listeners[0];
-    assert_eq!(l.limits.bandwidth, Some(10 << 20));
-    use crate::policy::{check_access, AccessDecision};
-    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-    assert_eq!(
-        check_access(&l.access, &config.access, ip("198.51.100.7")),
-        AccessDecision::Allow
-    );
-    assert_eq!(
-        check_access(&l.access, &config.access, ip("198.51.100.200")),
-        AccessDecision::Deny { rule: Some(0) }
-    );
-    assert_eq!(
-        check_access(&l.access, &config.access, ip("203.0.113.1")),
-        AccessDecision::Deny { rule: None }
-    );
 }
 
 #[test]
@@ -1824,4 +1782,58 @@ fn send_proxy_versions_and_errors() {
         errors(&minimal("", "    send_proxy: v3\n"), dir.path()),
         vec!["backends[0].send_proxy: \"v3\" is not a PROXY protocol version (expected v1 or v2)"]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// User-name patterns (`routes[].user`, `pattern.rs`)
+
+#[test]
+fn globs() {
+    for (p, u) in [
+        ("alice", "alice"),
+        ("*", ""),
+        ("*", "anyone"),
+        ("ro-*", "ro-"),
+        ("ro-*", "ro-bob"),
+        ("?ob", "bob"),
+        ("a*b*c", "aXXbYYc"),
+        ("a*b*c", "abc"),
+        ("*@example.com", "x@example.com"),
+        ("**", "x"),
+        ("ü?", "üx"),
+    ] {
+        assert!(user_matches(p, u), "{p} should match {u}");
+    }
+    for (p, u) in [
+        ("alice", "Alice"),
+        ("alice", "alice2"),
+        ("ro-*", "rw-bob"),
+        ("?ob", "ob"),
+        ("a*b*c", "aXXbYY"),
+        ("", "x"),
+        ("x?", "x"),
+    ] {
+        assert!(!user_matches(p, u), "{p} should not match {u}");
+    }
+}
+
+#[test]
+fn pattern_coverage() {
+    for (outer, inner) in [
+        ("*", "alice"),
+        ("*", "ro-*"),
+        ("ro-*", "ro-bob"),
+        ("ro-*", "ro-b*"),
+        ("alice", "alice"),
+        ("?lice", "alice"),
+        ("a*", "a?c"),
+    ] {
+        assert!(pattern_covers(outer, inner), "{outer} covers {inner}");
+    }
+    for (outer, inner) in [("alice", "*"), ("ro-*", "rw-*"), ("?", "*"), ("a?", "a*")] {
+        assert!(
+            !pattern_covers(outer, inner),
+            "{outer} does not cover {inner}"
+        );
+    }
 }
