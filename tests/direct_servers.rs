@@ -75,9 +75,7 @@ async fn curl_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_explicit_require_reuse() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     curl_roundtrip(&vs, Security::Explicit).await;
 }
 
@@ -98,9 +96,7 @@ async fn lftp_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lftp_explicit_require_reuse() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     lftp_roundtrip(&vs, Security::Explicit).await;
 }
 
@@ -116,9 +112,7 @@ async fn lftp_implicit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_client_resumes_against_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let down_sha = vs.make_file("raw.bin", 64 * KIB);
     for version in ["1.3", "1.2"] {
         let mut ftp =
@@ -158,9 +152,7 @@ async fn raw_client_resumes_against_strict_vsftpd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_client_without_resumption_is_refused_by_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     vs.make_file("f.bin", KIB);
     let mut ftp = RawFtp::ready_explicit(vs.addr(), vs.certs().client_config()).await;
     let plan = DataPlan {
@@ -214,9 +206,7 @@ async fn raw_client_implicit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suppaftp_many_transfers_against_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let down_sha = vs.make_file("s.bin", 32 * KIB);
     let addr = vs.addr();
     let tls = vs.certs().client_config_version("1.2");
@@ -255,9 +245,7 @@ async fn suppaftp_many_transfers_against_strict_vsftpd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_clear_data_is_refused_by_vsftpd_forcing_data_tls() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     vs.make_file("c.bin", KIB);
     let work = temp_dir("client");
     let curl = Curl::new(
@@ -273,9 +261,7 @@ async fn curl_clear_data_is_refused_by_vsftpd_forcing_data_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lftp_many_transfers_against_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let down_sha = vs.make_file("m.bin", 16 * KIB);
     let work = temp_dir("client");
     let up = work.path().join("up.bin");

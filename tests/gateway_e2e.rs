@@ -17,9 +17,7 @@ const BIG: usize = 64 * MIB;
 /// Strict vsftpd (explicit, require_ssl_reuse=YES) behind an explicit-TLS gateway.
 async fn strict_pair(front: Frontend) -> (Vsftpd, GwEnv) {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = GwEnv::start(front, Backend::for_vsftpd(&vs), Some(&vs)).await;
     (vs, gw)
 }
@@ -118,9 +116,7 @@ async fn suppaftp_explicit_to_strict_vsftpd() {
 
 async fn many_transfers_one_session(backend_max: &'static str) {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = GwEnv::start(
         Frontend::explicit(),
         Backend::for_vsftpd(&vs).max_version(backend_max),
@@ -248,9 +244,7 @@ async fn backend_implicit_vsftpd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_pinned_by_leaf_sha256() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let pin = BackendAuth::Pin(vs.certs().leaf_sha256_hex.clone());
     let gw = GwEnv::start(
         Frontend::explicit(),
@@ -460,9 +454,7 @@ async fn first_refusal(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_backend_pin_fails_login_cleanly() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let pin = BackendAuth::Pin("0".repeat(64));
     let gw = GwEnv::start(
         Frontend::explicit(),
@@ -539,9 +531,7 @@ async fn overlong_command_gets_500_and_session_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_pinhole_expires() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = GwEnv::start_with_pinhole(
         Frontend::explicit(),
         Backend::for_vsftpd(&vs),

@@ -165,28 +165,12 @@ impl RawFtp {
         let mut tcp = connect_from(bind, addr).await?;
         socket2::SockRef::from(&tcp).set_tcp_cork(true)?;
         tcp.write_all(preamble).await?;
-        let server_name = ServerName::try_from("localhost").unwrap().to_owned();
         // The kernel sends a corked partial segment after at most 200 ms; the handshake
         // proceeds then (uncorking from here would race with the ClientHello write).
-        let stream = tokio::time::timeout(
-            REPLY_TIMEOUT,
-            TlsConnector::from(tls.clone()).connect(server_name.clone(), tcp),
-        )
+        RawFtp::implicit_over(tcp, addr, tls, |tcp| {
+            socket2::SockRef::from(tcp).set_tcp_cork(false)
+        })
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        socket2::SockRef::from(stream.get_ref().0).set_tcp_cork(false)?;
-        let mut ftp = RawFtp {
-            conn: Conn::Tls(Box::new(BufReader::new(stream))),
-            peer: addr,
-            server_name,
-            tls: Some(tls),
-            greeting: Reply {
-                code: 0,
-                text: String::new(),
-            },
-        };
-        ftp.greeting = ftp.read_reply().await?;
-        Ok(ftp)
     }
 
     /// The TLS server name (SNI, and the name verified) for the next `AUTH TLS` and for
@@ -214,6 +198,17 @@ impl RawFtp {
         tls: Arc<rustls::ClientConfig>,
     ) -> io::Result<RawFtp> {
         let tcp = TcpStream::connect(addr).await?;
+        RawFtp::implicit_over(tcp, addr, tls, |_| Ok(())).await
+    }
+
+    /// The TLS handshake (server name `localhost`) on `tcp` to `addr`, then `settled` on
+    /// the socket, then the greeting.
+    async fn implicit_over(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        settled: impl FnOnce(&TcpStream) -> io::Result<()>,
+    ) -> io::Result<RawFtp> {
         let server_name = ServerName::try_from("localhost").unwrap().to_owned();
         let stream = tokio::time::timeout(
             REPLY_TIMEOUT,
@@ -221,6 +216,7 @@ impl RawFtp {
         )
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        settled(stream.get_ref().0)?;
         let mut ftp = RawFtp {
             conn: Conn::Tls(Box::new(BufReader::new(stream))),
             peer: addr,
