@@ -414,7 +414,7 @@ async fn active_mode_from_internal_client() {
     let mut lftp = NsLftp::new("lan", site.inside(21), Security::Explicit, site.gw.ca());
     lftp.passive = false;
     let out = site
-        .lftp_round_trip(&lftp, &down, &sha, "active-lftp", FILE_SIZE, &what)
+        .lftp_round_trip(&lftp, down, &sha, "active-lftp", FILE_SIZE, what)
         .await;
     assert!(
         out.stderr.contains("---> PORT") || out.stderr.contains("---> EPRT"),
@@ -664,7 +664,7 @@ async fn ipv6_internal_client_to_ipv4_backend() {
     let what = "lftp over IPv6";
     let lftp = NsLftp::new("lan", addr, Security::Explicit, site.gw.ca());
     let out = site
-        .lftp_round_trip(&lftp, &down, &sha, "v6-lftp", FILE_SIZE, &what)
+        .lftp_round_trip(&lftp, down, &sha, "v6-lftp", FILE_SIZE, what)
         .await;
     assert_229s(&out.stderr, &INSIDE_PASV6, what, &site);
     site.finish();
