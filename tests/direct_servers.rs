@@ -117,32 +117,15 @@ async fn raw_client_resumes_against_strict_vsftpd() {
     for version in ["1.3", "1.2"] {
         let mut ftp =
             RawFtp::ready_explicit(vs.addr(), vs.certs().client_config_version(version)).await;
-        for i in 0..12 {
-            if i % 2 == 0 {
-                let plan = ftp.data_plan();
-                let t = ftp.transfer("RETR raw.bin", plan).await;
-                assert_eq!(
-                    t.resumed,
-                    Some(true),
-                    "TLS {version}: data leg not resumed: {t:?}"
-                );
-                assert_eq!(
-                    sha256_bytes(t.assert_ok()),
-                    down_sha,
-                    "TLS {version} download {i}"
-                );
-            } else {
-                let data = pseudo_random(10 * KIB + i, i as u64);
-                let name = format!("raw-up-{version}-{i}.bin");
-                ftp.stor(&name, &data).await;
-                assert_eq!(
-                    sha256_file(&vs.root().join(&name)),
-                    sha256_bytes(&data),
-                    "TLS {version} upload {i}\n{}",
-                    vs.log()
-                );
-            }
-        }
+        let up = format!("raw-up-{version}-");
+        ftp.alternate_resumed(
+            ("raw.bin", &down_sha),
+            12,
+            (&up, 10 * KIB),
+            &vs,
+            &format!("TLS {version}"),
+        )
+        .await;
         ftp.quit().await;
     }
 }

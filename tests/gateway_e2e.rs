@@ -155,24 +155,14 @@ async fn many_transfers_one_session(backend_max: &'static str) {
 
     // Scripted client: 24 transfers, and every client-side data leg must resume.
     let mut ftp = RawFtp::ready_explicit(gw.addr(), gw.certs.client_config()).await;
-    for i in 0..24 {
-        if i % 2 == 0 {
-            let plan = ftp.data_plan();
-            let t = ftp.transfer("RETR m.bin", plan).await;
-            assert_eq!(sha256_bytes(t.assert_ok()), down_sha, "raw download {i}");
-            assert_eq!(t.resumed, Some(true), "client data leg {i} did not resume");
-        } else {
-            let data = pseudo_random(9 * KIB + i, i as u64);
-            let name = format!("raw-up-{i}.bin");
-            ftp.stor(&name, &data).await;
-            assert_eq!(
-                sha256_file(&vs.root().join(&name)),
-                sha256_bytes(&data),
-                "raw upload {i}\n{}",
-                vs.log()
-            );
-        }
-    }
+    ftp.alternate_resumed(
+        ("m.bin", &down_sha),
+        24,
+        ("raw-up-", 9 * KIB),
+        &vs,
+        "raw client",
+    )
+    .await;
     ftp.quit().await;
     gw.shutdown().await;
 }

@@ -503,6 +503,46 @@ impl RawFtp {
             .to_vec()
     }
 
+    /// `count` transfers in this session: even ones `RETR down`, whose data leg must resume
+    /// the control session's TLS and bring SHA-256 `down_sha`; odd ones `STOR` a fresh
+    /// `{prefix}{i}.bin` of `base + i` pseudo-random bytes, which must land intact in
+    /// `server`'s root. `what` names the run in failure messages.
+    pub async fn alternate_resumed(
+        &mut self,
+        (down, down_sha): (&str, &str),
+        count: usize,
+        (prefix, base): (&str, usize),
+        server: &super::Vsftpd,
+        what: &str,
+    ) {
+        for i in 0..count {
+            if i % 2 == 0 {
+                let plan = self.data_plan();
+                let t = self.transfer(&format!("RETR {down}"), plan).await;
+                assert_eq!(
+                    t.resumed,
+                    Some(true),
+                    "{what}: data leg {i} not resumed: {t:?}"
+                );
+                assert_eq!(
+                    super::sha256_bytes(t.assert_ok()),
+                    down_sha,
+                    "{what}: download {i}"
+                );
+            } else {
+                let data = super::pseudo_random(base + i, i as u64);
+                let name = format!("{prefix}{i}.bin");
+                self.stor(&name, &data).await;
+                assert_eq!(
+                    super::sha256_file(&server.root().join(&name)),
+                    super::sha256_bytes(&data),
+                    "{what}: upload {i}\n{}",
+                    server.log()
+                );
+            }
+        }
+    }
+
     /// `STOR name` with the default plan; panics unless it succeeds.
     pub async fn stor(&mut self, name: &str, data: &[u8]) {
         let mut plan = self.data_plan();
