@@ -1,13 +1,14 @@
-//! The `ftpsgate` command line: `run`, `check`, `demo`. Everything else lives
-//! in the library.
+//! The `ftpsgate` command line: `run`, `check`, `demo`, `lab-certs`. Everything
+//! else lives in the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ftpsgate::config::Config;
-use ftpsgate::gateway::{Gateway, Prepared};
+use ftpsgate::gateway::{Gateway, Prepared, StartError};
 
 #[derive(Parser)]
 #[command(
@@ -36,13 +37,23 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a config (certificates included); exit 1 on errors.
+    /// Validate a config (certificates included); exit 1 on errors. Every error
+    /// is one line `FILE:LINE:COL: key.path: message`.
     Check {
         #[arg(long, short)]
         config: PathBuf,
-        /// Also print the resolved config (includes followed, defaults filled in).
+        /// Also print the resolved config as YAML that `check` accepts again
+        /// (includes merged in, file paths made absolute).
         #[arg(long)]
         print: bool,
+    },
+    /// Write a lab CA with a gateway and a backend certificate into DIR
+    /// (`gateway.pem`/`.key`, `gateway-ca.pem`, `backend.pem`/`.key`,
+    /// `backend-ca.pem`): what the shipped example policies reference. Not for
+    /// production.
+    LabCerts {
+        /// Directory to write into (created if missing; files are overwritten).
+        dir: PathBuf,
     },
     /// Self-contained demo: in-process plain FTP backend, generated
     /// certificate, explicit and implicit FTPS listeners on 127.0.0.1.
@@ -72,6 +83,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let rt = match tokio::runtime::Runtime::new() {
@@ -83,6 +95,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Cmd::Check { config, print } => check(&config, print),
+        Cmd::LabCerts { dir } => lab_certs(&dir),
         Cmd::Run { config } => rt.block_on(run(config)),
         Cmd::Demo { root, port } => rt.block_on(async move {
             match ftpsgate::demo::run(root, port).await {
@@ -96,42 +109,149 @@ fn main() -> ExitCode {
     }
 }
 
+/// `ftpsgate check`: errors one per line as `FILE:LINE:COL: key.path: message`
+/// on stdout, exit 1 on any; `--print` writes the resolved YAML (and nothing
+/// else on success, so the output can be saved and checked again).
 fn check(path: &std::path::Path, print: bool) -> ExitCode {
+    let top = path.display().to_string();
+    let mut out = Stdout::default();
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
-                println!("error: {e}");
+                out.line(&format!("error: {}", e.located(&top)));
             }
             return ExitCode::from(1);
         }
     };
-    for w in config.warnings() {
-        println!("warning: {w}");
+    // TLS material (certificates, keys, CAs) is loaded by the same code `run` uses.
+    if let Err(errors) = Prepared::build(&config) {
+        for e in errors {
+            out.line(&format!(
+                "error: {}",
+                located_start_error(&e, &config, &top)
+            ));
+        }
+        return ExitCode::from(1);
     }
     if print {
-        println!("{config:#?}");
-    }
-    match Prepared::build(&config) {
-        Ok(_) => {
-            println!("{}: ok", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in errors {
-                println!("error: {e}");
+        match Config::resolved_yaml(path) {
+            Ok(yaml) => out.text(&yaml),
+            Err(errors) => {
+                for e in &errors.0 {
+                    out.line(&format!("error: {}", e.located(&top)));
+                }
+                return ExitCode::from(1);
             }
-            ExitCode::from(1)
+        }
+        for w in config.warnings() {
+            eprintln!("warning: {top}: {w}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    for w in config.warnings() {
+        out.line(&format!("warning: {top}: {w}"));
+    }
+    out.line(&format!("{top}: ok"));
+    ExitCode::SUCCESS
+}
+
+/// A start error as `FILE:LINE:COL: key.path: message` when its key is in the
+/// top file (with includes, list indexes span files, so no line is claimed).
+fn located_start_error(e: &StartError, config: &Config, top: &str) -> String {
+    match e {
+        StartError::Invalid { path, message } => {
+            let at = if config.sources.len() <= 1 {
+                ftpsgate::config::position_in_file(std::path::Path::new(top), path)
+            } else {
+                None
+            };
+            match at {
+                Some((line, column)) => format!("{top}:{line}:{column}: {path}: {message}"),
+                None => format!("{top}: {path}: {message}"),
+            }
+        }
+        other => format!("{top}: {other}"),
+    }
+}
+
+/// `ftpsgate lab-certs DIR`.
+fn lab_certs(dir: &std::path::Path) -> ExitCode {
+    let mut out = Stdout::default();
+    for stem in ["gateway", "backend"] {
+        match ftpsgate::demo::selfsigned::generate_ca_signed(dir, stem) {
+            Ok(g) => out.line(&format!(
+                "{}: wrote {} (chain), {} and CA {}",
+                stem,
+                g.cert_path.display(),
+                g.key_path.display(),
+                g.ca_path.display()
+            )),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write lab certificates into {}: {e:#}",
+                    dir.display()
+                );
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// Standard output for command results: once the reader went away (`| head`),
+/// further output is dropped instead of panicking.
+#[derive(Default)]
+struct Stdout {
+    closed: bool,
+}
+
+impl Stdout {
+    fn line(&mut self, text: &str) {
+        self.text(&format!("{text}\n"));
+    }
+
+    fn text(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            self.closed = true;
+        }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `println!` to a closed pipe panics ("failed printing
+/// to stdout: Broken pipe"). Output that does not go through [`Stdout`] (the
+/// demo's instructions) ends the process quietly instead, as a Unix tool would.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("Broken pipe") && text.contains("stdout") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 async fn run(path: PathBuf) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(errors) => {
+            let top = path.display().to_string();
             for e in &errors.0 {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", e.located(&top));
             }
             return ExitCode::from(EXIT_CONFIG);
         }

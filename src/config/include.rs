@@ -37,6 +37,8 @@ pub(crate) struct Tree {
     pub parts: Vec<Part>,
     /// Files read for `include`, in load order (the top file is added by the caller).
     pub sources: Vec<PathBuf>,
+    /// Unknown and repeated keys of the included files; they do not stop the build.
+    pub key_errors: Vec<ConfigError>,
 }
 
 /// Follows `top`'s includes. `top_file` is the top file's path when there is one
@@ -60,6 +62,7 @@ pub(crate) fn gather(
         }],
         sources: Vec::new(),
         errors: Vec::new(),
+        key_errors: Vec::new(),
     };
     let top_name = top_file.map_or_else(
         || super::INLINE_SOURCE.to_owned(),
@@ -76,9 +79,12 @@ pub(crate) fn gather(
             top,
             parts: g.parts,
             sources: g.sources,
+            key_errors: g.key_errors,
         })
     } else {
-        Err(g.errors)
+        let mut all = g.key_errors;
+        all.extend(g.errors);
+        Err(all)
     }
 }
 
@@ -87,6 +93,7 @@ struct Gatherer {
     parts: Vec<Part>,
     sources: Vec<PathBuf>,
     errors: Vec<ConfigError>,
+    key_errors: Vec<ConfigError>,
 }
 
 impl Gatherer {
@@ -105,6 +112,8 @@ impl Gatherer {
             let error = |message: String| ConfigError {
                 path: key.clone(),
                 line: None,
+                column: None,
+                key: None,
                 message,
             };
             if written.is_empty() {
@@ -153,13 +162,19 @@ impl Gatherer {
                     continue;
                 }
             };
-            let mut raw: RawConfig = match serde_saphyr::from_str(&text) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.errors.push(syntax_error(&e, &name));
-                    continue;
-                }
-            };
+            let name_for_keys = display_name(&path, &self.top_dir);
+            if let Some(t) = super::lines::tree(&text) {
+                self.key_errors
+                    .extend(super::schema::check(&t, &name_for_keys));
+            }
+            let mut raw: RawConfig =
+                match serde_saphyr::from_str_with_options(&text, super::read_options()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.errors.push(syntax_error(&e, &name));
+                        continue;
+                    }
+                };
             for (section, given) in [
                 ("timeouts", raw.timeouts.is_some()),
                 ("metrics", raw.metrics.is_some()),
@@ -172,6 +187,8 @@ impl Gatherer {
                     self.errors.push(ConfigError {
                         path: format!("{name}: {section}"),
                         line: None,
+                        column: None,
+                        key: None,
                         message: "only allowed in the top file (included files may hold \
                                   listeners, backends, access and include)"
                             .into(),

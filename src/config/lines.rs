@@ -1,9 +1,11 @@
-//! Line numbers of YAML values by key path, so semantic errors can say where a bad
-//! value sits (`listeners[0].passive.ports (line 12): ...`).
+//! Positions of YAML values by key path, so errors can say where a bad value sits
+//! (`gw.yaml:12:14: listeners[0].passive.ports: ...`).
 //!
-//! The text already parsed into [`super::raw`] is parsed a second time into a tree
-//! that only keeps serde-saphyr's [`Spanned`] locations; the raw mirror stays free of
-//! wrappers, and a document this pass cannot read just yields no line numbers.
+//! The text already parsed into [`super::raw`] is parsed a second time into a
+//! [`Tree`] that only keeps serde-saphyr's [`Spanned`] locations and every key as
+//! written (repeated keys included, so [`super::schema`] can report them); the raw
+//! mirror stays free of wrappers, and a document this pass cannot read just yields
+//! no positions.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,27 +14,41 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-/// Key path (`listeners[0].passive.ports`) → 1-based line of its value.
+/// Key path (`listeners[0].passive.ports`) → 1-based line and column of its value.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct LineMap(HashMap<String, u64>);
+pub(crate) struct LineMap(HashMap<String, (u64, u64)>);
+
+/// A parsed document with positions: what [`LineMap`] and the key check walk.
+pub(crate) type Tree = Spanned<Node>;
+
+/// Parses `yaml` into a [`Tree`]; `None` when the text is not YAML (serde's own
+/// parse reports that).
+pub(crate) fn tree(yaml: &str) -> Option<Tree> {
+    // Repeated keys reach the visitor, so they are reported by `schema` with both
+    // positions instead of as the library's "set DuplicateKeyPolicy" advice.
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    };
+    serde_saphyr::from_str_with_options::<Tree>(yaml, options).ok()
+}
 
 impl LineMap {
     /// Records every value of `yaml`; empty when the text does not parse.
     pub(crate) fn of(yaml: &str) -> LineMap {
         let mut map = LineMap::default();
-        if let Ok(root) = serde_saphyr::from_str::<Spanned<Node>>(yaml) {
+        if let Some(root) = tree(yaml) {
             map.walk("", &root);
         }
         map
     }
 
-    /// The line of `path`, or of its closest enclosing key that has one (a missing
-    /// key is reported at the line of the mapping it is missing from).
-    pub(crate) fn line(&self, path: &str) -> Option<u64> {
+    /// Line and column of `path`, or of its closest enclosing key that has one (a
+    /// missing key is reported at the mapping it is missing from).
+    pub(crate) fn position(&self, path: &str) -> Option<(u64, u64)> {
         let mut key = path;
         loop {
-            if let Some(line) = self.0.get(key) {
-                return Some(*line);
+            if let Some(at) = self.0.get(key) {
+                return Some(*at);
             }
             key = &key[..key.rfind(['.', '['])?];
         }
@@ -41,7 +57,10 @@ impl LineMap {
     fn walk(&mut self, path: &str, node: &Spanned<Node>) {
         let line = node.referenced.line();
         if !path.is_empty() && line > 0 {
-            self.0.insert(path.to_owned(), line);
+            // A repeated key keeps its first position (the one serde reads).
+            self.0
+                .entry(path.to_owned())
+                .or_insert((line, node.referenced.column()));
         }
         match &node.value {
             Node::Scalar => {}
@@ -52,6 +71,7 @@ impl LineMap {
             }
             Node::Map(entries) => {
                 for (key, value) in entries {
+                    let key = &key.value;
                     let child = if path.is_empty() {
                         key.clone()
                     } else {
@@ -64,11 +84,11 @@ impl LineMap {
     }
 }
 
-/// The shape of a YAML document, values dropped.
-enum Node {
+/// The shape of a YAML document, values dropped; keys keep their text and position.
+pub(crate) enum Node {
     Scalar,
     Seq(Vec<Spanned<Node>>),
-    Map(Vec<(String, Spanned<Node>)>),
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -124,7 +144,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry::<String, Spanned<Node>>()? {
+        while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<Node>>()? {
             entries.push(entry);
         }
         Ok(Node::Map(entries))

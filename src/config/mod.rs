@@ -15,7 +15,9 @@ mod duration;
 mod include;
 mod lines;
 mod pattern;
+mod print;
 mod raw;
+mod schema;
 mod typed;
 
 #[cfg(test)]
@@ -27,9 +29,10 @@ use std::path::Path;
 pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
-    ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
-    ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
-    TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
+    ListenerLimits, ListenerTls, ListingsPolicy, MetricsConfig, Nftables, Passive, PortRange,
+    PortRangeError, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode,
+    TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_BANNER, DEFAULT_UNAVAILABLE,
+    NEVER_FILTERED,
 };
 
 use pattern::pattern_covers;
@@ -61,6 +64,8 @@ impl Config {
             ConfigErrors(vec![ConfigError {
                 path: source.clone(),
                 line: None,
+                column: None,
+                key: None,
                 message: format!("cannot read config file: {e}"),
             }])
         })?;
@@ -72,6 +77,12 @@ impl Config {
         // the relative directory still resolves correctly for this process then.
         let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         parse(&text, &base_dir, &source, Some(path))
+    }
+
+    /// The configuration at `path` as one YAML document that loads to the same
+    /// policy: includes merged in, file paths absolute (`check --print`).
+    pub fn resolved_yaml(path: &Path) -> Result<String, ConfigErrors> {
+        print::resolved(path)
     }
 
     /// The listener called `name`, if any.
@@ -158,6 +169,14 @@ impl Config {
     }
 }
 
+/// Line and column of the value at `key` (`listeners[0].tls`) in the YAML file
+/// at `file`, for errors found after the build (TLS material); `None` when the
+/// file cannot be read or has no such key.
+pub fn position_in_file(file: &Path, key: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    lines::LineMap::of(&text).position(key)
+}
+
 /// One problem with the configuration, located by its key path.
 ///
 /// Displayed as `PATH: MESSAGE`, or `PATH (line N): MESSAGE` when the line is known.
@@ -165,7 +184,8 @@ impl Config {
 #[error("{path}{}: {message}", line.map(|n| format!(" (line {n})")).unwrap_or_default())]
 pub struct ConfigError {
     /// Where: a YAML key path such as `listeners[1].passive.ports`, or for syntax
-    /// errors and unknown keys `SOURCE:LINE:COLUMN` (SOURCE is the file or `<yaml>`).
+    /// errors, unknown and repeated keys `SOURCE:LINE:COLUMN` (SOURCE is the file
+    /// or `<yaml>`).
     /// Key paths in an included file are prefixed with that file, as written
     /// relative to the top file: `teams/a.yaml: listeners[0].backend`.
     pub path: String,
@@ -173,8 +193,71 @@ pub struct ConfigError {
     /// missing from) in the file `path` points into; `None` when unknown or
     /// already part of `path` (syntax errors).
     pub line: Option<u64>,
+    /// 1-based column beside `line`, when known.
+    pub column: Option<u64>,
+    /// The key path of an error whose `path` is a `SOURCE:LINE:COLUMN` location
+    /// (an unknown or repeated key), so [`ConfigError::located`] can name it.
+    pub key: Option<String>,
     /// What is wrong, quoting the offending value.
     pub message: String,
+}
+
+impl ConfigError {
+    /// One line in the format editors and CI annotate:
+    /// `FILE:LINE:COL: key.path: message`. `top` names the top file (as given on
+    /// the command line); errors in an included file name that file, relative to
+    /// the top file's directory as written there. Position parts that are not
+    /// known are left out.
+    pub fn located(&self, top: &str) -> String {
+        if let Some(key) = &self.key {
+            return format!("{}: {key}: {}", self.path, self.message);
+        }
+        // Syntax errors: `path` is already `SOURCE:LINE:COLUMN` (or just SOURCE).
+        if self.line.is_none() && is_location(&self.path) {
+            return format!("{}: {}", self.path, self.message);
+        }
+        let (file, key) = match self.path.split_once(": ") {
+            Some((label, key)) => (in_dir_of(top, label), key),
+            None => (top.to_owned(), self.path.as_str()),
+        };
+        let at = match (self.line, self.column) {
+            (Some(l), Some(c)) => format!(":{l}:{c}"),
+            (Some(l), None) => format!(":{l}"),
+            _ => String::new(),
+        };
+        format!("{file}{at}: {key}: {}", self.message)
+    }
+}
+
+/// `text` ends in `:LINE:COLUMN`, or names a file with no key path after it.
+fn is_location(text: &str) -> bool {
+    let mut parts = text.rsplitn(3, ':');
+    let column = parts.next().unwrap_or_default();
+    let line = parts.next().unwrap_or_default();
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    numeric(column) && numeric(line)
+}
+
+/// An included file's label (relative to the top file's directory) as a path an
+/// operator can open from where `top` was given.
+fn in_dir_of(top: &str, label: &str) -> String {
+    match Path::new(top).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && Path::new(label).is_relative() => {
+            dir.join(label).display().to_string()
+        }
+        _ => label.to_owned(),
+    }
+}
+
+impl ConfigErrors {
+    /// Every error as [`ConfigError::located`] renders it, one per line.
+    pub fn located(&self, top: &str) -> String {
+        self.0
+            .iter()
+            .map(|e| e.located(top))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// Every problem found in one configuration; never empty when returned as an error.
@@ -205,14 +288,46 @@ fn parse(
     source: &str,
     file: Option<&Path>,
 ) -> Result<Config, ConfigErrors> {
-    let raw: raw::RawConfig =
-        serde_saphyr::from_str(yaml).map_err(|e| ConfigErrors(vec![syntax_error(&e, source)]))?;
-    let mut tree = include::gather(raw, yaml, base_dir, file).map_err(ConfigErrors)?;
+    // Unknown and repeated keys are all collected first; they do not stop the
+    // phases after them, so one run shows every mistake.
+    let mut errors = lines::tree(yaml)
+        .map(|t| schema::check(&t, source))
+        .unwrap_or_default();
+    let raw: raw::RawConfig = match serde_saphyr::from_str_with_options(yaml, read_options()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push(syntax_error(&e, source));
+            return Err(ConfigErrors(errors));
+        }
+    };
+    let mut tree = match include::gather(raw, yaml, base_dir, file) {
+        Ok(tree) => tree,
+        Err(more) => {
+            errors.extend(more);
+            return Err(ConfigErrors(errors));
+        }
+    };
+    errors.append(&mut tree.key_errors);
     if let Some(file) = file {
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         tree.sources.insert(0, absolute);
     }
-    build::build(tree)
+    match build::build(tree) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// How every config file is read: a repeated key is not a serde error (the key
+/// check reports it with both lines); the first value is the one used.
+pub(crate) fn read_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::FirstWins,
+    }
 }
 
 /// Turns serde-saphyr's error (syntax, unknown key, wrong shape) into one
@@ -228,12 +343,16 @@ fn syntax_error(e: &serde_saphyr::Error, source: &str) -> ConfigError {
             ConfigError {
                 path: format!("{source}:{}:{}", loc.line(), loc.column()),
                 line: None,
+                column: None,
+                key: None,
                 message,
             }
         }
         None => ConfigError {
             path: source.to_owned(),
             line: None,
+            column: None,
+            key: None,
             message: plain,
         },
     }

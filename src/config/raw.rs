@@ -3,190 +3,255 @@
 //! Every scalar is kept as the text written (`Option<String>`; serde-saphyr hands a
 //! plain `45`, `1.2` or `true` over as its source text), so that a bad value is not a
 //! deserialisation error that hides the others: [`super::build`] converts each one
-//! and reports all failures with their key paths. Unknown keys are refused here
-//! (`deny_unknown_fields`) because a misspelt security knob must not be ignored.
+//! and reports all failures with their key paths. Unknown keys are not refused by
+//! serde here (`deny_unknown_fields` stops at the first one): [`super::schema`]
+//! reports every one of them before the build, because a misspelt security knob
+//! must not be ignored. A new field here needs its key in `schema::KNOWN` too.
 
 use std::fmt;
 
 use serde::de::{self, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The whole file. Every key is optional here; `build` says which are required.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listeners: Option<Vec<RawListener>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<RawBackend>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<RawTimeouts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<RawMetrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_log: Option<RawTransferLog>,
     /// Further files whose `listeners`, `backends` and `access` are appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
     /// Global client access rules, after each listener's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<Vec<RawAccessRule>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<RawLimits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<RawShutdown>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reload: Option<RawReload>,
 }
 
 /// One access rule: exactly one of `allow` or `deny`, each a list of CIDRs.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawAccessRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deny: Option<Vec<String>>,
 }
 
 /// Global `limits`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions_per_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_logins: Option<RawFailedLogins>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawFailedLogins {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown: Option<String>,
 }
 
 /// `shutdown`: how a SIGTERM/SIGINT drain ends.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawShutdown {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grace: Option<String>,
 }
 
 /// `reload`: watching the config files.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawReload {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
 }
 
 /// `listeners[i].limits`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawListenerLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions_per_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<String>,
 }
 
 /// `listeners[i].routes[j]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawRoute {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub commands: Option<RawCommands>,
 }
 
 /// `routes[j].commands`: exactly one of `allow` or `deny`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawCommands {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deny: Option<Vec<String>>,
 }
 
 /// `listeners[i].tls.sni[j]`: a certificate for some server names.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawSniCert {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub names: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
 
 /// `metrics`: the HTTP endpoint serving `/metrics`, `/healthz` and `/readyz`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawMetrics {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
 }
 
 /// `transfer_log`: one line per finished transfer.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawTransferLog {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// `include`, `flag` or `omit` directory listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listings: Option<String>,
+    /// Timestamps in UTC instead of local time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utc: Option<String>,
 }
 
 /// `listeners[i]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawListener {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawListenerTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub passive: Option<RawPassive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<RawActive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<Vec<RawAccessRule>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<RawListenerLimits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_at_backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<RawRoute>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<RawProxyProtocol>,
+    /// Text of the `220` greeting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
+    /// Text of the `421` a client gets when no backend can serve it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// `listeners[i].passive.nftables`: kernel pinholes.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawNftables {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub set: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub set6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_error: Option<String>,
 }
 
 /// `listeners[i].proxy_protocol`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawProxyProtocol {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
 
 /// `listeners[i].tls`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawListenerTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_data_reuse: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_ccc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_clear_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<Vec<RawSniCert>>,
 }
 
 /// `listeners[i].passive`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawPassive {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nftables: Option<RawNftables>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<RawAdvertise>,
 }
 
 /// `listeners[i].active`: client active mode (`PORT`/`EPRT`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawActive {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<String>,
 }
 
@@ -198,12 +263,23 @@ pub(crate) enum RawAdvertise {
 }
 
 /// One rule of `passive.advertise`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawAdvertiseRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub networks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<String>,
+}
+
+impl Serialize for RawAdvertise {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawAdvertise::One(ip) => serializer.serialize_str(ip),
+            RawAdvertise::Rules(rules) => rules.serialize(serializer),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RawAdvertise {
@@ -235,48 +311,66 @@ impl<'de> Visitor<'de> for AdvertiseVisitor {
 }
 
 /// `backends[i]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawBackend {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawBackendTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive_noop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub send_proxy: Option<String>,
 }
 
 /// `backends[i].health_check`; each value is a duration like `timeouts`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawHealthCheck {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
 
 /// `backends[i].tls`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawBackendTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_sha256: Option<RawPins>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_protection: Option<String>,
 }
 
 /// `timeouts`; each value is a duration string or a bare number of seconds.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawTimeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub login: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pinhole: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_idle: Option<String>,
 }
 
@@ -286,6 +380,15 @@ pub(crate) struct RawTimeouts {
 pub(crate) enum RawPins {
     One(String),
     Many(Vec<String>),
+}
+
+impl Serialize for RawPins {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawPins::One(pin) => serializer.serialize_str(pin),
+            RawPins::Many(pins) => pins.serialize(serializer),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RawPins {

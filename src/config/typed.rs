@@ -186,6 +186,34 @@ pub struct TransferLogConfig {
     pub path: PathBuf,
     /// Default `Xferlog`.
     pub format: TransferLogFormat,
+    /// What becomes of `LIST`/`NLST`/`MLSD`: left out by default (a listing is
+    /// not a file transfer).
+    pub listings: ListingsPolicy,
+    /// Timestamps in UTC; default false: local time, as xferlog(5) says.
+    pub utc: bool,
+}
+
+/// `transfer_log.listings`: whether directory listings are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ListingsPolicy {
+    /// Not logged (default).
+    #[default]
+    Omit,
+    /// Logged, marked as a listing (see `xferlog.rs` for how each format marks it).
+    Flag,
+    /// Logged like any transfer.
+    Include,
+}
+
+impl ListingsPolicy {
+    /// The word written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingsPolicy::Omit => "omit",
+            ListingsPolicy::Flag => "flag",
+            ListingsPolicy::Include => "include",
+        }
+    }
 }
 
 /// Line format of the transfer log.
@@ -225,7 +253,18 @@ pub struct Listener {
     /// Accept a PROXY protocol v1/v2 header from these sources (and only
     /// from them: anyone else is refused). `None`: no PROXY protocol.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Text of the `220` greeting. Default [`DEFAULT_BANNER`] (no product or
+    /// version: nothing for a scanner to match).
+    pub banner: String,
+    /// Text of the `421` a client gets when no backend can serve it (the reason
+    /// goes to the log only). Default [`DEFAULT_UNAVAILABLE`].
+    pub unavailable: String,
 }
+
+/// Default `listeners[].banner`.
+pub const DEFAULT_BANNER: &str = "Service ready";
+/// Default `listeners[].unavailable` (RFC 959's wording for 421).
+pub const DEFAULT_UNAVAILABLE: &str = "Service not available, closing control connection";
 
 impl Listener {
     /// Whether `name` is this listener's default backend or in any of its routes:

@@ -7,7 +7,10 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::tests::load_shipped;
-use crate::config::{Active, ListenerLimits, ListenerTls, Passive, PortRange, TlsMode, TlsVersion};
+use crate::config::{
+    Active, ListenerLimits, ListenerTls, Passive, PortRange, TlsMode, TlsVersion, DEFAULT_BANNER,
+    DEFAULT_UNAVAILABLE,
+};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -120,6 +123,8 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
         routes,
         user_at_backend,
         proxy_protocol: None,
+        banner: DEFAULT_BANNER.into(),
+        unavailable: DEFAULT_UNAVAILABLE.into(),
     }
 }
 

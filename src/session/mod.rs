@@ -128,6 +128,8 @@ async fn run_inner(
         local_v4: local_addr.ip().to_canonical().is_ipv4(),
         client_ip: peer.ip(),
         timeouts: ctx.timeouts,
+        banner: ctx.cfg.banner.clone(),
+        unavailable: ctx.cfg.unavailable.clone(),
     };
     let (mut machine, greeting) = Machine::new(settings, stream.is_tls(), Instant::now());
     let mut d = Driver {
@@ -450,10 +452,11 @@ impl Driver {
         };
         let pinhole = Pinhole::open(spec).await.map_err(|e| {
             warn!(error = %e, reason = e.kind(), "pinhole refused");
+            // The client reads this after `425 Cannot open data port: `; OS error
+            // text and addresses are for the log only.
             match e {
-                // The nft error is for the log, not for the client.
-                crate::data::PinholeError::Kernel(_) => "kernel pinhole failed".to_string(),
-                e => e.to_string(),
+                crate::data::PinholeError::Exhausted(_) => "no free port".to_string(),
+                _ => "internal error".to_string(),
             }
         })?;
         let port = pinhole.local.port();

@@ -59,6 +59,11 @@ pub struct Settings {
     /// The client's address (PORT/EPRT targets must match it).
     pub client_ip: IpAddr,
     pub timeouts: Timeouts,
+    /// `listeners[].banner`: text of the `220` greeting.
+    pub banner: String,
+    /// `listeners[].unavailable`: text of the `421` when no backend serves the
+    /// login; the backend's name and error go to the log only.
+    pub unavailable: String,
 }
 
 /// What the driver learned routing a `USER` to a backend.
@@ -344,7 +349,8 @@ impl Machine {
             outcome: SessionOutcome::Ok,
             out: Vec::new(),
         };
-        (m, vec![Action::ToClient(Reply::new(220, "ftpsgate ready"))])
+        let greeting = Reply::new(220, &m.s.banner);
+        (m, vec![Action::ToClient(greeting)])
     }
 
     /// How the session ends (meaningful once [`Action::Close`] was returned).
@@ -791,9 +797,13 @@ impl Machine {
                 info!("login refused: unknown backend in user@backend");
                 self.reply(530, "Login incorrect");
             }
-            Err(RouteFailure::Unavailable(text)) => {
-                // The old backend connection (if any) is gone too.
+            Err(RouteFailure::Unavailable(why)) => {
+                // The old backend connection (if any) is gone too. The reason names
+                // backends and OS errors: the log keeps it, the client gets the
+                // configured text (nothing internal goes out).
+                warn!(error = %why, "login refused: no backend available");
                 self.backend = None;
+                let text = self.s.unavailable.clone();
                 self.reply(421, &text);
                 self.close(SessionOutcome::BackendUnavailable);
             }

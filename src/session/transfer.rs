@@ -75,15 +75,13 @@ impl TransferError {
                 522,
                 "Data connection refused: TLS session of the control connection must be resumed",
             ),
+            // Error text (OS errors, backend addresses) goes to the log only; the
+            // client gets fixed words (nothing internal goes out).
             TransferError::Client(e) => {
-                Reply::new(425, &format!("Cannot open data connection: {e}"))
+                Reply::new(425, &format!("Cannot open data connection ({})", e.kind()))
             }
-            TransferError::Backend(e) => {
-                Reply::new(425, &format!("Backend data connection failed: {e}"))
-            }
-            TransferError::Relay(e) => {
-                Reply::new(426, &format!("Connection closed; transfer aborted ({e})"))
-            }
+            TransferError::Backend(_) => Reply::new(425, "Backend data connection failed"),
+            TransferError::Relay(_) => Reply::new(426, "Connection closed; transfer aborted"),
             TransferError::Aborted => Reply::new(426, "Transfer aborted"),
             TransferError::Task => Reply::new(451, "Local error in processing"),
         }

@@ -95,7 +95,19 @@ impl ServerTls {
             CertifiedKey::from_der(chain, key, &provider)
                 .map(Arc::new)
                 .map_err(|e| {
-                    TlsError::Other(format!("{} / {}: {e}", cert.display(), key_path.display()))
+                    let why = match e {
+                        rustls::Error::InconsistentKeys(_) => {
+                            "the private key does not belong to the certificate (its public \
+                             key differs); use the key the certificate was issued for"
+                                .to_string()
+                        }
+                        e => e.to_string(),
+                    };
+                    TlsError::Other(format!(
+                        "{} / {}: {why}",
+                        cert.display(),
+                        key_path.display()
+                    ))
                 })
         };
         let default = certified(cert, key)?;

@@ -11,14 +11,17 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::values::{parse_advertise, parse_bind, parse_bool, parse_ip, parse_network};
+use super::values::{
+    parse_advertise, parse_bind, parse_bool, parse_ip, parse_network, parse_reply_text,
+};
 use super::{Builder, Reported};
 use crate::config::duration;
 use crate::config::raw::{
     RawActive, RawAdvertise, RawListener, RawNftables, RawPassive, RawProxyProtocol,
 };
 use crate::config::typed::{
-    Active, AdvertiseRule, Listener, Nftables, Passive, PortRange, ProxyProtocol,
+    Active, AdvertiseRule, Listener, Nftables, Passive, PortRange, ProxyProtocol, DEFAULT_BANNER,
+    DEFAULT_UNAVAILABLE,
 };
 
 impl<'a> Builder<'a> {
@@ -59,6 +62,16 @@ impl<'a> Builder<'a> {
             parse_bool,
         );
         let routes = self.routes(&format!("{p}.routes"), raw.routes.as_deref(), backends);
+        let banner = self.optional(
+            &format!("{p}.banner"),
+            raw.banner.as_deref(),
+            parse_reply_text,
+        );
+        let unavailable = self.optional(
+            &format!("{p}.unavailable"),
+            raw.unavailable.as_deref(),
+            parse_reply_text,
+        );
         Ok(Listener {
             name: name?,
             bind: bind?,
@@ -71,6 +84,8 @@ impl<'a> Builder<'a> {
             routes: routes?,
             user_at_backend: user_at_backend?.unwrap_or(false),
             proxy_protocol: proxy_protocol?,
+            banner: banner?.unwrap_or_else(|| DEFAULT_BANNER.to_owned()),
+            unavailable: unavailable?.unwrap_or_else(|| DEFAULT_UNAVAILABLE.to_owned()),
         })
     }
 

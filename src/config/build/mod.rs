@@ -47,6 +47,7 @@ pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
         top: raw,
         parts,
         sources,
+        key_errors: _,
     } = tree;
     let mut b = Builder {
         base_dir: &parts[0].base_dir,
@@ -186,9 +187,12 @@ impl<'a> Builder<'a> {
             },
             None => (self.parts.first(), path),
         };
+        let at = part.and_then(|p| p.lines.position(key));
         self.errors.push(ConfigError {
             path: path.to_owned(),
-            line: part.and_then(|p| p.lines.line(key)),
+            line: at.map(|(line, _)| line),
+            column: at.map(|(_, column)| column),
+            key: None,
             message: message.into(),
         });
     }

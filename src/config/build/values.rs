@@ -9,7 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::config::typed::{Balance, DataProtection, TlsMode, TlsVersion, TransferLogFormat};
+use crate::config::typed::{
+    Balance, DataProtection, ListingsPolicy, TlsMode, TlsVersion, TransferLogFormat,
+};
 
 /// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
 /// Host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`), as the kernel would.
@@ -248,6 +250,36 @@ pub(super) fn parse_pin(s: &str) -> Result<[u8; 32], String> {
     let mut pin = [0u8; 32];
     hex::decode_to_slice(&digits, &mut pin).map_err(|e| format!("not hex: {e}"))?;
     Ok(pin)
+}
+
+/// Text the gateway writes after a reply code (`banner`, `unavailable`): one line
+/// of printable ASCII, so it cannot end the reply early or smuggle a second one.
+pub(super) fn parse_reply_text(s: &str) -> Result<String, String> {
+    const MAX: usize = 200;
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > MAX {
+        return Err(format!("is {} characters long (at most {MAX})", s.len()));
+    }
+    if let Some(c) = s.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "contains {c:?}; only printable ASCII on one line is allowed"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `transfer_log.listings`.
+pub(super) fn parse_listings(s: &str) -> Result<ListingsPolicy, String> {
+    match s {
+        "omit" => Ok(ListingsPolicy::Omit),
+        "flag" => Ok(ListingsPolicy::Flag),
+        "include" => Ok(ListingsPolicy::Include),
+        _ => Err(format!(
+            "\"{s}\" is not a listings policy (expected omit, flag or include)"
+        )),
+    }
 }
 
 pub(super) fn parse_log_format(s: &str) -> Result<TransferLogFormat, String> {

@@ -134,6 +134,8 @@ transfer_log:
         Some(TransferLogConfig {
             path: dir.path().join("logs/xferlog"),
             format: TransferLogFormat::Json,
+            listings: ListingsPolicy::Omit,
+            utc: false,
         })
     );
     assert_eq!(

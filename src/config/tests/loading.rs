@@ -47,6 +47,8 @@ fn example_config_parses_into_typed_value() {
             routes: vec![],
             user_at_backend: false,
             proxy_protocol: None,
+            banner: DEFAULT_BANNER.into(),
+            unavailable: DEFAULT_UNAVAILABLE.into(),
         }],
         backends: vec![Backend {
             name: "legacy".into(),
@@ -265,6 +267,8 @@ timeouts:
         ConfigError {
             path: "listeners[0].tls.cert".into(),
             line: Some(5),
+            column: e.0[0].column,
+            key: None,
             message: "file certs/x.pem does not exist".into(),
         }
     );
@@ -339,11 +343,15 @@ fn errors_display_one_per_line() {
         ConfigError {
             path: "a".into(),
             line: None,
+            column: None,
+            key: None,
             message: "x".into(),
         },
         ConfigError {
             path: "b[0].c".into(),
             line: Some(7),
+            column: Some(3),
+            key: None,
             message: "y".into(),
         },
     ]);

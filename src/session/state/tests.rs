@@ -46,6 +46,8 @@ fn settings() -> Settings {
         local_v4: true,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         timeouts: Timeouts::default(),
+        banner: crate::config::DEFAULT_BANNER.into(),
+        unavailable: crate::config::DEFAULT_UNAVAILABLE.into(),
     }
 }
 
