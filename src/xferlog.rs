@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{ListingsPolicy, TransferLogConfig, TransferLogFormat};
+use crate::config::{TransferLogConfig, TransferLogFormat};
 use crate::control::Direction;
 
 /// One finished transfer, as the session saw it.
@@ -347,8 +347,6 @@ mod tests {
         let log = TransferLog::open(&TransferLogConfig {
             path: path.clone(),
             format: TransferLogFormat::Xferlog,
-            listings: ListingsPolicy::Omit,
-            utc: false,
         })
         .unwrap();
         assert!(log.is_enabled());
@@ -362,8 +360,6 @@ mod tests {
         let err = TransferLog::open(&TransferLogConfig {
             path: dir.path().join("missing/xferlog"),
             format: TransferLogFormat::Json,
-            listings: ListingsPolicy::Omit,
-            utc: false,
         })
         .unwrap_err();
         assert!(err.to_string().contains("missing/xferlog"), "{err}");

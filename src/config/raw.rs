@@ -145,12 +145,6 @@ pub(crate) struct RawTransferLog {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// `include`, `flag` or `omit` directory listings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listings: Option<String>,
-    /// Timestamps in UTC instead of local time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub utc: Option<String>,
 }
 
 /// `listeners[i]`.

@@ -41,7 +41,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("shutdown", &["grace"]),
     ("reload", &["watch", "interval"]),
     ("metrics", &["bind"]),
-    ("transfer_log", &["path", "format", "listings", "utc"]),
+    ("transfer_log", &["path", "format"]),
     (
         "timeouts",
         &["connect", "login", "idle", "pinhole", "data_idle"],
@@ -241,6 +241,89 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A YAML document with `key: VALUE` in a mapping at `shape`
+    /// (`listeners[].tls` → `listeners: [ { tls: { key: VALUE } } ]`).
+    fn document_with(shape: &str, key: &str, value: &str) -> String {
+        let mut doc = format!("{{ {key}: {value} }}");
+        let mut rest = shape;
+        while !rest.is_empty() {
+            if let Some(stripped) = rest.strip_suffix("[]") {
+                doc = format!("[ {doc} ]");
+                rest = stripped;
+                continue;
+            }
+            let (parent, last) = match rest.rfind('.') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => ("", rest),
+            };
+            doc = format!("{{ {last}: {doc} }}");
+            rest = parent;
+        }
+        doc
+    }
+
+    #[test]
+    fn every_known_key_is_a_field_of_the_raw_mirror() {
+        // A value no raw field accepts: serde fails only if the key is a real
+        // field (an ignored unknown key would parse), so each `KNOWN` entry is
+        // proven to reach `raw.rs`. The other direction, a raw field missing
+        // here, is caught by `example_lists_every_key` (the example uses every
+        // key, and an unlisted one would be reported as unknown).
+        for (shape, keys) in KNOWN {
+            for key in *keys {
+                let doc = document_with(shape, key, "[[[[{ x: 1 }]]]]");
+                let parsed: Result<super::super::raw::RawConfig, _> = serde_saphyr::from_str(&doc);
+                assert!(
+                    parsed.is_err(),
+                    "{shape}.{key} is not read by raw.rs: {doc}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn example_lists_every_key() {
+        let example = include_str!("../../policies/example.yaml");
+        let mut missing = Vec::new();
+        for (shape, keys) in KNOWN {
+            for key in *keys {
+                let written = example.lines().any(|l| {
+                    let l = l.trim_start_matches([' ', '#', '-']).trim_start();
+                    l.starts_with(&format!("{key}:"))
+                        || l.contains(&format!("{{ {key}:"))
+                        || l.contains(&format!(", {key}:"))
+                });
+                if !written {
+                    missing.push(format!("{shape}.{key}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "policies/example.yaml lacks {missing:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_repeated_keys_are_all_reported() {
+        let yaml = "listeners:\n  - name: a\n    nme: b\n    name: c\nbakends: []\n";
+        let Some(tree) = super::super::lines::tree(yaml) else {
+            panic!("tree");
+        };
+        let found: Vec<String> = check(&tree, "f")
+            .into_iter()
+            .map(|e| format!("{} {}: {}", e.path, e.key.unwrap_or_default(), e.message))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "f:3:5 listeners[0].nme: unknown field `nme`, did you mean `name`?",
+                "f:4:5 listeners[0].name: duplicate key `name` (first given on line 2); a key may appear once",
+                "f:5:1 bakends: unknown field `bakends`, did you mean `backends`?",
+            ]
+        );
+    }
 
     #[test]
     fn edit_distance_counts_single_edits() {

@@ -186,34 +186,6 @@ pub struct TransferLogConfig {
     pub path: PathBuf,
     /// Default `Xferlog`.
     pub format: TransferLogFormat,
-    /// What becomes of `LIST`/`NLST`/`MLSD`: left out by default (a listing is
-    /// not a file transfer).
-    pub listings: ListingsPolicy,
-    /// Timestamps in UTC; default false: local time, as xferlog(5) says.
-    pub utc: bool,
-}
-
-/// `transfer_log.listings`: whether directory listings are logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ListingsPolicy {
-    /// Not logged (default).
-    #[default]
-    Omit,
-    /// Logged, marked as a listing (see `xferlog.rs` for how each format marks it).
-    Flag,
-    /// Logged like any transfer.
-    Include,
-}
-
-impl ListingsPolicy {
-    /// The word written in YAML.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListingsPolicy::Omit => "omit",
-            ListingsPolicy::Flag => "flag",
-            ListingsPolicy::Include => "include",
-        }
-    }
 }
 
 /// Line format of the transfer log.

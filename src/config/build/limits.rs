@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use super::values::{
-    log_file, parse_bandwidth, parse_bind, parse_bool, parse_count, parse_listings,
-    parse_log_format,
+    log_file, parse_bandwidth, parse_bind, parse_bool, parse_count, parse_log_format,
 };
 use super::{Builder, Reported};
 use crate::config::duration;
@@ -170,19 +169,9 @@ impl<'a> Builder<'a> {
                 parse_log_format,
             )
             .map(|f| f.unwrap_or(TransferLogFormat::Xferlog));
-        let listings = self
-            .optional(
-                "transfer_log.listings",
-                raw.listings.as_deref(),
-                parse_listings,
-            )
-            .map(Option::unwrap_or_default);
-        let utc = self.optional("transfer_log.utc", raw.utc.as_deref(), parse_bool);
         Ok(TransferLogConfig {
             path: path?,
             format: format?,
-            listings: listings?,
-            utc: utc?.unwrap_or(false),
         })
     }
 

@@ -134,8 +134,6 @@ transfer_log:
         Some(TransferLogConfig {
             path: dir.path().join("logs/xferlog"),
             format: TransferLogFormat::Json,
-            listings: ListingsPolicy::Omit,
-            utc: false,
         })
     );
     assert_eq!(
