@@ -413,3 +413,94 @@ async fn demo_serves_its_printed_commands_and_stops_on_sigint() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// what clients see
+
+/// A backend that refuses connections: the client reads the listener's
+/// `unavailable` text (no backend address, OS error or Rust error text), the
+/// greeting is the listener's `banner`, and the log keeps the backend's name and
+/// the OS error.
+#[test]
+fn refused_backend_gives_the_configured_421_and_the_log_keeps_the_reason() {
+    use std::io::{Read, Write};
+    let dir = temp_dir("cli");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"listeners:
+  - name: edge
+    bind: "127.0.0.1:{port}"
+    tls: {{ mode: none }}
+    passive: {{ ports: "50100-50110" }}
+    backend: legacy
+    banner: "Welcome to the lab"
+    unavailable: "Nothing here today"
+backends:
+  - name: legacy
+    address: "127.0.0.1:1"
+"#
+        ),
+    )
+    .unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let child = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn ftpsgate run");
+    let mut gw = Proc(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut conn = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                assert!(gw.0.try_wait().unwrap().is_none(), "gateway exited: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("gateway never listened on {addr}: {e}"),
+        }
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut read_reply = |conn: &mut TcpStream| {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => got.push(byte[0]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let greeting = read_reply(&mut conn);
+    assert_eq!(greeting, "220 Welcome to the lab\r\n");
+    conn.write_all(b"USER alice\r\n").unwrap();
+    let reply = read_reply(&mut conn);
+    assert_eq!(reply, "421 Nothing here today\r\n");
+    drop(conn);
+    // The log line is written before the reply; give the writer a moment anyway.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if log.contains("legacy") && log.contains("refused") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = gw.0.kill();
+    let _ = gw.0.wait();
+    assert!(
+        log.contains("legacy") && log.contains("127.0.0.1:1") && log.contains("refused"),
+        "log must keep the backend name, address and OS error:\n{log}"
+    );
+}
