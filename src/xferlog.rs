@@ -8,8 +8,17 @@
 //!
 //! xferlog fields (space separated, see `xferlog(5)`):
 //! `DDD MMM dd hh:mm:ss YYYY secs remote-host bytes path type _ direction
-//! access-mode user ftp 0 * status` — times are UTC; characters that would
-//! break the field split (whitespace, control characters) become `_`.
+//! access-mode user ftp 0 * status` — times are local, as xferlog(5) says
+//! (`transfer_log.time: utc` for UTC); characters that would break the field
+//! split (whitespace, control characters) become `_`. The path is the one the
+//! backend resolved when the session knows its directory (`session::state`
+//! tracks `PWD`/`CWD`). Directory listings are left out unless
+//! `transfer_log.listings` says `flag` or `include`.
+//!
+//! Rotation: before each line the file at the configured path is compared with
+//! the open one (device and inode); after logrotate moved it away, the next line
+//! goes to a freshly created file. A reload (SIGHUP) opens the file anew too, so
+//! neither `copytruncate` nor a successful reload is needed.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -19,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{TransferLogConfig, TransferLogFormat};
+use crate::config::{ListingsPolicy, LogTime, TransferLogConfig, TransferLogFormat};
 use crate::control::Direction;
 
 /// One finished transfer, as the session saw it.
@@ -42,6 +51,8 @@ pub struct TransferRecord {
     pub backend: String,
     /// `true` when the client got a 2xx final reply.
     pub complete: bool,
+    /// `LIST`/`NLST`/`MLSD`: `path` is the listed directory.
+    pub listing: bool,
 }
 
 /// Why the transfer log could not be opened at start.
@@ -64,6 +75,8 @@ pub struct TransferLog {
 struct Sink {
     file: Mutex<File>,
     format: TransferLogFormat,
+    listings: ListingsPolicy,
+    time: LogTime,
     path: String,
     /// Set after a failed write so a full disk logs one warning, not one per transfer.
     failing: AtomicBool,
@@ -89,6 +102,8 @@ impl TransferLog {
             sink: Some(Sink {
                 file: Mutex::new(file),
                 format: cfg.format,
+                listings: cfg.listings,
+                time: cfg.time,
                 path: cfg.path.display().to_string(),
                 failing: AtomicBool::new(false),
             }),
@@ -103,13 +118,37 @@ impl TransferLog {
     /// Append one record. Never fails the transfer: I/O errors are logged.
     pub fn record(&self, rec: &TransferRecord) {
         let Some(sink) = &self.sink else { return };
+        let marked;
+        let rec = match (rec.listing, sink.listings) {
+            (false, _) => rec,
+            (true, ListingsPolicy::Omit) => return,
+            (true, ListingsPolicy::Include) => {
+                marked = TransferRecord {
+                    listing: false,
+                    ..rec.clone()
+                };
+                &marked
+            }
+            (true, ListingsPolicy::Flag) => {
+                let mut path = rec.path.clone();
+                if !path.ends_with('/') {
+                    path.push('/');
+                }
+                marked = TransferRecord {
+                    path,
+                    ..rec.clone()
+                };
+                &marked
+            }
+        };
         let line = match sink.format {
-            TransferLogFormat::Xferlog => xferlog_line(rec),
+            TransferLogFormat::Xferlog => xferlog_line_at(rec, sink.time),
             TransferLogFormat::Json => json_line(rec),
         };
         // A poisoned lock only means another thread panicked mid-write; the file
         // handle itself is still usable.
         let mut file = sink.file.lock().unwrap_or_else(|p| p.into_inner());
+        sink.follow_rotation(&mut file);
         match file.write_all(line.as_bytes()) {
             Ok(()) => {
                 if sink.failing.swap(false, Ordering::Relaxed) {
@@ -125,8 +164,43 @@ impl TransferLog {
     }
 }
 
-/// One classic xferlog line, newline included.
+impl Sink {
+    /// Reopens `path` when it no longer names the open file (moved away by
+    /// logrotate, or deleted), so rotation needs no signal at all.
+    fn follow_rotation(&self, file: &mut File) {
+        use std::os::unix::fs::MetadataExt;
+        let same = match (std::fs::metadata(&self.path), file.metadata()) {
+            (Ok(on_disk), Ok(open)) => on_disk.dev() == open.dev() && on_disk.ino() == open.ino(),
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(fresh) => {
+                *file = fresh;
+                tracing::info!(path = %self.path, "transfer log reopened after rotation");
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(path = %self.path, error = %e, "cannot reopen transfer log; writing to the old file");
+                }
+            }
+        }
+    }
+}
+
+/// One classic xferlog line with its time in UTC, newline included.
 pub fn xferlog_line(rec: &TransferRecord) -> String {
+    xferlog_line_at(rec, LogTime::Utc)
+}
+
+/// One classic xferlog line with its time in `zone`, newline included.
+pub fn xferlog_line_at(rec: &TransferRecord, zone: LogTime) -> String {
     let (direction, access) = (
         match rec.direction {
             Direction::Download => 'o',
@@ -139,7 +213,10 @@ pub fn xferlog_line(rec: &TransferRecord) -> String {
     let secs = rec.secs.round().max(1.0) as u64;
     format!(
         "{time} {secs} {host} {bytes} {path} {kind} _ {direction} {access} {user} ftp 0 * {status}\n",
-        time = ctime_utc(rec.end),
+        time = match zone {
+            LogTime::Utc => ctime_utc(rec.end),
+            LogTime::Local => ctime_local(rec.end),
+        },
         host = rec.client_ip,
         bytes = rec.bytes,
         path = field(&rec.path),
@@ -172,6 +249,9 @@ pub fn json_line(rec: &TransferRecord) -> String {
     out.push_str(",\"backend\":");
     json_str(&mut out, &rec.backend);
     let _ = write!(out, ",\"complete\":{}", rec.complete);
+    if rec.listing {
+        out.push_str(",\"listing\":true");
+    }
     out.push_str("}\n");
     out
 }
@@ -268,6 +348,13 @@ fn ctime_utc(t: SystemTime) -> String {
     )
 }
 
+/// `ctime(3)` layout in the host's local time zone (`TZ`, else /etc/localtime).
+fn ctime_local(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%a %b %e %H:%M:%S %Y")
+        .to_string()
+}
+
 /// `2004-03-04T08:12:30.123Z`.
 fn rfc3339_utc(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s, _) = civil(t);
@@ -297,7 +384,75 @@ mod tests {
             listener: "edge".into(),
             backend: "legacy".into(),
             complete: true,
+            listing: false,
         }
+    }
+
+    #[test]
+    fn local_time_follows_tz_and_utc_is_an_option() {
+        // `ctime_local` reads the process time zone; with no TZ database entry
+        // for a fixed-offset POSIX TZ value, chrono still honours it.
+        let r = record();
+        assert_eq!(
+            xferlog_line_at(&r, LogTime::Utc),
+            xferlog_line(&r),
+            "utc is the classic line"
+        );
+        let local = xferlog_line_at(&r, LogTime::Local);
+        let expected = chrono::DateTime::<chrono::Local>::from(r.end)
+            .format("%a %b %e %H:%M:%S %Y ")
+            .to_string();
+        assert!(local.starts_with(&expected), "{local} vs {expected}");
+    }
+
+    #[test]
+    fn listings_are_omitted_flagged_or_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listing = record();
+        listing.listing = true;
+        listing.path = "/pub".into();
+        for (policy, expect) in [
+            (ListingsPolicy::Omit, None),
+            (ListingsPolicy::Flag, Some(" /pub/ ")),
+            (ListingsPolicy::Include, Some(" /pub ")),
+        ] {
+            let path = dir.path().join(policy.as_str());
+            let log = TransferLog::open(&TransferLogConfig {
+                path: path.clone(),
+                format: TransferLogFormat::Xferlog,
+                listings: policy,
+                time: LogTime::Utc,
+            })
+            .unwrap();
+            log.record(&listing);
+            let text = std::fs::read_to_string(&path).unwrap();
+            match expect {
+                None => assert_eq!(text, "", "{policy:?}"),
+                Some(p) => assert!(text.contains(p), "{policy:?}: {text}"),
+            }
+        }
+        let flagged = json_line(&listing);
+        assert!(flagged.ends_with(",\"listing\":true}\n"), "{flagged}");
+    }
+
+    #[test]
+    fn a_rotated_file_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xferlog");
+        let log = TransferLog::open(&TransferLogConfig {
+            path: path.clone(),
+            format: TransferLogFormat::Xferlog,
+            listings: ListingsPolicy::Omit,
+            time: LogTime::Utc,
+        })
+        .unwrap();
+        log.record(&record());
+        std::fs::rename(&path, dir.path().join("xferlog.1")).unwrap();
+        log.record(&record());
+        log.record(&record());
+        let old = std::fs::read_to_string(dir.path().join("xferlog.1")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!((old.lines().count(), new.lines().count()), (1, 2));
     }
 
     #[test]
@@ -347,6 +502,8 @@ mod tests {
         let log = TransferLog::open(&TransferLogConfig {
             path: path.clone(),
             format: TransferLogFormat::Xferlog,
+            listings: ListingsPolicy::Omit,
+            time: LogTime::Local,
         })
         .unwrap();
         assert!(log.is_enabled());
@@ -360,6 +517,8 @@ mod tests {
         let err = TransferLog::open(&TransferLogConfig {
             path: dir.path().join("missing/xferlog"),
             format: TransferLogFormat::Json,
+            listings: ListingsPolicy::Omit,
+            time: LogTime::Local,
         })
         .unwrap_err();
         assert!(err.to_string().contains("missing/xferlog"), "{err}");

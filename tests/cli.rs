@@ -470,8 +470,9 @@ backends:
             Err(e) => panic!("gateway never listened on {addr}: {e}"),
         }
     };
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut read_reply = |conn: &mut TcpStream| {
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let read_reply = |conn: &mut TcpStream| {
         let mut got = Vec::new();
         let mut byte = [0u8; 1];
         while !got.ends_with(b"\r\n") {

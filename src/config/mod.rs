@@ -29,9 +29,10 @@ use std::path::Path;
 pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
-    ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
-    ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
-    TransferLogConfig, TransferLogFormat, DEFAULT_BANNER, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
+    ListenerLimits, ListenerTls, ListingsPolicy, LogTime, MetricsConfig, Nftables, Passive,
+    PortRange, PortRangeError, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts,
+    TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_BANNER, DEFAULT_UNAVAILABLE,
+    NEVER_FILTERED,
 };
 
 use pattern::pattern_covers;

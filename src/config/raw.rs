@@ -141,6 +141,12 @@ pub(crate) struct RawMetrics {
 /// `transfer_log`: one line per finished transfer.
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub(crate) struct RawTransferLog {
+    /// `omit`, `flag` or `include` directory listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listings: Option<String>,
+    /// `local` or `utc` timestamps in xferlog lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -41,7 +41,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("shutdown", &["grace"]),
     ("reload", &["watch", "interval"]),
     ("metrics", &["bind"]),
-    ("transfer_log", &["path", "format"]),
+    ("transfer_log", &["path", "format", "listings", "time"]),
     (
         "timeouts",
         &["connect", "login", "idle", "pinhole", "data_idle"],

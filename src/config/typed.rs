@@ -186,6 +186,46 @@ pub struct TransferLogConfig {
     pub path: PathBuf,
     /// Default `Xferlog`.
     pub format: TransferLogFormat,
+    /// What becomes of `LIST`/`NLST`/`MLSD`. Default: left out (a listing is not
+    /// a file transfer, and xferlog(5) has no field that says "listing").
+    pub listings: ListingsPolicy,
+    /// Time zone of xferlog timestamps. Default local time, as xferlog(5) says
+    /// (JSON lines are always UTC, marked `Z`).
+    pub time: LogTime,
+}
+
+/// `transfer_log.listings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ListingsPolicy {
+    /// Not logged (default).
+    #[default]
+    Omit,
+    /// Logged and marked: the xferlog path is the listed directory with a
+    /// trailing `/`, JSON has `"listing":true`.
+    Flag,
+    /// Logged like a download.
+    Include,
+}
+
+impl ListingsPolicy {
+    /// The word written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingsPolicy::Omit => "omit",
+            ListingsPolicy::Flag => "flag",
+            ListingsPolicy::Include => "include",
+        }
+    }
+}
+
+/// `transfer_log.time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LogTime {
+    /// The host's local time (default; what xferlog(5) specifies).
+    #[default]
+    Local,
+    /// UTC, for hosts whose logs are compared across time zones.
+    Utc,
 }
 
 /// Line format of the transfer log.

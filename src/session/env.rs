@@ -72,6 +72,12 @@ impl Env for SessionEnv<'_> {
             listener: self.ctx.cfg.name.clone(),
             backend: self.backend.to_string(),
             complete: done.complete,
+            listing: matches!(
+                done.kind,
+                crate::control::TransferKind::List
+                    | crate::control::TransferKind::Nlst
+                    | crate::control::TransferKind::Mlsd
+            ),
         });
     }
 }

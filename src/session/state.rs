@@ -229,6 +229,9 @@ enum Expect {
     Noop,
     /// A command of the gateway's own; the client waits for its outcome.
     Internal(Purpose),
+    /// A client `PWD`/`CWD`/`CDUP`: forwarded like `Forward`; its final reply
+    /// also moves the tracked directory (the front of `Machine::dir_commands`).
+    Directory,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +319,11 @@ pub struct Machine {
     draining: bool,
     closed: bool,
     outcome: SessionOutcome,
+    /// The backend's working directory once a `PWD` reply or an absolute `CWD`
+    /// showed it; `None` while unknown (see `cwd`).
+    cwd: Option<String>,
+    /// Directory commands in flight, one per `Expect::Directory`, in order.
+    dir_commands: VecDeque<cwd::DirCommand>,
     out: Vec<Action>,
 }
 
@@ -347,6 +355,8 @@ impl Machine {
             draining: false,
             closed: false,
             outcome: SessionOutcome::Ok,
+            cwd: None,
+            dir_commands: VecDeque::new(),
             out: Vec::new(),
         };
         let greeting = Reply::new(220, &m.s.banner);
@@ -591,6 +601,16 @@ impl Machine {
         self.expects.push_back(Expect::Forward);
     }
 
+    /// Like [`Self::forward`], remembering a directory command for its reply.
+    fn forward_dir(&mut self, line: Vec<u8>, command: cwd::DirCommand) {
+        if self.backend.is_none() || !self.logged_in {
+            return self.forward(line);
+        }
+        self.out.push(Action::ToBackend(line));
+        self.expects.push_back(Expect::Directory);
+        self.dir_commands.push_back(command);
+    }
+
     fn client_line(&mut self, now: Instant, line: Vec<u8>, env: &mut dyn Env) {
         if self.transfer.is_none() && !self.expects.is_empty() {
             // Replies go out in command order: this command waits until the
@@ -663,6 +683,10 @@ impl Machine {
             Command::Syst if self.backend.is_none() => self.reply(215, "UNIX Type: L8"),
             Command::Noop if self.backend.is_none() => self.reply(200, "NOOP ok"),
             Command::Opts(_) if self.backend.is_none() => self.reply(200, "OPTS ok"),
+            Command::Other { verb, raw } => match cwd::dir_command(&verb, &raw) {
+                Some(dir) => self.forward_dir(line, dir),
+                None => self.forward(line),
+            },
             // Before USER there is no backend: `forward` answers 530.
             _ => self.forward(line),
         }
@@ -780,6 +804,8 @@ impl Machine {
             return;
         }
         self.user = String::from_utf8_lossy(name).into_owned();
+        // A new login may land in another directory (or on another backend).
+        self.cwd = None;
         info!(user = %self.user, "login attempt");
         self.out.push(Action::Route {
             user: self.user.clone(),
@@ -811,6 +837,7 @@ impl Machine {
                 self.commands = route.commands;
                 if route.fresh || self.backend.is_none() {
                     self.expects.clear();
+                    self.dir_commands.clear();
                     self.internal_deadline = None;
                     self.logged_in = false;
                     if self.pending.is_some() || self.setup.is_some() {
@@ -1059,7 +1086,7 @@ impl Machine {
         let Some(pending) = self.pending.take() else {
             return self.reply(425, "Use PASV or EPSV first");
         };
-        let path = transfer_path(&line);
+        let path = cwd::resolve(self.cwd.as_deref(), &transfer_path(kind, &line));
         self.out.push(Action::ToBackend(line));
         self.expects.push_back(Expect::Transfer);
         self.last_backend_activity = now;
@@ -1116,8 +1143,13 @@ impl Machine {
         if r.is_final() && head.is_some() {
             self.expects.pop_front();
         }
+        if head == Some(Expect::Directory) && r.is_final() {
+            if let Some(command) = self.dir_commands.pop_front() {
+                cwd::apply(&mut self.cwd, &command, &r);
+            }
+        }
         match head {
-            None | Some(Expect::Forward) => {
+            None | Some(Expect::Forward) | Some(Expect::Directory) => {
                 let closing = r.code == 421;
                 self.send(r);
                 if closing {
@@ -1238,14 +1270,26 @@ impl Machine {
     }
 }
 
-/// The path argument of a transfer command line, for the transfer log.
-pub fn transfer_path(line: &[u8]) -> String {
+/// The path argument of a transfer command line, for the transfer log; a
+/// listing's `ls`-style options (`LIST -la`) are not a path.
+pub fn transfer_path(kind: TransferKind, line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
-    match text.split_once(' ') {
-        Some((_, arg)) => arg.trim().to_string(),
-        None => String::new(),
+    let arg = match text.split_once(' ') {
+        Some((_, arg)) => arg.trim(),
+        None => "",
+    };
+    let listing = matches!(kind, TransferKind::List | TransferKind::Nlst);
+    if listing && arg.starts_with('-') {
+        // `-la dir`: the path, if any, follows the options.
+        return arg
+            .split_once(' ')
+            .map(|(_, p)| p.trim().to_string())
+            .unwrap_or_default();
     }
+    arg.to_string()
 }
+
+mod cwd;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use super::values::{
-    log_file, parse_bandwidth, parse_bind, parse_bool, parse_count, parse_log_format,
+    log_file, parse_bandwidth, parse_bind, parse_bool, parse_count, parse_listings,
+    parse_log_format, parse_log_time,
 };
 use super::{Builder, Reported};
 use crate::config::duration;
@@ -169,9 +170,21 @@ impl<'a> Builder<'a> {
                 parse_log_format,
             )
             .map(|f| f.unwrap_or(TransferLogFormat::Xferlog));
+        let listings = self
+            .optional(
+                "transfer_log.listings",
+                raw.listings.as_deref(),
+                parse_listings,
+            )
+            .map(Option::unwrap_or_default);
+        let time = self
+            .optional("transfer_log.time", raw.time.as_deref(), parse_log_time)
+            .map(Option::unwrap_or_default);
         Ok(TransferLogConfig {
             path: path?,
             format: format?,
+            listings: listings?,
+            time: time?,
         })
     }
 

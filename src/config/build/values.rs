@@ -9,7 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::config::typed::{Balance, DataProtection, TlsMode, TlsVersion, TransferLogFormat};
+use crate::config::typed::{
+    Balance, DataProtection, ListingsPolicy, LogTime, TlsMode, TlsVersion, TransferLogFormat,
+};
 
 /// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
 /// Host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`), as the kernel would.
@@ -266,6 +268,29 @@ pub(super) fn parse_reply_text(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_owned())
+}
+
+/// `transfer_log.listings`.
+pub(super) fn parse_listings(s: &str) -> Result<ListingsPolicy, String> {
+    match s {
+        "omit" => Ok(ListingsPolicy::Omit),
+        "flag" => Ok(ListingsPolicy::Flag),
+        "include" => Ok(ListingsPolicy::Include),
+        _ => Err(format!(
+            "\"{s}\" is not a listings policy (expected omit, flag or include)"
+        )),
+    }
+}
+
+/// `transfer_log.time`.
+pub(super) fn parse_log_time(s: &str) -> Result<LogTime, String> {
+    match s {
+        "local" => Ok(LogTime::Local),
+        "utc" => Ok(LogTime::Utc),
+        _ => Err(format!(
+            "\"{s}\" is not a time zone choice (expected local or utc)"
+        )),
+    }
 }
 
 pub(super) fn parse_log_format(s: &str) -> Result<TransferLogFormat, String> {

@@ -134,6 +134,8 @@ transfer_log:
         Some(TransferLogConfig {
             path: dir.path().join("logs/xferlog"),
             format: TransferLogFormat::Json,
+            listings: ListingsPolicy::Omit,
+            time: LogTime::Local,
         })
     );
     assert_eq!(
@@ -240,4 +242,34 @@ fn unknown_keys_in_observability_sections_are_refused() {
     let errs = errors(&yaml, dir.path());
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("<yaml>:"), "{errs:?}");
+}
+
+#[test]
+fn transfer_log_listings_and_time() {
+    let dir = dir_with(&["logs/keep"]);
+    let with = |extra: &str| {
+        format!(
+            "{}transfer_log:\n  path: logs/xferlog\n{extra}",
+            minimal("", "")
+        )
+    };
+    let config = parse_ok(&with("  listings: flag\n  time: utc\n"), dir.path());
+    let log = config.transfer_log.expect("transfer_log");
+    assert_eq!(
+        (log.listings, log.time),
+        (ListingsPolicy::Flag, LogTime::Utc)
+    );
+    let config = parse_ok(&with(""), dir.path());
+    let log = config.transfer_log.expect("transfer_log");
+    assert_eq!(
+        (log.listings, log.time),
+        (ListingsPolicy::Omit, LogTime::Local)
+    );
+    assert_eq!(
+        errors(&with("  listings: yes\n  time: gmt\n"), dir.path()),
+        [
+            "transfer_log.listings: \"yes\" is not a listings policy (expected omit, flag or include)",
+            "transfer_log.time: \"gmt\" is not a time zone choice (expected local or utc)",
+        ]
+    );
 }

@@ -416,3 +416,21 @@ fn drain_waits_for_the_running_transfer() {
     assert_eq!(codes(&a), vec![226, 421]);
     assert_eq!(a.last(), Some(&Action::Close));
 }
+
+#[test]
+fn the_transfer_log_gets_the_path_the_backend_resolved() {
+    let mut t = T::new(settings());
+    t.login();
+    assert_eq!(backend_lines(&t.client("PWD")), vec!["PWD"]);
+    assert_eq!(codes(&t.backend(257, "\"/home/alice\" is cwd")), vec![257]);
+    assert_eq!(backend_lines(&t.client("CWD pub")), vec!["CWD pub"]);
+    assert_eq!(codes(&t.backend(250, "ok")), vec![250]);
+    // Refused: the directory stays (state changes on evidence).
+    assert_eq!(backend_lines(&t.client("CWD /secret")), vec!["CWD /secret"]);
+    assert_eq!(codes(&t.backend(550, "no")), vec![550]);
+    t.pasv();
+    t.retr();
+    assert!(t.backend(226, "Transfer complete").is_empty());
+    assert_eq!(codes(&t.input(Input::TransferDone(Ok(1)))), vec![226]);
+    assert_eq!(t.env.finished[0].path, "/home/alice/pub/file");
+}
