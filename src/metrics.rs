@@ -322,6 +322,7 @@ pub struct Metrics {
     tls_handshakes: Family<TlsLabels, Counter>,
     backend_connect: HistogramFamily<BackendLabels>,
     backend_errors: Family<BackendErrorLabels, Counter>,
+    backend_tls_resumption_failures: Family<BackendLabels, Counter>,
     backend_up: Family<BackendLabels, Gauge>,
     backend_health_checks: Family<BackendResultLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
@@ -348,6 +349,7 @@ impl Default for Metrics {
             tls_handshakes: Family::default(),
             backend_connect: Family::new_with_constructor(connect_histogram),
             backend_errors: Family::default(),
+            backend_tls_resumption_failures: Family::default(),
             backend_up: Family::default(),
             backend_health_checks: Family::default(),
             config_reloads: Family::default(),
@@ -431,6 +433,11 @@ impl Default for Metrics {
             "backend_errors",
             "Errors on the backend leg, by backend and kind",
             m.backend_errors.clone(),
+        );
+        r.register(
+            "backend_tls_resumption_failures",
+            "Backend data TLS handshakes that did not resume the backend control session",
+            m.backend_tls_resumption_failures.clone(),
         );
         r.register(
             "backend_up",
@@ -639,6 +646,15 @@ impl Metrics {
             .get_or_create(&BackendErrorLabels {
                 backend: backend.to_owned(),
                 kind: kind.as_str(),
+            })
+            .inc();
+    }
+    /// `ftpsgate_backend_tls_resumption_failures_total{backend}`: a data
+    /// handshake toward a backend that had offered resumption did not resume.
+    pub fn backend_tls_resumption_failed(&self, backend: &str) {
+        self.backend_tls_resumption_failures
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
             })
             .inc();
     }
