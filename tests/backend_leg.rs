@@ -76,7 +76,8 @@ impl Server {
 /// toward the backend explicit FTPS verified with the server's CA, versions as given.
 struct Gw {
     gateway: Option<ftpsgate::Gateway>,
-    dir: tempfile::TempDir,
+    /// Holds the gateway's config and certificates while it runs.
+    _dir: tempfile::TempDir,
     certs: Certs,
 }
 
@@ -97,7 +98,7 @@ impl Gw {
         let gateway = start_gateway(&yaml, dir.path()).await;
         Gw {
             gateway: Some(gateway),
-            dir,
+            _dir: dir,
             certs,
         }
     }
@@ -123,6 +124,7 @@ impl Gw {
 const FTPLIB_ROUNDS: &str = r#"
 import ftplib, ssl, sys
 host, port, ca, work, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+user, password = sys.argv[6], sys.argv[7]
 
 class ResumingFTP_TLS(ftplib.FTP_TLS):
     def ntransfercmd(self, cmd, rest=None):
@@ -134,7 +136,7 @@ class ResumingFTP_TLS(ftplib.FTP_TLS):
 ftp = ResumingFTP_TLS(context=ssl.create_default_context(cafile=ca))
 ftp.connect(host, port, timeout=20)
 ftp.auth()
-ftp.login("ftpsgatetest", "ftpsgate-pass")
+ftp.login(user, password)
 ftp.prot_p()
 ftp.voidcmd("TYPE I")
 failures, in_a_row = 0, 0
@@ -159,6 +161,14 @@ ftp.quit()
 print(f"FAILURES {failures}", flush=True)
 sys.exit(1 if failures else 0)
 "#;
+
+/// The last lines the gateway logged (all tests of this binary share the capture).
+fn log_tail() -> String {
+    let logs = harness::captured_logs().lock().unwrap().clone();
+    let text = String::from_utf8_lossy(&logs);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
 
 /// Uploads and downloads per session in [`many_transfers`].
 const ROUNDS: usize = 200;
@@ -189,13 +199,15 @@ async fn many_transfers(server: Server, max: &'static str) {
         gw.certs.ca_pem.display().to_string(),
         work.path().display().to_string(),
         ROUNDS.to_string(),
+        test_user().0.to_string(),
+        test_user().1.to_string(),
     ];
     let out: Output = run("python3", &args, Duration::from_secs(150)).await;
     assert!(
         out.success(),
-        "ftplib through the gateway (backend max TLS {max}): {out}\n--- server:\n{}\n--- gateway:\n{}",
+        "ftplib through the gateway (backend max TLS {max}): {out}\n--- server:\n{}\n--- gateway log tail:\n{}",
         server.output(),
-        std::fs::read_to_string(gw.dir.path().join("ftpsgate.yaml")).unwrap_or_default()
+        log_tail()
     );
     for i in 0..ROUNDS {
         assert_eq!(
