@@ -138,8 +138,10 @@ async fn run(path: PathBuf) -> ExitCode {
     };
     let gw = match Gateway::start(config).await {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {e}");
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
             return ExitCode::from(EXIT_CONFIG);
         }
     };

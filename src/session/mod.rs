@@ -13,204 +13,58 @@
 //! task, performs the machine's actions and feeds their results back.
 //! Parsing and rewriting live in `control` (pure).
 
-mod shared;
+mod env;
+pub mod outcome;
 pub mod state;
 mod transfer;
 
-pub use shared::Shared;
+pub use outcome::{SessionOutcome, TransferResult};
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use crate::backend::{self, Backend, BackendListener, BackendSession};
+use crate::backend::pool::{InUse, Pool};
+use crate::backend::{BackendListener, BackendSession};
 use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, TlsMode};
 use crate::control::{self, Framed, Reply};
 use crate::data::active::ActiveSpec;
 use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
-use crate::metrics::{Dir, LoginResult, Metrics, PinholeRefusal, SessionOutcome, Side};
+use crate::gateway::admit::Admitted;
+use crate::listener::ListenerCtx;
+use crate::metrics::{Handshake, Resumption, Side};
 use crate::policy;
+use crate::shared::Shared;
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
-use crate::tls::{ServerTls, SessionAcceptors};
-use crate::xferlog::{TransferLog, TransferRecord};
+use crate::tls::SessionAcceptors;
 
+use env::SessionEnv;
 use state::{
-    Action, BackendSide, ClientSide, Env, Finished, Input, Machine, RouteFailure, Routed, Settings,
+    Action, BackendSide, ClientSide, Input, Machine, RouteFailure, Routed, Settings,
     TransferFailure,
 };
 use transfer::{Transfer, TransferError};
 
-/// What a session needs from its listener; shared by all its sessions.
-pub struct ListenerCtx {
-    pub cfg: config::Listener,
-    pub tls: Option<ServerTls>,
-    /// The listener's default backend (`backend:`).
-    pub backend: Arc<Backend>,
-    /// Every configured backend by name (routes, `user@backend`).
-    pub backends: Arc<HashMap<String, Arc<Backend>>>,
-    /// One round-robin cursor per route of `cfg.routes`.
-    pub round_robin: Vec<AtomicUsize>,
-    pub global_access: Vec<config::AccessRule>,
-    pub global_limits: config::Limits,
-    /// Kernel pinholes (`passive.nftables`), when enabled and usable.
-    pub kernel: Option<Arc<crate::data::nft::KernelPinholes>>,
-    pub timeouts: config::Timeouts,
-    pub metrics: Arc<Metrics>,
-    pub xferlog: Arc<TransferLog>,
-}
-
-/// A session's use of a backend, counted while it lasts (least-connections).
-struct BackendUse {
-    backend: Arc<Backend>,
-}
-
-impl BackendUse {
-    fn new(backend: Arc<Backend>) -> BackendUse {
-        backend.active.fetch_add(1, Ordering::SeqCst);
-        BackendUse { backend }
+/// Run one admitted session to its end; returns its outcome and, when it
+/// ended on an error, what went wrong (for the closing log line). Never
+/// panics on peer input.
+pub async fn run(
+    admitted: Admitted,
+    ctx: Arc<ListenerCtx>,
+    shared: Arc<Shared>,
+) -> (SessionOutcome, Option<String>) {
+    let Admitted { tcp, client, conn } = admitted;
+    match run_inner(tcp, client, ctx, shared, conn).await {
+        Ok(outcome) => (outcome, None),
+        Err(End(outcome, why)) => (outcome, Some(why)),
     }
-}
-
-impl Drop for BackendUse {
-    fn drop(&mut self) {
-        self.backend.active.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Run one session to its end. Never panics on peer input; every exit path is logged.
-pub async fn run(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: Arc<Shared>) {
-    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let span = tracing::info_span!(
-        "session",
-        id,
-        client = tracing::field::Empty,
-        via = tracing::field::Empty,
-        listener = %ctx.cfg.name
-    );
-    async move {
-        let started = Instant::now();
-        let metrics = ctx.metrics.clone();
-        let listener = ctx.cfg.name.clone();
-        metrics.session_started(&listener);
-        let _active = shared.session_started();
-        // Behind a load balancer the PROXY header names the real client,
-        // which is then the client for policy, pinholes, logs and metrics.
-        let peer = match &ctx.cfg.proxy_protocol {
-            None => peer,
-            Some(pp) => {
-                tracing::Span::current().record("via", tracing::field::display(peer));
-                match proxied_client(&mut tcp, peer, pp).await {
-                    Ok(client) => client,
-                    Err(why) => {
-                        tracing::Span::current().record("client", tracing::field::display(peer));
-                        warn!(error = %why, reason = "proxy_protocol", "connection refused");
-                        metrics.session_ended(&listener, SessionOutcome::RefusedPolicy);
-                        return;
-                    }
-                }
-            }
-        };
-        tracing::Span::current().record("client", tracing::field::display(peer));
-        info!("accepted");
-        let res = match admit(&tcp, peer, &ctx, &shared).await {
-            Ok(guard) => run_inner(tcp, peer, ctx, shared, guard).await,
-            Err(why) => Err(End(SessionOutcome::RefusedPolicy, why)),
-        };
-        let (outcome, why) = match res {
-            Ok(outcome) => (outcome, None),
-            Err(End(outcome, why)) => (outcome, Some(why)),
-        };
-        metrics.session_ended(&listener, outcome);
-        let secs = started.elapsed().as_secs_f64();
-        match why {
-            None => info!(secs, ?outcome, "closed"),
-            Some(e) => info!(secs, ?outcome, error = %e, "closed"),
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-/// The client address from a PROXY header; only allowed sources may send one,
-/// and from them a header is mandatory.
-async fn proxied_client(
-    tcp: &mut TcpStream,
-    peer: SocketAddr,
-    pp: &config::ProxyProtocol,
-) -> Result<SocketAddr, String> {
-    let ip = peer.ip().to_canonical();
-    if !pp.from.iter().any(|n| n.contains(&ip)) {
-        return Err(format!("{peer} is not an allowed PROXY protocol source"));
-    }
-    match crate::proxy::read_header(tcp, pp.timeout).await {
-        // LOCAL/UNKNOWN: the balancer's own connection (health check).
-        Ok(p) => Ok(p.source.unwrap_or(peer)),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Policy checks before anything is said: client access (CIDR rules),
-/// failed-login cool-down, session limits. A refused client gets `421` and
-/// the connection is closed (on implicit-TLS listeners, just closed: a clear
-/// reply would be garbage to a TLS client).
-async fn admit(
-    tcp: &TcpStream,
-    peer: SocketAddr,
-    ctx: &ListenerCtx,
-    shared: &Arc<Shared>,
-) -> Result<shared::ConnGuard, String> {
-    let ip = peer.ip();
-    let refusal = if let policy::AccessDecision::Deny { rule } =
-        policy::check_access(&ctx.cfg.access, &ctx.global_access, ip)
-    {
-        warn!(rule = ?rule, reason = "access", "client refused by access policy");
-        (
-            "421 Access denied for your address\r\n",
-            "refused by access policy".to_string(),
-        )
-    } else if shared.login_blocked(ip) {
-        warn!(
-            reason = "failed_logins",
-            "client refused: cooling down after failed logins"
-        );
-        (
-            "421 Too many failed logins from your address; try again later\r\n",
-            "failed-login cool-down".to_string(),
-        )
-    } else {
-        match shared.admit(&ctx.cfg.name, ip, &ctx.global_limits, &ctx.cfg.limits) {
-            Ok(guard) => return Ok(guard),
-            Err(r) => {
-                warn!(
-                    limit = r.as_str(),
-                    reason = "limit",
-                    "client refused: session limit reached"
-                );
-                (
-                    "421 Too many connections; try again later\r\n",
-                    format!("limit {}", r.as_str()),
-                )
-            }
-        }
-    };
-    if ctx.cfg.tls.mode != TlsMode::Implicit {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = tcp.writable().await;
-            let _ = tcp.try_write(refusal.0.as_bytes());
-        })
-        .await;
-    }
-    Err(refusal.1)
 }
 
 async fn run_inner(
@@ -218,7 +72,7 @@ async fn run_inner(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     shared: Arc<Shared>,
-    _conn: shared::ConnGuard,
+    _conn: crate::shared::ConnGuard,
 ) -> Result<SessionOutcome, End> {
     use SessionOutcome as O;
     let mut drain = shared.drain_signal();
@@ -239,13 +93,21 @@ async fn run_inner(
             {
                 Ok(Ok(t)) => {
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
-                    ctx.metrics
-                        .tls_handshake(Side::Client, version, true, false);
+                    ctx.metrics.tls_handshake(
+                        Side::Client,
+                        version,
+                        Handshake::Ok,
+                        Resumption::Full,
+                    );
                     MaybeTls::Tls(Box::new(t))
                 }
                 Ok(Err(e)) => {
-                    ctx.metrics
-                        .tls_handshake(Side::Client, "none", false, false);
+                    ctx.metrics.tls_handshake(
+                        Side::Client,
+                        "none",
+                        Handshake::Failed,
+                        Resumption::Full,
+                    );
                     return Err(End(
                         O::TlsFailed,
                         format!("implicit TLS handshake failed: {e}"),
@@ -364,7 +226,7 @@ struct Driver {
     acceptor: Option<SessionAcceptors>,
     backend: Option<BackendSession>,
     /// The backend chosen at `USER` (counted for least-connections).
-    chosen: Option<BackendUse>,
+    chosen: Option<InUse>,
     /// The pinhole of the pending data setup (PASV/EPSV).
     pinhole: Option<Pinhole>,
     /// Our listener for the backend's data connection (PORT toward it).
@@ -388,8 +250,8 @@ enum Step {
 impl Driver {
     fn feed(&self, machine: &mut Machine, input: Input) -> Vec<Action> {
         let backend = self.chosen.as_ref().map_or_else(
-            || self.ctx.backend.cfg.name.as_str(),
-            |c| c.backend.cfg.name.as_str(),
+            || self.ctx.pool.default_backend().cfg.name.as_str(),
+            |c| c.backend().cfg.name.as_str(),
         );
         let mut env = SessionEnv {
             ctx: &self.ctx,
@@ -489,15 +351,21 @@ impl Driver {
             Ok(Ok(t)) => {
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
-                self.ctx
-                    .metrics
-                    .tls_handshake(Side::Client, version, true, false);
+                self.ctx.metrics.tls_handshake(
+                    Side::Client,
+                    version,
+                    Handshake::Ok,
+                    Resumption::Full,
+                );
                 Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
             }
             Ok(Err(e)) => {
-                self.ctx
-                    .metrics
-                    .tls_handshake(Side::Client, "none", false, false);
+                self.ctx.metrics.tls_handshake(
+                    Side::Client,
+                    "none",
+                    Handshake::Failed,
+                    Resumption::Full,
+                );
                 Err(End(
                     O::TlsFailed,
                     format!("client TLS handshake failed: {e}"),
@@ -520,16 +388,25 @@ impl Driver {
         let same = self
             .chosen
             .as_ref()
-            .is_some_and(|c| choice.backends.contains(&c.backend.cfg.name));
+            .is_some_and(|c| choice.backends.contains(&c.backend().cfg.name));
         let fresh = self.backend.is_none() || !same;
         if fresh {
             // The machine drops the pending data setup (`DropPending`) on a fresh route.
             self.backend = None;
             self.chosen = None;
-            let candidates = self.candidates(&choice);
-            self.connect_backend(candidates)
-                .await
-                .map_err(RouteFailure::Unavailable)?;
+            let route_index = choice.route.and_then(|r| ctx.route_index(r));
+            let candidates = ctx
+                .pool
+                .candidates(&choice, route_index, &self.shared.health);
+            let (session, in_use) = Pool::connect(
+                candidates,
+                ctx.timeouts.connect,
+                (self.client_addr, self.local_addr),
+            )
+            .await
+            .map_err(RouteFailure::Unavailable)?;
+            self.backend = Some(session);
+            self.chosen = Some(in_use);
         }
         let (Some(b), Some(chosen)) = (self.backend.as_ref(), self.chosen.as_ref()) else {
             return Err(RouteFailure::Unavailable("no backend connection".into()));
@@ -541,74 +418,10 @@ impl Driver {
                 .map(|r| r.commands.clone())
                 .unwrap_or(config::CommandPolicy::Any),
             fresh,
-            data_mode: chosen.backend.cfg.data_mode,
+            data_mode: chosen.backend().cfg.data_mode,
             backend_v4: b.peer.is_ipv4(),
-            keepalive_noop: chosen.backend.cfg.keepalive_noop,
+            keepalive_noop: chosen.backend().cfg.keepalive_noop,
         })
-    }
-
-    /// Backends to try for a route choice, in order: the balancing policy's
-    /// pick first, the others as fallback; unhealthy ones last.
-    fn candidates(&self, choice: &policy::RouteChoice<'_>) -> Vec<Arc<Backend>> {
-        let mut list: Vec<Arc<Backend>> = choice
-            .backends
-            .iter()
-            .filter_map(|n| self.ctx.backends.get(n).cloned())
-            .collect();
-        if list.len() > 1 {
-            match choice.balance {
-                config::Balance::RoundRobin => {
-                    let idx = choice
-                        .route
-                        .and_then(|r| self.ctx.cfg.routes.iter().position(|x| std::ptr::eq(x, r)));
-                    let start = idx
-                        .and_then(|i| self.ctx.round_robin.get(i))
-                        .map(|c| c.fetch_add(1, Ordering::Relaxed))
-                        .unwrap_or(0);
-                    let n = list.len();
-                    list.rotate_left(start % n);
-                }
-                config::Balance::LeastConnections => {
-                    list.sort_by_key(|b| b.active.load(Ordering::Relaxed));
-                }
-            }
-        }
-        // Stable: keeps the balancing order among healthy and among unhealthy.
-        list.sort_by_key(|b| self.shared.health.backend_healthy(&b.cfg.name) == Some(false));
-        list
-    }
-
-    /// Connect to the first candidate that answers; the error is the text
-    /// for the client's `421`.
-    async fn connect_backend(&mut self, candidates: Vec<Arc<Backend>>) -> Result<(), String> {
-        let mut last = String::from("no backend configured");
-        for backend in candidates {
-            match backend::connect(
-                &backend,
-                self.ctx.timeouts.connect,
-                Some((self.client_addr, self.local_addr)),
-            )
-            .await
-            {
-                Ok((b, _greeting)) => {
-                    info!(
-                        backend = %backend.cfg.name,
-                        peer = %b.peer,
-                        tls = b.tls_version,
-                        ms = b.connect_latency.as_millis() as u64,
-                        "backend connected"
-                    );
-                    self.backend = Some(b);
-                    self.chosen = Some(BackendUse::new(backend));
-                    return Ok(());
-                }
-                Err(e) => {
-                    warn!(backend = %backend.cfg.name, error = %e, "backend unavailable");
-                    last = format!("Backend {} unavailable: {e}", backend.cfg.name);
-                }
-            }
-        }
-        Err(last)
     }
 
     /// TLS for the client data leg: the session's acceptors under `PROT P`.
@@ -622,7 +435,7 @@ impl Driver {
         })
     }
 
-    /// Bind a pinhole for this client (and its kernel rule); returns the
+    /// Open a pinhole for this client (with its kernel rule); returns the
     /// address and port to advertise to it.
     async fn open_pinhole(&mut self, protected: bool) -> Result<SocketAddr, String> {
         let passive = &self.ctx.cfg.passive;
@@ -635,21 +448,15 @@ impl Driver {
             metrics: self.ctx.metrics.clone(),
             kernel: self.ctx.kernel.clone(),
         };
-        let pinhole = Pinhole::open(spec).map_err(|e| {
+        let pinhole = Pinhole::open(spec).await.map_err(|e| {
             warn!(error = %e, reason = e.kind(), "pinhole refused");
-            e.to_string()
+            match e {
+                // The nft error is for the log, not for the client.
+                crate::data::PinholeError::Kernel(_) => "kernel pinhole failed".to_string(),
+                e => e.to_string(),
+            }
         })?;
         let port = pinhole.local.port();
-        if let Some(k) = &self.ctx.kernel {
-            // Before the reply: the client may connect as soon as it reads it.
-            if let Err(e) = k
-                .add(self.client_addr.ip(), port, self.ctx.timeouts.pinhole)
-                .await
-            {
-                warn!(error = %e, "cannot open kernel pinhole");
-                return Err("kernel pinhole failed".into());
-            }
-        }
         let (ip, adv_port) = passive.advertised(self.client_addr.ip(), self.local_addr.ip(), port);
         debug!(port, "pinhole bound");
         self.pinhole = Some(pinhole);
@@ -677,7 +484,7 @@ impl Driver {
                 source_ip: self.local_addr.ip(),
                 source_ports: self.ctx.cfg.active.ports,
                 tls: self.client_data_tls(protected),
-                download: kind.direction() == control::Direction::Download,
+                direction: kind.direction(),
                 limit: self.ctx.timeouts.connect,
                 metrics: self.ctx.metrics.clone(),
             }),
@@ -699,72 +506,6 @@ impl Driver {
             &self.ctx.timeouts,
             self.ctx.cfg.limits.bandwidth,
         ))
-    }
-}
-
-/// Metrics, transfer log and the failed-login counter, for the machine.
-struct SessionEnv<'a> {
-    ctx: &'a ListenerCtx,
-    shared: &'a Shared,
-    client_ip: IpAddr,
-    backend: &'a str,
-}
-
-impl Env for SessionEnv<'_> {
-    fn command(&mut self, verb: &str) {
-        self.ctx.metrics.command(verb);
-    }
-
-    fn login_ok(&mut self) {
-        self.ctx.metrics.login(&self.ctx.cfg.name, LoginResult::Ok);
-        self.shared.login_ok(self.client_ip);
-    }
-
-    fn login_failed(&mut self) -> bool {
-        self.ctx
-            .metrics
-            .login(&self.ctx.cfg.name, LoginResult::Failed);
-        self.shared.login_failed(self.client_ip)
-    }
-
-    fn login_refused_no_tls(&mut self) {
-        self.ctx
-            .metrics
-            .login(&self.ctx.cfg.name, LoginResult::RefusedNoTls);
-    }
-
-    fn active_refused(&mut self) {
-        self.ctx.metrics.pinhole_refused(PinholeRefusal::Bounce);
-    }
-
-    fn transfer_finished(&mut self, done: &Finished) {
-        let dir = match done.kind.direction() {
-            control::Direction::Download => Dir::Download,
-            control::Direction::Upload => Dir::Upload,
-        };
-        let secs = done.started.elapsed().as_secs_f64();
-        let bytes = done.bytes;
-        self.ctx.metrics.transfer_finished(
-            &self.ctx.cfg.name,
-            dir,
-            done.result,
-            bytes,
-            bytes,
-            secs,
-        );
-        self.ctx.xferlog.record(&TransferRecord {
-            end: std::time::SystemTime::now(),
-            secs,
-            client_ip: self.client_ip,
-            bytes,
-            path: done.path.clone(),
-            binary: done.binary,
-            direction: dir,
-            user: done.user.clone(),
-            listener: self.ctx.cfg.name.clone(),
-            backend: self.backend.to_string(),
-            complete: done.complete,
-        });
     }
 }
 

@@ -11,27 +11,31 @@
 //! - **drain** stops accepting, tells idle sessions `421`, lets transfers
 //!   finish up to a grace period, then cuts what is left.
 
+pub mod accept;
+pub mod admit;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::backend::pool::Pool;
 use crate::backend::Backend;
 use crate::config::{Config, TlsMode};
 use crate::health::{self, Health};
 use crate::http;
+use crate::listener::ListenerCtx;
 use crate::metrics::Metrics;
-use crate::session::{self, ListenerCtx};
+use crate::shared::Shared;
 use crate::tls::ServerTls;
 use crate::xferlog::TransferLog;
 
-pub use crate::session::Shared;
+use accept::{bind_now, spawn_listener, Running};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -50,6 +54,24 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
+
+/// Every problem found while starting, in config order (as `check` reports them).
+#[derive(Debug)]
+pub struct StartErrors(pub Vec<StartError>);
+
+impl std::fmt::Display for StartErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StartErrors {}
 
 /// Everything built from the config, ready to serve; `check` stops here.
 pub struct Prepared {
@@ -145,9 +167,7 @@ impl Prepared {
                 kernel,
                 cfg: l.clone(),
                 tls,
-                backend,
-                backends: backends.clone(),
-                round_robin: l.routes.iter().map(|_| AtomicUsize::new(0)).collect(),
+                pool: Pool::new(backend, backends.clone(), l.routes.len()),
                 global_access: config.access.clone(),
                 global_limits: config.limits,
                 timeouts: config.timeouts,
@@ -170,16 +190,6 @@ impl Prepared {
     }
 }
 
-/// One bound listener and its accept loop.
-struct Running {
-    bind: SocketAddr,
-    local: SocketAddr,
-    /// New sessions read the current policy from here.
-    ctx: watch::Sender<Arc<ListenerCtx>>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
@@ -196,46 +206,45 @@ pub struct Gateway {
     config: Mutex<Arc<Config>>,
 }
 
-fn bind_now(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
 impl Gateway {
-    /// Build TLS configs, bind every listener (port 0 allowed), spawn the accept loops.
-    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    /// Build TLS configs, bind every listener (port 0 allowed), spawn the
+    /// accept loops. Reports every problem found, not only the first.
+    pub async fn start(config: Config) -> Result<Gateway, StartErrors> {
         for w in config.warnings() {
             warn!("{w}");
         }
-        let prepared = Prepared::build(&config).map_err(|mut e| e.remove(0))?;
+        let prepared = Prepared::build(&config).map_err(StartErrors)?;
         Self::start_prepared(prepared).await
     }
 
-    pub async fn start_prepared(prepared: Prepared) -> Result<Gateway, StartError> {
+    pub async fn start_prepared(prepared: Prepared) -> Result<Gateway, StartErrors> {
         let mut bound = Vec::new();
+        let mut errors = Vec::new();
         for (index, ctx) in prepared.listeners.into_iter().enumerate() {
             let addr = ctx.cfg.bind;
-            let l = bind_now(addr).map_err(|source| StartError::Bind {
-                index,
-                name: ctx.cfg.name.clone(),
-                addr,
-                source,
-            })?;
-            bound.push((l, ctx));
+            match bind_now(addr) {
+                Ok(l) => bound.push((l, ctx)),
+                Err(source) => errors.push(StartError::Bind {
+                    index,
+                    name: ctx.cfg.name.clone(),
+                    addr,
+                    source,
+                }),
+            }
         }
         let metrics_listener = match prepared.metrics_bind {
             None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::MetricsBind { addr, source })?,
-            ),
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(source) => {
+                    errors.push(StartError::MetricsBind { addr, source });
+                    None
+                }
+            },
         };
+        if !errors.is_empty() {
+            return Err(StartErrors(errors));
+        }
         let metrics = prepared.metrics;
         let health = Health::new(
             prepared
@@ -496,54 +505,4 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind;
     // carrying on is better than taking the whole gateway down.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn spawn_listener(l: TcpListener, ctx: Arc<ListenerCtx>, shared: Arc<Shared>) -> (String, Running) {
-    let local = l.local_addr().unwrap_or(ctx.cfg.bind);
-    info!(
-        listener = %ctx.cfg.name,
-        addr = %local,
-        tls = ?ctx.cfg.tls.mode,
-        backend = %ctx.backend.cfg.name,
-        "listening"
-    );
-    let name = ctx.cfg.name.clone();
-    let bind = ctx.cfg.bind;
-    let (ctx_tx, ctx_rx) = watch::channel(ctx);
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(l, ctx_rx, stop_rx, shared));
-    (
-        name,
-        Running {
-            bind,
-            local,
-            ctx: ctx_tx,
-            stop,
-            task,
-        },
-    )
-}
-
-async fn accept_loop(
-    l: TcpListener,
-    ctx: watch::Receiver<Arc<ListenerCtx>>,
-    mut stop: watch::Receiver<bool>,
-    shared: Arc<Shared>,
-) {
-    loop {
-        tokio::select! {
-            r = l.accept() => match r {
-                Ok((tcp, peer)) => {
-                    let ctx = ctx.borrow().clone();
-                    tokio::spawn(session::run(tcp, peer, ctx, shared.clone()));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = stop.changed() => break,
-        }
-    }
 }
