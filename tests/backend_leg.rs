@@ -328,7 +328,7 @@ async fn proftpd_session_survives_refused_client_legs_backend_tls13_only() {
 /// The measured limit the TLS 1.2 preference avoids, counted where it cannot be avoided:
 /// with TLS 1.3 forced (`min_version: "1.3"`), ProFTPD sends no ticket on upload data
 /// connections, so the third upload of a session finds none left and ProFTPD refuses it.
-/// The gateway answers `425`, counts it in
+/// The gateway answers `425`/`426`, counts it in
 /// `ftpsgate_backend_tls_resumption_failures_total{backend}`, and the session goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_tls13_toward_proftpd_counts_the_refusal() {
@@ -356,7 +356,12 @@ async fn forced_tls13_toward_proftpd_counts_the_refusal() {
                 .code,
         );
     }
-    assert_eq!(codes, [226, 226, 425], "{}", server.output());
+    // ProFTPD's own 425, or the gateway's 426 when the refusal cut the relay first.
+    assert!(
+        codes[..2] == [226, 226] && matches!(codes[2], 425 | 426),
+        "{codes:?}\n{}",
+        server.output()
+    );
     assert_eq!(count(), 1.0, "{}", metrics.encode());
     assert_eq!(ftp.cmd("NOOP").await.unwrap().code, 200, "session goes on");
     ftp.quit().await;
