@@ -194,8 +194,10 @@ impl Sink {
     }
 }
 
-/// One classic xferlog line with its time in UTC, newline included.
-pub fn xferlog_line(rec: &TransferRecord) -> String {
+/// One classic xferlog line with its time in UTC, newline included (the
+/// fixed-zone form the layout tests compare against).
+#[cfg(test)]
+fn xferlog_line(rec: &TransferRecord) -> String {
     xferlog_line_at(rec, LogTime::Utc)
 }
 
