@@ -33,7 +33,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::config::{self, BackendVerify, TlsVersion};
 
 pub use pem::{load_certs, load_key};
-pub use resume::{NotResumed, SessionStore};
+pub use resume::SessionStore;
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
 #[derive(Debug, thiserror::Error)]
