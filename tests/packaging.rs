@@ -226,15 +226,57 @@ fn installed_binary_is_the_stripped_production_build() {
             String::from_utf8_lossy(marker)
         );
     }
-    // Stripped: no symbol table, no DWARF.
-    for section in [&b".symtab"[..], b".debug_info"] {
+    // Stripped: no symbol table, no DWARF (section headers, not strings: std's
+    // backtrace code contains the names ".debug_info" etc. as literals).
+    let sections = elf_section_names(&bytes);
+    assert!(
+        sections.iter().any(|s| s == ".text"),
+        "not an ELF binary? {sections:?}"
+    );
+    for section in [".symtab", ".debug_info", ".debug_line"] {
         assert!(
-            !bytes.windows(section.len()).any(|w| w == section),
-            "{} present: not stripped",
-            String::from_utf8_lossy(section)
+            !sections.iter().any(|s| s == section),
+            "{section} present: not stripped ({sections:?})"
         );
     }
     eprintln!("binary: {} KiB (profile package-test)", bytes.len() / 1024);
+}
+
+/// Section names of a little-endian ELF64 file (enough for x86_64/aarch64).
+fn elf_section_names(elf: &[u8]) -> Vec<String> {
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a) as usize
+        })
+    };
+    assert!(
+        elf.starts_with(b"\x7fELF") && elf.get(4) == Some(&2),
+        "not ELF64"
+    );
+    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e))
+    else {
+        panic!("truncated ELF header");
+    };
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18).expect("shstrtab offset");
+    (0..shnum)
+        .filter_map(|i| {
+            let name = strtab + u32_at(header(i))?;
+            let end = elf.get(name..)?.iter().position(|&b| b == 0)?;
+            Some(String::from_utf8_lossy(&elf[name..name + end]).into_owned())
+        })
+        .collect()
 }
 
 #[test]
