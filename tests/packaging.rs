@@ -400,6 +400,35 @@ fn installed_completions_for_three_shells() {
     }
 }
 
+/// logrotate reopens the transfer log the way the README documents: a reload
+/// (SIGHUP), no copytruncate. Parsed by logrotate itself when installed (with
+/// the service user replaced by root: it does not exist on a test machine).
+#[test]
+fn installed_logrotate_reloads_and_parses() {
+    let inst = Installed::new();
+    let conf = std::fs::read_to_string(inst.path("etc/logrotate.d/ftpsgate")).expect("logrotate");
+    assert!(conf.contains("/var/log/ftpsgate/xferlog"), "{conf}");
+    assert!(conf.contains("systemctl reload ftpsgate"), "{conf}");
+    assert!(!conf.contains("\tcopytruncate"), "{conf}");
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        eprintln!("SKIP logrotate --debug: logrotate not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("ftpsgate");
+    std::fs::write(&copy, conf.replace("ftpsgate ftpsgate", "root root")).expect("write");
+    let o = run(Command::new("logrotate")
+        .arg("--debug")
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg(&copy));
+    let out = text(&o);
+    assert!(
+        o.status.success() && !out.contains("error:"),
+        "logrotate rejects the file:\n{out}"
+    );
+}
+
 /// The image, when a container tool exists. Not on this project's machines: no
 /// podman/buildah there, and base images cannot be pulled.
 #[test]
