@@ -231,7 +231,8 @@ pub enum LogTime {
 /// Line format of the transfer log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransferLogFormat {
-    /// The classic wu-ftpd/vsftpd `xferlog` line (times in UTC).
+    /// The classic wu-ftpd/vsftpd `xferlog` line (local time unless
+    /// `transfer_log.time: utc`).
     Xferlog,
     /// One JSON object per line.
     Json,
