@@ -91,10 +91,16 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path, print: bool) -> ExitCode {
     let top = path.display().to_string();
     let mut out = Stdout::default();
-    let config = match Config::load(path) {
+    let (loaded, tls_sections) = Config::load_for_check(path);
+    let config = match loaded {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
+                out.line(&format!("error: {}", e.located(&top)));
+            }
+            // Certificates and keys of the sections that were fine on their own:
+            // every phase's errors in one run.
+            for e in ftpsgate::gateway::check_tls_sections(&tls_sections) {
                 out.line(&format!("error: {}", e.located(&top)));
             }
             return ExitCode::from(1);

@@ -241,3 +241,45 @@ fn output_into_a_closed_pipe_is_a_quiet_exit() {
         );
     }
 }
+
+#[test]
+fn tls_material_errors_come_with_the_other_errors() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    lab_certs(tmp.path());
+    let file = tmp.path().join("gw.yaml");
+    std::fs::write(
+        &file,
+        r#"listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls: { mode: explicit, cert: gateway.pem, key: backend.key }
+    passive: { ports: "50000-50010" }
+    backend: legacy
+backends:
+  - name: legacy
+    address: "127.0.0.1:2120"
+    tls: { mode: explicit, ca: gateway.key }
+    data_mode: sideways
+"#,
+    )
+    .expect("write config");
+    let f = file.display().to_string();
+    let out = ftpsgate(&["check", "--config", &f]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("error: {f}:11:16: backends[0].data_mode: ")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("error: {f}:4:10: listeners[0].tls: "))
+            && lines[1].contains("does not belong to the certificate"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("error: {f}:10:10: backends[0].tls: ")),
+        "{stdout}"
+    );
+}

@@ -35,6 +35,7 @@ pub use typed::{
     NEVER_FILTERED,
 };
 
+pub use build::TlsSections;
 use pattern::pattern_covers;
 pub use pattern::user_matches;
 
@@ -45,9 +46,11 @@ impl Config {
     /// Parses and validates `yaml`; relative file paths (`cert`, `key`, `ca`) are
     /// resolved against `base_dir` and must exist.
     ///
-    /// Syntax errors and unknown keys come back as a single error located at
-    /// `<yaml>:LINE:COLUMN`; otherwise every semantic error is reported, each under
-    /// its key path (`listeners[0].passive.ports`).
+    /// Every unknown or repeated key is reported, located at `<yaml>:LINE:COLUMN`
+    /// (with its key path in [`ConfigError::key`]), together with every semantic
+    /// error under its key path (`listeners[0].passive.ports`). A syntax error or
+    /// a value of the wrong shape stops serde: it is reported after the key
+    /// errors, and the semantic build does not run.
     ///
     /// `include` paths are resolved against `base_dir`; [`Config::sources`] then
     /// lists the included files only.
@@ -59,8 +62,15 @@ impl Config {
     /// the file's directory (made absolute) as the base for relative paths, so the
     /// resulting paths do not depend on a later change of working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_for_check(path).0
+    }
+
+    /// [`Config::load`], plus every listener and backend `tls` section that
+    /// converted cleanly even when the configuration as a whole did not, so
+    /// `check` can load their certificates and keys in the same run.
+    pub fn load_for_check(path: &Path) -> (Result<Config, ConfigErrors>, TlsSections) {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = match std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 path: source.clone(),
                 line: None,
@@ -68,7 +78,10 @@ impl Config {
                 key: None,
                 message: format!("cannot read config file: {e}"),
             }])
-        })?;
+        }) {
+            Ok(text) => text,
+            Err(e) => return (Err(e), TlsSections::default()),
+        };
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -76,7 +89,7 @@ impl Config {
         // `absolute` only fails for an empty path or an unreadable working directory;
         // the relative directory still resolves correctly for this process then.
         let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
-        parse(&text, &base_dir, &source, Some(path))
+        parse_all(&text, &base_dir, &source, Some(path))
     }
 
     /// The configuration at `path` as one YAML document that loads to the same
@@ -288,6 +301,18 @@ fn parse(
     source: &str,
     file: Option<&Path>,
 ) -> Result<Config, ConfigErrors> {
+    parse_all(yaml, base_dir, source, file).0
+}
+
+/// [`parse`], plus the `tls` sections that converted cleanly (empty when the
+/// file did not get as far as the build).
+fn parse_all(
+    yaml: &str,
+    base_dir: &Path,
+    source: &str,
+    file: Option<&Path>,
+) -> (Result<Config, ConfigErrors>, TlsSections) {
+    let none = TlsSections::default;
     // Unknown and repeated keys are all collected first; they do not stop the
     // phases after them, so one run shows every mistake.
     let mut errors = lines::tree(yaml)
@@ -297,14 +322,14 @@ fn parse(
         Ok(raw) => raw,
         Err(e) => {
             errors.push(syntax_error(&e, source));
-            return Err(ConfigErrors(errors));
+            return (Err(ConfigErrors(errors)), none());
         }
     };
     let mut tree = match include::gather(raw, yaml, base_dir, file) {
         Ok(tree) => tree,
         Err(more) => {
             errors.extend(more);
-            return Err(ConfigErrors(errors));
+            return (Err(ConfigErrors(errors)), none());
         }
     };
     errors.append(&mut tree.key_errors);
@@ -312,14 +337,16 @@ fn parse(
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         tree.sources.insert(0, absolute);
     }
-    match build::build(tree) {
+    let (built, tls) = build::build_all(tree);
+    let result = match built {
         Ok(config) if errors.is_empty() => Ok(config),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(more)) => {
             errors.extend(more);
             Err(ConfigErrors(errors))
         }
-    }
+    };
+    (result, tls)
 }
 
 /// How every config file is read: a repeated key is not a serde error (the key

@@ -35,6 +35,9 @@ use crate::shared::Shared;
 use crate::tls::ServerTls;
 use crate::xferlog::TransferLog;
 
+/// For `ftpsgate check`: TLS material of a configuration that did not build.
+pub use crate::tls::check_sections as check_tls_sections;
+
 use accept::{bind_now, spawn_listener, Running};
 
 #[derive(Debug, thiserror::Error)]

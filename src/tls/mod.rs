@@ -35,6 +35,38 @@ use crate::config::{self, BackendVerify, TlsVersion};
 pub use pem::{load_certs, load_key};
 pub use resume::SessionStore;
 
+/// Loads the certificates, keys and CA files of every `tls` section that
+/// converted cleanly, as [`ServerTls::from_config`] and
+/// [`BackendTls::from_config`] do at start, and reports each failure at its
+/// section: `check` shows these beside errors in other keys of the file.
+pub fn check_sections(sections: &config::TlsSections) -> Vec<config::ConfigError> {
+    let located = |path: &str, at: Option<(u64, u64)>, e: TlsError| config::ConfigError {
+        path: path.to_owned(),
+        line: at.map(|(line, _)| line),
+        column: at.map(|(_, column)| column),
+        key: None,
+        message: e.to_string(),
+    };
+    let mut out = Vec::new();
+    for (path, at, tls) in &sections.listeners {
+        if tls.mode == config::TlsMode::None {
+            continue;
+        }
+        if let Err(e) = ServerTls::from_config(tls) {
+            out.push(located(path, *at, e));
+        }
+    }
+    for (path, at, tls) in &sections.backends {
+        if tls.mode == config::TlsMode::None {
+            continue;
+        }
+        if let Err(e) = BackendTls::from_config(tls) {
+            out.push(located(path, *at, e));
+        }
+    }
+    out
+}
+
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -27,6 +27,10 @@ impl<'a> Builder<'a> {
         );
         let host = address.as_ref().ok().map(|(h, _)| h.as_str());
         let tls = self.backend_tls(&format!("{p}.tls"), raw.tls.as_ref(), host);
+        if let Ok(t) = &tls {
+            let at = self.position(&format!("{p}.tls"));
+            self.tls.backends.push((format!("{p}.tls"), at, t.clone()));
+        }
         let health_check = match raw.health_check.as_ref() {
             None => Ok(None),
             Some(h) => self.health_check(&format!("{p}.health_check"), h).map(Some),

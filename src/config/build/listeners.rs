@@ -35,6 +35,10 @@ impl<'a> Builder<'a> {
         let name = self.unique_name(&format!("{p}.name"), raw.name.as_deref(), "listener", names);
         let bind = self.required(&format!("{p}.bind"), raw.bind.as_deref(), parse_bind);
         let tls = self.listener_tls(&format!("{p}.tls"), raw.tls.as_ref());
+        if let Ok(t) = &tls {
+            let at = self.position(&format!("{p}.tls"));
+            self.tls.listeners.push((format!("{p}.tls"), at, t.clone()));
+        }
         let passive = self.passive(
             &format!("{p}.passive"),
             raw.passive.as_ref(),

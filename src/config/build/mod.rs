@@ -9,7 +9,7 @@
 //! reading and parsing them is left to `tls/`, which runs right after, before any
 //! socket is bound.
 //!
-//! This file holds the driver ([`build`]) and the error-collecting [`Builder`]
+//! This file holds the driver ([`build_all`]) and the error-collecting [`Builder`]
 //! core; the conversions live beside the section they build, each an
 //! `impl Builder` block of its own:
 //!
@@ -37,12 +37,15 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::include::{Part, Tree};
-use super::typed::{Config, Listener};
+use super::typed::{BackendTls, Config, Listener, ListenerTls};
 use super::{ConfigError, ConfigErrors};
 use values::parse_name;
 
-/// Builds the typed [`Config`] from every gathered file, or returns every error found.
-pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
+/// Builds the typed [`Config`] from every gathered file, or returns every error
+/// found; beside it every listener and backend `tls` section that converted
+/// cleanly, so their certificates and keys can be checked even when other keys of
+/// the file are wrong (`ftpsgate check` reports every phase).
+pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSections) {
     let Tree {
         top: raw,
         parts,
@@ -54,6 +57,7 @@ pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
         parts: &parts,
         file: None,
         errors: Vec::new(),
+        tls: TlsSections::default(),
     };
 
     // References are checked against the names as written, so a backend with some
@@ -130,7 +134,8 @@ pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
             sources,
         })
     })();
-    match assembled {
+    let tls = std::mem::take(&mut b.tls);
+    let result = match assembled {
         Ok(config) if b.errors.is_empty() => Ok(config),
         Ok(_) => Err(ConfigErrors(b.errors)),
         Err(Reported) => {
@@ -144,8 +149,19 @@ pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
             }
             Err(ConfigErrors(b.errors))
         }
-    }
+    };
+    (result, tls)
 }
+
+/// `tls` sections that converted cleanly, each with where it is.
+#[derive(Debug, Default)]
+pub struct TlsSections {
+    pub listeners: Vec<Section<ListenerTls>>,
+    pub backends: Vec<Section<BackendTls>>,
+}
+
+/// One section: key path (file-prefixed when included), its (line, column), value.
+pub type Section<T> = (String, Option<(u64, u64)>, T);
 
 /// Marker: this value failed and its error is already in `Builder::errors`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +178,8 @@ struct Builder<'a> {
     parts: &'a [Part],
     file: Option<&'a str>,
     errors: Vec<ConfigError>,
+    /// Clean `tls` sections, returned by [`build_all`].
+    tls: TlsSections,
 }
 
 impl<'a> Builder<'a> {
@@ -176,9 +194,9 @@ impl<'a> Builder<'a> {
         self.file.map(|f| format!("{f}: ")).unwrap_or_default()
     }
 
-    fn error(&mut self, path: &str, message: impl Into<String>) {
-        // The path names its file (any file's entries may be compared, e.g. for
-        // conflicts), so the line is looked up in the file the path names.
+    /// Line and column of `path` in the file the path names (any file's entries
+    /// may be compared, e.g. for conflicts).
+    fn position(&self, path: &str) -> Option<(u64, u64)> {
         let (part, key) = match path.split_once(": ") {
             Some((file, key)) => match self.parts.iter().find(|p| p.label.as_deref() == Some(file))
             {
@@ -187,7 +205,11 @@ impl<'a> Builder<'a> {
             },
             None => (self.parts.first(), path),
         };
-        let at = part.and_then(|p| p.lines.position(key));
+        part.and_then(|p| p.lines.position(key))
+    }
+
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        let at = self.position(path);
         self.errors.push(ConfigError {
             path: path.to_owned(),
             line: at.map(|(line, _)| line),
