@@ -126,9 +126,17 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+        // stdout is only the YAML (so it can be saved and checked); the verdict
+        // and the files it was resolved from go to stderr.
         for w in config.warnings() {
             eprintln!("warning: {top}: {w}");
         }
+        let files: Vec<String> = config
+            .sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!("{top}: ok (resolved from {})", files.join(", "));
         return ExitCode::SUCCESS;
     }
     for w in config.warnings() {

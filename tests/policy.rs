@@ -1091,17 +1091,17 @@ fn check_reports_broken_policies() {
         (
             "bad_cidr.yaml",
             &[
-                "access[0].allow[0] (line 3): \"10.0.0.0/33\" is not a CIDR network",
-                "listeners[0].access[0].deny[0] (line 11): \"not-a-net\" is not a CIDR network",
+                "bad_cidr.yaml:3:13: access[0].allow[0]: \"10.0.0.0/33\" is not a CIDR network",
+                "bad_cidr.yaml:11:16: listeners[0].access[0].deny[0]: \"not-a-net\" is not a CIDR network",
             ],
         ),
         (
             "undefined_route_backend.yaml",
-            &["listeners[0].routes[0].backends[1] (line 10): backend \"nowhere\" is not defined"],
+            &["undefined_route_backend.yaml:10:28: listeners[0].routes[0].backends[1]: backend \"nowhere\" is not defined"],
         ),
         (
             "allow_and_deny.yaml",
-            &["access[0] (line 3): a rule has allow or deny, not both"],
+            &["allow_and_deny.yaml:3:5: access[0]: a rule has allow or deny, not both"],
         ),
         (
             "include_cycle.yaml",
@@ -1112,13 +1112,13 @@ fn check_reports_broken_policies() {
         ),
         (
             "unknown_key.yaml",
-            &["unknown_key.yaml:3:3: unknown field `max_sesions`"],
+            &["unknown_key.yaml:3:3: limits.max_sesions: unknown field `max_sesions`"],
         ),
         (
             "bad_command_filter.yaml",
             &[
-                "listeners[0].routes[0].commands (line 13): allow and deny cannot both be set",
-                "listeners[0].limits.max_sessions_per_ip (line 9): \"0\" must be at least 1",
+                "bad_command_filter.yaml:13:19: listeners[0].routes[0].commands: allow and deny cannot both be set",
+                "bad_command_filter.yaml:9:36: listeners[0].limits.max_sessions_per_ip: \"0\" must be at least 1",
             ],
         ),
     ];
@@ -1182,15 +1182,16 @@ backends:
     let (code, out) = check(&d.join("top.yaml"), true);
     assert_eq!(code, Some(0), "{out}");
     for w in [
-        "user: \"archive-*\"",
-        "user: \"ro-*\"",
-        "LeastConnections",
-        "RoundRobin",
-        "\"STOR\"",
-        "\"DELE\"",
-        "user_at_backend: true",
-        "name: \"partners\"",
-        "127.0.0.2/32",
+        // Issue 15 item 11: YAML in the policy's own words (values as written,
+        // includes merged in), no longer Rust Debug of the typed config.
+        "user: archive-*",
+        "user: ro-*",
+        "balance: least-connections",
+        "- stor",
+        "- DELE",
+        "user_at_backend: \"true\"",
+        "name: partners",
+        "127.0.0.2",
         "198.51.100.0/24",
         "more.yaml",
         "top.yaml: ok",
