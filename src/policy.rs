@@ -202,6 +202,20 @@ pub const NEVER_FILTERED: &[&str] = &[
     "HELP", "TYPE", "MODE", "STRU", "PASV", "EPSV", "PORT", "EPRT", "ABOR", "REIN",
 ];
 
+/// Verbs that may reach the backend before a login succeeded (the backend's
+/// `230`): the login itself, TLS setup and harmless queries. Every other verb
+/// gets `530` from the gateway until then, so a pre-authentication hole in a
+/// backend (ProFTPD mod_copy's `SITE CPFR/CPTO`, CVE-2015-3306) cannot be
+/// reached through the gateway, whatever the route's filter says.
+pub const LOGIN_PHASE: &[&str] = &[
+    "USER", "PASS", "ACCT", "AUTH", "PBSZ", "PROT", "FEAT", "SYST", "OPTS", "HELP", "NOOP", "QUIT",
+];
+
+/// Whether `verb` (upper case) may reach the backend before login.
+pub fn allowed_before_login(verb: &str) -> bool {
+    LOGIN_PHASE.contains(&verb)
+}
+
 /// Whether `verb` (any case) may be sent under `policy`. [`NEVER_FILTERED`] verbs
 /// always may. The RFC 775 aliases (`XMKD`, `XRMD`, `XCWD`, `XCUP`, `XPWD`) count
 /// as the commands they alias, so denying `MKD` also denies `XMKD`.
@@ -237,6 +251,13 @@ pub const THROTTLE_CAPACITY: usize = 100_000;
 /// Failed logins per client address in a sliding window: `max` failures within
 /// `window` block the address for `cooldown`.
 ///
+/// Attempts are counted where they happen: [`begin_attempt`](Self::begin_attempt)
+/// is asked before each `PASS` is forwarded and refuses while the address cools
+/// down or while its failures plus the attempts still in flight reach `max`, so
+/// many sessions parked after `USER` cannot send more guesses at once than the
+/// budget allows. Each begun attempt ends as a failure (also when its session
+/// ends before the reply) or a success; only a fresh login forgets failures.
+///
 /// IPv6 clients are counted per /64 (one subscriber's prefix; rotating addresses in
 /// it does not reset the count), IPv4-mapped IPv6 as IPv4. Memory is bounded: at
 /// most `capacity` addresses are tracked; when full, expired entries go first, then
@@ -254,8 +275,10 @@ struct Entry {
     failures: VecDeque<Instant>,
     /// When the current cool-down started.
     blocked_since: Option<Instant>,
-    /// Last failure recorded, for eviction.
+    /// Last failure or attempt recorded, for eviction.
     last: Instant,
+    /// Attempts begun and not yet ended (PASS forwarded, reply due).
+    in_flight: usize,
 }
 
 impl LoginThrottle {
@@ -281,11 +304,7 @@ impl LoginThrottle {
             self.evict(now);
         }
         let cfg = self.cfg;
-        let e = self.entries.entry(key).or_insert_with(|| Entry {
-            failures: VecDeque::new(),
-            blocked_since: None,
-            last: now,
-        });
+        let e = self.entries.entry(key).or_insert_with(|| Entry::new(now));
         e.last = now;
         if e.blocked_since
             .is_some_and(|t| elapsed(t, now) < cfg.cooldown)
@@ -307,6 +326,52 @@ impl LoginThrottle {
         }
     }
 
+    /// Asked before a `PASS` is forwarded: `true` counts one attempt in flight
+    /// for `ip`'s key, to be ended with [`end_attempt`](Self::end_attempt);
+    /// `false` (nothing counted) while the key cools down or while its failures
+    /// in the window plus its attempts in flight already reach `max`.
+    pub fn begin_attempt(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.blocked(ip, now) {
+            return false;
+        }
+        let key = throttle_key(ip);
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.evict(now);
+        }
+        let cfg = self.cfg;
+        let e = self.entries.entry(key).or_insert_with(|| Entry::new(now));
+        while e
+            .failures
+            .front()
+            .is_some_and(|t| elapsed(*t, now) >= cfg.window)
+        {
+            e.failures.pop_front();
+        }
+        if e.failures.len().saturating_add(e.in_flight) >= cfg.max as usize {
+            return false;
+        }
+        e.in_flight += 1;
+        e.last = now;
+        true
+    }
+
+    /// Ends an attempt begun with [`begin_attempt`](Self::begin_attempt). A
+    /// failure counts as [`record_failure`](Self::record_failure); a success
+    /// forgets the failures only when it was a `fresh` login (the session was
+    /// not logged in before: a `230` to a `PASS` on a logged-in session proves
+    /// nothing new and must not wipe the count).
+    pub fn end_attempt(&mut self, ip: IpAddr, now: Instant, outcome: Attempt) {
+        let key = throttle_key(ip);
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+        }
+        match outcome {
+            Attempt::Failed => self.record_failure(ip, now),
+            Attempt::Succeeded { fresh: true } => self.record_success(ip),
+            Attempt::Succeeded { fresh: false } => self.forget_idle(key),
+        }
+    }
+
     /// Whether `ip` is in cool-down at `now`. Forgets a cool-down that ended.
     pub fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
         let key = throttle_key(ip);
@@ -317,9 +382,7 @@ impl LoginThrottle {
             Some(t) if elapsed(t, now) < self.cfg.cooldown => true,
             Some(_) => {
                 e.blocked_since = None;
-                if e.failures.is_empty() {
-                    self.entries.remove(&key);
-                }
+                self.forget_idle(key);
                 false
             }
             None => false,
@@ -332,9 +395,19 @@ impl LoginThrottle {
         let key = throttle_key(ip);
         if let Some(e) = self.entries.get_mut(&key) {
             e.failures.clear();
-            if e.blocked_since.is_none() {
-                self.entries.remove(&key);
-            }
+        }
+        self.forget_idle(key);
+    }
+
+    /// Drops `key`'s entry when it remembers nothing: no failure, no
+    /// cool-down, no attempt in flight.
+    fn forget_idle(&mut self, key: IpAddr) {
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.failures.is_empty() && e.blocked_since.is_none() && e.in_flight == 0)
+        {
+            self.entries.remove(&key);
         }
     }
 
@@ -360,7 +433,7 @@ impl LoginThrottle {
                 .failures
                 .back()
                 .is_some_and(|t| elapsed(*t, now) < cfg.window);
-            blocking || counting
+            blocking || counting || e.in_flight > 0
         });
         if self.entries.len() < self.capacity {
             return;
@@ -371,6 +444,26 @@ impl LoginThrottle {
         by_age.select_nth_unstable(drop - 1);
         for (_, key) in &by_age[..drop] {
             self.entries.remove(key);
+        }
+    }
+}
+
+/// How an attempt begun with [`LoginThrottle::begin_attempt`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A `4xx`/`5xx` to the `PASS`, or the session ended before the reply.
+    Failed,
+    /// `230`; `fresh` when the session was not logged in before.
+    Succeeded { fresh: bool },
+}
+
+impl Entry {
+    fn new(now: Instant) -> Entry {
+        Entry {
+            failures: VecDeque::new(),
+            blocked_since: None,
+            last: now,
+            in_flight: 0,
         }
     }
 }

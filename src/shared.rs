@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::{FailedLogins, Limits, ListenerLimits};
 use crate::health::Health;
-use crate::policy::LoginThrottle;
+use crate::policy::{Attempt, LoginThrottle};
 
 pub struct Shared {
     pub health: Arc<Health>,
@@ -131,21 +131,36 @@ impl Shared {
         }
     }
 
-    /// Record a failed login; true when the address is now blocked.
-    pub fn login_failed(&self, ip: IpAddr) -> bool {
+    /// A `PASS` from `ip` is about to be forwarded: count it as an attempt.
+    /// `None` when the address cools down or has its whole budget in flight
+    /// (refuse the `PASS`); the attempt ends when the guard is told its
+    /// outcome, or as a failure when it is dropped unanswered (a client that
+    /// closes before the reply has still made its guess).
+    pub fn begin_login_attempt(self: &Arc<Self>, ip: IpAddr) -> Option<LoginAttempt> {
+        let counted = match &mut *lock(&self.throttle) {
+            Some((_, t)) => {
+                if !t.begin_attempt(ip, Instant::now()) {
+                    return None;
+                }
+                true
+            }
+            None => false,
+        };
+        Some(LoginAttempt {
+            shared: self.clone(),
+            ip,
+            counted,
+        })
+    }
+
+    fn end_login_attempt(&self, ip: IpAddr, outcome: Attempt) -> bool {
         match &mut *lock(&self.throttle) {
             Some((_, t)) => {
                 let now = Instant::now();
-                t.record_failure(ip, now);
+                t.end_attempt(ip, now, outcome);
                 t.blocked(ip, now)
             }
             None => false,
-        }
-    }
-
-    pub fn login_ok(&self, ip: IpAddr) {
-        if let Some((_, t)) = &mut *lock(&self.throttle) {
-            t.record_success(ip);
         }
     }
 
@@ -191,6 +206,37 @@ impl Shared {
             listener: listener.to_owned(),
             ip,
         })
+    }
+}
+
+/// One `PASS` forwarded and not yet answered (see [`Shared::begin_login_attempt`]).
+pub struct LoginAttempt {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    /// Counted by the throttle (false when none is configured).
+    counted: bool,
+}
+
+impl LoginAttempt {
+    /// The backend said `230`; `fresh` when the session was not logged in.
+    pub fn succeeded(mut self, fresh: bool) {
+        self.end(Attempt::Succeeded { fresh });
+    }
+
+    /// The backend refused the password; true when the address must now cool down.
+    pub fn failed(mut self) -> bool {
+        self.end(Attempt::Failed)
+    }
+
+    fn end(&mut self, outcome: Attempt) -> bool {
+        let counted = std::mem::replace(&mut self.counted, false);
+        counted && self.shared.end_login_attempt(self.ip, outcome)
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        self.end(Attempt::Failed);
     }
 }
 

@@ -372,3 +372,60 @@ fn blocked_entries_survive_expiry_eviction() {
     t.record_failure(ip("192.0.2.3"), t0 + Duration::from_secs(120));
     assert!(t.blocked(a, t0 + Duration::from_secs(121)));
 }
+
+/// Issue 17 B5: parked sessions sending PASS together get at most the budget
+/// in flight; the rest are refused before anything reaches the backend.
+#[test]
+fn attempts_in_flight_are_bounded_by_the_budget() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    assert!(t.begin_attempt(a, t0));
+    assert!(t.begin_attempt(a, t0));
+    assert!(t.begin_attempt(a, t0));
+    assert!(
+        !t.begin_attempt(a, t0),
+        "a fourth guess while three are in flight"
+    );
+    // Another address has its own budget.
+    assert!(t.begin_attempt(ip("192.0.2.2"), t0));
+    // One ends well: its slot is free again, the others are still counted.
+    t.end_attempt(a, t0, Attempt::Succeeded { fresh: false });
+    assert!(t.begin_attempt(a, t0));
+    for _ in 0..3 {
+        t.end_attempt(a, t0, Attempt::Failed);
+    }
+    assert!(t.blocked(a, t0), "three failures block");
+    assert!(!t.begin_attempt(a, t0 + Duration::from_secs(299)));
+    assert!(t.begin_attempt(a, t0 + Duration::from_secs(300)));
+}
+
+/// A 230 that is not a fresh login (PASS on a logged-in session, vsftpd's
+/// `230 Already logged in`) must not wipe the failures.
+#[test]
+fn only_a_fresh_login_forgets_failures() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    for _ in 0..2 {
+        assert!(t.begin_attempt(a, t0));
+        t.end_attempt(a, t0, Attempt::Failed);
+    }
+    assert!(t.begin_attempt(a, t0));
+    t.end_attempt(a, t0, Attempt::Succeeded { fresh: false });
+    assert!(t.begin_attempt(a, t0));
+    t.end_attempt(a, t0, Attempt::Failed);
+    assert!(
+        t.blocked(a, t0),
+        "the non-fresh 230 did not reset the count"
+    );
+
+    let b = ip("192.0.2.2");
+    for _ in 0..2 {
+        assert!(t.begin_attempt(b, t0));
+        t.end_attempt(b, t0, Attempt::Failed);
+    }
+    assert!(t.begin_attempt(b, t0));
+    t.end_attempt(b, t0, Attempt::Succeeded { fresh: true });
+    assert!(t.is_empty() || !t.entries.contains_key(&b));
+}

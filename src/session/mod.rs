@@ -132,6 +132,7 @@ async fn run_inner(
         pinhole: None,
         listener: None,
         transfer: None,
+        attempt: None,
     };
     let mut client = Channel::new(stream);
     let mut actions: VecDeque<Action> = greeting.into();
@@ -223,6 +224,9 @@ struct Driver {
     /// Our listener for the backend's data connection (PORT toward it).
     listener: Option<BackendListener>,
     transfer: Option<Transfer>,
+    /// The `PASS` in flight, counted by the failed-login throttle; dropped
+    /// with the session, it ends as a failure.
+    attempt: Option<crate::shared::LoginAttempt>,
 }
 
 /// What performing one action leads to.
@@ -239,7 +243,7 @@ enum Step {
 }
 
 impl Driver {
-    fn feed(&self, machine: &mut Machine, input: Input) -> Vec<Action> {
+    fn feed(&mut self, machine: &mut Machine, input: Input) -> Vec<Action> {
         let backend = self.chosen.as_ref().map_or_else(
             || self.ctx.pool.default_backend().cfg.name.as_str(),
             |c| c.backend().cfg.name.as_str(),
@@ -249,6 +253,7 @@ impl Driver {
             shared: &self.shared,
             client_ip: self.client_addr.ip(),
             backend,
+            attempt: &mut self.attempt,
         };
         machine.handle(Instant::now(), input, &mut env)
     }
