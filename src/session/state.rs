@@ -389,6 +389,11 @@ impl Machine {
         self.logged_in
     }
 
+    /// The confirmed login's command filter (`Any` before a login).
+    pub fn commands(&self) -> &CommandPolicy {
+        &self.commands
+    }
+
     /// Backend replies still due (forwarded, internal, keepalive).
     pub fn replies_due(&self) -> usize {
         self.expects.len()
