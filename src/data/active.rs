@@ -13,7 +13,7 @@ use tokio::net::TcpSocket;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::PortRange;
-use crate::metrics::{Metrics, PinholeRefusal, Side};
+use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls;
 
@@ -49,8 +49,12 @@ pub async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
             {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
-                    spec.metrics
-                        .tls_handshake(Side::Client, "none", false, false);
+                    spec.metrics.tls_handshake(
+                        Side::Client,
+                        "none",
+                        Handshake::Failed,
+                        Resumption::Full,
+                    );
                     return Err(PinholeError::Tls(e));
                 }
                 Err(_) => return Err(PinholeError::Expired(spec.limit)),
@@ -60,8 +64,8 @@ pub async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
             spec.metrics.tls_handshake(
                 Side::Client,
                 tls::version_name(conn.protocol_version()),
-                true,
-                resumed,
+                Handshake::Ok,
+                Resumption::from_resumed(resumed),
             );
             if *require_reuse && !resumed {
                 tracing::warn!(target = %spec.target, reason = "no_reuse", "refused active data connection: TLS session not resumed");

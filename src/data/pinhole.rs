@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
-use crate::metrics::{Metrics, PinholeRefusal, Side};
+use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
 
@@ -281,8 +281,12 @@ async fn accept_one(
                 {
                     Ok(t) => t,
                     Err(e) => {
-                        spec.metrics
-                            .tls_handshake(Side::Client, "none", false, false);
+                        spec.metrics.tls_handshake(
+                            Side::Client,
+                            "none",
+                            Handshake::Failed,
+                            Resumption::Full,
+                        );
                         return Err(PinholeError::Tls(e));
                     }
                 };
@@ -296,8 +300,12 @@ async fn accept_one(
                     // flight, and a known direction chose its config).
                     t.get_mut().0.release();
                 }
-                spec.metrics
-                    .tls_handshake(Side::Client, version, true, resumed);
+                spec.metrics.tls_handshake(
+                    Side::Client,
+                    version,
+                    Handshake::Ok,
+                    Resumption::from_resumed(resumed),
+                );
                 if *require_reuse && !resumed {
                     tracing::warn!(
                         port,
