@@ -245,6 +245,25 @@ fn canonical_verb(verb: &str) -> &str {
     }
 }
 
+/// Default length of the IPv6 prefix one client is counted by (`limits.ipv6_prefix`):
+/// a subscriber usually gets a whole /64 (often a /56) and can rotate addresses in it.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The key a client address is counted under, for session limits and the
+/// failed-login throttle alike: IPv4 (and IPv4-mapped IPv6) as is, IPv6 cut to
+/// its first `v6_prefix` bits (at most 128). Applied to the address a PROXY
+/// header names, too: it is the client.
+pub fn address_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
+
 /// Default number of addresses a [`LoginThrottle`] tracks at most.
 pub const THROTTLE_CAPACITY: usize = 100_000;
 
@@ -258,14 +277,17 @@ pub const THROTTLE_CAPACITY: usize = 100_000;
 /// budget allows. Each begun attempt ends as a failure (also when its session
 /// ends before the reply) or a success; only a fresh login forgets failures.
 ///
-/// IPv6 clients are counted per /64 (one subscriber's prefix; rotating addresses in
-/// it does not reset the count), IPv4-mapped IPv6 as IPv4. Memory is bounded: at
+/// IPv6 clients are counted per prefix, /64 unless [`with_v6_prefix`](Self::with_v6_prefix)
+/// says otherwise (one subscriber's prefix; rotating addresses in it does not reset
+/// the count), IPv4-mapped IPv6 as IPv4 ([`address_key`]). Memory is bounded: at
 /// most `capacity` addresses are tracked; when full, expired entries go first, then
 /// the least recently active tenth.
 #[derive(Debug, Clone)]
 pub struct LoginThrottle {
     cfg: FailedLogins,
     capacity: usize,
+    /// IPv6 prefix length addresses are counted by.
+    v6_prefix: u8,
     entries: HashMap<IpAddr, Entry>,
 }
 
@@ -292,14 +314,21 @@ impl LoginThrottle {
         LoginThrottle {
             cfg,
             capacity: capacity.max(1),
+            v6_prefix: DEFAULT_IPV6_PREFIX,
             entries: HashMap::new(),
         }
+    }
+
+    /// Counts IPv6 clients by their first `bits` bits (`limits.ipv6_prefix`).
+    pub fn with_v6_prefix(mut self, bits: u8) -> Self {
+        self.v6_prefix = bits;
+        self
     }
 
     /// Counts a failed login from `ip` at `now`; the `max`-th failure inside the
     /// window starts the cool-down. Failures during a cool-down do not extend it.
     pub fn record_failure(&mut self, ip: IpAddr, now: Instant) {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             self.evict(now);
         }
@@ -334,7 +363,7 @@ impl LoginThrottle {
         if self.blocked(ip, now) {
             return false;
         }
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             self.evict(now);
         }
@@ -361,7 +390,7 @@ impl LoginThrottle {
     /// not logged in before: a `230` to a `PASS` on a logged-in session proves
     /// nothing new and must not wipe the count).
     pub fn end_attempt(&mut self, ip: IpAddr, now: Instant, outcome: Attempt) {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         if let Some(e) = self.entries.get_mut(&key) {
             e.in_flight = e.in_flight.saturating_sub(1);
         }
@@ -374,7 +403,7 @@ impl LoginThrottle {
 
     /// Whether `ip` is in cool-down at `now`. Forgets a cool-down that ended.
     pub fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         let Some(e) = self.entries.get_mut(&key) else {
             return false;
         };
@@ -392,7 +421,7 @@ impl LoginThrottle {
     /// A successful login from `ip` forgets its failures (not a running cool-down:
     /// the session layer refuses logins from blocked addresses before they get here).
     pub fn record_success(&mut self, ip: IpAddr) {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         if let Some(e) = self.entries.get_mut(&key) {
             e.failures.clear();
         }
@@ -471,17 +500,6 @@ impl Entry {
 /// Time from `then` to `now`, zero if `now` is earlier (callers pass their clock).
 fn elapsed(then: Instant, now: Instant) -> Duration {
     now.saturating_duration_since(then)
-}
-
-/// IPv4 as is (mapped IPv6 unwrapped), IPv6 reduced to its /64.
-fn throttle_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

@@ -429,3 +429,35 @@ fn only_a_fresh_login_forgets_failures() {
     t.end_attempt(b, t0, Attempt::Succeeded { fresh: true });
     assert!(t.is_empty() || !t.entries.contains_key(&b));
 }
+
+/// Issue 17 B6: one prefix for limits and throttle; /64 by default, /56 on request.
+#[test]
+fn address_key_cuts_ipv6_to_the_prefix() {
+    assert_eq!(address_key(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+    assert_eq!(address_key(ip("::ffff:192.0.2.7"), 56), ip("192.0.2.7"));
+    assert_eq!(
+        address_key(ip("2001:db8:1:2:a:b:c:d"), 64),
+        ip("2001:db8:1:2::")
+    );
+    assert_eq!(
+        address_key(ip("2001:db8:1:2ff:a:b:c:d"), 56),
+        ip("2001:db8:1:200::")
+    );
+    assert_eq!(address_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+    assert_eq!(address_key(ip("2001:db8::1"), 0), ip("::"));
+}
+
+#[test]
+fn throttle_counts_a_whole_56_when_told() {
+    let t0 = Instant::now();
+    let mut t64 = LoginThrottle::new(throttle_cfg());
+    let mut t56 = LoginThrottle::new(throttle_cfg()).with_v6_prefix(56);
+    for i in 0..3u16 {
+        let a = IpAddr::from([0x2001, 0xdb8, 1, 0x200 + i, 0, 0, 0, 1]);
+        t64.record_failure(a, t0);
+        t56.record_failure(a, t0);
+    }
+    let neighbour = ip("2001:db8:1:2ff::9");
+    assert!(!t64.blocked(neighbour, t0), "three different /64s");
+    assert!(t56.blocked(neighbour, t0), "one /56");
+}
