@@ -18,7 +18,7 @@ pub mod balance;
 // The glob matcher and the never-filtered verbs are part of what a config value
 // means, so they live in `config` (which also warns about shadowed routes and
 // unfilterable verbs at load time); re-exported here, where decisions use them.
-pub use crate::config::{user_matches, NEVER_FILTERED};
+pub use crate::config::{user_matches, DEFAULT_IPV6_PREFIX, NEVER_FILTERED};
 
 /// Outcome of [`check_access`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,10 +185,6 @@ fn canonical_verb(verb: &str) -> &str {
         other => other,
     }
 }
-
-/// Default length of the IPv6 prefix one client is counted by (`limits.ipv6_prefix`):
-/// a subscriber usually gets a whole /64 (often a /56) and can rotate addresses in it.
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// The key a client address is counted under, for session limits and the
 /// failed-login throttle alike: IPv4 (and IPv4-mapped IPv6) as is, IPv6 cut to

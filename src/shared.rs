@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::{FailedLogins, Limits, ListenerLimits};
 use crate::health::Health;
-use crate::policy::{Attempt, LoginThrottle};
+use crate::policy::{self, Attempt, LoginThrottle};
 
 pub struct Shared {
     pub health: Arc<Health>,
@@ -25,7 +25,9 @@ pub struct Shared {
     active: AtomicUsize,
     idle: Notify,
     conns: Mutex<Conns>,
-    throttle: Mutex<Option<(FailedLogins, LoginThrottle)>>,
+    /// The failed-login throttle with the config it was built from
+    /// (`limits.failed_logins`, `limits.ipv6_prefix`); `None`: off.
+    throttle: Mutex<Option<(ThrottleCfg, LoginThrottle)>>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,16 @@ impl Refusal {
     }
 }
 
+/// What a throttle was built from: compared on reload.
+type ThrottleCfg = (FailedLogins, u8);
+
+fn throttle(limits: &Limits) -> Option<(ThrottleCfg, LoginThrottle)> {
+    limits.failed_logins.map(|f| {
+        let t = LoginThrottle::new(f).with_v6_prefix(limits.ipv6_prefix);
+        ((f, limits.ipv6_prefix), t)
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Counters stay usable even if a holder panicked.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -66,7 +78,7 @@ impl Shared {
         health: Arc<Health>,
         drain: watch::Receiver<bool>,
         force: watch::Receiver<bool>,
-        failed_logins: Option<FailedLogins>,
+        limits: &Limits,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             health,
@@ -75,7 +87,7 @@ impl Shared {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             conns: Mutex::new(Conns::default()),
-            throttle: Mutex::new(failed_logins.map(|f| (f, LoginThrottle::new(f)))),
+            throttle: Mutex::new(throttle(limits)),
         })
     }
 
@@ -110,16 +122,13 @@ impl Shared {
         ActiveGuard(self.clone())
     }
 
-    /// A reload may change the throttle; counts are kept when it did not change.
-    pub fn set_failed_logins(&self, cfg: Option<FailedLogins>) {
+    /// A reload may change the throttle (`limits.failed_logins`,
+    /// `limits.ipv6_prefix`); counts are kept when it did not change.
+    pub fn set_failed_logins(&self, limits: &Limits) {
         let mut t = lock(&self.throttle);
-        let same = match (&*t, &cfg) {
-            (Some((old, _)), Some(new)) => old == new,
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            *t = cfg.map(|f| (f, LoginThrottle::new(f)));
+        let new = limits.failed_logins.map(|f| (f, limits.ipv6_prefix));
+        if t.as_ref().map(|(old, _)| *old) != new {
+            *t = throttle(limits);
         }
     }
 
@@ -172,7 +181,8 @@ impl Shared {
         global: &Limits,
         local: &ListenerLimits,
     ) -> Result<ConnGuard, Refusal> {
-        let ip = ip.to_canonical();
+        // One IPv6 subscriber (its prefix) is one address here, as in the throttle.
+        let ip = policy::address_key(ip, global.ipv6_prefix);
         let mut c = lock(&self.conns);
         let over = |n: usize, max: Option<usize>| max.is_some_and(|m| n >= m);
         if over(c.total, global.max_sessions) {

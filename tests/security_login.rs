@@ -557,3 +557,124 @@ async fn pass_without_an_answer_still_counts() {
     .await;
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// B6. One IPv6 prefix for session limits and the throttle, PROXY addresses included
+
+/// A PROXY v2 header for a TCP/IPv6 client `src` (to a made-up `[2001:db8::ffff]:21`).
+/// Loopback cannot own a /64, so the balancer's header presents the clients.
+fn proxy_v2_v6(src: std::net::Ipv6Addr, port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21); // version 2, PROXY
+    h.push(0x21); // AF_INET6, STREAM
+    h.extend_from_slice(&36u16.to_be_bytes());
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(
+        &"2001:db8::ffff"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    h.extend_from_slice(&port.to_be_bytes());
+    h.extend_from_slice(&21u16.to_be_bytes());
+    h
+}
+
+/// Connects through the "balancer" (127.0.0.1, allowed by `proxy_protocol`) as `src`.
+async fn as_v6(gw: &Gw, src: &str) -> RawFtp {
+    static PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(40000);
+    let port = PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let header = proxy_v2_v6(src.parse().unwrap(), port);
+    RawFtp::connect_with_preamble(None, gw.addr(), &header)
+        .await
+        .unwrap_or_else(|e| panic!("connect as {src}: {e}"))
+}
+
+const BEHIND_BALANCER: &str = "proxy_protocol: { from: [\"127.0.0.0/8\"] }";
+
+/// `max_sessions_per_ip: 2` holds for a whole /64 by default (six addresses of one
+/// /64 used to pass it), and for a whole /56 with `ipv6_prefix: 56`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_session_limit_counts_the_prefix() {
+    let back = ScriptedBackend::start(Script::default()).await;
+    for (prefix, same, other) in [
+        (
+            "",
+            ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"],
+            "2001:db8:1:3::1",
+        ),
+        (
+            "  ipv6_prefix: 56\n",
+            ["2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:ff::1"],
+            "2001:db8:1:100::1",
+        ),
+    ] {
+        let top = format!("limits:\n  max_sessions_per_ip: 2\n{prefix}");
+        let gw = Gw::scripted(&back, &top, BEHIND_BALANCER).await;
+        bounded(30, "IPv6 session limit", async {
+            let first = as_v6(&gw, same[0]).await;
+            let second = as_v6(&gw, same[1]).await;
+            assert_eq!((first.greeting.code, second.greeting.code), (220, 220));
+            let third = as_v6(&gw, same[2]).await;
+            assert_eq!(
+                third.greeting.code, 421,
+                "{prefix:?} third: {}",
+                third.greeting
+            );
+            let elsewhere = as_v6(&gw, other).await;
+            assert_eq!(
+                elsewhere.greeting.code, 220,
+                "{prefix:?} {other}: {}",
+                elsewhere.greeting
+            );
+        })
+        .await;
+        gw.shutdown().await;
+    }
+}
+
+/// The failed-login throttle keys on the same prefix, for PROXY clients too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_throttle_counts_the_prefix() {
+    let back = ScriptedBackend::start(Script::default()).await;
+    for (prefix, guessers, blocked, free) in [
+        (
+            "",
+            ["2001:db8:1:2::1", "2001:db8:1:2::2"],
+            "2001:db8:1:2::99",
+            "2001:db8:1:3::1",
+        ),
+        (
+            "  ipv6_prefix: 56\n",
+            ["2001:db8:1:2::1", "2001:db8:1:3::1"],
+            "2001:db8:1:4::1",
+            "2001:db8:1:100::1",
+        ),
+    ] {
+        let top =
+            format!("limits:\n  failed_logins: {{ max: 2, window: 60s, cooldown: 60s }}\n{prefix}");
+        let gw = Gw::scripted(&back, &top, BEHIND_BALANCER).await;
+        bounded(30, "IPv6 throttle", async {
+            for src in guessers {
+                let mut ftp = as_v6(&gw, src).await;
+                assert_eq!(ftp.greeting.code, 220, "{src}: {}", ftp.greeting);
+                assert_eq!(ftp.cmd("USER alice").await.unwrap().code, 331);
+                assert_eq!(ftp.cmd("PASS wrong").await.unwrap().code, 530);
+                ftp.quit().await;
+            }
+            let raw = as_v6(&gw, blocked).await;
+            assert_eq!(
+                raw.greeting.code, 421,
+                "{prefix:?} {blocked}: {}",
+                raw.greeting
+            );
+            let mut ok = as_v6(&gw, free).await;
+            assert_eq!(ok.greeting.code, 220, "{prefix:?} {free}: {}", ok.greeting);
+            assert_eq!(ok.cmd("USER alice").await.unwrap().code, 331);
+            assert_eq!(ok.cmd("PASS right").await.unwrap().code, 230);
+            ok.quit().await;
+        })
+        .await;
+        gw.shutdown().await;
+    }
+}

@@ -74,8 +74,9 @@ pub struct AccessRule {
     pub networks: Vec<ipnet::IpNet>,
 }
 
-/// Global `limits`; `None` means unlimited / off. Default: all `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Global `limits`; `None` means unlimited / off. Default: all `None`, IPv6
+/// clients counted by their /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Concurrent client sessions over all listeners (at least 1).
     pub max_sessions: Option<usize>,
@@ -83,7 +84,25 @@ pub struct Limits {
     pub max_sessions_per_ip: Option<usize>,
     /// Cool-down for client IPs that fail to log in too often.
     pub failed_logins: Option<FailedLogins>,
+    /// `limits.ipv6_prefix`: an IPv6 client is counted by this many leading bits
+    /// of its address, for session limits (global and per listener) and the
+    /// failed-login throttle alike (`policy::address_key`). 32..=128, default 64.
+    pub ipv6_prefix: u8,
 }
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sessions: None,
+            max_sessions_per_ip: None,
+            failed_logins: None,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+        }
+    }
+}
+
+/// Default of `limits.ipv6_prefix`: a subscriber usually owns a whole /64.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// `limits.failed_logins`: `max` failed logins from one client address within
 /// `window` block that address for `cooldown` (`policy::LoginThrottle`).

@@ -257,12 +257,7 @@ impl Gateway {
         let (force_tx, force_rx) = watch::channel(false);
         let (stop_http, stop_http_rx) = watch::channel(false);
         let (stop_checks, stop_checks_rx) = watch::channel(false);
-        let shared = Shared::new(
-            health.clone(),
-            drain_rx,
-            force_rx,
-            prepared.config.limits.failed_logins,
-        );
+        let shared = Shared::new(health.clone(), drain_rx, force_rx, &prepared.config.limits);
         let mut listeners = HashMap::new();
         for (l, ctx) in bound {
             metrics.listener_configured(&ctx.cfg.name);
@@ -428,8 +423,7 @@ impl Gateway {
         }
         debug_assert!(names.iter().all(|n| running.contains_key(n)));
         drop(running);
-        self.shared
-            .set_failed_logins(prepared.config.limits.failed_logins);
+        self.shared.set_failed_logins(&prepared.config.limits);
         // Health checks restart with the new backends (renewed CA, new timers);
         // added backends appear in /readyz and in routing's health order.
         self.shared.health.set_backends(

@@ -592,3 +592,77 @@ fn pass_refused_during_cool_down_never_reaches_the_backend() {
     assert_eq!(a.last(), Some(&Action::Close));
     assert_eq!(t.m.outcome(), SessionOutcome::RefusedPolicy);
 }
+
+/// The `forward` fuzz target's property over a fixed pseudo-random sample (so
+/// `cargo test` checks it too): whatever the client line, each byte string
+/// sent to the backend is the canonical form of the command the gateway
+/// checked, holds no CR/LF/NUL, and is allowed by the filter in force.
+#[test]
+fn forwarded_bytes_are_canonical_for_generated_lines() {
+    const VERBS: &[&[u8]] = &[
+        b"DELE",
+        b"dele",
+        b"SITE",
+        b"CWD",
+        b"MKD",
+        b"RETR",
+        b"NOOP",
+        b"TYPE",
+        b"REST",
+        b"OPTS",
+        b"HELP",
+        b"SIZE",
+        b"XMKD",
+        b"STAT",
+        b"PASS",
+        b"ACCT",
+        b"D\xff\xfbELE",
+    ];
+    const BYTES: &[u8] = &[
+        b' ', b' ', b'a', b'x', b'/', b'1', b'\r', 0, 0xff, 0xff, 0xfb, 0xfd, 0xf4, 0xf2, b'D',
+        b'E', b'L',
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut t = T::new(settings());
+    t.login();
+    for _ in 0..20_000 {
+        let mut line = VERBS[(next() % VERBS.len() as u64) as usize].to_vec();
+        for _ in 0..next() % 12 {
+            line.push(BYTES[(next() % BYTES.len() as u64) as usize]);
+        }
+        let checked = parse_command(&line);
+        let filter = t.m.commands().clone();
+        let actions = t.input(Input::ClientLine(line.clone()));
+        let sent = backend_lines_bytes(&actions);
+        match &checked {
+            Err(_) => assert!(sent.is_empty(), "{line:?}"),
+            Ok(cmd) => {
+                for bytes in &sent {
+                    assert_eq!(bytes, &cmd.canonical(), "{line:?}");
+                    assert!(!bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+                    assert!(policy::command_allowed(&filter, cmd.verb()));
+                }
+            }
+        }
+        for _ in 0..sent.len() {
+            t.backend(200, "ok");
+        }
+        assert!(t.m.logged_in(), "{line:?}");
+    }
+}
+
+fn backend_lines_bytes(actions: &[Action]) -> Vec<Vec<u8>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToBackend(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
+}
