@@ -4,7 +4,8 @@
 //! every line, each byte string sent to the backend is either the canonical
 //! form of the command the gateway parsed and checked
 //! (`Command::canonical`: `VERB SP arg`, 0xFF doubled) or one of the
-//! gateway's own commands (`USER <routed login>`, `FEAT`, `REIN`); it never
+//! gateway's own commands (`FEAT`, `REIN`, data setup toward the backend);
+//! it never
 //! holds CR, LF or NUL, parses back to a command with the same canonical
 //! form, is not a verb the filter denies, and before login is a login-phase
 //! verb. A line that does not parse sends nothing.
@@ -139,6 +140,13 @@ impl Harness {
             let own = match &cmd {
                 Command::Feat => bytes.as_slice() == b"FEAT",
                 Command::Rein => bytes.as_slice() == b"REIN",
+                // Data setup: the gateway's own PASV/EPSV (or PORT/EPRT naming
+                // its own listener) toward the backend.
+                Command::Port(_) | Command::Eprt(_) | Command::Pasv | Command::Epsv(_) => {
+                    matches!(bytes.as_slice(), b"PASV" | b"EPSV")
+                        || bytes.starts_with(b"PORT ")
+                        || bytes.starts_with(b"EPRT ")
+                }
                 _ => false,
             };
             if !own {
