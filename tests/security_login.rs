@@ -58,14 +58,19 @@ struct Gw {
 impl Gw {
     /// Explicit FTPS in front of strict vsftpd.
     async fn vsftpd(vs: &Vsftpd, top: &str, extra: &str) -> Gw {
+        Gw::explicit(vs.addr(), &vs.certs().ca_pem, top, extra).await
+    }
+
+    /// Explicit FTPS in front of an explicit-FTPS backend at `addr` signed by `ca`.
+    async fn explicit(addr: SocketAddr, ca: &std::path::Path, top: &str, extra: &str) -> Gw {
         let yaml = config(
             "{ mode: explicit, cert: gw.pem, key: gw.key }",
-            vs.addr(),
+            addr,
             "{ mode: explicit, ca: vs-ca.pem, server_name: localhost }",
             top,
             extra,
         );
-        Gw::start(&yaml, Some(vs)).await
+        Gw::start(&yaml, Some(ca)).await
     }
 
     /// Plain FTP in front of a scripted backend (the raw client can send any byte).
@@ -74,12 +79,12 @@ impl Gw {
         Gw::start(&yaml, None).await
     }
 
-    async fn start(yaml: &str, vs: Option<&Vsftpd>) -> Gw {
+    async fn start(yaml: &str, backend_ca: Option<&std::path::Path>) -> Gw {
         init_logs();
         let dir = temp_dir("seclogin");
         let certs = Certs::generate(dir.path(), "gw");
-        if let Some(vs) = vs {
-            std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
+        if let Some(ca) = backend_ca {
+            std::fs::copy(ca, dir.path().join("vs-ca.pem")).unwrap();
         }
         let gw = start_gateway(yaml, dir.path()).await;
         Gw {
@@ -419,6 +424,35 @@ async fn pass_after_login_is_answered_by_the_gateway_vsftpd() {
             assert_eq!(r.code, 230, "PASS x: {r}");
             assert!(r.text.contains("Already logged in"), "{r}");
         }
+        assert_eq!(sha256_bytes(&ftp.retr("file.bin").await), sha);
+        let mut other = gw.session().await;
+        assert_eq!(sha256_bytes(&other.retr("file.bin").await), sha);
+        other.quit().await;
+        ftp.quit().await;
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+/// The same behind real pure-ftpd, which answers such a `PASS` with `530 We can't do
+/// that in the current session`: a reply-counting throttle cut the session after three
+/// and locked the address out (issue 23 item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_after_login_is_answered_by_the_gateway_pureftpd() {
+    let pure = common::pureftpd::PureFtpd::start();
+    let sha = pure.make_file("file.bin", 16 * KIB);
+    let gw = Gw::explicit(pure.addr(), &pure.certs().ca_pem, THROTTLE_3, "").await;
+    bounded(55, "PASS after login (pure-ftpd)", async {
+        let mut ftp = gw.session().await;
+        for _ in 0..3 {
+            let r = ftp.cmd("PASS x").await.unwrap();
+            assert_eq!(r.code, 230, "PASS x: {r}");
+        }
+        assert_eq!(
+            ftp.cmd("NOOP").await.unwrap().code,
+            200,
+            "the session goes on"
+        );
         assert_eq!(sha256_bytes(&ftp.retr("file.bin").await), sha);
         let mut other = gw.session().await;
         assert_eq!(sha256_bytes(&other.retr("file.bin").await), sha);
