@@ -62,9 +62,10 @@ const EXIT_CONFIG: u8 = 64;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libunftp=warn,rustls=error"));
+    // Every line is escaped: user names, paths and SNI come from clients.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| ftpsgate::logsafe::SafeWriter(std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -74,6 +75,9 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Idle connections must not exhaust a low soft limit; defaults derive from it.
+    let nofile = ftpsgate::gateway::fds::raise_nofile();
+    tracing::debug!(nofile, "file descriptor limit");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -106,11 +110,14 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in config.warnings() {
+    for w in config.warnings().into_iter().chain(config.key_warnings()) {
         println!("warning: {w}");
     }
     if print {
-        println!("{config:#?}");
+        // As `run` would apply it: unset session caps derived from the fd limit.
+        let nofile = ftpsgate::gateway::fds::soft_nofile();
+        println!("# file descriptor limit: {nofile}");
+        println!("{:#?}", config.clone().with_fd_limit(nofile));
     }
     match Prepared::build(&config) {
         Ok(_) => {

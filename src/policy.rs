@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use crate::config::{AccessRule, Action, Balance, CommandPolicy, FailedLogins, Listener, Route};
 
 pub mod balance;
+pub mod bounds;
+
+pub use bounds::{default_limits, DefaultLimits};
 
 /// Outcome of [`check_access`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -25,9 +25,9 @@ use super::raw::{
 use super::typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
-    ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, ProxyProtocol,
-    ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig,
-    TransferLogFormat,
+    ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortShare,
+    ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
+    TransferLogConfig, TransferLogFormat,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -563,6 +563,19 @@ impl<'a> Builder<'a> {
             raw.max_sessions_per_ip.as_deref(),
             parse_count,
         );
+        let unauthenticated = self.optional(
+            "limits.max_unauthenticated_per_ip",
+            raw.max_unauthenticated_per_ip.as_deref(),
+            parse_count,
+        );
+        let rate = self.optional(
+            "limits.connection_rate_per_ip",
+            raw.connection_rate_per_ip.as_deref(),
+            |s| match parse_count(s)? {
+                n if n > u32::MAX as usize => Err(format!("\"{s}\" is too large")),
+                n => Ok(n as u32),
+            },
+        );
         let failed_logins = match raw.failed_logins.as_ref() {
             None => Ok(None),
             Some(f) => self.failed_logins("limits.failed_logins", f).map(Some),
@@ -570,6 +583,8 @@ impl<'a> Builder<'a> {
         Ok(Limits {
             max_sessions: max_sessions?,
             max_sessions_per_ip: per_ip?,
+            max_unauthenticated_per_ip: unauthenticated?,
+            connection_rate_per_ip: rate?,
             failed_logins: failed_logins?,
         })
     }
@@ -858,6 +873,7 @@ impl<'a> Builder<'a> {
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 allow_ccc: false,
+                // Without TLS there is nothing else.
                 allow_clear_data: true,
                 sni: Vec::new(),
             });
@@ -876,7 +892,7 @@ impl<'a> Builder<'a> {
             min_version,
             max_version,
             allow_ccc: allow_ccc?.unwrap_or(false),
-            allow_clear_data: allow_clear_data?.unwrap_or(true),
+            allow_clear_data: allow_clear_data?.unwrap_or(false),
             sni: sni?,
         })
     }
@@ -935,6 +951,11 @@ impl<'a> Builder<'a> {
             None => Ok(None),
             Some(n) => self.nftables(&format!("{p}.nftables"), n).map(Some),
         };
+        let share = self.optional(
+            &format!("{p}.max_per_client"),
+            raw.max_per_client.as_deref(),
+            parse_port_share,
+        );
         let bind = match bind? {
             Some(ip) => ip,
             // The control bind's error, if any, is already reported.
@@ -945,6 +966,7 @@ impl<'a> Builder<'a> {
             bind,
             advertise: advertise?,
             nftables: nftables?,
+            max_per_client: share?.unwrap_or_default(),
         })
     }
 
@@ -1311,7 +1333,9 @@ impl<'a> Builder<'a> {
         let idle = get("idle", &raw.idle, default.idle);
         let pinhole = get("pinhole", &raw.pinhole, default.pinhole);
         let data_idle = get("data_idle", &raw.data_idle, default.data_idle);
+        let control_write = get("control_write", &raw.control_write, default.control_write);
         Ok(Timeouts {
+            control_write: control_write?,
             connect: connect?,
             login: login?,
             idle: idle?,
@@ -1351,6 +1375,17 @@ fn parse_count(s: &str) -> Result<usize, String> {
         Err(_) => Err(format!("\"{s}\" is too large")),
         Ok(0) => Err(format!("\"{s}\" must be at least 1")),
         Ok(n) => Ok(n),
+    }
+}
+
+/// `passive.max_per_client`: `"N"` ports or `"P%"` of the range (1–100).
+fn parse_port_share(s: &str) -> Result<PortShare, String> {
+    match s.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u8>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(PortShare::Percent(n)),
+            _ => Err(format!("\"{s}\" is not a percentage from 1% to 100%")),
+        },
+        None => parse_count(s).map(PortShare::Ports),
     }
 }
 

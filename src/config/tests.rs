@@ -125,7 +125,8 @@ fn example_config_parses_into_typed_value() {
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 allow_ccc: false,
-                allow_clear_data: true,
+                // Default since issue 17 (item 13): clear data only when enabled.
+                allow_clear_data: false,
                 sni: vec![],
             },
             passive: Passive {
@@ -140,6 +141,7 @@ fn example_config_parses_into_typed_value() {
                     ports: None,
                 }],
                 nftables: None,
+                max_per_client: PortShare::Default,
             },
             active: Active::default(),
             backend: "legacy".into(),
@@ -386,6 +388,7 @@ fn durations_in_every_accepted_form() {
             idle: Duration::from_secs(3600),
             pinhole: Duration::from_millis(500),
             data_idle: Duration::from_secs(45),
+            control_write: Duration::from_secs(30),
         }
     );
 }
@@ -1344,6 +1347,8 @@ fn policy_keys_parse_into_typed_values() {
         Limits {
             max_sessions: Some(10000),
             max_sessions_per_ip: Some(50),
+            max_unauthenticated_per_ip: None,
+            connection_rate_per_ip: None,
             failed_logins: Some(FailedLogins {
                 max: 3,
                 window: Duration::from_secs(60),
@@ -1823,5 +1828,83 @@ fn send_proxy_versions_and_errors() {
     assert_eq!(
         errors(&minimal("", "    send_proxy: v3\n"), dir.path()),
         vec!["backends[0].send_proxy: \"v3\" is not a PROXY protocol version (expected v1 or v2)"]
+    );
+}
+
+#[test]
+fn clear_data_is_off_by_default_and_warned_about_when_on() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace(
+        "      require: true\n",
+        "      require: true\n      allow_clear_data: true\n",
+    );
+    let on = parse_ok(&yaml, dir.path());
+    assert!(on.listeners[0].tls.allow_clear_data);
+    assert!(
+        on.warnings()
+            .iter()
+            .any(|w| w.starts_with("listeners[0].tls.allow_clear_data: true")),
+        "{:?}",
+        on.warnings()
+    );
+    let off = parse_ok(EXAMPLE, dir.path());
+    assert!(!off.listeners[0].tls.allow_clear_data);
+    assert!(!off
+        .warnings()
+        .iter()
+        .any(|w| w.contains("allow_clear_data")));
+}
+
+#[test]
+fn readable_private_keys_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = certs();
+    let config = parse_ok(EXAMPLE, dir.path());
+    let key = dir.path().join("certs/gateway.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let w = config.key_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("listeners[0].tls.key: private key"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("mode 640"), "{w:?}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(config.key_warnings().is_empty());
+}
+
+#[test]
+fn bounds_keys_parse() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace(
+        "      ports: \"50000-50099\"\n",
+        "      ports: \"50000-50009\"\n      max_per_client: \"30%\"\n",
+    ) + "limits:\n  max_unauthenticated_per_ip: 4\n  connection_rate_per_ip: 20\n\
+         timeouts:\n  control_write: 3s\n";
+    let c = parse_ok(&yaml, dir.path());
+    assert_eq!(c.limits.max_unauthenticated_per_ip, Some(4));
+    assert_eq!(c.limits.connection_rate_per_ip, Some(20));
+    assert_eq!(c.timeouts.control_write, Duration::from_secs(3));
+    assert_eq!(
+        c.listeners[0].passive.max_per_client,
+        PortShare::Percent(30)
+    );
+    assert_eq!(c.listeners[0].passive.max_per_client.cap(10), 3);
+    let filled = c.with_fd_limit(1024);
+    assert_eq!(filled.limits.max_sessions, Some(240));
+    assert_eq!(filled.limits.max_sessions_per_ip, Some(60));
+    assert_eq!(
+        filled.limits.max_unauthenticated_per_ip,
+        Some(4),
+        "given value kept"
+    );
+    let bad = minimal("", "").replace(
+        "      ports: \"50000-50099\"\n",
+        "      ports: \"50000-50099\"\n      max_per_client: \"0%\"\n",
+    );
+    let errors = Config::from_yaml_str(&bad, dir.path()).unwrap_err();
+    assert!(
+        errors.0[0].path.ends_with("passive.max_per_client"),
+        "{errors}"
     );
 }
