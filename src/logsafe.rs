@@ -5,12 +5,13 @@
 //!
 //! [`escape`] makes a string printable: C0 controls, DEL, C1 controls, line
 //! and paragraph separators and the bidi/format characters become `\uXXXX`
-//! (the JSON escape, so JSON logs stay valid). [`SafeWriter`] applies it to
-//! every log line the process writes, so no field is forgotten; xferlog
-//! applies the same rule to its own fields. Pure, no I/O besides the wrapped
-//! writer.
+//! (the JSON escape, so JSON logs stay valid). [`text_fields`] applies it to
+//! every field value of the text log and [`SafeWriter`] to every line of the
+//! JSON log, so no field is forgotten wherever it is logged; xferlog applies
+//! the same rule to its own fields. Pure, no I/O besides the wrapped writer.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io;
 
 /// True for the characters a log must never carry raw.
@@ -42,12 +43,28 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 
 fn push_escaped(out: &mut String, c: char) {
     if is_unsafe(c) {
-        use std::fmt::Write;
         // Every unsafe character is in the BMP.
         let _ = write!(out, "\\u{:04x}", c as u32);
     } else {
         out.push(c);
     }
+}
+
+/// Field formatting for the text log: `name=value` (the message bare), each
+/// value [`escape`]d. The formatter's own colours are not fields, so they
+/// stay.
+pub fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = escape(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ")
 }
 
 /// A log writer that escapes each line it is given (tracing-subscriber's fmt

@@ -62,13 +62,19 @@ const EXIT_CONFIG: u8 = 64;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libunftp=warn,rustls=error"));
-    // Every line is escaped: user names, paths and SNI come from clients.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| ftpsgate::logsafe::SafeWriter(std::io::stderr()));
+    // User names, paths and SNI come from clients: every field is escaped
+    // (text: each value as it is formatted, so the formatter's own colours
+    // stay; JSON: each line, after serde has escaped C0).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_writer(std::io::stderr)
+            .fmt_fields(ftpsgate::logsafe::text_fields())
+            .init(),
+        LogFormat::Json => builder
+            .with_writer(|| ftpsgate::logsafe::SafeWriter(std::io::stderr()))
+            .json()
+            .init(),
     }
 }
 
