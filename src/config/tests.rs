@@ -1892,7 +1892,7 @@ fn bounds_keys_parse() {
     assert_eq!(c.listeners[0].passive.max_per_client.cap(10), 3);
     let filled = c.with_fd_limit(1024);
     assert_eq!(filled.limits.max_sessions, Some(240));
-    assert_eq!(filled.limits.max_sessions_per_ip, Some(60));
+    assert_eq!(filled.limits.max_sessions_per_ip, Some(180));
     assert_eq!(
         filled.limits.max_unauthenticated_per_ip,
         Some(4),

@@ -24,17 +24,20 @@ pub struct DefaultLimits {
 }
 
 /// Caps derived from the descriptor limit `nofile`: every session can hold
-/// its [`FDS_PER_SESSION`] descriptors with [`RESERVED_FDS`] to spare; one
-/// address may take a quarter of them, and a sixteenth before it logs in (so
-/// a flood of idle connections from a few addresses leaves room for others,
-/// and accepting never runs out of descriptors).
+/// its [`FDS_PER_SESSION`] descriptors with [`RESERVED_FDS`] to spare, so
+/// accepting never runs out of descriptors; one address may take three
+/// quarters of the sessions, and half of them before it logs in, so a flood
+/// of idle connections from one source leaves room for everyone else.
+/// (Generous per address on purpose: thousands of users can share one
+/// carrier-NAT address. Floods from several addresses end at the total cap
+/// and the login deadline; tighter caps are one `limits:` line away.)
 pub fn default_limits(nofile: u64) -> DefaultLimits {
     let total = (nofile.saturating_sub(RESERVED_FDS) / FDS_PER_SESSION).max(1);
     let total = usize::try_from(total).unwrap_or(usize::MAX);
     DefaultLimits {
         max_sessions: total,
-        max_sessions_per_ip: (total / 4).max(1),
-        max_unauthenticated_per_ip: (total / 16).max(1),
+        max_sessions_per_ip: (total * 3 / 4).max(1),
+        max_unauthenticated_per_ip: (total / 2).max(1),
     }
 }
 
@@ -124,8 +127,8 @@ mod tests {
     fn defaults_follow_the_descriptor_limit() {
         let d = default_limits(1024);
         assert_eq!(d.max_sessions, 240);
-        assert_eq!(d.max_sessions_per_ip, 60);
-        assert_eq!(d.max_unauthenticated_per_ip, 15);
+        assert_eq!(d.max_sessions_per_ip, 180);
+        assert_eq!(d.max_unauthenticated_per_ip, 120);
         // 1 024 descriptors: every admitted session fits with the reserve left.
         assert!(d.max_sessions as u64 * FDS_PER_SESSION + RESERVED_FDS <= 1024);
         let big = default_limits(20_000);
