@@ -123,7 +123,10 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         // As `run` would apply it: unset session caps derived from the fd limit.
         let nofile = ftpsgate::gateway::fds::soft_nofile();
         println!("# file descriptor limit: {nofile}");
-        println!("{:#?}", config.clone().with_fd_limit(nofile));
+        println!(
+            "{:#?}",
+            ftpsgate::gateway::fds::with_default_limits(&config, nofile)
+        );
     }
     match Prepared::build(&config) {
         Ok(_) => {

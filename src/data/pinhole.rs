@@ -23,7 +23,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
-use crate::metrics::{Metrics, PinholeRefusal, Side};
+use crate::control::Direction;
+use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
 
@@ -94,8 +95,8 @@ pub struct Pinhole {
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    /// The transfer's direction once its command arrived (`true`: download).
-    direction: watch::Sender<Option<bool>>,
+    /// The transfer's direction once its command arrived.
+    direction: watch::Sender<Option<Direction>>,
     /// Kernel pinhole to close if this one is dropped before its task ends
     /// (replaced by a new PASV, session over), with the client it was for.
     kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
@@ -194,8 +195,8 @@ impl Pinhole {
     }
 
     /// The transfer command arrived: tell the pending handshake its direction.
-    pub fn set_direction(&self, download: bool) {
-        let _ = self.direction.send(Some(download));
+    pub fn set_direction(&self, direction: Direction) {
+        let _ = self.direction.send(Some(direction));
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
@@ -265,7 +266,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
-    direction: watch::Receiver<Option<bool>>,
+    direction: watch::Receiver<Option<Direction>>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let deadline = tokio::time::sleep(spec.lifetime);
@@ -357,7 +358,7 @@ async fn handshake(
     port: u16,
     peer: SocketAddr,
     tls: DataTls,
-    direction: watch::Receiver<Option<bool>>,
+    direction: watch::Receiver<Option<Direction>>,
     metrics: &Metrics,
 ) -> Result<ClientStream, Refused> {
     let DataTls {
@@ -375,7 +376,7 @@ async fn handshake(
     let start = match hello.await {
         Ok(s) => s,
         Err(e) => {
-            metrics.tls_handshake(Side::Client, "none", false, false);
+            metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
             return Err(Refused::Tls(e));
         }
     };
@@ -385,12 +386,12 @@ async fn handshake(
     }
     tracing::debug!(port, ?known, "data handshake");
     let mut t = match start
-        .into_stream(acceptors.data(known.unwrap_or(true)))
+        .into_stream(acceptors.data(known.unwrap_or(Direction::Download)))
         .await
     {
         Ok(t) => t,
         Err(e) => {
-            metrics.tls_handshake(Side::Client, "none", false, false);
+            metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
             return Err(Refused::Tls(e));
         }
     };
@@ -402,7 +403,12 @@ async fn handshake(
         // and a known direction chose its config).
         t.get_mut().0.release();
     }
-    metrics.tls_handshake(Side::Client, version, true, resumed);
+    metrics.tls_handshake(
+        Side::Client,
+        version,
+        Handshake::Ok,
+        Resumption::from_resumed(resumed),
+    );
     if require_reuse && !resumed {
         tracing::debug!(port, client = %peer, "data TLS session not resumed");
         return Err(Refused::NoReuse);

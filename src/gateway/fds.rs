@@ -1,6 +1,6 @@
 //! The process's file descriptor limit: raised to the hard limit at start
 //! (`main`), read when a generation is built so the session caps that the
-//! config leaves out are derived from it (`Config::with_fd_limit`).
+//! config leaves out are derived from it (`policy::bounds::fill_default_limits`, see [`with_default_limits`]).
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
@@ -33,4 +33,11 @@ pub fn soft_nofile() -> u64 {
         Some(n) => n.min(CEILING),
         None => CEILING,
     }
+}
+
+/// `config` with the session caps it leaves out derived from `nofile`.
+pub fn with_default_limits(config: &crate::config::Config, nofile: u64) -> crate::config::Config {
+    let mut config = config.clone();
+    crate::policy::bounds::fill_default_limits(&mut config.limits, nofile);
+    config
 }

@@ -93,9 +93,9 @@ impl Prepared {
 
     /// As [`Self::build`], recording into an existing metrics registry (reload).
     /// Session caps the config leaves out are derived from the descriptor
-    /// limit in force ([`Config::with_fd_limit`]).
+    /// limit in force ([`fds::with_default_limits`]).
     pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Prepared, Vec<StartError>> {
-        let config = &config.clone().with_fd_limit(fds::soft_nofile());
+        let config = &fds::with_default_limits(config, fds::soft_nofile());
         let mut errors = Vec::new();
         let xferlog = match &config.transfer_log {
             None => TransferLog::disabled(),

@@ -6,7 +6,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Limits;
 
 /// Descriptors kept back for listeners, the metrics endpoint, logs, pinholes
 /// being set up and the runtime itself.
@@ -39,6 +43,21 @@ pub fn default_limits(nofile: u64) -> DefaultLimits {
         max_sessions_per_ip: (total * 3 / 4).max(1),
         max_unauthenticated_per_ip: (total / 2).max(1),
     }
+}
+
+/// Fill the session caps the operator left unset from `nofile`, the
+/// process's file descriptor limit ([`default_limits`]): a gateway without
+/// any `limits` still cannot be made to run out of descriptors by idle
+/// connections. Caps that are set stay as they are.
+pub fn fill_default_limits(limits: &mut Limits, nofile: u64) {
+    let d = default_limits(nofile);
+    limits.max_sessions.get_or_insert(d.max_sessions);
+    limits
+        .max_sessions_per_ip
+        .get_or_insert(d.max_sessions_per_ip);
+    limits
+        .max_unauthenticated_per_ip
+        .get_or_insert(d.max_unauthenticated_per_ip);
 }
 
 /// Addresses tracked by [`ConnectionRate`] at most; past this, idle buckets are
@@ -133,6 +152,18 @@ mod tests {
         assert!(d.max_sessions as u64 * FDS_PER_SESSION + RESERVED_FDS <= 1024);
         let big = default_limits(20_000);
         assert_eq!(big.max_sessions, 4984);
+        let mut set = Limits {
+            max_unauthenticated_per_ip: Some(4),
+            ..Limits::default()
+        };
+        fill_default_limits(&mut set, 1024);
+        assert_eq!(set.max_sessions, Some(240));
+        assert_eq!(set.max_sessions_per_ip, Some(180));
+        assert_eq!(
+            set.max_unauthenticated_per_ip,
+            Some(4),
+            "a given cap is kept"
+        );
         let tiny = default_limits(10);
         assert_eq!(tiny.max_sessions, 1);
         assert_eq!(tiny.max_unauthenticated_per_ip, 1);
