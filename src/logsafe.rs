@@ -56,6 +56,10 @@ fn push_escaped(out: &mut String, c: char) {
 pub fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        if field.name().starts_with("log.") {
+            // `log` records' metadata, which the default formatter hides too.
+            return Ok(());
+        }
         let text = format!("{value:?}");
         let text = escape(&text);
         if field.name() == "message" {

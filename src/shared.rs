@@ -153,13 +153,7 @@ impl Shared {
     /// `limits.connection_rate_per_ip`: may `ip` open a connection now?
     pub fn connection_rate_allows(&self, ip: IpAddr) -> bool {
         match &mut *lock(&self.rate) {
-            Some(r) => {
-                let now = Instant::now();
-                if r.len() > 1024 {
-                    r.forget_full(now);
-                }
-                r.allow(ip.to_canonical(), now)
-            }
+            Some(r) => r.allow(ip.to_canonical(), Instant::now()),
             None => true,
         }
     }

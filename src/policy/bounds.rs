@@ -70,6 +70,9 @@ pub const RATE_CAPACITY: usize = 100_000;
 pub struct ConnectionRate {
     rate: u32,
     buckets: HashMap<IpAddr, Bucket>,
+    /// Refilled buckets are dropped at most once a second, so a flood from
+    /// many addresses costs one sweep per second, not one per connection.
+    swept: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +86,7 @@ impl ConnectionRate {
         ConnectionRate {
             rate: rate.max(1),
             buckets: HashMap::new(),
+            swept: None,
         }
     }
 
@@ -93,6 +97,14 @@ impl ConnectionRate {
     /// May `ip` open one more connection at `now`? Takes a token when it may.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let rate = f64::from(self.rate);
+        let sweep = match self.swept {
+            None => true,
+            Some(at) => now.saturating_duration_since(at) >= Duration::from_secs(1),
+        };
+        if sweep {
+            self.forget_full(now);
+            self.swept = Some(now);
+        }
         if !self.buckets.contains_key(&ip) && self.buckets.len() >= RATE_CAPACITY {
             self.forget_full(now);
             if self.buckets.len() >= RATE_CAPACITY {
@@ -187,6 +199,10 @@ mod tests {
         );
         r.forget_full(t0 + Duration::from_secs(5));
         assert!(r.is_empty());
+        // Idle addresses are forgotten by the next call a second later.
+        assert!(r.allow(ip, t0 + Duration::from_secs(6)));
+        assert!(r.allow(other, t0 + Duration::from_secs(8)));
+        assert_eq!(r.len(), 1, "the first address's full bucket was dropped");
     }
 
     #[test]
