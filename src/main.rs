@@ -21,12 +21,19 @@ const EXIT_CONFIG: u8 = 64;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libunftp=warn,rustls=error"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // User names, paths and SNI come from clients: every field is escaped
+    // (text: each value as it is formatted, so the formatter's own colours
+    // stay; JSON: each line, after serde has escaped C0).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_writer(std::io::stderr)
+            .fmt_fields(ftpsgate::logsafe::text_fields())
+            .init(),
+        LogFormat::Json => builder
+            .with_writer(|| ftpsgate::logsafe::SafeWriter(std::io::stderr()))
+            .json()
+            .init(),
     }
 }
 
@@ -34,6 +41,9 @@ fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Idle connections must not exhaust a low soft limit; defaults derive from it.
+    let nofile = ftpsgate::gateway::fds::raise_nofile();
+    tracing::debug!(nofile, "file descriptor limit");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -128,7 +138,7 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         }
         // stdout is only the YAML (so it can be saved and checked); the verdict
         // and the files it was resolved from go to stderr.
-        for w in config.warnings() {
+        for w in config.warnings().into_iter().chain(config.key_warnings()) {
             eprintln!("warning: {top}: {w}");
         }
         let files: Vec<String> = config
@@ -139,7 +149,7 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         eprintln!("{top}: ok (resolved from {})", files.join(", "));
         return ExitCode::SUCCESS;
     }
-    for w in config.warnings() {
+    for w in config.warnings().into_iter().chain(config.key_warnings()) {
         out.line(&format!("warning: {top}: {w}"));
     }
     out.line(&format!("{top}: ok"));

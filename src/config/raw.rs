@@ -57,7 +57,13 @@ pub(crate) struct RawLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions_per_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unauthenticated_per_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_rate_per_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_logins: Option<RawFailedLogins>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix: Option<String>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.
@@ -244,6 +250,8 @@ pub(crate) struct RawPassive {
     pub bind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<RawAdvertise>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_per_client: Option<String>,
 }
 
 /// `listeners[i].active`: client active mode (`PORT`/`EPRT`).
@@ -372,6 +380,8 @@ pub(crate) struct RawTimeouts {
     pub pinhole: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_idle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_write: Option<String>,
 }
 
 /// `pin_sha256`: one fingerprint or a list of them (several pins allow a

@@ -35,7 +35,14 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("access[]", &["allow", "deny"]),
     (
         "limits",
-        &["max_sessions", "max_sessions_per_ip", "failed_logins"],
+        &[
+            "max_sessions",
+            "max_sessions_per_ip",
+            "max_unauthenticated_per_ip",
+            "connection_rate_per_ip",
+            "failed_logins",
+            "ipv6_prefix",
+        ],
     ),
     ("limits.failed_logins", &["max", "window", "cooldown"]),
     ("shutdown", &["grace"]),
@@ -44,7 +51,14 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("transfer_log", &["path", "format", "listings", "time"]),
     (
         "timeouts",
-        &["connect", "login", "idle", "pinhole", "data_idle"],
+        &[
+            "connect",
+            "login",
+            "idle",
+            "pinhole",
+            "data_idle",
+            "control_write",
+        ],
     ),
     (
         "listeners[]",
@@ -82,7 +96,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("listeners[].tls.sni[]", &["names", "cert", "key"]),
     (
         "listeners[].passive",
-        &["nftables", "ports", "bind", "advertise"],
+        &["nftables", "ports", "bind", "advertise", "max_per_client"],
     ),
     (
         "listeners[].passive.nftables",

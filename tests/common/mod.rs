@@ -10,9 +10,11 @@ pub mod faultproxy;
 pub mod gateway;
 pub mod harness;
 pub mod netns;
+pub mod process;
 pub mod proftpd;
 pub mod pureftpd;
 pub mod raw;
+pub mod scripted;
 pub mod suppa;
 pub mod vsftpd;
 

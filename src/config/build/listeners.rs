@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::values::{
-    parse_advertise, parse_bind, parse_bool, parse_ip, parse_network, parse_reply_text,
+    parse_advertise, parse_bind, parse_bool, parse_ip, parse_network, parse_port_share,
+    parse_reply_text,
 };
 use super::{Builder, Reported};
 use crate::config::duration;
@@ -280,6 +281,11 @@ impl<'a> Builder<'a> {
             None => Ok(None),
             Some(n) => self.nftables(&format!("{p}.nftables"), n).map(Some),
         };
+        let share = self.optional(
+            &format!("{p}.max_per_client"),
+            raw.max_per_client.as_deref(),
+            parse_port_share,
+        );
         let bind = match bind? {
             Some(ip) => ip,
             // The control bind's error, if any, is already reported.
@@ -290,6 +296,7 @@ impl<'a> Builder<'a> {
             bind,
             advertise: advertise?,
             nftables: nftables?,
+            max_per_client: share?.unwrap_or_default(),
         })
     }
 
