@@ -30,6 +30,12 @@ pub enum SessionOutcome {
     BackendUnavailable,
     Timeout,
     ClientError,
+    /// The client closed between commands, no transfer running, without
+    /// `QUIT` (wget, gftp, rclone): a normal end, counted apart.
+    ClosedWithoutQuit,
+    /// The connection closed before the client sent anything (a
+    /// load-balancer or port probe): not a session.
+    Probe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +90,8 @@ pub enum BackendErrorKind {
     Refused,
     Protocol,
     Closed,
+    /// A reply no command asked for, dropped (issue 24).
+    Unsolicited,
 }
 
 impl SessionOutcome {
@@ -96,6 +104,8 @@ impl SessionOutcome {
             SessionOutcome::BackendUnavailable => "backend_unavailable",
             SessionOutcome::Timeout => "timeout",
             SessionOutcome::ClientError => "client_error",
+            SessionOutcome::ClosedWithoutQuit => "closed_without_quit",
+            SessionOutcome::Probe => "probe",
         }
     }
 }
@@ -174,6 +184,7 @@ impl BackendErrorKind {
             BackendErrorKind::Refused => "refused",
             BackendErrorKind::Protocol => "protocol",
             BackendErrorKind::Closed => "closed",
+            BackendErrorKind::Unsolicited => "unsolicited",
         }
     }
 }

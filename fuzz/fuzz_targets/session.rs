@@ -110,6 +110,7 @@ impl Env for Record {
     fn transfer_finished(&mut self, done: &Finished) {
         self.finished.push(done.clone());
     }
+    fn unsolicited_reply(&mut self) {}
 }
 
 /// What the harness (as driver) holds and knows.

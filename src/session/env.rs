@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::control;
 use crate::listener::ListenerCtx;
-use crate::metrics::{Dir, LoginResult, PinholeRefusal};
+use crate::metrics::{BackendErrorKind, Dir, LoginResult, PinholeRefusal};
 use crate::shared::Shared;
 use crate::xferlog::TransferRecord;
 
@@ -47,6 +47,12 @@ impl Env for SessionEnv<'_> {
 
     fn active_refused(&mut self) {
         self.ctx.metrics.pinhole_refused(PinholeRefusal::Bounce);
+    }
+
+    fn unsolicited_reply(&mut self) {
+        self.ctx
+            .metrics
+            .backend_error(self.backend, BackendErrorKind::Unsolicited);
     }
 
     fn transfer_finished(&mut self, done: &Finished) {

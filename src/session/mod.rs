@@ -96,6 +96,10 @@ async fn run_inner(
                         .tls_handshake(Side::Client, version, true, false);
                     MaybeTls::Tls(Box::new(t))
                 }
+                Ok(Err(e)) if closed_early(&e) => {
+                    // Closed before a ClientHello: a probe, not a TLS failure.
+                    return Err(End(O::Probe, format!("closed before TLS: {e}")));
+                }
                 Ok(Err(e)) => {
                     ctx.metrics
                         .tls_handshake(Side::Client, "none", false, false);
@@ -164,6 +168,10 @@ async fn run_inner(
         let input = tokio::select! {
             r = client.read_line(), if machine.reads_client() => match r {
                 Ok(None) => Input::ClientClosed,
+                // No close_notify (rustls: UnexpectedEof) or a reset between
+                // commands: how wget, gftp and rclone leave; the machine
+                // tells a normal end from one during a transfer.
+                Err(e) if closed_early(&e) => Input::ClientClosed,
                 Err(e) => Input::ClientError(e.to_string()),
                 Ok(Some(Framed::TooLong)) => Input::ClientTooLong,
                 Ok(Some(Framed::Line(line))) => Input::ClientLine(line),
@@ -522,6 +530,15 @@ async fn clear_control(client: Channel<ClientStream>) -> Result<Channel<ClientSt
     }
     let (io, _) = t.into_inner();
     Ok(Channel::new(MaybeTls::Plain(io.into_inner())))
+}
+
+/// A read error that only says the peer went away (no `close_notify`, reset).
+fn closed_early(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted
+    )
 }
 
 async fn read_backend(b: Option<&mut BackendSession>) -> Result<Reply, ReplyReadError> {
