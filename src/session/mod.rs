@@ -166,6 +166,14 @@ async fn run_inner(
         let keepalive = machine.keepalive_at();
         let transfer_running = machine.transfer_running() && d.transfer.is_some();
         let input = tokio::select! {
+            // Backend replies already received are paired before the next
+            // client command goes out: a stray line that came with the
+            // previous reply must not be taken for the next command's.
+            biased;
+            r = read_backend(d.backend.as_mut()), if machine.reads_backend() => match r {
+                Ok(reply) => Input::BackendReply(reply),
+                Err(e) => Input::BackendLost(e.to_string()),
+            },
             r = client.read_line(), if machine.reads_client() => match r {
                 Ok(None) => Input::ClientClosed,
                 // No close_notify (rustls: UnexpectedEof) or a reset between
@@ -175,10 +183,6 @@ async fn run_inner(
                 Err(e) => Input::ClientError(e.to_string()),
                 Ok(Some(Framed::TooLong)) => Input::ClientTooLong,
                 Ok(Some(Framed::Line(line))) => Input::ClientLine(line),
-            },
-            r = read_backend(d.backend.as_mut()), if machine.reads_backend() => match r {
-                Ok(reply) => Input::BackendReply(reply),
-                Err(e) => Input::BackendLost(e.to_string()),
             },
             o = transfer::join(d.transfer.as_mut()), if transfer_running => {
                 d.transfer = None;

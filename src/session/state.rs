@@ -616,7 +616,7 @@ impl Machine {
     }
 
     fn send(&mut self, r: Reply) {
-        self.out.push(Action::ToClient(r));
+        self.out.push(Action::ToClient(r.padded()));
     }
 
     fn close(&mut self, outcome: SessionOutcome) {

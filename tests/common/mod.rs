@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod harness;
 pub mod netns;
 pub mod raw;
+pub mod scripted;
 pub mod suppa;
 pub mod vsftpd;
 

@@ -1,0 +1,360 @@
+//! Reply pairing and the endings of a session, end to end (issues 24 §2, 20 §3–4, 23).
+//!
+//! A scripted backend (`common::scripted`) that misbehaves at every point of the dialogue
+//! must never get a line of its own past the gateway (no backend `227`/`229` reaches the
+//! client), ABOR and failed data legs must leave the session paired whatever the server
+//! sends for them (vsftpd, pure-ftpd and ProFTPD styles), and sessions that just close —
+//! without `QUIT`, or before saying anything — are counted as what they are.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use common::harness::{bounded, init_logs, PortRanges};
+use common::raw::{self, connect_from};
+use common::scripted::{file_bytes, AbortStyle, Misbehaviour, Script, ScriptedBackend};
+use common::*;
+
+/// Passive ranges of this binary's gateways, away from the other test binaries'.
+fn own_range(width: u16) -> (u16, u16) {
+    static RANGES: PortRanges = PortRanges::new(26000, 27999);
+    RANGES.take(width)
+}
+
+/// A plain gateway `edge` in front of the scripted backend `vs` (plain too).
+async fn plain_gateway(
+    backend: SocketAddr,
+    timeouts: &str,
+) -> (ftpsgate::Gateway, tempfile::TempDir) {
+    init_logs();
+    let dir = temp_dir("replies-gw");
+    let (p0, p1) = own_range(10);
+    let yaml = format!(
+        r#"listeners:
+  - name: edge
+    bind: "127.0.0.1:0"
+    tls: {{ mode: none }}
+    passive: {{ ports: "{p0}-{p1}", advertise: "127.0.0.1" }}
+    backend: vs
+backends:
+  - name: vs
+    address: "{backend}"
+    tls: {{ mode: none }}
+timeouts: {{ {timeouts} }}
+"#
+    );
+    let gw = start_gateway(&yaml, dir.path()).await;
+    (gw, dir)
+}
+
+fn edge(gw: &ftpsgate::Gateway) -> SocketAddr {
+    gw.local_addr("edge").expect("listener edge")
+}
+
+fn metric(gw: &ftpsgate::Gateway, series: &str) -> f64 {
+    gw.metrics()
+        .encode()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .map(|v| v.trim().parse().unwrap_or(0.0))
+        })
+        .unwrap_or(0.0)
+}
+
+/// Waits until `series` reaches `want` (sessions end asynchronously).
+async fn metric_reaches(gw: &ftpsgate::Gateway, series: &str, want: f64) {
+    for _ in 0..100 {
+        if metric(gw, series) >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never reached {want}:\n{}", gw.metrics().encode());
+}
+
+/// Every line the client saw must not read as a backend passive reply.
+#[track_caller]
+fn assert_no_backend_passive(seen: &[Reply]) {
+    for r in seen {
+        // Inner lines of a multi-line reply are text when padded (RFC 959 §4.2).
+        for line in r
+            .text
+            .lines()
+            .filter(|l| l.starts_with("227") || l.starts_with("229"))
+        {
+            let bad = ["10,1,2,3", "127,0,0,66", "70000", "(|||2121|)"];
+            assert!(
+                !bad.iter().any(|b| line.contains(b)),
+                "a backend passive reply reached the client: {r:?} (all: {seen:?})"
+            );
+        }
+    }
+}
+
+/// PASV through the gateway: the 227 must carry the gateway's own pinhole.
+async fn own_pasv(ftp: &mut RawFtp, seen: &mut Vec<Reply>) -> SocketAddr {
+    let r = ftp.cmd("PASV").await.expect("PASV");
+    seen.push(r.clone());
+    assert_eq!(r.code, 227, "PASV: {r:?}");
+    let addr = raw::parse_227(&r.text).expect("227 parses");
+    let (p0, p1) = (26000, 27999);
+    assert!(
+        addr.ip().is_loopback() && (p0..=p1).contains(&addr.port()),
+        "PASV answered with someone else's address: {r:?}"
+    );
+    addr
+}
+
+async fn cmd(ftp: &mut RawFtp, line: &str, seen: &mut Vec<Reply>) -> Reply {
+    let r = ftp
+        .cmd(line)
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    seen.push(r.clone());
+    r
+}
+
+/// `RETR` over a plain data connection to `addr`; returns (replies, bytes).
+async fn retr_plain(ftp: &mut RawFtp, addr: SocketAddr, name: &str) -> (Vec<Reply>, Vec<u8>) {
+    let mut tcp = connect_from(None, addr).await.expect("data connect");
+    let reader = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tcp.read_to_end(&mut buf).await;
+        buf
+    });
+    let mut replies = vec![ftp.cmd(&format!("RETR {name}")).await.expect("RETR")];
+    if replies[0].is_preliminary() {
+        replies.push(ftp.read_reply().await.expect("final reply"));
+    }
+    let data = bounded(20, "data", reader).await.expect("reader");
+    (replies, data)
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Unsolicited replies at every point (issue 24 §2)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsolicited_backend_replies_never_reach_the_client() {
+    let backend = ScriptedBackend::start(Script::new(Misbehaviour {
+        after_greeting: "200 extra\r\n",
+        after_230: "227 Entering Passive Mode (10,1,2,3,4,5)\r\n",
+        after_226: "227 Entering Passive Mode (127,0,0,66,1,2)\r\n",
+        after_noop: "229 Entering Extended Passive Mode (|||70000|)\r\n",
+        stat_inner: "227 Entering Passive Mode (10,1,2,3,4,5)\r\n229 (|||2121|)\r\n",
+        late: "200 late\r\n",
+    }))
+    .await;
+    let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 5s").await;
+    bounded(60, "misbehaving backend session", async {
+        let mut seen = Vec::new();
+        let mut ftp = RawFtp::connect(edge(&gw)).await.expect("connect");
+        assert_eq!(cmd(&mut ftp, "USER u", &mut seen).await.code, 331);
+        assert_eq!(cmd(&mut ftp, "PASS p", &mut seen).await.code, 230);
+        // The 227 right after 230 must not answer PASV. (Had it come after the gateway
+        // sent its own PASV, it would be indistinguishable from the answer — but even
+        // then only its port is used, toward the backend's address.)
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let data = own_pasv(&mut ftp, &mut seen).await;
+        let (replies, bytes) = retr_plain(&mut ftp, data, "f").await;
+        seen.extend(replies.iter().cloned());
+        assert_eq!(replies.last().map(|r| r.code), Some(226), "{replies:?}");
+        assert_eq!(bytes, file_bytes(100_000));
+        // The 227 after 226 must not answer NOOP; the 229 after NOOP must not answer TYPE.
+        assert_eq!(cmd(&mut ftp, "NOOP", &mut seen).await.code, 200);
+        assert_eq!(cmd(&mut ftp, "TYPE I", &mut seen).await.code, 200);
+        // Inner lines of a multi-line reply that look like replies are padded.
+        let stat = cmd(&mut ftp, "STAT", &mut seen).await;
+        assert_eq!(stat.code, 211, "{stat:?}");
+        assert!(
+            stat.text.contains("\n 227 Entering") && stat.text.contains("\n 229 ("),
+            "inner reply-like lines not padded: {stat:?}"
+        );
+        // A late line after SIZE's reply, with nothing outstanding.
+        assert_eq!(cmd(&mut ftp, "SIZE f", &mut seen).await.code, 213);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(cmd(&mut ftp, "PWD", &mut seen).await.code, 257);
+        let data = own_pasv(&mut ftp, &mut seen).await;
+        let (replies, bytes) = retr_plain(&mut ftp, data, "f").await;
+        assert_eq!(replies.last().map(|r| r.code), Some(226), "{replies:?}");
+        assert_eq!(bytes.len(), 100_000);
+        seen.extend(replies);
+        assert_no_backend_passive(&seen);
+        ftp.quit().await;
+    })
+    .await;
+    // greeting+1, 230+1, 226+1 (twice), NOOP+1, late+1
+    let series = "ftpsgate_backend_errors_total{backend=\"vs\",kind=\"unsolicited\"}";
+    metric_reaches(&gw, series, 6.0).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_keeps_sending_unsolicited_replies_is_cut_with_421() {
+    let backend = ScriptedBackend::start(Script::new(Misbehaviour {
+        after_noop:
+            "200 a\r\n200 b\r\n200 c\r\n200 d\r\n200 e\r\n200 f\r\n200 g\r\n200 h\r\n200 i\r\n",
+        ..Misbehaviour::default()
+    }))
+    .await;
+    let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 5s").await;
+    bounded(30, "noisy backend", async {
+        let mut ftp = RawFtp::connect(edge(&gw)).await.expect("connect");
+        assert_eq!(ftp.cmd("USER u").await.unwrap().code, 331);
+        assert_eq!(ftp.cmd("PASS p").await.unwrap().code, 230);
+        assert_eq!(ftp.cmd("NOOP").await.unwrap().code, 200);
+        let r = ftp.read_reply().await.expect("421");
+        assert_eq!(r.code, 421, "{r:?}");
+        ftp.expect_closed(Duration::from_secs(5))
+            .await
+            .expect("closed after 421");
+    })
+    .await;
+    metric_reaches(
+        &gw,
+        "ftpsgate_sessions_total{listener=\"edge\",outcome=\"backend_unavailable\"}",
+        1.0,
+    )
+    .await;
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. ABOR and failed data legs, per server style (issue 20 §3)
+
+async fn abort_mid_download(style: AbortStyle) {
+    let mut script = Script::new(Misbehaviour::default());
+    script.abort = style;
+    script.file_size = 16 * 1024 * 1024;
+    let backend = ScriptedBackend::start(script).await;
+    let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 5s").await;
+    bounded(60, "ABOR mid-download", async {
+        let mut ftp = RawFtp::connect(edge(&gw)).await.expect("connect");
+        ftp.cmd("USER u").await.unwrap();
+        ftp.cmd("PASS p").await.unwrap();
+        let mut seen = Vec::new();
+        let data = own_pasv(&mut ftp, &mut seen).await;
+        let mut tcp = connect_from(None, data).await.expect("data connect");
+        let r = ftp.cmd("RETR big").await.expect("RETR");
+        assert_eq!(r.code, 150, "{r:?}");
+        let mut buf = vec![0u8; 64 * 1024];
+        tcp.read_exact(&mut buf).await.expect("some data");
+        ftp.send_raw(b"ABOR\r\n").await.expect("ABOR");
+        let first = ftp.read_reply().await.expect("426");
+        let second = ftp.read_reply().await.expect("226");
+        assert_eq!(
+            (first.code, second.code),
+            (426, 226),
+            "{style:?}: {first:?} {second:?}"
+        );
+        drop(tcp);
+        // Every later reply pairs with its own command.
+        assert_eq!(ftp.cmd("TYPE I").await.unwrap().code, 200, "{style:?}");
+        assert_eq!(ftp.cmd("PWD").await.unwrap().code, 257, "{style:?}");
+        assert_eq!(ftp.cmd("SIZE x").await.unwrap().code, 213, "{style:?}");
+        ftp.quit().await;
+    })
+    .await;
+    let cmds = backend.commands();
+    assert!(
+        cmds.windows(2).any(|w| w[0] == "ABOR" && w[1] == "NOOP"),
+        "ABOR not followed by the gateway's NOOP: {cmds:?}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_with_a_vsftpd_style_backend() {
+    abort_mid_download(AbortStyle::Vsftpd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_with_a_pure_ftpd_style_backend() {
+    abort_mid_download(AbortStyle::PureFtpd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_with_a_proftpd_style_backend() {
+    abort_mid_download(AbortStyle::Proftpd).await;
+}
+
+/// The client never connects to its pinhole: the gateway aborts the backend's transfer
+/// (pure-ftpd then sends no final reply for the RETR) and the session stays paired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_client_data_leg_leaves_the_session_paired() {
+    let mut script = Script::new(Misbehaviour::default());
+    script.abort = AbortStyle::PureFtpd;
+    script.file_size = 16 * 1024 * 1024;
+    let backend = ScriptedBackend::start(script).await;
+    let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 1s").await;
+    bounded(60, "failed data leg", async {
+        let mut ftp = RawFtp::connect(edge(&gw)).await.expect("connect");
+        ftp.cmd("USER u").await.unwrap();
+        ftp.cmd("PASS p").await.unwrap();
+        let mut seen = Vec::new();
+        own_pasv(&mut ftp, &mut seen).await;
+        let first = ftp.cmd("RETR big").await.expect("RETR");
+        let last = if first.is_preliminary() {
+            ftp.read_reply().await.expect("final")
+        } else {
+            first
+        };
+        assert!(last.code == 425 || last.code == 426, "{last:?}");
+        assert_eq!(ftp.cmd("TYPE I").await.unwrap().code, 200);
+        assert_eq!(ftp.cmd("PWD").await.unwrap().code, 257);
+        // And a good transfer after it.
+        let data = own_pasv(&mut ftp, &mut seen).await;
+        let (replies, bytes) = retr_plain(&mut ftp, data, "f").await;
+        assert_eq!(replies.last().map(|r| r.code), Some(226), "{replies:?}");
+        assert_eq!(bytes.len(), 16 * 1024 * 1024);
+        ftp.quit().await;
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Endings (issue 20 §4, issue 23 item 3)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_without_quit_and_a_probe_are_counted_apart() {
+    let backend = ScriptedBackend::start(Script::new(Misbehaviour::default())).await;
+    let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 5s").await;
+    bounded(30, "endings", async {
+        // wget/gftp/rclone style: log in, then just close.
+        let mut ftp = RawFtp::connect(edge(&gw)).await.expect("connect");
+        ftp.cmd("USER u").await.unwrap();
+        ftp.cmd("PASS p").await.unwrap();
+        drop(ftp);
+        // A load-balancer probe: connect, close at once.
+        drop(TcpStream::connect(edge(&gw)).await.expect("probe"));
+        // One that reads the greeting first, then closes.
+        let mut tcp = TcpStream::connect(edge(&gw)).await.expect("probe 2");
+        let mut b = [0u8; 64];
+        let _ = tcp.read(&mut b).await;
+        drop(tcp);
+    })
+    .await;
+    metric_reaches(
+        &gw,
+        "ftpsgate_sessions_total{listener=\"edge\",outcome=\"closed_without_quit\"}",
+        1.0,
+    )
+    .await;
+    metric_reaches(
+        &gw,
+        "ftpsgate_sessions_total{listener=\"edge\",outcome=\"probe\"}",
+        2.0,
+    )
+    .await;
+    let text = gw.metrics().encode();
+    assert!(
+        !text.contains("outcome=\"client_error\""),
+        "a normal end counted as client_error:\n{text}"
+    );
+    gw.shutdown().await;
+}
