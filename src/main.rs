@@ -101,25 +101,25 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
             return ExitCode::from(1);
         }
     };
     for w in config.warnings() {
-        println!("warning: {w}");
+        eprintln!("warning: {w}");
     }
     if print {
         println!("{config:#?}");
     }
-    match Prepared::build(&config) {
-        Ok(_) => {
+    match Prepared::check(&config) {
+        Ok(()) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
         Err(errors) => {
             for e in errors {
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
             ExitCode::from(1)
         }

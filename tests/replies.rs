@@ -358,3 +358,101 @@ async fn a_close_without_quit_and_a_probe_are_counted_apart() {
     );
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. `ftpsgate check` only checks (issue 23 item 3)
+
+/// Every path under `dir` with its size and modification time.
+fn listing(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((
+                e.path().display().to_string(),
+                m.len(),
+                m.modified().unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn check_config(dir: &std::path::Path, xferlog: &str) -> std::path::PathBuf {
+    Certs::generate(dir, "gw");
+    let cfg = dir.join("ftpsgate.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"listeners:
+  - name: edge
+    bind: "127.0.0.1:0"
+    tls: {{ mode: explicit, cert: gw.pem, key: gw.key }}
+    passive: {{ ports: "50000-50010" }}
+    backend: vs
+backends:
+  - name: vs
+    address: "127.0.0.1:21"
+    tls: {{ mode: none }}
+transfer_log: {{ path: "{xferlog}" }}
+"#
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn run_check(cfg: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
+        .args(["check", "--config"])
+        .arg(cfg)
+        .output()
+        .expect("run ftpsgate check")
+}
+
+#[test]
+fn check_creates_nothing_and_reports_errors_on_stderr() {
+    let dir = temp_dir("check-nothing");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let cfg = check_config(dir.path(), &logs.join("xferlog").display().to_string());
+    let before = listing(dir.path());
+    let out = run_check(&cfg);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert_eq!(listing(dir.path()), before, "check changed the file system");
+    assert!(!logs.join("xferlog").exists());
+
+    // A transfer log in a directory that does not exist: an error, on stderr only.
+    let cfg = check_config(
+        dir.path(),
+        &dir.path().join("nowhere/xferlog").display().to_string(),
+    );
+    let before = listing(dir.path());
+    let out = run_check(&cfg);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("error: ") && stderr.contains("transfer_log.path"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("error"), "errors on stdout:\n{stdout}");
+    assert_eq!(listing(dir.path()), before, "check changed the file system");
+}
