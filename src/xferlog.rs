@@ -111,7 +111,7 @@ impl TransferLog {
         };
         match std::fs::metadata(&cfg.path) {
             Ok(m) if m.is_dir() => Err(err(std::io::Error::new(
-                std::io::ErrorKind::IsADirectory,
+                std::io::ErrorKind::InvalidInput,
                 "is a directory",
             ))),
             Ok(_) => writable(&cfg.path, Access::WRITE_OK),
