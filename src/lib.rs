@@ -7,19 +7,41 @@
 //!  client ──TLS──▶ pinhole ──▶ relay ──────────────────▶ backend data port
 //! ```
 //!
-//! Layout, in data-flow order:
-//! - [`config`]: YAML → typed configuration (pure, validated at startup);
-//! - [`gateway`]: binds listeners and runs the accept loops;
-//! - [`session`]: one client session (the I/O shell around `control`);
-//! - [`policy`]: access, routing, command filter and login throttle decisions —
-//!   pure, no I/O, time passed in;
+//! Layout, in data-flow order (each module's own doc says what it must not do):
+//! - [`config`]: YAML → typed configuration (pure, validated at startup; `check`
+//!   runs exactly this);
+//! - [`gateway`]: builds a generation from a `Config`, binds listeners, reloads and
+//!   drains; [`gateway::accept`] runs the accept loops, [`gateway::admit`] is the
+//!   front door before a session exists (PROXY header, access, cool-down, limits);
+//! - [`listener`]: what one listener's sessions share ([`listener::ListenerCtx`]);
+//! - [`shared`]: process-wide state across reloads (drain signals, session counts
+//!   for limits, the failed-login throttle's counters);
+//! - [`session`]: one client session — [`session::state`] is the pure protocol
+//!   machine (time as an input, actions out), `session` itself the I/O driver that
+//!   performs its actions, `session::env` its side effects (metrics, transfer log,
+//!   throttle);
+//! - [`policy`]: every decision as a pure function — access, routing, command
+//!   filter, login throttle, and [`policy::balance`] (which backend first);
 //! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
 //! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
 //! - [`backend`]: the backend control leg and its data connections;
-//! - [`data`]: pinholes and the byte relay;
+//!   [`backend::pool`] the backends at run time (in-use counts, cursors, fallback);
+//! - [`data`]: pinholes (with their kernel twins) and the byte relay;
 //! - [`demo`]: the self-contained demo (in-process backend + generated cert);
 //! - beside the flow: [`metrics`], [`xferlog`] (recorded by sessions), [`health`]
 //!   (readiness, backend checks) and [`http`] (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Where a change goes:
+//! - a new admission rule (before any byte is exchanged): `gateway::admit`, its
+//!   decision in `policy`;
+//! - a new balancing algorithm: a `config::Balance` variant and an arm in
+//!   `policy::balance::order` (unit-tested there);
+//! - a new metric: its family in `metrics`, its call from `session::env` (session
+//!   events) or from the component that observes it;
+//! - a new FTP command rule: `control` parses it, `session::state` decides, `policy`
+//!   holds any configurable rule;
+//! - a new config key: `config::raw` (the YAML shape), `config`'s builder (the
+//!   typed value and its errors), `policies/example.yaml` (documented).
 #![forbid(unsafe_code)]
 
 pub mod backend;

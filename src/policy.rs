@@ -7,11 +7,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::config::{AccessRule, Action, Balance, CommandPolicy, FailedLogins, Listener, Route};
 
 pub mod balance;
+
+// The glob matcher and the never-filtered verbs are part of what a config value
+// means, so they live in `config` (which also warns about shadowed routes and
+// unfilterable verbs at load time); re-exported here, where decisions use them.
+pub use crate::config::{user_matches, NEVER_FILTERED};
 
 /// Outcome of [`check_access`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,62 +63,6 @@ pub fn check_access(
         None if all().any(|r| r.action == Action::Allow) => AccessDecision::Deny { rule: None },
         None => AccessDecision::Allow,
     }
-}
-
-/// Whether `user` matches `pattern`: `*` is any run of characters (also none), `?`
-/// exactly one, everything else itself (case-sensitive, as FTP servers compare
-/// user names).
-pub fn user_matches(pattern: &str, user: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let u: Vec<char> = user.chars().collect();
-    // Greedy match with one backtrack point: the last `*` seen and where in `u` it
-    // started. Linear for patterns with one star, O(len(p) * len(u)) at worst.
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < u.len() {
-        match p.get(i) {
-            Some('*') => {
-                star = Some((i, j));
-                i += 1;
-            }
-            Some(&c) if c == '?' || c == u[j] => {
-                i += 1;
-                j += 1;
-            }
-            _ => match star {
-                Some((si, sj)) => {
-                    i = si + 1;
-                    j = sj + 1;
-                    star = Some((si, sj + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[i..].iter().all(|c| *c == '*')
-}
-
-/// Whether every name `inner` matches is matched by `outer` too (so a route with
-/// `inner` after one with `outer` is never used). Sound but not complete: `true`
-/// is always right, some covered patterns are not detected.
-pub(crate) fn pattern_covers(outer: &str, inner: &str) -> bool {
-    let a: Vec<char> = outer.chars().collect();
-    let b: Vec<char> = inner.chars().collect();
-    // covers[i][j]: outer[i..] covers inner[j..]. An outer `*` takes any run of
-    // inner tokens (stars included), an outer `?` one inner literal or `?`, a
-    // literal only the same literal.
-    let mut covers = vec![vec![false; b.len() + 1]; a.len() + 1];
-    covers[a.len()][b.len()] = true;
-    for i in (0..a.len()).rev() {
-        for j in (0..=b.len()).rev() {
-            covers[i][j] = match a[i] {
-                '*' => covers[i + 1][j] || (j < b.len() && covers[i][j + 1]),
-                '?' => j < b.len() && b[j] != '*' && covers[i + 1][j + 1],
-                c => j < b.len() && b[j] == c && covers[i + 1][j + 1],
-            };
-        }
-    }
-    covers[0][0]
 }
 
 /// Where a login goes: see [`route`].
@@ -186,21 +137,11 @@ pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>,
     })
 }
 
-/// Whether `name` is the listener's default backend or in any of its routes.
+/// Whether `name` is the listener's default backend or in any of its routes
+/// ([`Listener::routes_to`], which `config` uses for its unused-backend warning).
 pub fn routable(listener: &Listener, name: &str) -> bool {
-    listener.backend == name
-        || listener
-            .routes
-            .iter()
-            .any(|r| r.backends.iter().any(|b| b == name))
+    listener.routes_to(name)
 }
-
-/// Commands the policy never filters: login, TLS and session management, data
-/// connection setup. Filtering them would break sessions, not protect files.
-pub const NEVER_FILTERED: &[&str] = &[
-    "USER", "PASS", "ACCT", "AUTH", "PBSZ", "PROT", "CCC", "QUIT", "FEAT", "NOOP", "SYST", "OPTS",
-    "HELP", "TYPE", "MODE", "STRU", "PASV", "EPSV", "PORT", "EPRT", "ABOR", "REIN",
-];
 
 /// Whether `verb` (any case) may be sent under `policy`. [`NEVER_FILTERED`] verbs
 /// always may. The RFC 775 aliases (`XMKD`, `XRMD`, `XCWD`, `XCUP`, `XPWD`) count

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::config::{FailedLogins, Limits, ListenerLimits};
 use crate::health::Health;

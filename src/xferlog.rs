@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{TransferLogConfig, TransferLogFormat};
-use crate::metrics::Dir;
+use crate::control::Direction;
 
 /// One finished transfer, as the session saw it.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct TransferRecord {
     pub path: String,
     /// `TYPE I` (true) or `TYPE A` (false).
     pub binary: bool,
-    pub direction: Dir,
+    pub direction: Direction,
     /// Login name (never the password).
     pub user: String,
     pub listener: String,
@@ -160,8 +160,8 @@ impl TransferLog {
 pub fn xferlog_line(rec: &TransferRecord) -> String {
     let (direction, access) = (
         match rec.direction {
-            Dir::Download => 'o',
-            Dir::Upload => 'i',
+            Direction::Download => 'o',
+            Direction::Upload => 'i',
         },
         // wu-ftpd: a = anonymous, r = real user; the gateway cannot see guests.
         if is_anonymous(&rec.user) { 'a' } else { 'r' },
@@ -195,7 +195,7 @@ pub fn json_line(rec: &TransferRecord) -> String {
         ",\"type\":\"{}\"",
         if rec.binary { "binary" } else { "ascii" }
     );
-    let _ = write!(out, ",\"direction\":\"{}\"", rec.direction.as_str());
+    let _ = write!(out, ",\"direction\":\"{}\"", direction_word(rec.direction));
     out.push_str(",\"user\":");
     json_str(&mut out, &rec.user);
     out.push_str(",\"listener\":");
@@ -205,6 +205,14 @@ pub fn json_line(rec: &TransferRecord) -> String {
     let _ = write!(out, ",\"complete\":{}", rec.complete);
     out.push_str("}\n");
     out
+}
+
+/// The JSON `direction` value.
+fn direction_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Download => "download",
+        Direction::Upload => "upload",
+    }
 }
 
 fn is_anonymous(user: &str) -> bool {
@@ -315,7 +323,7 @@ mod tests {
             bytes: 37,
             path: "/incoming/my file\n.txt".into(),
             binary: false,
-            direction: Dir::Download,
+            direction: Direction::Download,
             user: "ftpuser".into(),
             listener: "edge".into(),
             backend: "legacy".into(),
@@ -330,7 +338,7 @@ mod tests {
             "Thu Mar  4 08:12:30 2004 1 192.0.2.7 37 /incoming/my_file_.txt a _ o r ftpuser ftp 0 * c\n"
         );
         let mut r = record();
-        r.direction = Dir::Upload;
+        r.direction = Direction::Upload;
         r.binary = true;
         r.complete = false;
         r.user = "anonymous".into();

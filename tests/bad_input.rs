@@ -19,21 +19,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use common::gateway::gateway_yaml;
-use common::harness::{bounded, captured_logs, init_logs, PortRanges};
+use common::harness::{bounded, captured_logs, init_logs, own_range};
 use common::raw::connect_from;
 use common::*;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// Passive ranges for the gateways of this binary, away from `pasv_range()` (which vsftpd
-/// and the other test binaries use) and below Linux's ephemeral ports (32768 and up), so no
-/// outgoing connection of any process can occupy them: the single-port and "nothing
-/// listens in my range" checks are then exact.
-fn own_range(width: u16) -> (u16, u16) {
-    static RANGES: PortRanges = PortRanges::new(30000, 31999);
-    RANGES.take(width)
-}
 
 /// Starts listener `edge` → backend `vs` with passive `ports` and `timeouts: { pinhole: 5s
 /// <extra_timeouts> }` (e.g. `", connect: 1s"`).
@@ -74,9 +65,7 @@ fn plain_backend(addr: SocketAddr) -> Backend {
 /// Strict vsftpd (explicit, require_ssl_reuse=YES) behind an explicit-TLS gateway.
 async fn strict_pair(ports: (u16, u16)) -> (Vsftpd, GwEnv) {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = start_gw(
         Frontend::explicit(),
         Backend::for_vsftpd(&vs),

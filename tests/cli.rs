@@ -83,13 +83,26 @@ backends:
 // ---------------------------------------------------------------------------------------
 // check
 
+/// Writes `yaml` as `name` into `dir` and runs `ftpsgate check --config` on it from `/`
+/// (relative paths in it must follow the config file, not the working directory).
+fn check(dir: &tempfile::TempDir, name: &str, yaml: String) -> (Option<i32>, String, String) {
+    let cfg = dir.path().join(name);
+    std::fs::write(&cfg, yaml).unwrap();
+    ftpsgate(
+        &["check", "--config", cfg.to_str().unwrap()],
+        Path::new("/"),
+        Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn check_valid_config_prints_ok() {
     let dir = temp_dir("cli");
     Certs::generate(dir.path(), "gw");
-    let cfg = dir.path().join("ftpsgate.yaml");
-    std::fs::write(
-        &cfg,
+    // From another working directory: relative paths follow the config file.
+    let (code, stdout, stderr) = check(
+        &dir,
+        "ftpsgate.yaml",
         config(
             "127.0.0.1:2121",
             "gw.pem",
@@ -97,13 +110,6 @@ fn check_valid_config_prints_ok() {
             "50000-50010",
             "legacy",
         ),
-    )
-    .unwrap();
-    // From another working directory: relative paths follow the config file.
-    let (code, stdout, stderr) = ftpsgate(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Path::new("/"),
-        Duration::from_secs(20),
     );
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("ok"), "stdout:\n{stdout}");
@@ -114,9 +120,9 @@ fn check_valid_config_prints_ok() {
 fn check_reports_every_error_with_its_key_path() {
     let dir = temp_dir("cli");
     Certs::generate(dir.path(), "gw");
-    let cfg = dir.path().join("bad.yaml");
-    std::fs::write(
-        &cfg,
+    let (code, stdout, stderr) = check(
+        &dir,
+        "bad.yaml",
         config(
             "127.0.0.1:2121",
             "missing.pem",
@@ -124,12 +130,6 @@ fn check_reports_every_error_with_its_key_path() {
             "5000-400",
             "nowhere",
         ),
-    )
-    .unwrap();
-    let (code, stdout, stderr) = ftpsgate(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Path::new("/"),
-        Duration::from_secs(20),
     );
     assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     for (path, detail) in [
@@ -150,9 +150,9 @@ fn check_rejects_key_not_matching_cert() {
     let dir = temp_dir("cli");
     Certs::generate(dir.path(), "gw");
     Certs::generate(dir.path(), "other");
-    let cfg = dir.path().join("mismatch.yaml");
-    std::fs::write(
-        &cfg,
+    let (code, stdout, stderr) = check(
+        &dir,
+        "mismatch.yaml",
         config(
             "127.0.0.1:2121",
             "gw.pem",
@@ -160,12 +160,6 @@ fn check_rejects_key_not_matching_cert() {
             "50000-50010",
             "legacy",
         ),
-    )
-    .unwrap();
-    let (code, stdout, stderr) = ftpsgate(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Path::new("/"),
-        Duration::from_secs(20),
     );
     assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(

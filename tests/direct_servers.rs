@@ -75,9 +75,7 @@ async fn curl_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_explicit_require_reuse() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     curl_roundtrip(&vs, Security::Explicit).await;
 }
 
@@ -98,9 +96,7 @@ async fn lftp_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lftp_explicit_require_reuse() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     lftp_roundtrip(&vs, Security::Explicit).await;
 }
 
@@ -116,39 +112,20 @@ async fn lftp_implicit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_client_resumes_against_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let down_sha = vs.make_file("raw.bin", 64 * KIB);
     for version in ["1.3", "1.2"] {
         let mut ftp =
             RawFtp::ready_explicit(vs.addr(), vs.certs().client_config_version(version)).await;
-        for i in 0..12 {
-            if i % 2 == 0 {
-                let plan = ftp.data_plan();
-                let t = ftp.transfer("RETR raw.bin", plan).await;
-                assert_eq!(
-                    t.resumed,
-                    Some(true),
-                    "TLS {version}: data leg not resumed: {t:?}"
-                );
-                assert_eq!(
-                    sha256_bytes(t.assert_ok()),
-                    down_sha,
-                    "TLS {version} download {i}"
-                );
-            } else {
-                let data = pseudo_random(10 * KIB + i, i as u64);
-                let name = format!("raw-up-{version}-{i}.bin");
-                ftp.stor(&name, &data).await;
-                assert_eq!(
-                    sha256_file(&vs.root().join(&name)),
-                    sha256_bytes(&data),
-                    "TLS {version} upload {i}\n{}",
-                    vs.log()
-                );
-            }
-        }
+        let up = format!("raw-up-{version}-");
+        ftp.alternate_resumed(
+            ("raw.bin", &down_sha),
+            12,
+            (&up, 10 * KIB),
+            &vs,
+            &format!("TLS {version}"),
+        )
+        .await;
         ftp.quit().await;
     }
 }
@@ -158,9 +135,7 @@ async fn raw_client_resumes_against_strict_vsftpd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_client_without_resumption_is_refused_by_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     vs.make_file("f.bin", KIB);
     let mut ftp = RawFtp::ready_explicit(vs.addr(), vs.certs().client_config()).await;
     let plan = DataPlan {
@@ -214,9 +189,7 @@ async fn raw_client_implicit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suppaftp_many_transfers_against_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let down_sha = vs.make_file("s.bin", 32 * KIB);
     let addr = vs.addr();
     let tls = vs.certs().client_config_version("1.2");
@@ -255,9 +228,7 @@ async fn suppaftp_many_transfers_against_strict_vsftpd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_clear_data_is_refused_by_vsftpd_forcing_data_tls() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     vs.make_file("c.bin", KIB);
     let work = temp_dir("client");
     let curl = Curl::new(
@@ -273,9 +244,7 @@ async fn curl_clear_data_is_refused_by_vsftpd_forcing_data_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lftp_many_transfers_against_strict_vsftpd() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let down_sha = vs.make_file("m.bin", 16 * KIB);
     let work = temp_dir("client");
     let up = work.path().join("up.bin");

@@ -7,27 +7,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use common::harness::init_test_writer_logs;
 use common::netns::{LabVsftpd, NatLab, NsCurl, VsftpdSpec};
 use common::raw::connect_from;
 use common::*;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio_rustls::TlsConnector;
-
-/// Routes the gateway's tracing to the (captured) test output.
-fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("ftpsgate=debug"))
-            .with_test_writer()
-            .with_ansi(false)
-            .try_init();
-    });
-}
 
 /// One explicit-TLS listener block.
 fn explicit_listener(name: &str, bind: &str, pasv: (u16, u16), tls_extra: &str) -> String {
@@ -79,7 +67,7 @@ struct Gw {
 
 impl Gw {
     async fn start(yaml: String, backend_ca: &Path) -> Gw {
-        init_logs();
+        init_test_writer_logs();
         let dir = temp_dir("edge-gw");
         let certs = Certs::generate(dir.path(), "gw");
         std::fs::copy(backend_ca, dir.path().join("vs-ca.pem")).unwrap();
@@ -111,16 +99,9 @@ impl Gw {
     }
 }
 
-fn strict_vsftpd() -> Vsftpd {
-    ensure_tools();
-    Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    })
-}
-
 /// The explicit listener `edge` with `tls_extra`, backend extras and timeouts.
 async fn strict_pair_with(tls_extra: &str, backend_extra: &str, timeouts: &str) -> (Vsftpd, Gw) {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let yaml = config(
         &explicit_listener("edge", "127.0.0.1:0", pasv_range(), tls_extra),
         vs.addr(),
@@ -440,7 +421,7 @@ async fn keepalive_noop_during_slow_download() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_mode_loopback_lftp_ftps_and_curl_plain() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let listeners = format!(
         "{}{}",
         explicit_listener("edge", "127.0.0.1:0", pasv_range(), ""),
@@ -581,7 +562,7 @@ async fn curl_both_ways(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_client_listener_to_ipv4_backend() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let yaml = config(
         &explicit_listener("edge6", "[::1]:0", pasv_range(), ""),
         vs.addr(),

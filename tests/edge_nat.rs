@@ -11,7 +11,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::Path;
 use std::time::Duration;
 
 use common::netns::*;
@@ -67,11 +66,7 @@ impl std::ops::Deref for Site {
     }
 }
 
-impl Site {
-    fn start() -> Site {
-        Site(LabSite::start(EDGE_YAML, |_| {}))
-    }
-
+impl SiteChecks for Site {
     /// Gateway config + log and the tail of the vsftpd log, for failure messages.
     fn ctx(&self) -> String {
         let tail = self.vsftpd_tail(60);
@@ -80,26 +75,22 @@ impl Site {
             self.gw.describe()
         )
     }
+}
+
+impl Site {
+    fn start() -> Site {
+        Site(LabSite::start(EDGE_YAML, |_| {}))
+    }
 
     /// Tears the lab down and checks no namespace of it is left.
     fn finish(self) {
         self.0.finish();
     }
-
-    #[track_caller]
-    fn check_download(&self, local: &Path, sha: &str, what: &str) {
-        self.check_download_ctx(local, sha, what, || self.ctx());
-    }
-
-    #[track_caller]
-    fn check_upload(&self, remote: &str, sha: &str, what: &str) {
-        self.check_upload_ctx(remote, sha, what, || self.ctx());
-    }
 }
 
 #[track_caller]
 fn assert_ok(out: &common::Output, site: &Site) {
-    assert!(out.success(), "client failed: {out}\n{}", site.ctx());
+    site.assert_ok(out);
 }
 
 /// Every 227 in `text` names `ip` and a port in `ports`; at least one 227 is present.
@@ -288,24 +279,10 @@ async fn nat_lftp_internet_and_internal_same_listener() {
         let what = format!("lftp from {ns}");
         let down = format!("lftp-{ns}-down.bin");
         let sha = site.vs.make_file(&down, FILE_SIZE);
-        let up_local = site.local(&format!("lftp-{ns}-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
-        let up_remote = format!("lftp-{ns}-up.bin");
-        let local = site.local(&down);
         let lftp = NsLftp::new(ns, addr, Security::Explicit, site.gw.ca());
-        let out = lftp
-            .script(
-                &site.lab,
-                &format!(
-                    "get {down} -o {}; put {} -o {up_remote}",
-                    local.display(),
-                    up_local.display()
-                ),
-            )
+        let out = site
+            .lftp_round_trip(&lftp, &down, &sha, &format!("lftp-{ns}"), FILE_SIZE, &what)
             .await;
-        assert_ok(&out, &site);
-        site.check_download(&local, &sha, &what);
-        site.check_upload(&up_remote, &up_sha, &what);
         assert_227s(&out.stderr, ip, &ports, &what, &site);
     }
     site.finish();
@@ -318,8 +295,7 @@ async fn nat_ftplib_internet_and_internal_same_listener() {
         let what = format!("ftplib from {ns}");
         let down = format!("py-{ns}-down.bin");
         let sha = site.vs.make_file(&down, FILE_SIZE);
-        let up_local = site.local(&format!("py-{ns}-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
+        let (up_local, up_sha) = site.upload_source(&format!("py-{ns}-up.bin"), FILE_SIZE);
         let up_remote = format!("py-{ns}-up.bin");
         let local = site.local(&down);
         let out = ftplib(
@@ -355,8 +331,7 @@ async fn nat_curl_internet_and_internal_same_listener() {
         let what = format!("curl from {ns}");
         let down = format!("curl-{ns}-down.bin");
         let sha = site.vs.make_file(&down, FILE_SIZE);
-        let up_local = site.local(&format!("curl-{ns}-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
+        let (up_local, up_sha) = site.upload_source(&format!("curl-{ns}-up.bin"), FILE_SIZE);
         let up_remote = format!("curl-{ns}-up.bin");
         let local = site.local(&down);
         let curl = NsCurl::new(ns, addr, Security::Explicit, site.gw.ca());
@@ -400,8 +375,7 @@ async fn nat_implicit_ftps_public_990() {
         assert_ok(&got, &site);
         site.check_download(&local, &sha, &what);
         assert_229s(&got.stderr, &ports, &what, &site);
-        let up_local = site.local(&format!("imp-{ns}-curl-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
+        let (up_local, up_sha) = site.upload_source(&format!("imp-{ns}-curl-up.bin"), FILE_SIZE);
         let up_remote = format!("imp-{ns}-curl-up.bin");
         let put = curl.put(&site.lab, &up_local, &up_remote).await;
         assert_ok(&put, &site);
@@ -410,23 +384,16 @@ async fn nat_implicit_ftps_public_990() {
         // lftp ftps:// (connects to the 227 address)
         let what = format!("lftp ftps:// from {ns}");
         let lftp = NsLftp::new(ns, addr, Security::Implicit, site.gw.ca());
-        let local = site.local(&format!("imp-{ns}-lftp.bin"));
-        let up_local = site.local(&format!("imp-{ns}-lftp-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
-        let up_remote = format!("imp-{ns}-lftp-up.bin");
-        let out = lftp
-            .script(
-                &site.lab,
-                &format!(
-                    "get {down} -o {}; put {} -o {up_remote}",
-                    local.display(),
-                    up_local.display()
-                ),
+        let out = site
+            .lftp_round_trip(
+                &lftp,
+                &down,
+                &sha,
+                &format!("imp-{ns}-lftp"),
+                FILE_SIZE,
+                &what,
             )
             .await;
-        assert_ok(&out, &site);
-        site.check_download(&local, &sha, &what);
-        site.check_upload(&up_remote, &up_sha, &what);
         assert_227s(&out.stderr, ip, &ports, &what, &site);
     }
     site.finish();
@@ -446,22 +413,9 @@ async fn active_mode_from_internal_client() {
     let what = "lftp active from lan";
     let mut lftp = NsLftp::new("lan", site.inside(21), Security::Explicit, site.gw.ca());
     lftp.passive = false;
-    let local = site.local("active-lftp.bin");
-    let up_local = site.local("active-lftp-up.bin");
-    let up_sha = make_file(&up_local, FILE_SIZE);
-    let out = lftp
-        .script(
-            &site.lab,
-            &format!(
-                "get {down} -o {}; put {} -o active-lftp-up.bin",
-                local.display(),
-                up_local.display()
-            ),
-        )
+    let out = site
+        .lftp_round_trip(&lftp, down, &sha, "active-lftp", FILE_SIZE, what)
         .await;
-    assert_ok(&out, &site);
-    site.check_download(&local, &sha, what);
-    site.check_upload("active-lftp-up.bin", &up_sha, what);
     assert!(
         out.stderr.contains("---> PORT") || out.stderr.contains("---> EPRT"),
         "{what}: lftp did not use PORT/EPRT:\n{out}"
@@ -475,8 +429,7 @@ async fn active_mode_from_internal_client() {
     // ftplib, set_pasv(False).
     let what = "ftplib active from lan";
     let local = site.local("active-py.bin");
-    let up_local = site.local("active-py-up.bin");
-    let up_sha = make_file(&up_local, FILE_SIZE);
+    let (up_local, up_sha) = site.upload_source("active-py-up.bin", FILE_SIZE);
     let out = ftplib(
         &site.lab,
         "lan",
@@ -703,30 +656,16 @@ async fn ipv6_internal_client_to_ipv4_backend() {
     assert_ok(&got, &site);
     site.check_download(&local, &sha, what);
     assert_229s(&got.stderr, &INSIDE_PASV6, what, &site);
-    let up_local = site.local("v6-curl-up.bin");
-    let up_sha = make_file(&up_local, FILE_SIZE);
+    let (up_local, up_sha) = site.upload_source("v6-curl-up.bin", FILE_SIZE);
     let put = curl.put(&site.lab, &up_local, "v6-curl-up.bin").await;
     assert_ok(&put, &site);
     site.check_upload("v6-curl-up.bin", &up_sha, what);
 
     let what = "lftp over IPv6";
     let lftp = NsLftp::new("lan", addr, Security::Explicit, site.gw.ca());
-    let local = site.local("v6-lftp.bin");
-    let up_local = site.local("v6-lftp-up.bin");
-    let up_sha = make_file(&up_local, FILE_SIZE);
-    let out = lftp
-        .script(
-            &site.lab,
-            &format!(
-                "get {down} -o {}; put {} -o v6-lftp-up.bin",
-                local.display(),
-                up_local.display()
-            ),
-        )
+    let out = site
+        .lftp_round_trip(&lftp, down, &sha, "v6-lftp", FILE_SIZE, what)
         .await;
-    assert_ok(&out, &site);
-    site.check_download(&local, &sha, what);
-    site.check_upload("v6-lftp-up.bin", &up_sha, what);
     assert_229s(&out.stderr, &INSIDE_PASV6, what, &site);
     site.finish();
 }

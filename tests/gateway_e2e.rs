@@ -17,9 +17,7 @@ const BIG: usize = 64 * MIB;
 /// Strict vsftpd (explicit, require_ssl_reuse=YES) behind an explicit-TLS gateway.
 async fn strict_pair(front: Frontend) -> (Vsftpd, GwEnv) {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = GwEnv::start(front, Backend::for_vsftpd(&vs), Some(&vs)).await;
     (vs, gw)
 }
@@ -118,9 +116,7 @@ async fn suppaftp_explicit_to_strict_vsftpd() {
 
 async fn many_transfers_one_session(backend_max: &'static str) {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = GwEnv::start(
         Frontend::explicit(),
         Backend::for_vsftpd(&vs).max_version(backend_max),
@@ -159,24 +155,14 @@ async fn many_transfers_one_session(backend_max: &'static str) {
 
     // Scripted client: 24 transfers, and every client-side data leg must resume.
     let mut ftp = RawFtp::ready_explicit(gw.addr(), gw.certs.client_config()).await;
-    for i in 0..24 {
-        if i % 2 == 0 {
-            let plan = ftp.data_plan();
-            let t = ftp.transfer("RETR m.bin", plan).await;
-            assert_eq!(sha256_bytes(t.assert_ok()), down_sha, "raw download {i}");
-            assert_eq!(t.resumed, Some(true), "client data leg {i} did not resume");
-        } else {
-            let data = pseudo_random(9 * KIB + i, i as u64);
-            let name = format!("raw-up-{i}.bin");
-            ftp.stor(&name, &data).await;
-            assert_eq!(
-                sha256_file(&vs.root().join(&name)),
-                sha256_bytes(&data),
-                "raw upload {i}\n{}",
-                vs.log()
-            );
-        }
-    }
+    ftp.alternate_resumed(
+        ("m.bin", &down_sha),
+        24,
+        ("raw-up-", 9 * KIB),
+        &vs,
+        "raw client",
+    )
+    .await;
     ftp.quit().await;
     gw.shutdown().await;
 }
@@ -248,9 +234,7 @@ async fn backend_implicit_vsftpd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_pinned_by_leaf_sha256() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let pin = BackendAuth::Pin(vs.certs().leaf_sha256_hex.clone());
     let gw = GwEnv::start(
         Frontend::explicit(),
@@ -460,9 +444,7 @@ async fn first_refusal(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_backend_pin_fails_login_cleanly() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let pin = BackendAuth::Pin("0".repeat(64));
     let gw = GwEnv::start(
         Frontend::explicit(),
@@ -539,9 +521,7 @@ async fn overlong_command_gets_500_and_session_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_pinhole_expires() {
     ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
+    let vs = Vsftpd::strict();
     let gw = GwEnv::start_with_pinhole(
         Frontend::explicit(),
         Backend::for_vsftpd(&vs),

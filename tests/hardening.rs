@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
@@ -31,7 +31,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use common::faultproxy::{Dir, Fault, FaultProxy};
-use common::harness::{bounded, PortRanges};
+use common::harness::{bounded, init_stderr_logs, own_range};
 use common::*;
 
 /// The gateway's timeouts in every test of this file.
@@ -64,29 +64,8 @@ async fn exclusive() -> RwLockWriteGuard<'static, ()> {
     GATE.write().await
 }
 
-/// With `RUST_LOG` set, gateway logs go to the test output.
-fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_ansi(false)
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-    });
-}
-
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// Passive ranges for this binary's gateways: 4000–11999, below the ephemeral ports and
-/// away from the other test binaries' ranges.
-fn own_range(width: u16) -> (u16, u16) {
-    static RANGES: PortRanges = PortRanges::new(5000, 11999);
-    RANGES.take(width)
-}
 
 /// Waits (3 s at most) for the gateway to close `ftp` after its 421.
 async fn expect_closed_after_421(ftp: &mut RawFtp) {
@@ -160,8 +139,41 @@ struct Env {
 }
 
 impl Env {
+    /// The preamble of most tests here: the [`shared`] gate (hold the guard for the whole
+    /// test), a [`plain_vsftpd`] and a gateway in front of it with one fault proxy per
+    /// entry of `faults`.
+    async fn scenario(faults: &[Fault]) -> (RwLockReadGuard<'static, ()>, Env) {
+        let gate = shared().await;
+        let env = Env::start(plain_vsftpd(), faults).await;
+        (gate, env)
+    }
+
+    /// Like [`Env::scenario`], with faults placed by the plain vsftpd's reply
+    /// lengths ([`measure`]d through a transparent proxy first).
+    async fn scenario_measured(
+        faults: impl FnOnce(Lens) -> Vec<Fault>,
+    ) -> (RwLockReadGuard<'static, ()>, Env) {
+        let gate = shared().await;
+        let vs = plain_vsftpd();
+        let lens = measure(&vs).await;
+        let env = Env::start(vs, &faults(lens)).await;
+        (gate, env)
+    }
+
+    /// Runs `attack` within `secs` (else fails as a hang, naming `what`), with a curl
+    /// download next to it that must arrive intact (see [`with_curl`]; `tag` names its file).
+    async fn beside_curl<T>(
+        &self,
+        secs: u64,
+        what: &str,
+        tag: &str,
+        attack: impl Future<Output = T>,
+    ) -> T {
+        bounded(secs, what, with_curl(self, tag, attack)).await
+    }
+
     async fn start(vs: Vsftpd, faults: &[Fault]) -> Env {
-        init_logs();
+        init_stderr_logs();
         let mut proxies = Vec::new();
         for f in faults {
             proxies.push(FaultProxy::start(vs.addr(), *f).await);
@@ -348,6 +360,21 @@ async fn with_curl<T>(env: &Env, tag: &str, attack: impl Future<Output = T>) -> 
         "curl download next to {tag}: corrupted"
     );
     res
+}
+
+/// Reads `tcp` until the gateway closes it, no earlier than the login timeout after
+/// `since`; what arrived must be nothing or a TLS alert (0x15). Returns it.
+async fn closed_by_login_timeout(tcp: &mut TcpStream, since: Instant, what: &str) -> Vec<u8> {
+    let got = read_until_closed(tcp, LOGIN + SLACK)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let at = since.elapsed();
+    assert!(
+        at >= LOGIN - Duration::from_millis(300),
+        "{what}: closed early {at:?}"
+    );
+    assert!(got.is_empty() || got[0] == 0x15, "{what}: {got:?}");
+    got
 }
 
 /// Reads until EOF or reset within `within`; returns what arrived.
@@ -558,12 +585,8 @@ fn vsftpd_ok_upload(vs: &Vsftpd, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_control_reset_mid_session_gives_421() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let lens = measure(&vs).await;
-    let env = Env::start(
-        vs,
-        &[
+    let (_g, env) = Env::scenario_measured(|lens| {
+        vec![
             // The first command after login resets the backend connection …
             Fault::ResetAt {
                 dir: Dir::ToUpstream,
@@ -574,32 +597,28 @@ async fn backend_control_reset_mid_session_gives_421() {
                 dir: Dir::ToClient,
                 byte: lens.login,
             },
-        ],
-    )
+        ]
+    })
     .await;
-    bounded(
-        55,
-        "backend reset",
-        with_curl(&env, "backend-reset", async {
-            for i in 0..2 {
-                let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-                ftp.login(&Env::faulty_user(i), TEST_PASS).await;
-                let started = Instant::now();
-                let r = ftp.cmd("TYPE I").await.expect("reply to TYPE I");
-                assert_eq!(r.code, 421, "f{i}: backend reset: {r}");
-                ftp.expect_closed(Duration::from_secs(3))
-                    .await
-                    .unwrap_or_else(|e| panic!("f{i}: not closed after 421: {e}"));
-                assert!(
-                    started.elapsed() < Duration::from_secs(2),
-                    "f{i}: 421 took {:?}",
-                    started.elapsed()
-                );
-                assert_eq!(env.proxies[i].fired(), 1, "f{i}: fault did not fire");
-            }
-            good_session(&env).await;
-        }),
-    )
+    env.beside_curl(55, "backend reset", "backend-reset", async {
+        for i in 0..2 {
+            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+            ftp.login(&Env::faulty_user(i), TEST_PASS).await;
+            let started = Instant::now();
+            let r = ftp.cmd("TYPE I").await.expect("reply to TYPE I");
+            assert_eq!(r.code, 421, "f{i}: backend reset: {r}");
+            ftp.expect_closed(Duration::from_secs(3))
+                .await
+                .unwrap_or_else(|e| panic!("f{i}: not closed after 421: {e}"));
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "f{i}: 421 took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(env.proxies[i].fired(), 1, "f{i}: fault did not fire");
+        }
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -609,12 +628,8 @@ async fn backend_control_reset_mid_session_gives_421() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_control_stall_at_pasv_gives_421_no_hang() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let lens = measure(&vs).await;
-    let env = Env::start(
-        vs,
-        &[
+    let (_g, env) = Env::scenario_measured(|lens| {
+        vec![
             // The backend's 227 never arrives.
             Fault::StallAt {
                 dir: Dir::ToClient,
@@ -625,67 +640,63 @@ async fn backend_control_stall_at_pasv_gives_421_no_hang() {
                 dir: Dir::ToUpstream,
                 byte: (login_cmds().len() + "TYPE I\r\nPASV\r\n".len()) as u64,
             },
-        ],
-    )
+        ]
+    })
     .await;
-    bounded(
-        55,
-        "backend stall",
-        with_curl(&env, "backend-stall", async {
-            // (a) the 227 stalls: 421 within the connect timeout.
-            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-            ftp.login(&Env::faulty_user(0), TEST_PASS).await;
-            ftp.prot(true).await;
-            ftp.binary().await;
-            let started = Instant::now();
-            let r = ftp.cmd("PASV").await.expect("reply to PASV");
-            let took = started.elapsed();
-            assert!(r.code == 421 || r.code == 425, "stalled 227: {r}");
-            assert!(took < CONNECT + SLACK, "stalled 227: reply after {took:?}");
-            if r.code == 421 {
-                expect_closed_after_421(&mut ftp).await;
-            }
-            assert_eq!(env.proxies[0].fired(), 1);
+    env.beside_curl(55, "backend stall", "backend-stall", async {
+        // (a) the 227 stalls: 421 within the connect timeout.
+        let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+        ftp.login(&Env::faulty_user(0), TEST_PASS).await;
+        ftp.prot(true).await;
+        ftp.binary().await;
+        let started = Instant::now();
+        let r = ftp.cmd("PASV").await.expect("reply to PASV");
+        let took = started.elapsed();
+        assert!(r.code == 421 || r.code == 425, "stalled 227: {r}");
+        assert!(took < CONNECT + SLACK, "stalled 227: reply after {took:?}");
+        if r.code == 421 {
+            expect_closed_after_421(&mut ftp).await;
+        }
+        assert_eq!(env.proxies[0].fired(), 1);
 
-            // (b) the 227 arrives but RETR never reaches the backend.
-            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-            ftp.login(&Env::faulty_user(1), TEST_PASS).await;
-            ftp.prot(true).await;
-            ftp.binary().await;
-            let pinhole = ftp.pasv().await;
-            let started = Instant::now();
-            let plan = ftp.data_plan();
-            let t = ftp
-                .transfer_at(pinhole, &format!("RETR {GOOD}"), plan)
-                .await;
-            let took = started.elapsed();
-            eprintln!("stalled RETR: {:?} after {took:?}", t.replies);
-            assert!(
-                t.replies
-                    .iter()
-                    .all(|r| r.code != 226 && r.code < 200 || r.code >= 400 || r.code == 0),
-                "stalled RETR must fail: {:?}",
-                t.replies
-            );
-            let last = t.last();
-            assert!(
-                last.code == 0 || (400..500).contains(&last.code),
-                "stalled RETR: expected 421/425/426 or close, got {last}"
-            );
-            assert!(
-                took < CONNECT + DATA_IDLE * 2 + SLACK,
-                "stalled RETR: reply after {took:?}"
-            );
-            assert!(
-                t.data.as_ref().map_or(true, |d| d.len() < GOOD_SIZE),
-                "data complete?"
-            );
-            if last.code == 421 || last.code == 0 {
-                expect_closed_after_421(&mut ftp).await;
-            }
-            good_session(&env).await;
-        }),
-    )
+        // (b) the 227 arrives but RETR never reaches the backend.
+        let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+        ftp.login(&Env::faulty_user(1), TEST_PASS).await;
+        ftp.prot(true).await;
+        ftp.binary().await;
+        let pinhole = ftp.pasv().await;
+        let started = Instant::now();
+        let plan = ftp.data_plan();
+        let t = ftp
+            .transfer_at(pinhole, &format!("RETR {GOOD}"), plan)
+            .await;
+        let took = started.elapsed();
+        eprintln!("stalled RETR: {:?} after {took:?}", t.replies);
+        assert!(
+            t.replies
+                .iter()
+                .all(|r| r.code != 226 && r.code < 200 || r.code >= 400 || r.code == 0),
+            "stalled RETR must fail: {:?}",
+            t.replies
+        );
+        let last = t.last();
+        assert!(
+            last.code == 0 || (400..500).contains(&last.code),
+            "stalled RETR: expected 421/425/426 or close, got {last}"
+        );
+        assert!(
+            took < CONNECT + DATA_IDLE * 2 + SLACK,
+            "stalled RETR: reply after {took:?}"
+        );
+        assert!(
+            t.data.as_ref().map_or(true, |d| d.len() < GOOD_SIZE),
+            "data complete?"
+        );
+        if last.code == 421 || last.code == 0 {
+            expect_closed_after_421(&mut ftp).await;
+        }
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -695,12 +706,8 @@ async fn backend_control_stall_at_pasv_gives_421_no_hang() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_control_truncated_gives_421() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let lens = measure(&vs).await;
-    let env = Env::start(
-        vs,
-        &[
+    let (_g, env) = Env::scenario_measured(|lens| {
+        vec![
             // Inside FEAT's multi-line reply.
             Fault::TruncateAt {
                 dir: Dir::ToClient,
@@ -716,43 +723,39 @@ async fn backend_control_truncated_gives_421() {
                 dir: Dir::ToUpstream,
                 byte: login_cmds().len() as u64 + 3,
             },
-        ],
-    )
+        ]
+    })
     .await;
-    bounded(
-        55,
-        "backend truncation",
-        with_curl(&env, "backend-truncated", async {
-            // (a) FEAT cut in the middle of its multi-line reply.
-            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-            ftp.login(&Env::faulty_user(0), TEST_PASS).await;
-            ftp.binary().await;
-            let started = Instant::now();
-            let r = ftp.cmd("FEAT").await.expect("reply to FEAT");
-            assert_eq!(r.code, 421, "truncated FEAT: {r}");
-            assert!(started.elapsed() < CONNECT + SLACK);
-            expect_closed_after_421(&mut ftp).await;
-            assert_eq!(env.proxies[0].fired(), 1);
+    env.beside_curl(55, "backend truncation", "backend-truncated", async {
+        // (a) FEAT cut in the middle of its multi-line reply.
+        let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+        ftp.login(&Env::faulty_user(0), TEST_PASS).await;
+        ftp.binary().await;
+        let started = Instant::now();
+        let r = ftp.cmd("FEAT").await.expect("reply to FEAT");
+        assert_eq!(r.code, 421, "truncated FEAT: {r}");
+        assert!(started.elapsed() < CONNECT + SLACK);
+        expect_closed_after_421(&mut ftp).await;
+        assert_eq!(env.proxies[0].fired(), 1);
 
-            // (b) the greeting cut: USER gets 421.
-            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-            let r = ftp
-                .cmd(&format!("USER {}", Env::faulty_user(1)))
-                .await
-                .expect("reply to USER");
-            assert_eq!(r.code, 421, "truncated greeting: {r}");
-            expect_closed_after_421(&mut ftp).await;
+        // (b) the greeting cut: USER gets 421.
+        let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+        let r = ftp
+            .cmd(&format!("USER {}", Env::faulty_user(1)))
+            .await
+            .expect("reply to USER");
+        assert_eq!(r.code, 421, "truncated greeting: {r}");
+        expect_closed_after_421(&mut ftp).await;
 
-            // (c) our own command cut, then the backend connection closed.
-            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-            ftp.login(&Env::faulty_user(2), TEST_PASS).await;
-            let r = ftp.cmd("TYPE I").await.expect("reply to TYPE I");
-            assert_eq!(r.code, 421, "truncated command: {r}");
-            expect_closed_after_421(&mut ftp).await;
+        // (c) our own command cut, then the backend connection closed.
+        let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+        ftp.login(&Env::faulty_user(2), TEST_PASS).await;
+        let r = ftp.cmd("TYPE I").await.expect("reply to TYPE I");
+        assert_eq!(r.code, 421, "truncated command: {r}");
+        expect_closed_after_421(&mut ftp).await;
 
-            good_session(&env).await;
-        }),
-    )
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -762,23 +765,18 @@ async fn backend_control_truncated_gives_421() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_backend_control_still_works() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let down_sha = vs.make_file("slow.bin", MIB);
-    let env = Env::start(
-        vs,
-        &[
-            Fault::Slow {
-                dir: Dir::ToClient,
-                bytes_per_sec: 100,
-            },
-            Fault::Slow {
-                dir: Dir::ToUpstream,
-                bytes_per_sec: 100,
-            },
-        ],
-    )
+    let (_g, env) = Env::scenario(&[
+        Fault::Slow {
+            dir: Dir::ToClient,
+            bytes_per_sec: 100,
+        },
+        Fault::Slow {
+            dir: Dir::ToUpstream,
+            bytes_per_sec: 100,
+        },
+    ])
     .await;
+    let down_sha = env.vs.make_file("slow.bin", MIB);
     let session = |i: usize| {
         let env = &env;
         let down_sha = down_sha.clone();
@@ -804,13 +802,9 @@ async fn slow_backend_control_still_works() {
             assert!(env.proxies[i].forwarded(Dir::ToClient) > 300);
         }
     };
-    bounded(
-        55,
-        "slow backend",
-        with_curl(&env, "slow-backend", async {
-            tokio::join!(session(0), session(1));
-        }),
-    )
+    env.beside_curl(55, "slow backend", "slow-backend", async {
+        tokio::join!(session(0), session(1));
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -820,50 +814,44 @@ async fn slow_backend_control_still_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_control_reset_mid_retr_cleans_up() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    vs.make_file("big16.bin", 16 * MIB);
-    let env = Env::start(vs, &[]).await;
-    bounded(
-        55,
-        "control reset mid-RETR",
-        with_curl(&env, "ctl-reset", async {
-            let mut ctl = Ctl::login(env.edge(), env.tls(), TEST_USER).await;
-            let pinhole = ctl.pasv().await;
-            let mut data = data_tls(pinhole, ctl.tls.clone()).await;
-            ctl.send("RETR big16.bin").await.unwrap();
-            let (code, text) = ctl.reply().await.expect("reply to RETR");
-            assert_eq!(code, 150, "{text}");
-            let mut got = 0usize;
-            let mut buf = vec![0u8; 64 * KIB];
-            while got < MIB {
-                let n = data.read(&mut buf).await.expect("read data");
-                assert!(n > 0, "data ended after {got} bytes");
-                got += n;
-            }
-            ctl.reset();
-            // The gateway must abort the transfer: the data connection ends, and not with
-            // the whole file and close_notify.
-            let ended = tokio::time::timeout(Duration::from_secs(8), async {
-                loop {
-                    match data.read(&mut buf).await {
-                        Ok(0) => return Ok(()),
-                        Ok(n) => got += n,
-                        Err(e) => return Err(e),
-                    }
+    let (_g, env) = Env::scenario(&[]).await;
+    env.vs.make_file("big16.bin", 16 * MIB);
+    env.beside_curl(55, "control reset mid-RETR", "ctl-reset", async {
+        let mut ctl = Ctl::login(env.edge(), env.tls(), TEST_USER).await;
+        let pinhole = ctl.pasv().await;
+        let mut data = data_tls(pinhole, ctl.tls.clone()).await;
+        ctl.send("RETR big16.bin").await.unwrap();
+        let (code, text) = ctl.reply().await.expect("reply to RETR");
+        assert_eq!(code, 150, "{text}");
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * KIB];
+        while got < MIB {
+            let n = data.read(&mut buf).await.expect("read data");
+            assert!(n > 0, "data ended after {got} bytes");
+            got += n;
+        }
+        ctl.reset();
+        // The gateway must abort the transfer: the data connection ends, and not with
+        // the whole file and close_notify.
+        let ended = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                match data.read(&mut buf).await {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => got += n,
+                    Err(e) => return Err(e),
                 }
-            })
-            .await;
-            let ended = ended.expect("data connection still open 8 s after the control reset");
-            assert!(
-                !(ended.is_ok() && got == 16 * MIB),
-                "the transfer completed cleanly although the client's control connection was reset"
-            );
-            eprintln!("data after control reset: {got} bytes, end: {ended:?}");
-            env.settle(Duration::from_secs(5)).await;
-            good_session(&env).await;
-        }),
-    )
+            }
+        })
+        .await;
+        let ended = ended.expect("data connection still open 8 s after the control reset");
+        assert!(
+            !(ended.is_ok() && got == 16 * MIB),
+            "the transfer completed cleanly although the client's control connection was reset"
+        );
+        eprintln!("data after control reset: {got} bytes, end: {ended:?}");
+        env.settle(Duration::from_secs(5)).await;
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -873,9 +861,7 @@ async fn client_control_reset_mid_retr_cleans_up() {
 /// upload — the gateway has to end the backend data leg with a reset, not a FIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_control_reset_mid_stor_is_not_a_complete_upload() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[]).await;
+    let (_g, env) = Env::scenario(&[]).await;
     bounded(55, "control reset mid-STOR", async {
         let mut ctl = Ctl::login(env.edge(), env.tls(), TEST_USER).await;
         let pinhole = ctl.pasv().await;
@@ -909,37 +895,31 @@ async fn client_control_reset_mid_stor_is_not_a_complete_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_stalls_reading_download_gets_426() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    vs.make_file("stall32.bin", 32 * MIB);
-    let env = Env::start(vs, &[]).await;
-    bounded(
-        55,
-        "download stall",
-        with_curl(&env, "download-stall", async {
-            let mut ctl = Ctl::login(env.edge(), env.tls(), TEST_USER).await;
-            let pinhole = ctl.pasv().await;
-            let data = data_tls(pinhole, ctl.tls.clone()).await;
-            ctl.send("RETR stall32.bin").await.unwrap();
-            let (code, text) = ctl.reply().await.expect("reply to RETR");
-            assert_eq!(code, 150, "{text}");
-            // Never read the data connection; keep reading control.
-            let started = Instant::now();
-            let (code, text) = ctl.reply().await.expect("final reply to a stalled RETR");
-            let took = started.elapsed();
-            assert_eq!(code, 426, "stalled download: {text}");
-            assert!(took < DATA_IDLE * 2 + SLACK, "426 after {took:?}");
-            assert!(
-                took >= DATA_IDLE - Duration::from_millis(200),
-                "426 after only {took:?}"
-            );
-            // The session goes on.
-            ctl.expect("NOOP", 200).await;
-            drop(data);
-            ctl.expect("QUIT", 221).await;
-            good_session(&env).await;
-        }),
-    )
+    let (_g, env) = Env::scenario(&[]).await;
+    env.vs.make_file("stall32.bin", 32 * MIB);
+    env.beside_curl(55, "download stall", "download-stall", async {
+        let mut ctl = Ctl::login(env.edge(), env.tls(), TEST_USER).await;
+        let pinhole = ctl.pasv().await;
+        let data = data_tls(pinhole, ctl.tls.clone()).await;
+        ctl.send("RETR stall32.bin").await.unwrap();
+        let (code, text) = ctl.reply().await.expect("reply to RETR");
+        assert_eq!(code, 150, "{text}");
+        // Never read the data connection; keep reading control.
+        let started = Instant::now();
+        let (code, text) = ctl.reply().await.expect("final reply to a stalled RETR");
+        let took = started.elapsed();
+        assert_eq!(code, 426, "stalled download: {text}");
+        assert!(took < DATA_IDLE * 2 + SLACK, "426 after {took:?}");
+        assert!(
+            took >= DATA_IDLE - Duration::from_millis(200),
+            "426 after only {took:?}"
+        );
+        // The session goes on.
+        ctl.expect("NOOP", 200).await;
+        drop(data);
+        ctl.expect("QUIT", 221).await;
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -991,23 +971,16 @@ async fn stalled_upload(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_stops_sending_upload_is_not_226() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[]).await;
-    bounded(
-        55,
-        "upload stall",
-        with_curl(&env, "upload-stall", async {
-            let ((code, text), took) =
-                stalled_upload(&env.client(), "stall-up.bin", MIB, true).await;
-            assert!(code == 426 || code == 451, "stalled upload: {text}");
-            assert!(
-                took < DATA_IDLE + SLACK,
-                "stalled upload: reply after {took:?}"
-            );
-            good_session(&env).await;
-        }),
-    )
+    let (_g, env) = Env::scenario(&[]).await;
+    env.beside_curl(55, "upload stall", "upload-stall", async {
+        let ((code, text), took) = stalled_upload(&env.client(), "stall-up.bin", MIB, true).await;
+        assert!(code == 426 || code == 451, "stalled upload: {text}");
+        assert!(
+            took < DATA_IDLE + SLACK,
+            "stalled upload: reply after {took:?}"
+        );
+        good_session(&env).await;
+    })
     .await;
     env.settle(Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1023,31 +996,24 @@ async fn client_stops_sending_upload_is_not_226() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_data_connection_on_stor_is_not_226() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[]).await;
-    bounded(
-        55,
-        "silent data connection",
-        with_curl(&env, "silent-data", async {
-            // (a) TLS established, STOR, not one byte.
-            let ((code, text), took) = stalled_upload(&env.client(), "silent-a.bin", 0, true).await;
-            assert!(code == 426 || code == 451, "silent TLS data leg: {text}");
-            assert!(took < DATA_IDLE + SLACK, "reply after {took:?}");
-            // (b) TCP only, no ClientHello, STOR.
-            let ((code, text), took) =
-                stalled_upload(&env.client(), "silent-b.bin", 0, false).await;
-            assert!(
-                code == 425 || code == 426 || code == 451,
-                "data leg without TLS handshake: {text}"
-            );
-            assert!(
-                took < PINHOLE.max(DATA_IDLE) + SLACK,
-                "reply after {took:?}"
-            );
-            good_session(&env).await;
-        }),
-    )
+    let (_g, env) = Env::scenario(&[]).await;
+    env.beside_curl(55, "silent data connection", "silent-data", async {
+        // (a) TLS established, STOR, not one byte.
+        let ((code, text), took) = stalled_upload(&env.client(), "silent-a.bin", 0, true).await;
+        assert!(code == 426 || code == 451, "silent TLS data leg: {text}");
+        assert!(took < DATA_IDLE + SLACK, "reply after {took:?}");
+        // (b) TCP only, no ClientHello, STOR.
+        let ((code, text), took) = stalled_upload(&env.client(), "silent-b.bin", 0, false).await;
+        assert!(
+            code == 425 || code == 426 || code == 451,
+            "data leg without TLS handshake: {text}"
+        );
+        assert!(
+            took < PINHOLE.max(DATA_IDLE) + SLACK,
+            "reply after {took:?}"
+        );
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -1056,9 +1022,7 @@ async fn silent_data_connection_on_stor_is_not_226() {
 /// not be logged by the backend as a successful (empty) upload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_data_connection_on_stor_leaves_no_complete_upload_on_backend() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[]).await;
+    let (_g, env) = Env::scenario(&[]).await;
     bounded(55, "silent data connection, backend view", async {
         let ((code, text), _) = stalled_upload(&env.client(), "silent-c.bin", 0, true).await;
         assert!(code == 426 || code == 451, "silent TLS data leg: {text}");
@@ -1133,59 +1097,53 @@ fn assert_login_timeout(what: &str, got: &[u8], at: Duration, expect_421: bool) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_closed_by_login_timeout() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[]).await;
-    bounded(
-        55,
-        "slowloris",
-        with_curl(&env, "slowloris", async {
-            let before_tls = async {
-                let since = Instant::now();
-                let tcp = greeted(env.edge()).await.into_inner();
-                let (r, w) = tcp.into_split();
-                let (got, at) = dribble(r, w, b"USER someone\r\n", since).await;
-                assert_login_timeout("dribbled USER before TLS", &got, at, true);
-            };
-            let after_tls = async {
-                let since = Instant::now();
-                let mut c = greeted(env.edge()).await;
-                c.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
-                let (code, _) = read_reply(&mut c).await.unwrap();
-                assert_eq!(code, 234);
-                let t = TlsConnector::from(env.tls())
-                    .connect(localhost(), c.into_inner())
-                    .await
-                    .expect("TLS");
-                let (r, w) = tokio::io::split(t);
-                let (got, at) = dribble(r, w, b"USER someone\r\n", since).await;
-                assert_login_timeout("dribbled USER after TLS", &got, at, true);
-            };
-            // Complete lines, one per second, but never a login.
-            let busy = async {
-                let since = Instant::now();
-                let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
-                let mut closed = None;
-                for _ in 0..10 {
-                    match ftp.cmd("NOOP").await {
-                        Ok(r) if r.code == 200 => {}
-                        Ok(r) => {
-                            closed = Some((r, since.elapsed()));
-                            break;
-                        }
-                        Err(e) => panic!("NOOP loop: connection ended without 421: {e}"),
+    let (_g, env) = Env::scenario(&[]).await;
+    env.beside_curl(55, "slowloris", "slowloris", async {
+        let before_tls = async {
+            let since = Instant::now();
+            let tcp = greeted(env.edge()).await.into_inner();
+            let (r, w) = tcp.into_split();
+            let (got, at) = dribble(r, w, b"USER someone\r\n", since).await;
+            assert_login_timeout("dribbled USER before TLS", &got, at, true);
+        };
+        let after_tls = async {
+            let since = Instant::now();
+            let mut c = greeted(env.edge()).await;
+            c.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
+            let (code, _) = read_reply(&mut c).await.unwrap();
+            assert_eq!(code, 234);
+            let t = TlsConnector::from(env.tls())
+                .connect(localhost(), c.into_inner())
+                .await
+                .expect("TLS");
+            let (r, w) = tokio::io::split(t);
+            let (got, at) = dribble(r, w, b"USER someone\r\n", since).await;
+            assert_login_timeout("dribbled USER after TLS", &got, at, true);
+        };
+        // Complete lines, one per second, but never a login.
+        let busy = async {
+            let since = Instant::now();
+            let mut ftp = RawFtp::connect_explicit(env.edge(), env.tls()).await;
+            let mut closed = None;
+            for _ in 0..10 {
+                match ftp.cmd("NOOP").await {
+                    Ok(r) if r.code == 200 => {}
+                    Ok(r) => {
+                        closed = Some((r, since.elapsed()));
+                        break;
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Err(e) => panic!("NOOP loop: connection ended without 421: {e}"),
                 }
-                let (r, at) = closed.expect("never closed by the login timeout");
-                assert_eq!(r.code, 421, "{r}");
-                assert_login_timeout("NOOP without login", b"421", at, true);
-                expect_closed_after_421(&mut ftp).await;
-            };
-            tokio::join!(before_tls, after_tls, busy);
-            good_session(&env).await;
-        }),
-    )
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let (r, at) = closed.expect("never closed by the login timeout");
+            assert_eq!(r.code, 421, "{r}");
+            assert_login_timeout("NOOP without login", b"421", at, true);
+            expect_closed_after_421(&mut ftp).await;
+        };
+        tokio::join!(before_tls, after_tls, busy);
+        good_session(&env).await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -1195,79 +1153,44 @@ async fn slowloris_closed_by_login_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_tls_handshakes_closed_by_login_timeout() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[]).await;
+    let (_g, env) = Env::scenario(&[]).await;
     let hello = client_hello(&env.tls());
     let half = &hello[..hello.len() / 2];
-    bounded(
-        55,
-        "unfinished handshakes",
-        with_curl(&env, "tls-stall", async {
-            let explicit_half = async {
-                let mut c = greeted(env.edge()).await;
-                c.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
-                let (code, _) = read_reply(&mut c).await.unwrap();
-                assert_eq!(code, 234);
-                let mut tcp = c.into_inner();
-                let since = Instant::now();
-                tcp.write_all(half).await.unwrap();
-                let got = read_until_closed(&mut tcp, LOGIN + SLACK)
-                    .await
-                    .expect("explicit: half a ClientHello");
-                let at = since.elapsed();
-                assert!(
-                    at >= LOGIN - Duration::from_millis(300),
-                    "closed early {at:?}"
-                );
-                assert!(
-                    got.is_empty() || got[0] == 0x15,
-                    "explicit half hello: {got:?}"
-                );
-            };
-            let implicit_silent = async {
-                let since = Instant::now();
-                let mut tcp = TcpStream::connect(env.imp()).await.unwrap();
-                let got = read_until_closed(&mut tcp, LOGIN + SLACK)
-                    .await
-                    .expect("implicit: silent client");
-                let at = since.elapsed();
-                assert!(
-                    at >= LOGIN - Duration::from_millis(300),
-                    "closed early {at:?}"
-                );
-                assert!(got.is_empty(), "implicit silent: {got:?}");
-            };
-            let implicit_half = async {
-                let since = Instant::now();
-                let mut tcp = TcpStream::connect(env.imp()).await.unwrap();
-                tcp.write_all(half).await.unwrap();
-                let got = read_until_closed(&mut tcp, LOGIN + SLACK)
-                    .await
-                    .expect("implicit: half a ClientHello");
-                let at = since.elapsed();
-                assert!(
-                    at >= LOGIN - Duration::from_millis(300),
-                    "closed early {at:?}"
-                );
-                assert!(
-                    got.is_empty() || got[0] == 0x15,
-                    "implicit half hello: {got:?}"
-                );
-            };
-            tokio::join!(explicit_half, implicit_silent, implicit_half);
-            good_session(&env).await;
-            // The implicit listener still serves.
-            let mut ftp = RawFtp::connect_implicit(env.imp(), env.tls())
-                .await
-                .expect("implicit");
-            ftp.login(TEST_USER, TEST_PASS).await;
-            ftp.prot(true).await;
-            ftp.binary().await;
-            assert_eq!(sha256_bytes(&ftp.retr(SMALL).await), env.small_sha);
-            ftp.quit().await;
-        }),
-    )
+    env.beside_curl(55, "unfinished handshakes", "tls-stall", async {
+        let explicit_half = async {
+            let mut c = greeted(env.edge()).await;
+            c.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
+            let (code, _) = read_reply(&mut c).await.unwrap();
+            assert_eq!(code, 234);
+            let mut tcp = c.into_inner();
+            let since = Instant::now();
+            tcp.write_all(half).await.unwrap();
+            closed_by_login_timeout(&mut tcp, since, "explicit: half a ClientHello").await;
+        };
+        let implicit_silent = async {
+            let since = Instant::now();
+            let mut tcp = TcpStream::connect(env.imp()).await.unwrap();
+            let got = closed_by_login_timeout(&mut tcp, since, "implicit: silent client").await;
+            assert!(got.is_empty(), "implicit silent: {got:?}");
+        };
+        let implicit_half = async {
+            let since = Instant::now();
+            let mut tcp = TcpStream::connect(env.imp()).await.unwrap();
+            tcp.write_all(half).await.unwrap();
+            closed_by_login_timeout(&mut tcp, since, "implicit: half a ClientHello").await;
+        };
+        tokio::join!(explicit_half, implicit_silent, implicit_half);
+        good_session(&env).await;
+        // The implicit listener still serves.
+        let mut ftp = RawFtp::connect_implicit(env.imp(), env.tls())
+            .await
+            .expect("implicit");
+        ftp.login(TEST_USER, TEST_PASS).await;
+        ftp.prot(true).await;
+        ftp.binary().await;
+        assert_eq!(sha256_bytes(&ftp.retr(SMALL).await), env.small_sha);
+        ftp.quit().await;
+    })
     .await;
     env.settle_and_shutdown().await;
 }
@@ -1277,53 +1200,47 @@ async fn unfinished_tls_handshakes_closed_by_login_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_after_234_before_client_hello_is_closed() {
-    let _g = shared().await;
-    let vs = plain_vsftpd();
-    let env = Env::start(vs, &[Fault::None]).await;
+    let (_g, env) = Env::scenario(&[Fault::None]).await;
     let evil = format!("USER {}\r\nPASS {TEST_PASS}\r\n", Env::faulty_user(0));
     let hello = client_hello(&env.tls());
-    bounded(
-        55,
-        "plaintext after 234",
-        with_curl(&env, "after-234", async {
-            // (a) separate writes: 234 read, plaintext, a moment later the ClientHello.
-            // (b) plaintext and ClientHello in one write right after 234.
-            for variant in ["separate", "one-write"] {
-                let mut c = greeted(env.edge()).await;
-                c.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
-                let (code, _) = read_reply(&mut c).await.unwrap();
-                assert_eq!(code, 234);
-                let mut tcp = c.into_inner();
-                if variant == "separate" {
-                    tcp.write_all(evil.as_bytes()).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = tcp.write_all(&hello).await;
-                } else {
-                    let mut both = evil.clone().into_bytes();
-                    both.extend_from_slice(&hello);
-                    tcp.write_all(&both).await.unwrap();
-                }
-                let got = read_until_closed(&mut tcp, Duration::from_secs(5))
-                    .await
-                    .unwrap_or_else(|e| panic!("{variant}: {e}"));
-                let text = String::from_utf8_lossy(&got);
-                assert!(
-                    !text.contains("331") && !text.contains("230") && !text.contains("530"),
-                    "{variant}: plaintext after 234 was answered: {text:?}"
-                );
-                assert!(
-                    got.is_empty() || got[0] == 0x15,
-                    "{variant}: expected nothing or a TLS alert, got {text:?}"
-                );
+    env.beside_curl(55, "plaintext after 234", "after-234", async {
+        // (a) separate writes: 234 read, plaintext, a moment later the ClientHello.
+        // (b) plaintext and ClientHello in one write right after 234.
+        for variant in ["separate", "one-write"] {
+            let mut c = greeted(env.edge()).await;
+            c.get_mut().write_all(b"AUTH TLS\r\n").await.unwrap();
+            let (code, _) = read_reply(&mut c).await.unwrap();
+            assert_eq!(code, 234);
+            let mut tcp = c.into_inner();
+            if variant == "separate" {
+                tcp.write_all(evil.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tcp.write_all(&hello).await;
+            } else {
+                let mut both = evil.clone().into_bytes();
+                both.extend_from_slice(&hello);
+                tcp.write_all(&both).await.unwrap();
             }
-            assert_eq!(
-                env.proxies[0].connections(),
-                0,
-                "pipelined USER opened a backend connection"
+            let got = read_until_closed(&mut tcp, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("{variant}: {e}"));
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                !text.contains("331") && !text.contains("230") && !text.contains("530"),
+                "{variant}: plaintext after 234 was answered: {text:?}"
             );
-            good_session(&env).await;
-        }),
-    )
+            assert!(
+                got.is_empty() || got[0] == 0x15,
+                "{variant}: expected nothing or a TLS alert, got {text:?}"
+            );
+        }
+        assert_eq!(
+            env.proxies[0].connections(),
+            0,
+            "pipelined USER opened a backend connection"
+        );
+        good_session(&env).await;
+    })
     .await;
     assert!(
         !env.vs.log().contains(&Env::faulty_user(0)),

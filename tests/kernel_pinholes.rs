@@ -89,16 +89,7 @@ impl std::ops::Deref for Site {
     }
 }
 
-impl Site {
-    /// Lab with the ruleset loaded in `gw` (when `ruleset`), vsftpd, and the gateway.
-    fn start(ruleset: bool, yaml: &str) -> Site {
-        Site(LabSite::start(yaml, |lab| {
-            if ruleset {
-                lab.nft("gw", RULESET);
-            }
-        }))
-    }
-
+impl SiteChecks for Site {
     /// Gateway config + log, the ruleset state and the tail of the vsftpd log.
     fn ctx(&self) -> String {
         let tail = self.vsftpd_tail(40);
@@ -111,6 +102,17 @@ impl Site {
             String::from_utf8_lossy(&table.stdout),
             String::from_utf8_lossy(&table.stderr),
         )
+    }
+}
+
+impl Site {
+    /// Lab with the ruleset loaded in `gw` (when `ruleset`), vsftpd, and the gateway.
+    fn start(ruleset: bool, yaml: &str) -> Site {
+        Site(LabSite::start(yaml, |lab| {
+            if ruleset {
+                lab.nft("gw", RULESET);
+            }
+        }))
     }
 
     /// `nft list set inet ftpsgate SET` in `gw`.
@@ -141,16 +143,6 @@ impl Site {
         self.0.finish();
     }
 
-    #[track_caller]
-    fn check_download(&self, local: &Path, sha: &str, what: &str) {
-        self.check_download_ctx(local, sha, what, || self.ctx());
-    }
-
-    #[track_caller]
-    fn check_upload(&self, remote: &str, sha: &str, what: &str) {
-        self.check_upload_ctx(remote, sha, what, || self.ctx());
-    }
-
     /// Downloads and uploads with curl (EPSV, then PASV) and lftp (PASV) from `lan`
     /// over `addr`; returns every passive port the gateway announced.
     async fn transfers(&self, addr: SocketAddr, tag: &str) -> Vec<u16> {
@@ -164,8 +156,7 @@ impl Site {
         let got = curl.get(&self.lab, &down, &local).await;
         assert_ok(&got, self);
         self.check_download(&local, &sha, &what);
-        let up_local = self.local(&format!("{tag}-curl-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
+        let (up_local, up_sha) = self.upload_source(&format!("{tag}-curl-up.bin"), FILE_SIZE);
         let up_remote = format!("{tag}-curl-up.bin");
         let put = curl.put(&self.lab, &up_local, &up_remote).await;
         assert_ok(&put, self);
@@ -184,23 +175,9 @@ impl Site {
 
         let what = format!("lftp {tag}");
         let lftp = NsLftp::new("lan", addr, Security::Explicit, self.gw.ca());
-        let local = self.local(&format!("{tag}-lftp.bin"));
-        let up_local = self.local(&format!("{tag}-lftp-up.bin"));
-        let up_sha = make_file(&up_local, FILE_SIZE);
-        let up_remote = format!("{tag}-lftp-up.bin");
-        let out = lftp
-            .script(
-                &self.lab,
-                &format!(
-                    "get {down} -o {}; put {} -o {up_remote}",
-                    local.display(),
-                    up_local.display()
-                ),
-            )
+        let out = self
+            .lftp_round_trip(&lftp, &down, &sha, &format!("{tag}-lftp"), FILE_SIZE, &what)
             .await;
-        assert_ok(&out, self);
-        self.check_download(&local, &sha, &what);
-        self.check_upload(&up_remote, &up_sha, &what);
         ports.extend(announced(&out.stderr));
 
         assert!(
@@ -283,7 +260,7 @@ impl HeldGet {
 
 #[track_caller]
 fn assert_ok(out: &common::Output, site: &Site) {
-    assert!(out.success(), "client failed: {out}\n{}", site.ctx());
+    site.assert_ok(out);
 }
 
 /// Ports of every 227/229 reply in a client's output.
@@ -566,8 +543,7 @@ async fn startup_without_the_set() {
     let got = curl.get(&site.lab, down, &local).await;
     assert_ok(&got, &site);
     site.check_download(&local, &sha, "curl with on_error: warn");
-    let up_local = site.local("warn-up.bin");
-    let up_sha = make_file(&up_local, FILE_SIZE);
+    let (up_local, up_sha) = site.upload_source("warn-up.bin", FILE_SIZE);
     let put = curl.put(&site.lab, &up_local, "warn-up.bin").await;
     assert_ok(&put, &site);
     site.check_upload("warn-up.bin", &up_sha, "curl upload with on_error: warn");

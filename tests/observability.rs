@@ -10,12 +10,12 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::gateway::gateway_yaml;
+use common::harness::{captured_logs, init_logs_capturing};
 use common::raw::expect_refused;
 use common::*;
 
@@ -24,34 +24,14 @@ const WRONG_PASS: &str = "Wr0ng-S3cret-4f9c2b";
 
 // ---------------------------------------------------------------- log capture
 
-/// Everything the `tracing` subscriber of this test binary wrote (all tests share it).
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info,ftpsgate=trace"))
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .try_init();
-        buf
-    })
+/// Captures `info` from everything and `ftpsgate` down to `trace` (all tests share it).
+fn init_logs() {
+    init_logs_capturing("info,ftpsgate=trace");
 }
 
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Everything captured so far, from every test of this binary.
 fn logs_text() -> String {
+    init_logs();
     String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
 }
 
@@ -66,13 +46,36 @@ struct Observe {
     transfer_log: Option<&'static str>,
 }
 
+impl Observe {
+    /// A transfer log in `format`.
+    fn transfer_log(format: &'static str) -> Observe {
+        Observe {
+            transfer_log: Some(format),
+            ..Observe::default()
+        }
+    }
+
+    /// `extra` under the backend.
+    fn backend_extra(extra: &'static str) -> Observe {
+        Observe {
+            backend_extra: extra,
+            ..Observe::default()
+        }
+    }
+}
+
+/// [`start_observed`] in front of `vs`, verified with its CA.
+async fn observe_vsftpd(vs: &Vsftpd, observe: Observe) -> (GwEnv, SocketAddr) {
+    start_observed(Backend::for_vsftpd(vs), Some(vs), observe).await
+}
+
 /// Like `GwEnv::start`, plus `metrics: { bind: "127.0.0.1:0" }` and `observe`.
 async fn start_observed(
     back: Backend,
     vs: Option<&Vsftpd>,
     observe: Observe,
 ) -> (GwEnv, SocketAddr) {
-    captured_logs();
+    init_logs();
     let dir = temp_dir("gw-obs");
     let certs = Certs::generate(dir.path(), "gw");
     if let Some(vs) = vs {
@@ -108,13 +111,9 @@ async fn start_observed(
 /// A gateway in front of `vs` with a 1 s health check, returned once the first check
 /// has reported `vs` up (it runs at once; allowed one timeout plus slack).
 async fn start_checked(vs: &Vsftpd) -> (GwEnv, SocketAddr) {
-    let (gw, maddr) = start_observed(
-        Backend::for_vsftpd(vs),
-        Some(vs),
-        Observe {
-            backend_extra: "health_check: { interval: 1s, timeout: 1s }",
-            ..Observe::default()
-        },
+    let (gw, maddr) = observe_vsftpd(
+        vs,
+        Observe::backend_extra("health_check: { interval: 1s, timeout: 1s }"),
     )
     .await;
     scrape_until(maddr, Duration::from_secs(3), "backend up", |s| {
@@ -233,27 +232,12 @@ fn promtool() -> &'static str {
     "promtool"
 }
 
-fn strict_vsftpd() -> Vsftpd {
-    ensure_tools();
-    Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    })
-}
-
 // ---------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_follow_a_curl_download_and_upload() {
-    let vs = strict_vsftpd();
-    let (gw, maddr) = start_observed(
-        Backend::for_vsftpd(&vs),
-        Some(&vs),
-        Observe {
-            transfer_log: Some("xferlog"),
-            ..Observe::default()
-        },
-    )
-    .await;
+    let vs = Vsftpd::strict();
+    let (gw, maddr) = observe_vsftpd(&vs, Observe::transfer_log("xferlog")).await;
     const DOWN: usize = 3 * MIB + 517;
     const UP: usize = 200 * KIB + 3;
     let sha = vs.make_file("obs-down.bin", DOWN);
@@ -457,8 +441,8 @@ async fn counters_follow_a_curl_download_and_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stealing_attempt_counts_a_refusal() {
-    let vs = strict_vsftpd();
-    let (gw, maddr) = start_observed(Backend::for_vsftpd(&vs), Some(&vs), Observe::default()).await;
+    let vs = Vsftpd::strict();
+    let (gw, maddr) = observe_vsftpd(&vs, Observe::default()).await;
     let sha = vs.make_file("steal.bin", 64 * KIB);
     let mut ftp = RawFtp::ready_explicit(gw.addr(), gw.certs.client_config()).await;
     let before = scrape(maddr).await;
@@ -505,7 +489,7 @@ async fn stealing_attempt_counts_a_refusal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_reports_a_backend_taken_down_and_readyz_follows() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let (gw, maddr) = start_checked(&vs).await;
     let (status, _, body) = http_get(maddr, "/readyz", None).await;
     assert_eq!(status, 200, "{body}");
@@ -593,14 +577,10 @@ async fn without_checks_a_backend_counts_as_healthy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_the_exposition_and_the_shipped_rules() {
     let promtool = promtool();
-    let vs = strict_vsftpd();
-    let (gw, maddr) = start_observed(
-        Backend::for_vsftpd(&vs),
-        Some(&vs),
-        Observe {
-            backend_extra: "health_check: { interval: 2s, timeout: 1s }",
-            ..Observe::default()
-        },
+    let vs = Vsftpd::strict();
+    let (gw, maddr) = observe_vsftpd(
+        &vs,
+        Observe::backend_extra("health_check: { interval: 2s, timeout: 1s }"),
     )
     .await;
     vs.make_file("p.bin", 10 * KIB);
@@ -665,16 +645,8 @@ async fn promtool_accepts_the_exposition_and_the_shipped_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_in_logs_metrics_or_transfer_log() {
-    let vs = strict_vsftpd();
-    let (gw, maddr) = start_observed(
-        Backend::for_vsftpd(&vs),
-        Some(&vs),
-        Observe {
-            transfer_log: Some("json"),
-            ..Observe::default()
-        },
-    )
-    .await;
+    let vs = Vsftpd::strict();
+    let (gw, maddr) = observe_vsftpd(&vs, Observe::transfer_log("json")).await;
     let (user, pass) = test_user();
     vs.make_file("secret.bin", 4 * KIB);
 
@@ -720,7 +692,7 @@ async fn no_password_in_logs_metrics_or_transfer_log() {
 /// counted as healthy for routing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_a_backend_to_health_checks_and_readyz() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let (gw, maddr) = start_checked(&vs).await;
     let yaml = gw.yaml.replacen(
         "\ntimeouts:",

@@ -14,11 +14,11 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::clients::{Curl, Output, Security};
-use common::harness::{bounded, PortRanges};
+use common::harness::{bounded, init_stderr_logs, own_range};
 use common::raw::RawFtp;
 use common::*;
 
@@ -29,34 +29,6 @@ const LO3: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-fn init_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_ansi(false)
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-    });
-}
-
-/// Passive ranges for this binary's gateways: away from `pasv_range()` (41000 and up,
-/// vsftpd and other binaries), from `tests/bad_input.rs` (30000–31999), and below the
-/// ephemeral ports (32768 and up) so no outgoing connection can occupy them.
-fn own_range(width: u16) -> (u16, u16) {
-    static RANGES: PortRanges = PortRanges::new(20000, 30000);
-    RANGES.take(width)
-}
-
-/// vsftpd with explicit TLS, `require_ssl_reuse=YES`.
-fn strict_vsftpd() -> Vsftpd {
-    Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    })
-}
 
 /// A gateway config dir: `gw.pem`/`gw.key` for the listeners (CA in the returned
 /// `Certs`), and `{name}-ca.pem` for each backend.
@@ -115,6 +87,16 @@ async fn single_gw(vs: &Vsftpd, top: &str, extra: &str) -> Gw {
     Gw::start(dir, certs, &yaml).await
 }
 
+/// The preamble of the binary's tests: a config dir for backend `vs` (see [`gw_dir`]) and
+/// listener `edge` on a concrete free port of 127.0.0.1, as `(dir, certs, addr, entry)`
+/// (the test waits for the binary on `addr`, so it cannot bind port 0).
+fn binary_edge(vs: &Vsftpd) -> (tempfile::TempDir, Certs, SocketAddr, String) {
+    let (dir, certs) = gw_dir(&[("vs", vs)]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let edge = listener("edge", &addr.to_string(), "vs", "");
+    (dir, certs, addr, edge)
+}
+
 /// An in-process gateway with its config dir.
 struct Gw {
     gw: Option<ftpsgate::Gateway>,
@@ -124,7 +106,7 @@ struct Gw {
 
 impl Gw {
     async fn start(dir: tempfile::TempDir, certs: Certs, yaml: &str) -> Gw {
-        init_logs();
+        init_stderr_logs();
         let gw = start_gateway(yaml, dir.path()).await;
         Gw {
             gw: Some(gw),
@@ -344,7 +326,7 @@ async fn wait_log(p: &Proc, needle: &str, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cidr_access_global_and_listener_rules() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 256 * KIB);
     let (dir, certs) = gw_dir(&[("vs", &vs)]);
     let yaml = config(
@@ -441,7 +423,7 @@ async fn cidr_access_global_and_listener_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_routing_to_two_backends() {
-    let (va, vb) = (strict_vsftpd(), strict_vsftpd());
+    let (va, vb) = (Vsftpd::strict(), Vsftpd::strict());
     va.put_file("which.txt", b"A");
     vb.put_file("which.txt", b"B");
     let (sha_a, sha_b) = (sha256_bytes(b"A"), sha256_bytes(b"B"));
@@ -531,7 +513,7 @@ async fn user_routing_to_two_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_commands_get_550() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 300 * KIB);
     let gw = single_gw(
         &vs,
@@ -590,7 +572,7 @@ async fn denied_commands_get_550() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_cool_down_the_address() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 64 * KIB);
     let gw = single_gw(
         &vs,
@@ -651,7 +633,7 @@ async fn failed_logins_cool_down_the_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_ip_session_limit() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 64 * KIB);
     let gw = single_gw(&vs, "", "limits: { max_sessions_per_ip: 2 }").await;
     let addr = gw.addr("edge");
@@ -692,7 +674,7 @@ async fn per_ip_session_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_during_transfer_and_refused_reloads() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let big = vs.make_file("big.bin", 64 * MIB);
     let small = vs.make_file("small.bin", 32 * KIB);
     let (dir, certs) = gw_dir(&[("vs", &vs)]);
@@ -797,7 +779,7 @@ async fn reload_during_transfer_and_refused_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_listeners() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 200 * KIB);
     let (dir, certs) = gw_dir(&[("vs", &vs)]);
     let edge = listener("edge", "127.0.0.1:0", "vs", "");
@@ -846,7 +828,7 @@ async fn reload_adds_and_removes_listeners() {
 /// listener (regression test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_port0_listener_beside_port0_listeners() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 64 * KIB);
     let (dir, certs) = gw_dir(&[("vs", &vs)]);
     let edge = listener("edge", "127.0.0.1:0", "vs", "");
@@ -884,12 +866,9 @@ fn binary_config(dir: &Path, top: &str, vs: &Vsftpd, edge: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_running_transfer_and_exits_0() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("big16.bin", 16 * MIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let edge = listener("edge", &addr.to_string(), "vs", "");
+    let (dir, certs, addr, edge) = binary_edge(&vs);
     let cfg = binary_config(dir.path(), "", &vs, &edge);
     let mut p = Proc::run(&cfg);
     let out = dir.path().join("big16.out");
@@ -940,12 +919,9 @@ async fn sigterm_drains_running_transfer_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_grace_cuts_slow_transfer() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     vs.make_file("big16.bin", 16 * MIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let edge = listener("edge", &addr.to_string(), "vs", "");
+    let (dir, certs, addr, edge) = binary_edge(&vs);
     let cfg = binary_config(dir.path(), "shutdown: { grace: 1s }\n", &vs, &edge);
     let mut p = Proc::run(&cfg);
     let out = dir.path().join("big16.out");
@@ -994,12 +970,9 @@ async fn sigterm_grace_cuts_slow_transfer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_watch_reload_the_policy_file() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 128 * KIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let edge = listener("edge", &addr.to_string(), "vs", "");
+    let (dir, certs, addr, edge) = binary_edge(&vs);
     let deny2 = "access:\n  - deny: [\"127.0.0.2/32\"]\n";
     let watch = "reload: { watch: true, interval: 1s }\n";
     let cfg = binary_config(dir.path(), "", &vs, &edge);
@@ -1058,12 +1031,9 @@ async fn sighup_and_watch_reload_the_policy_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_reloads_on_included_file_change() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 64 * KIB);
-    let (dir, certs) = gw_dir(&[("vs", &vs)]);
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let edge = listener("edge", &addr.to_string(), "vs", "");
+    let (dir, certs, addr, edge) = binary_edge(&vs);
     let acl = dir.path().join("acl.yaml");
     std::fs::write(&acl, "access:\n  - deny: [\"127.0.0.3/32\"]\n").unwrap();
     let cfg = binary_config(
@@ -1234,7 +1204,7 @@ backends:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_selects_the_certificate() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", 100 * KIB);
     let (dir, certs) = gw_dir(&[("vs", &vs)]);
     let alt = Certs::generate_for(dir.path(), "alt", &["alt.test"]);
@@ -1300,7 +1270,7 @@ async fn sni_selects_the_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_cap_keeps_data_intact() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let sha = vs.make_file("file.bin", MIB);
     let gw = single_gw(&vs, "", "limits: { bandwidth: \"512KiB\" }").await;
     let out = gw.dir.path().join("out.bin");

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::clients::{Curl, Security};
-use common::harness::{bounded, captured_logs, init_logs, PortRanges};
+use common::harness::{bounded, captured_logs, init_logs, own_range};
 use common::raw::{connect_from, expect_refused, RawFtp};
 use common::*;
 
@@ -50,21 +50,6 @@ fn log_lines(listener: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// Passive ranges of this binary's gateways: 12000–19999, away from `pasv_range()`
-/// (41000 and up), `tests/policy.rs` (20000–29999), `tests/bad_input.rs` (30000–31999),
-/// and below the ephemeral ports (32768 and up).
-fn own_range(width: u16) -> (u16, u16) {
-    static RANGES: PortRanges = PortRanges::new(12000, 20000);
-    RANGES.take(width)
-}
-
-fn strict_vsftpd() -> Vsftpd {
-    ensure_tools();
-    Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    })
-}
 
 fn v4(ip: IpAddr) -> Ipv4Addr {
     match ip {
@@ -284,7 +269,7 @@ const PP: &str = r#"{ from: ["127.0.0.1/32"], timeout: 1s }"#;
 // 1. Raw PROXY v1 / v2 on an explicit-TLS listener → strict vsftpd
 
 async fn explicit_proxied_suite(version: u8) {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let name = format!("pp-explicit-v{version}");
     let gw = Gw::start(&name, "explicit", &vs, PP, own_range(20), "", "").await;
     let addr = gw.addr();
@@ -350,7 +335,7 @@ async fn proxy_v2_explicit_strict_vsftpd() {
 /// is the balancer's own and keeps its address — data from 127.0.0.1 is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_local_and_unknown_keep_balancer_address() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let gw = Gw::start("pp-local", "explicit", &vs, PP, own_range(20), "", "").await;
     let addr = gw.addr();
     for (tag, header) in [
@@ -379,7 +364,7 @@ async fn proxy_local_and_unknown_keep_balancer_address() {
 /// header naming 127.0.0.5 on the same listener is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_source_is_subject_to_access_policy() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let gw = Gw::start(
         "pp-access",
         "explicit",
@@ -435,7 +420,7 @@ async fn proxy_source_is_subject_to_access_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_refusals_close_without_reply() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let gw = Gw::start("pp-refuse", "explicit", &vs, PP, own_range(20), "", "").await;
     let addr = gw.addr();
     bounded(45, "pp-refuse", async {
@@ -553,7 +538,7 @@ async fn proxy_refusals_close_without_reply() {
 // 3. Implicit FTPS: header, then the ClientHello (no over-read); curl --haproxy-protocol
 
 async fn implicit_proxied(version: u8) {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let name = format!("pp-implicit-v{version}");
     let gw = Gw::start(&name, "implicit", &vs, PP, own_range(20), "", "").await;
     let addr = gw.addr();
@@ -612,7 +597,7 @@ async fn proxy_v1_implicit_header_then_client_hello() {
 /// curl that no longer sends the header on data connections (then everything must pass).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_haproxy_protocol_control_and_data() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let work = temp_dir("pp-curl");
     for (mode, security) in [
         ("implicit", Security::Implicit),
@@ -900,7 +885,7 @@ fn logins_ok(metrics: &ftpsgate::metrics::Metrics, listener: &str) -> f64 {
 /// check has taken it out (≤ ~2 s), every new session succeeds on replica 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_two_replicas_scale_out_and_failover() {
-    let vs = strict_vsftpd();
+    let vs = Vsftpd::strict();
     let pp = r#"{ from: ["127.0.0.1/32"], timeout: 2s }"#;
     let only_7 = "    access: [ { allow: [\"127.0.0.7/32\"] } ]\n";
     let (r1n, r2n) = ("ha-r1", "ha-r2");

@@ -12,7 +12,9 @@
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use arbitrary::Arbitrary;
 use ftpsgate::config::{AccessRule, Action, CommandPolicy, FailedLogins};

@@ -23,7 +23,7 @@ use std::time::Duration;
 use arbitrary::{Result, Unstructured};
 use ftpsgate::config::{CommandPolicy, DataMode, Timeouts, TlsMode};
 use ftpsgate::control::{Framed, LineFramer, Reply, MAX_LINE};
-use ftpsgate::metrics::TransferResult;
+use ftpsgate::session::outcome::TransferResult;
 use ftpsgate::session::state::{
     Action, BackendSide, ClientSide, Env, Finished, Input, Machine, RouteFailure, Routed, Settings,
     TransferFailure, MAX_PIPELINE,

@@ -12,14 +12,16 @@ pub mod pool;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::net::TcpStream;
 
 use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
-use crate::metrics::{BackendErrorKind, Metrics, Side};
+use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
 use crate::stream::{BackendStream, MaybeTls};
 use crate::tls::{self, BackendTls, SessionConnector};
 
@@ -175,8 +177,12 @@ impl DataTarget {
                         let conn = t.get_ref().1;
                         let version = tls::version_name(conn.protocol_version());
                         let resumed = tls::was_resumed(conn.handshake_kind());
-                        self.metrics
-                            .tls_handshake(Side::Backend, version, true, resumed);
+                        self.metrics.tls_handshake(
+                            Side::Backend,
+                            version,
+                            Handshake::Ok,
+                            Resumption::from_resumed(resumed),
+                        );
                         if !resumed {
                             // Strict servers (vsftpd require_ssl_reuse) will refuse this one.
                             tracing::debug!(
@@ -186,8 +192,12 @@ impl DataTarget {
                         Ok(MaybeTls::Tls(Box::new(t)))
                     }
                     Ok(Err(e)) => {
-                        self.metrics
-                            .tls_handshake(Side::Backend, "none", false, false);
+                        self.metrics.tls_handshake(
+                            Side::Backend,
+                            "none",
+                            Handshake::Failed,
+                            Resumption::Full,
+                        );
                         Err(BackendError::Tls(e))
                     }
                     Err(_) => Err(BackendError::Timeout(addr.to_string())),
@@ -227,9 +237,12 @@ pub async fn connect(
     if let Err(e) = &res {
         backend.metrics.backend_error(&backend.cfg.name, e.kind());
         if matches!(e, BackendError::Tls(_)) {
-            backend
-                .metrics
-                .tls_handshake(Side::Backend, "none", false, false);
+            backend.metrics.tls_handshake(
+                Side::Backend,
+                "none",
+                Handshake::Failed,
+                Resumption::Full,
+            );
         }
     }
     res
@@ -318,7 +331,7 @@ async fn connect_inner(
         tls_version = tls::version_name(t.get_ref().1.protocol_version());
         backend
             .metrics
-            .tls_handshake(Side::Backend, tls_version, true, false);
+            .tls_handshake(Side::Backend, tls_version, Handshake::Ok, Resumption::Full);
         // RFC 4217 §9: PBSZ 0 must precede PROT.
         chan.send_line(b"PBSZ 0").await?;
         let r = read_final(&mut chan, limit).await?;

@@ -14,11 +14,12 @@ mod build;
 mod duration;
 mod include;
 mod lines;
+mod pattern;
 mod raw;
 mod typed;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 use std::path::Path;
@@ -28,8 +29,11 @@ pub use typed::{
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
     ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
     ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
-    TransferLogConfig, TransferLogFormat,
+    TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
 };
+
+use pattern::pattern_covers;
+pub use pattern::user_matches;
 
 /// Name used as the error location for YAML that did not come from a file.
 const INLINE_SOURCE: &str = "<yaml>";
@@ -110,7 +114,7 @@ impl Config {
                 let p = format!("listeners[{i}].routes[{j}]");
                 let shadow = l.routes[..j]
                     .iter()
-                    .position(|earlier| crate::policy::pattern_covers(&earlier.user, &r.user));
+                    .position(|earlier| pattern_covers(&earlier.user, &r.user));
                 if let Some(k) = shadow {
                     out.push(format!(
                         "{p}.user: \"{}\" is never used: every name it matches is matched by \
@@ -120,7 +124,7 @@ impl Config {
                 }
                 if let CommandPolicy::Allow(verbs) | CommandPolicy::Deny(verbs) = &r.commands {
                     for v in verbs {
-                        if crate::policy::NEVER_FILTERED.contains(&v.as_str()) {
+                        if NEVER_FILTERED.contains(&v.as_str()) {
                             out.push(format!(
                                 "{p}.commands: {v} is never filtered (session management)"
                             ));
@@ -143,11 +147,7 @@ impl Config {
                     ));
                 }
             }
-            if !self
-                .listeners
-                .iter()
-                .any(|l| crate::policy::routable(l, &b.name))
-            {
+            if !self.listeners.iter().any(|l| l.routes_to(&b.name)) {
                 out.push(format!(
                     "{p}.name: backend \"{}\" is not used by any listener",
                     b.name

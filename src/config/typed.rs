@@ -128,8 +128,16 @@ pub enum Balance {
     LeastConnections,
 }
 
+/// Commands a [`CommandPolicy`] never filters (`policy::command_allowed`): login,
+/// TLS and session management, data connection setup. Filtering them would break
+/// sessions, not protect files.
+pub const NEVER_FILTERED: &[&str] = &[
+    "USER", "PASS", "ACCT", "AUTH", "PBSZ", "PROT", "CCC", "QUIT", "FEAT", "NOOP", "SYST", "OPTS",
+    "HELP", "TYPE", "MODE", "STRU", "PASV", "EPSV", "PORT", "EPRT", "ABOR", "REIN",
+];
+
 /// Which FTP commands a routed session may send. Session-management commands
-/// (`policy::command_allowed`) are never filtered.
+/// ([`NEVER_FILTERED`]) are never filtered (`policy::command_allowed`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum CommandPolicy {
     /// No filter (default).
@@ -217,6 +225,18 @@ pub struct Listener {
     /// Accept a PROXY protocol v1/v2 header from these sources (and only
     /// from them: anyone else is refused). `None`: no PROXY protocol.
     pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+impl Listener {
+    /// Whether `name` is this listener's default backend or in any of its routes:
+    /// the backends a session on it can reach.
+    pub fn routes_to(&self, name: &str) -> bool {
+        self.backend == name
+            || self
+                .routes
+                .iter()
+                .any(|r| r.backends.iter().any(|b| b == name))
+    }
 }
 
 /// Client-side TLS of a listener.

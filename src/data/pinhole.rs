@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
-use crate::metrics::{Metrics, PinholeRefusal, Side};
+use crate::control::Direction;
+use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
 
@@ -88,8 +89,8 @@ pub struct Pinhole {
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    /// The transfer's direction once its command arrived (`true`: download).
-    direction: watch::Sender<Option<bool>>,
+    /// The transfer's direction once its command arrived.
+    direction: watch::Sender<Option<Direction>>,
     /// Kernel pinhole to close if this one is dropped before its task ends
     /// (replaced by a new PASV, session over), with the client it was for.
     kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
@@ -190,8 +191,8 @@ impl Pinhole {
     }
 
     /// The transfer command arrived: tell the pending handshake its direction.
-    pub fn set_direction(&self, download: bool) {
-        let _ = self.direction.send(Some(download));
+    pub fn set_direction(&self, direction: Direction) {
+        let _ = self.direction.send(Some(direction));
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
@@ -235,7 +236,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
-    direction: watch::Receiver<Option<bool>>,
+    direction: watch::Receiver<Option<Direction>>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -276,13 +277,17 @@ async fn accept_one(
                 }
                 tracing::debug!(port, ?known, "data handshake");
                 let mut t = match start
-                    .into_stream(acceptors.data(known.unwrap_or(true)))
+                    .into_stream(acceptors.data(known.unwrap_or(Direction::Download)))
                     .await
                 {
                     Ok(t) => t,
                     Err(e) => {
-                        spec.metrics
-                            .tls_handshake(Side::Client, "none", false, false);
+                        spec.metrics.tls_handshake(
+                            Side::Client,
+                            "none",
+                            Handshake::Failed,
+                            Resumption::Full,
+                        );
                         return Err(PinholeError::Tls(e));
                     }
                 };
@@ -296,8 +301,12 @@ async fn accept_one(
                     // flight, and a known direction chose its config).
                     t.get_mut().0.release();
                 }
-                spec.metrics
-                    .tls_handshake(Side::Client, version, true, resumed);
+                spec.metrics.tls_handshake(
+                    Side::Client,
+                    version,
+                    Handshake::Ok,
+                    Resumption::from_resumed(resumed),
+                );
                 if *require_reuse && !resumed {
                     tracing::warn!(
                         port,

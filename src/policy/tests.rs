@@ -1,9 +1,12 @@
 //! Tests of the pure policy decisions.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::*;
+use crate::config::tests::load_shipped;
 use crate::config::{Active, ListenerLimits, ListenerTls, Passive, PortRange, TlsMode, TlsVersion};
 
 fn ip(s: &str) -> IpAddr {
@@ -83,57 +86,6 @@ fn ipv4_mapped_clients_match_ipv4_networks_and_back() {
         check_access(&v6, &[], ip("127.0.0.1")),
         AccessDecision::Deny { rule: None }
     );
-}
-
-#[test]
-fn globs() {
-    for (p, u) in [
-        ("alice", "alice"),
-        ("*", ""),
-        ("*", "anyone"),
-        ("ro-*", "ro-"),
-        ("ro-*", "ro-bob"),
-        ("?ob", "bob"),
-        ("a*b*c", "aXXbYYc"),
-        ("a*b*c", "abc"),
-        ("*@example.com", "x@example.com"),
-        ("**", "x"),
-        ("ü?", "üx"),
-    ] {
-        assert!(user_matches(p, u), "{p} should match {u}");
-    }
-    for (p, u) in [
-        ("alice", "Alice"),
-        ("alice", "alice2"),
-        ("ro-*", "rw-bob"),
-        ("?ob", "ob"),
-        ("a*b*c", "aXXbYY"),
-        ("", "x"),
-        ("x?", "x"),
-    ] {
-        assert!(!user_matches(p, u), "{p} should not match {u}");
-    }
-}
-
-#[test]
-fn pattern_coverage() {
-    for (outer, inner) in [
-        ("*", "alice"),
-        ("*", "ro-*"),
-        ("ro-*", "ro-bob"),
-        ("ro-*", "ro-b*"),
-        ("alice", "alice"),
-        ("?lice", "alice"),
-        ("a*", "a?c"),
-    ] {
-        assert!(pattern_covers(outer, inner), "{outer} covers {inner}");
-    }
-    for (outer, inner) in [("alice", "*"), ("ro-*", "rw-*"), ("?", "*"), ("a?", "a*")] {
-        assert!(
-            !pattern_covers(outer, inner),
-            "{outer} does not cover {inner}"
-        );
-    }
 }
 
 fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
@@ -371,4 +323,48 @@ fn blocked_entries_survive_expiry_eviction() {
     t.record_failure(ip("192.0.2.2"), t0);
     t.record_failure(ip("192.0.2.3"), t0 + Duration::from_secs(120));
     assert!(t.blocked(a, t0 + Duration::from_secs(121)));
+}
+
+// Shipped policies loaded by `config`, then decided on here.
+
+#[test]
+fn shipped_routing_policy_loads() {
+    let config = load_shipped("routing.yaml");
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    let l = &config.listeners[0];
+    assert!(l.user_at_backend);
+    assert_eq!(l.routes.len(), 4);
+    assert_eq!(l.routes[3].balance, Balance::LeastConnections);
+    assert!(
+        matches!(&l.routes[3].commands, CommandPolicy::Deny(v) if v.contains(&"STOR".to_owned()))
+    );
+    let c = route(l, "alice@srv-b").expect("routable");
+    assert_eq!(
+        (c.login.as_str(), c.backends[0].as_str()),
+        ("alice", "srv-b")
+    );
+}
+
+#[test]
+fn shipped_access_policy_loads() {
+    let config = load_shipped("access.yaml");
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    assert_eq!(config.access.len(), 2);
+    assert_eq!(config.limits.max_sessions, Some(2000));
+    assert_eq!(config.limits.failed_logins, Some(FailedLogins::default()));
+    let l = &config.listeners[0];
+    assert_eq!(l.limits.bandwidth, Some(10 << 20));
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(
+        check_access(&l.access, &config.access, ip("198.51.100.7")),
+        AccessDecision::Allow
+    );
+    assert_eq!(
+        check_access(&l.access, &config.access, ip("198.51.100.200")),
+        AccessDecision::Deny { rule: Some(0) }
+    );
+    assert_eq!(
+        check_access(&l.access, &config.access, ip("203.0.113.1")),
+        AccessDecision::Deny { rule: None }
+    );
 }

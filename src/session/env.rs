@@ -6,9 +6,8 @@
 
 use std::net::IpAddr;
 
-use crate::control;
 use crate::listener::ListenerCtx;
-use crate::metrics::{BackendErrorKind, Dir, LoginResult, PinholeRefusal};
+use crate::metrics::{BackendErrorKind, LoginResult, PinholeRefusal};
 use crate::shared::Shared;
 use crate::xferlog::TransferRecord;
 
@@ -56,10 +55,7 @@ impl Env for SessionEnv<'_> {
     }
 
     fn transfer_finished(&mut self, done: &Finished) {
-        let dir = match done.kind.direction() {
-            control::Direction::Download => Dir::Download,
-            control::Direction::Upload => Dir::Upload,
-        };
+        let dir = done.kind.direction();
         let secs = done.started.elapsed().as_secs_f64();
         let bytes = done.bytes;
         self.ctx.metrics.transfer_finished(

@@ -14,10 +14,11 @@
 //! Parsing and rewriting live in `control` (pure).
 
 mod env;
+pub mod outcome;
 pub mod state;
 mod transfer;
 
-pub use crate::metrics::SessionOutcome;
+pub use outcome::{SessionOutcome, TransferResult};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -38,7 +39,7 @@ use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
 use crate::gateway::admit::Admitted;
 use crate::listener::ListenerCtx;
-use crate::metrics::Side;
+use crate::metrics::{Handshake, Resumption, Side};
 use crate::policy;
 use crate::shared::Shared;
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
@@ -92,8 +93,12 @@ async fn run_inner(
             {
                 Ok(Ok(t)) => {
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
-                    ctx.metrics
-                        .tls_handshake(Side::Client, version, true, false);
+                    ctx.metrics.tls_handshake(
+                        Side::Client,
+                        version,
+                        Handshake::Ok,
+                        Resumption::Full,
+                    );
                     MaybeTls::Tls(Box::new(t))
                 }
                 Ok(Err(e)) if closed_early(&e) => {
@@ -101,8 +106,12 @@ async fn run_inner(
                     return Err(End(O::Probe, format!("closed before TLS: {e}")));
                 }
                 Ok(Err(e)) => {
-                    ctx.metrics
-                        .tls_handshake(Side::Client, "none", false, false);
+                    ctx.metrics.tls_handshake(
+                        Side::Client,
+                        "none",
+                        Handshake::Failed,
+                        Resumption::Full,
+                    );
                     return Err(End(
                         O::TlsFailed,
                         format!("implicit TLS handshake failed: {e}"),
@@ -354,15 +363,21 @@ impl Driver {
             Ok(Ok(t)) => {
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
-                self.ctx
-                    .metrics
-                    .tls_handshake(Side::Client, version, true, false);
+                self.ctx.metrics.tls_handshake(
+                    Side::Client,
+                    version,
+                    Handshake::Ok,
+                    Resumption::Full,
+                );
                 Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
             }
             Ok(Err(e)) => {
-                self.ctx
-                    .metrics
-                    .tls_handshake(Side::Client, "none", false, false);
+                self.ctx.metrics.tls_handshake(
+                    Side::Client,
+                    "none",
+                    Handshake::Failed,
+                    Resumption::Full,
+                );
                 Err(End(
                     O::TlsFailed,
                     format!("client TLS handshake failed: {e}"),
@@ -481,7 +496,7 @@ impl Driver {
                 source_ip: self.local_addr.ip(),
                 source_ports: self.ctx.cfg.active.ports,
                 tls: self.client_data_tls(protected),
-                download: kind.direction() == control::Direction::Download,
+                direction: kind.direction(),
                 limit: self.ctx.timeouts.connect,
                 metrics: self.ctx.metrics.clone(),
             }),

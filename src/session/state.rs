@@ -43,8 +43,9 @@ use crate::control::{
     self, parse_command, render_227, render_229, Command, CommandError, EpsvArg, FeatOptions,
     ProtLevel, Reply, TransferKind,
 };
-use crate::metrics::{SessionOutcome, TransferResult};
 use crate::policy;
+
+use super::outcome::{SessionOutcome, TransferResult};
 
 /// Commands forwarded whose replies are still due, beyond which the client
 /// is not read until the backend catches up (backpressure on pipelining).

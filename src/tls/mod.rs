@@ -179,11 +179,11 @@ pub struct SessionAcceptors {
 }
 
 impl SessionAcceptors {
-    pub fn data(&self, download: bool) -> Arc<ServerConfig> {
-        if download {
-            self.download.clone()
-        } else {
-            self.upload.clone()
+    /// The config for a data connection carrying a transfer in `direction`.
+    pub fn data(&self, direction: crate::control::Direction) -> Arc<ServerConfig> {
+        match direction {
+            crate::control::Direction::Download => self.download.clone(),
+            crate::control::Direction::Upload => self.upload.clone(),
         }
     }
 }

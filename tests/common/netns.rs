@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 use super::clients::{run, Output, Security};
+use super::harness::kill_group;
 use super::{chown_to_test_user, sha256_file, temp_dir, test_user, Certs, VsftpdMode};
 use tokio::io::AsyncBufReadExt as _;
 
@@ -126,37 +127,6 @@ pub fn certs_with_sans(dir: &Path, prefix: &str, sans: &[&str]) -> Certs {
     let mut names = vec!["localhost", "127.0.0.1", "::1"];
     names.extend_from_slice(sans);
     Certs::generate_for(dir, prefix, &names)
-}
-
-/// SIGTERM the process group `pid` (our children run in their own group), wait up to
-/// 2 s, then SIGKILL; reaps `child` when given.
-fn kill_group(pid: u32, child: Option<&mut Child>) {
-    let pgid = format!("-{pid}");
-    let _ = Command::new("kill")
-        .args(["-TERM", "--", &pgid])
-        .stderr(Stdio::null())
-        .status();
-    if let Some(child) = child {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &pgid])
-            .stderr(Stdio::null())
-            .status();
-        let _ = child.kill();
-        let _ = child.wait();
-    } else {
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &pgid])
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// PIDs of the processes inside namespace `ns` (full name).
@@ -990,6 +960,23 @@ impl NsLftp {
         lab.run_in(&self.ns, "lftp", &["-c".to_string(), script], self.timeout)
             .await
     }
+
+    /// One session: `get down` into `local`, then `put up_local` as `up_remote`.
+    pub async fn get_put(
+        &self,
+        lab: &NatLab,
+        down: &str,
+        local: &Path,
+        up_local: &Path,
+        up_remote: &str,
+    ) -> Output {
+        let commands = format!(
+            "get {down} -o {}; put {} -o {up_remote}",
+            local.display(),
+            up_local.display()
+        );
+        self.script(lab, &commands).await
+    }
 }
 
 /// Runs `tests/py/ftpclient.py` in `ns` with `args`.
@@ -1033,6 +1020,47 @@ pub fn assert_no_namespaces_left(prefix: &str) {
         .filter(|n| n.starts_with(prefix))
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// What a test file adds to a [`LabSite`] (which it wraps and derefs to): the context of
+/// its failure messages. The checks here then carry that context.
+pub trait SiteChecks: std::ops::Deref<Target = LabSite> {
+    /// Gateway config and logs, and whatever else explains a failure in this file.
+    fn ctx(&self) -> String;
+
+    /// The client `out` exited successfully.
+    #[track_caller]
+    fn assert_ok(&self, out: &Output) {
+        assert!(out.success(), "client failed: {out}\n{}", self.ctx());
+    }
+
+    /// `local` has the SHA-256 `sha`.
+    #[track_caller]
+    fn check_download(&self, local: &Path, sha: &str, what: &str) {
+        self.check_download_ctx(local, sha, what, || self.ctx());
+    }
+
+    /// `remote` arrived in the vsftpd root with the SHA-256 `sha`.
+    #[track_caller]
+    fn check_upload(&self, remote: &str, sha: &str, what: &str) {
+        self.check_upload_ctx(remote, sha, what, || self.ctx());
+    }
+
+    /// [`LabSite::lftp_round_trip`] with files of `size` bytes and this context.
+    #[allow(async_fn_in_trait)]
+    async fn lftp_round_trip(
+        &self,
+        lftp: &NsLftp,
+        down: &str,
+        sha: &str,
+        name: &str,
+        size: usize,
+        what: &str,
+    ) -> Output {
+        (**self)
+            .lftp_round_trip(lftp, down, sha, name, size, what, || self.ctx())
+            .await
+    }
 }
 
 /// Lab + backend + gateway, as the NAT-lab test files use them (each wraps it in its own
@@ -1079,6 +1107,14 @@ impl LabSite {
         SocketAddr::new(GW_IP6.parse().unwrap(), port)
     }
 
+    /// A file `name` of `size` pseudo-random bytes in the client's work dir, to upload;
+    /// returns its path and SHA-256.
+    pub fn upload_source(&self, name: &str, size: usize) -> (PathBuf, String) {
+        let path = self.local(name);
+        let sha = super::make_file(&path, size);
+        (path, sha)
+    }
+
     /// A path in the client's work dir.
     pub fn local(&self, name: &str) -> PathBuf {
         self.work.join(name)
@@ -1089,6 +1125,32 @@ impl LabSite {
         let prefix = self.lab.prefix().to_string();
         drop(self);
         assert_no_namespaces_left(&prefix);
+    }
+
+    /// One `lftp` session that gets `down` (SHA-256 `sha`) into `{name}.bin` of the work
+    /// dir and puts a fresh `{name}-up.bin` of `size` bytes; checks lftp's exit and both
+    /// files (`ctx` adds context to a failure) and returns lftp's output.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn lftp_round_trip(
+        &self,
+        lftp: &NsLftp,
+        down: &str,
+        sha: &str,
+        name: &str,
+        size: usize,
+        what: &str,
+        ctx: impl Fn() -> String,
+    ) -> Output {
+        let local = self.local(&format!("{name}.bin"));
+        let up_remote = format!("{name}-up.bin");
+        let (up_local, up_sha) = self.upload_source(&up_remote, size);
+        let out = lftp
+            .get_put(&self.lab, down, &local, &up_local, &up_remote)
+            .await;
+        assert!(out.success(), "client failed: {out}\n{}", ctx());
+        self.check_download_ctx(&local, sha, what, &ctx);
+        self.check_upload_ctx(&up_remote, &up_sha, what, &ctx);
+        out
     }
 
     /// `local` has the SHA-256 `sha`; `ctx` adds context to the failure message.

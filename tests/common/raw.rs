@@ -165,28 +165,12 @@ impl RawFtp {
         let mut tcp = connect_from(bind, addr).await?;
         socket2::SockRef::from(&tcp).set_tcp_cork(true)?;
         tcp.write_all(preamble).await?;
-        let server_name = ServerName::try_from("localhost").unwrap().to_owned();
         // The kernel sends a corked partial segment after at most 200 ms; the handshake
         // proceeds then (uncorking from here would race with the ClientHello write).
-        let stream = tokio::time::timeout(
-            REPLY_TIMEOUT,
-            TlsConnector::from(tls.clone()).connect(server_name.clone(), tcp),
-        )
+        RawFtp::implicit_over(tcp, addr, tls, |tcp| {
+            socket2::SockRef::from(tcp).set_tcp_cork(false)
+        })
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        socket2::SockRef::from(stream.get_ref().0).set_tcp_cork(false)?;
-        let mut ftp = RawFtp {
-            conn: Conn::Tls(Box::new(BufReader::new(stream))),
-            peer: addr,
-            server_name,
-            tls: Some(tls),
-            greeting: Reply {
-                code: 0,
-                text: String::new(),
-            },
-        };
-        ftp.greeting = ftp.read_reply().await?;
-        Ok(ftp)
     }
 
     /// The TLS server name (SNI, and the name verified) for the next `AUTH TLS` and for
@@ -214,6 +198,17 @@ impl RawFtp {
         tls: Arc<rustls::ClientConfig>,
     ) -> io::Result<RawFtp> {
         let tcp = TcpStream::connect(addr).await?;
+        RawFtp::implicit_over(tcp, addr, tls, |_| Ok(())).await
+    }
+
+    /// The TLS handshake (server name `localhost`) on `tcp` to `addr`, then `settled` on
+    /// the socket, then the greeting.
+    async fn implicit_over(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        settled: impl FnOnce(&TcpStream) -> io::Result<()>,
+    ) -> io::Result<RawFtp> {
         let server_name = ServerName::try_from("localhost").unwrap().to_owned();
         let stream = tokio::time::timeout(
             REPLY_TIMEOUT,
@@ -221,6 +216,7 @@ impl RawFtp {
         )
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        settled(stream.get_ref().0)?;
         let mut ftp = RawFtp {
             conn: Conn::Tls(Box::new(BufReader::new(stream))),
             peer: addr,
@@ -505,6 +501,46 @@ impl RawFtp {
             .await
             .assert_ok()
             .to_vec()
+    }
+
+    /// `count` transfers in this session: even ones `RETR down`, whose data leg must resume
+    /// the control session's TLS and bring SHA-256 `down_sha`; odd ones `STOR` a fresh
+    /// `{prefix}{i}.bin` of `base + i` pseudo-random bytes, which must land intact in
+    /// `server`'s root. `what` names the run in failure messages.
+    pub async fn alternate_resumed(
+        &mut self,
+        (down, down_sha): (&str, &str),
+        count: usize,
+        (prefix, base): (&str, usize),
+        server: &super::Vsftpd,
+        what: &str,
+    ) {
+        for i in 0..count {
+            if i % 2 == 0 {
+                let plan = self.data_plan();
+                let t = self.transfer(&format!("RETR {down}"), plan).await;
+                assert_eq!(
+                    t.resumed,
+                    Some(true),
+                    "{what}: data leg {i} not resumed: {t:?}"
+                );
+                assert_eq!(
+                    super::sha256_bytes(t.assert_ok()),
+                    down_sha,
+                    "{what}: download {i}"
+                );
+            } else {
+                let data = super::pseudo_random(base + i, i as u64);
+                let name = format!("{prefix}{i}.bin");
+                self.stor(&name, &data).await;
+                assert_eq!(
+                    super::sha256_file(&server.root().join(&name)),
+                    super::sha256_bytes(&data),
+                    "{what}: upload {i}\n{}",
+                    server.log()
+                );
+            }
+        }
     }
 
     /// `STOR name` with the default plan; panics unless it succeeds.

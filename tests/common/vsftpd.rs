@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::harness::kill_group;
 use super::{chown_to_test_user, free_port, pasv_range, temp_dir, test_user, Certs};
 
 /// How the vsftpd instance speaks on its control port.
@@ -34,6 +35,14 @@ pub struct Vsftpd {
 }
 
 impl Vsftpd {
+    /// The strict server most tests face: explicit TLS with `require_ssl_reuse=YES`.
+    pub fn strict() -> Vsftpd {
+        super::ensure_tools();
+        Vsftpd::start(VsftpdMode::Explicit {
+            require_reuse: true,
+        })
+    }
+
     /// Starts vsftpd and waits (up to ~5 s per attempt) until it answers `220`.
     /// Panics with vsftpd's own output if it cannot start.
     pub fn start(mode: VsftpdMode) -> Vsftpd {
@@ -213,25 +222,8 @@ impl Vsftpd {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pgid = format!("-{}", child.id());
-        // SIGTERM the whole group (listener + session processes), then SIGKILL what is left.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &pgid])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &pgid])
-            .stderr(Stdio::null())
-            .status();
-        let _ = child.kill();
-        let _ = child.wait();
+        // The whole group: vsftpd's listener and its session processes.
+        kill_group(child.id(), Some(&mut child));
     }
 }
 

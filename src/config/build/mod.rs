@@ -1,0 +1,251 @@
+//! Validating conversion from [`super::raw`] to [`super::typed`].
+//!
+//! Every field is converted even after an earlier one failed, so one run reports
+//! every problem, each under its YAML key path (`listeners[1].passive.ports`). A
+//! conversion that failed has already recorded its error and yields [`Reported`];
+//! the typed value is assembled only from parts that all succeeded.
+//!
+//! I/O is limited to `metadata` on the files the config names (`cert`, `key`, `ca`):
+//! reading and parsing them is left to `tls/`, which runs right after, before any
+//! socket is bound.
+//!
+//! This file holds the driver ([`build`]) and the error-collecting [`Builder`]
+//! core; the conversions live beside the section they build, each an
+//! `impl Builder` block of its own:
+//!
+//! | file | builds |
+//! |---|---|
+//! | `listeners.rs` | `listeners[]`: bind, backend, `passive`, `active`, `proxy_protocol`, port conflicts |
+//! | `backends.rs` | `backends[]`: address, data mode, keepalive, `send_proxy`, `health_check` |
+//! | `routes.rs` | `access` rules, `routes[]` and their `commands` filter |
+//! | `tls.rs` | listener and backend `tls`: certs, keys, CA, SNI, pins, versions |
+//! | `limits.rs` | `limits`, `timeouts`, `shutdown`, `reload`, `metrics`, `transfer_log` |
+//! | `values.rs` | the `parse_*` functions for single values that every section shares |
+//!
+//! A new key: its serde field in `raw.rs`, its typed field in `typed.rs`, its
+//! conversion in the section file above, its tests in `../tests/` under the same
+//! section name.
+
+mod backends;
+mod limits;
+mod listeners;
+mod routes;
+mod tls;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::include::{Part, Tree};
+use super::typed::{Config, Listener};
+use super::{ConfigError, ConfigErrors};
+use values::parse_name;
+
+/// Builds the typed [`Config`] from every gathered file, or returns every error found.
+pub(crate) fn build(tree: Tree) -> Result<Config, ConfigErrors> {
+    let Tree {
+        top: raw,
+        parts,
+        sources,
+    } = tree;
+    let mut b = Builder {
+        base_dir: &parts[0].base_dir,
+        parts: &parts,
+        file: None,
+        errors: Vec::new(),
+    };
+
+    // References are checked against the names as written, so a backend with some
+    // other error still counts as defined and does not cascade into listener errors.
+    let backend_names: HashSet<&str> = parts
+        .iter()
+        .flat_map(|p| &p.backends)
+        .filter_map(|r| r.name.as_deref())
+        .collect();
+
+    if parts.iter().all(|p| p.listeners.is_empty()) {
+        b.error("listeners", "at least one listener is required");
+    }
+    // Each entry with the key path it is reported under (file-prefixed when included).
+    let mut names = HashMap::new();
+    let mut listeners: Vec<(String, Result<Listener, Reported>)> = Vec::new();
+    let mut access = Vec::new();
+    for part in &parts {
+        b.enter(part);
+        for (i, r) in part.listeners.iter().enumerate() {
+            let p = format!("{}listeners[{i}]", b.prefix());
+            let l = b.listener(&p, r, &backend_names, &mut names);
+            listeners.push((p, l));
+        }
+        let p = format!("{}access", b.prefix());
+        access.push(b.access(&p, Some(&part.access)));
+    }
+    b.check_listener_conflicts(&listeners);
+
+    let mut names = HashMap::new();
+    let mut backends = Vec::new();
+    for part in &parts {
+        b.enter(part);
+        for (i, r) in part.backends.iter().enumerate() {
+            let p = format!("{}backends[{i}]", b.prefix());
+            backends.push(b.backend(&p, r, &mut names));
+        }
+    }
+
+    // Sections below exist in the top file only (`include` refuses them elsewhere).
+    b.enter(&parts[0]);
+    let timeouts = b.timeouts(raw.timeouts.as_ref());
+    let metrics = match raw.metrics.as_ref() {
+        None => Ok(None),
+        Some(m) => b.metrics(m, &listeners).map(Some),
+    };
+    let transfer_log = match raw.transfer_log.as_ref() {
+        None => Ok(None),
+        Some(t) => b.transfer_log(t).map(Some),
+    };
+    let limits = b.limits(raw.limits.as_ref());
+    let shutdown_grace = b.shutdown(raw.shutdown.as_ref());
+    let reload = b.reload(raw.reload.as_ref());
+
+    let assembled = (|| {
+        Ok(Config {
+            listeners: listeners
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect::<Result<_, _>>()?,
+            backends: backends.into_iter().collect::<Result<_, _>>()?,
+            timeouts: timeouts?,
+            metrics: metrics?,
+            transfer_log: transfer_log?,
+            access: access
+                .into_iter()
+                .collect::<Result<Vec<Vec<_>>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+            limits: limits?,
+            shutdown_grace: shutdown_grace?,
+            reload: reload?,
+            sources,
+        })
+    })();
+    match assembled {
+        Ok(config) if b.errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(b.errors)),
+        Err(Reported) => {
+            // Every `Reported` is created right after recording an error; this arm
+            // only guards that invariant against a future edit.
+            if b.errors.is_empty() {
+                b.error(
+                    "<config>",
+                    "internal error: a value was refused without a message",
+                );
+            }
+            Err(ConfigErrors(b.errors))
+        }
+    }
+}
+
+/// Marker: this value failed and its error is already in `Builder::errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reported;
+
+/// An optional key: `Ok(None)` when absent.
+type Parsed<T> = Result<Option<T>, Reported>;
+
+/// Collects errors while converting; `base_dir` resolves relative file paths of the
+/// file being converted (`file`, `None` for the top file).
+struct Builder<'a> {
+    base_dir: &'a Path,
+    /// Every file, for the line numbers of errors.
+    parts: &'a [Part],
+    file: Option<&'a str>,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Builder<'a> {
+    /// Converts entries of `part` from now on.
+    fn enter(&mut self, part: &'a Part) {
+        self.base_dir = &part.base_dir;
+        self.file = part.label.as_deref();
+    }
+
+    /// What key paths of the current file start with: `""` or `"teams/a.yaml: "`.
+    fn prefix(&self) -> String {
+        self.file.map(|f| format!("{f}: ")).unwrap_or_default()
+    }
+
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        // The path names its file (any file's entries may be compared, e.g. for
+        // conflicts), so the line is looked up in the file the path names.
+        let (part, key) = match path.split_once(": ") {
+            Some((file, key)) => match self.parts.iter().find(|p| p.label.as_deref() == Some(file))
+            {
+                Some(part) => (Some(part), key),
+                None => (self.parts.first(), path),
+            },
+            None => (self.parts.first(), path),
+        };
+        self.errors.push(ConfigError {
+            path: path.to_owned(),
+            line: part.and_then(|p| p.lines.line(key)),
+            message: message.into(),
+        });
+    }
+
+    /// Converts an optional key with `parse`, recording its error under `path`.
+    fn optional<T>(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Parsed<T> {
+        match raw.map(parse) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(message)) => {
+                self.error(path, message);
+                Err(Reported)
+            }
+        }
+    }
+
+    /// Like [`Self::optional`], but absence is an error too.
+    fn required<T>(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, Reported> {
+        match self.optional(path, raw, parse)? {
+            Some(v) => Ok(v),
+            None => {
+                self.error(path, "is required");
+                Err(Reported)
+            }
+        }
+    }
+
+    /// A required, non-empty name that no earlier entry of the same `kind` used, in
+    /// any file; `seen` maps each name to the file that defined it first.
+    fn unique_name(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        kind: &str,
+        seen: &mut HashMap<String, Option<&'a str>>,
+    ) -> Result<String, Reported> {
+        let name = self.required(path, raw, parse_name)?;
+        if let Some(first) = seen.get(&name) {
+            let message = match *first {
+                f if f == self.file => format!("duplicate {kind} name \"{name}\""),
+                Some(f) => format!("duplicate {kind} name \"{name}\" (first defined in {f})"),
+                None => format!("duplicate {kind} name \"{name}\" (first defined in the top file)"),
+            };
+            self.error(path, message);
+            return Err(Reported);
+        }
+        seen.insert(name.clone(), self.file);
+        Ok(name)
+    }
+}

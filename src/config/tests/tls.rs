@@ -1,0 +1,247 @@
+//! Listener and backend `tls` (`build/tls.rs`): certs and keys, versions, pins, CA
+//! and `verify: false`, SNI.
+
+use super::*;
+
+#[test]
+fn defaults_for_tls_listener_and_tls_backend() {
+    let dir = certs();
+    let yaml = r#"
+listeners:
+  - name: edge
+    bind: "127.0.0.1:990"
+    tls: { mode: implicit, cert: certs/gateway.pem, key: certs/gateway.key }
+    passive: { ports: "50000" }
+    backend: legacy
+backends:
+  - name: legacy
+    address: "ftp.internal:21"
+    tls: { mode: implicit, ca: certs/backend-ca.pem }
+"#;
+    let config = parse_ok(yaml, dir.path());
+    let tls = &config.listeners[0].tls;
+    assert!(tls.require && tls.require_data_reuse);
+    assert_eq!(tls.min_version, TlsVersion::Tls12);
+    assert_eq!(
+        config.listeners[0].passive.ports,
+        PortRange {
+            first: 50000,
+            last: 50000
+        }
+    );
+    let b = &config.backends[0];
+    assert_eq!((b.host.as_str(), b.port), ("ftp.internal", 21));
+    assert_eq!(
+        b.tls.server_name, "ftp.internal",
+        "defaults to the address host"
+    );
+    assert_eq!(b.tls.data_protection, DataProtection::Private);
+    assert_eq!(
+        (b.tls.min_version, b.tls.max_version),
+        (TlsVersion::Tls12, TlsVersion::Tls13)
+    );
+}
+
+#[test]
+fn tls_versions_are_ordered() {
+    assert!(TlsVersion::Tls12 < TlsVersion::Tls13);
+    assert_eq!(TlsVersion::Tls13.to_string(), "1.3");
+}
+
+#[test]
+fn missing_certificate_file_is_shown_as_written() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace("certs/gateway.pem", "certs/x.pem");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.cert: file certs/x.pem does not exist"]
+    );
+    let yaml = EXAMPLE.replace("cert: certs/gateway.pem", "cert: certs");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.cert: certs is not a regular file"]
+    );
+}
+
+#[test]
+fn cert_and_key_required_with_tls() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace("mode: none", "mode: explicit");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].tls.cert: is required when mode is explicit",
+            "listeners[0].tls.key: is required when mode is explicit",
+        ]
+    );
+}
+
+#[test]
+fn tls_only_keys_refused_with_mode_none() {
+    let dir = certs();
+    let yaml = minimal("", "").replace(
+        "mode: none",
+        "mode: none\n      cert: certs/gateway.pem\n      require: true\n      require_data_reuse: false",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "listeners[0].tls.cert: only allowed when mode is explicit or implicit",
+            "listeners[0].tls.require: must be false or absent when mode is none",
+        ]
+    );
+    let yaml = minimal("", "")
+        + "    tls:\n      ca: certs/backend-ca.pem\n      data_protection: private\n";
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "backends[0].tls.ca: only allowed when mode is explicit or implicit",
+            "backends[0].tls.data_protection: must be clear or absent when mode is none",
+        ]
+    );
+    let yaml = minimal("", "").replace("mode: none", "mode: none\n      require: false");
+    assert!(!parse_ok(&yaml, dir.path()).listeners[0].tls.require);
+}
+
+#[test]
+fn unquoted_versions_are_read_as_written() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace("\"1.3\"", "1.3").replace("\"1.2\"", "1.2");
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).backends[0].tls.max_version,
+        TlsVersion::Tls13
+    );
+}
+
+#[test]
+fn min_version_above_max_version() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace(
+        "min_version: \"1.2\"\n      max_version: \"1.3\"",
+        "min_version: \"1.3\"\n      max_version: \"1.2\"",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.max_version: \"1.2\" is lower than min_version \"1.3\""]
+    );
+}
+
+#[test]
+fn listener_max_version_below_min_version_is_an_error() {
+    let dir = certs();
+    let yaml = EXAMPLE.replacen(
+        "      min_version: \"1.2\"\n    passive:",
+        "      min_version: \"1.3\"\n      max_version: \"1.2\"\n    passive:",
+        1,
+    );
+    let errs = errors(&yaml, dir.path());
+    assert!(
+        errs.iter().any(|e| e
+            == "listeners[0].tls.max_version: \"1.2\" is lower than min_version \"1.3\""),
+        "{errs:?}"
+    );
+    let ok = EXAMPLE.replace("require: true", "require: true\n      max_version: \"1.2\"");
+    let config = parse_ok(&ok, dir.path());
+    assert_eq!(config.listeners[0].tls.max_version, TlsVersion::Tls12);
+}
+
+#[test]
+fn pin_with_colons_single_and_list() {
+    let dir = dir_with(&[]);
+    let hex64 = "ab".repeat(32);
+    let colons = vec!["AB"; 32].join(":");
+    let yaml = tls_backend(&format!("      pin_sha256: \"{colons}\"\n"));
+    let config = parse_ok(&yaml, dir.path());
+    assert_eq!(
+        config.backends[0].tls.verify,
+        BackendVerify::Pin(vec![[0xab; 32]])
+    );
+    let yaml = tls_backend(&format!(
+        "      pin_sha256:\n        - \"{hex64}\"\n        - \"{}\"\n",
+        "01".repeat(32)
+    ));
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).backends[0].tls.verify,
+        BackendVerify::Pin(vec![[0xab; 32], [0x01; 32]])
+    );
+}
+
+#[test]
+fn bad_pins() {
+    let dir = dir_with(&[]);
+    let yaml = tls_backend("      pin_sha256: \"ab12ab12ab12\"\n");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.pin_sha256: expected 64 hex digits, got 12"]
+    );
+    let yaml = tls_backend(&format!(
+        "      pin_sha256:\n        - \"{}\"\n        - \"{}zz\"\n",
+        "00".repeat(32),
+        "00".repeat(31)
+    ));
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.pin_sha256[1]: expected 64 hex digits, found 'z'"]
+    );
+    let yaml = tls_backend("      pin_sha256: []\n");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.pin_sha256: must list at least one pin"]
+    );
+}
+
+#[test]
+fn verify_false_is_accepted_with_a_warning() {
+    let dir = dir_with(&[]);
+    let config = parse_ok(&tls_backend("      verify: false\n"), dir.path());
+    assert_eq!(config.backends[0].tls.verify, BackendVerify::Dangerous);
+    assert_eq!(
+        config.warnings(),
+        [
+            "listeners[0].tls.mode: none leaves client control and data connections unencrypted",
+            "backends[0].tls.verify: false disables backend certificate verification (lab only)",
+        ]
+    );
+}
+
+#[test]
+fn verification_choice_errors() {
+    let dir = certs();
+    let d = dir.path();
+    let pin = format!("      pin_sha256: \"{}\"\n", "00".repeat(32));
+    let ca = "      ca: certs/backend-ca.pem\n";
+    assert_eq!(
+        errors(&tls_backend("      verify: true\n"), d),
+        ["backends[0].tls.verify: verify: true needs ca or pin_sha256"]
+    );
+    assert_eq!(
+        errors(&tls_backend(""), d),
+        ["backends[0].tls: one of ca, pin_sha256 or verify: false is required when mode is explicit"]
+    );
+    assert_eq!(
+        errors(&tls_backend(&format!("{ca}      verify: false\n")), d),
+        ["backends[0].tls.verify: false cannot be combined with ca or pin_sha256"]
+    );
+    assert_eq!(
+        errors(&tls_backend(&format!("{ca}{pin}")), d),
+        ["backends[0].tls: ca and pin_sha256 cannot both be set; keep one"]
+    );
+    let config = parse_ok(&tls_backend(&format!("{pin}      verify: true\n")), d);
+    assert_eq!(
+        config.backends[0].tls.verify,
+        BackendVerify::Pin(vec![[0; 32]])
+    );
+}
+
+#[test]
+fn sni_needs_tls() {
+    let dir = certs();
+    let yaml = minimal("", "").replace(
+        "      mode: none\n",
+        "      mode: none\n      sni: [ { names: [a.example], cert: certs/gateway.pem, key: certs/gateway.key } ]\n",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.sni: only allowed when mode is explicit or implicit"]
+    );
+}

@@ -1,0 +1,178 @@
+//! Backend families: connect time, errors on the backend leg, health (`up`)
+//! and the active health checks run.
+//!
+//! Recorded by `backend.rs` (connects, errors) and `health.rs` (checks, up).
+//! Label values are configured backend names and the closed
+//! [`BackendErrorKind`].
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::{ok_label, Metrics};
+
+/// What went wrong on the backend leg (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendErrorKind {
+    Resolve,
+    Connect,
+    Timeout,
+    Tls,
+    Refused,
+    Protocol,
+    Closed,
+    /// A reply no command asked for, dropped (issue 24).
+    Unsolicited,
+}
+
+impl BackendErrorKind {
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendErrorKind::Resolve => "resolve",
+            BackendErrorKind::Connect => "connect",
+            BackendErrorKind::Timeout => "timeout",
+            BackendErrorKind::Tls => "tls",
+            BackendErrorKind::Refused => "refused",
+            BackendErrorKind::Protocol => "protocol",
+            BackendErrorKind::Closed => "closed",
+            BackendErrorKind::Unsolicited => "unsolicited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BackendErrorLabels {
+    backend: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BackendResultLabels {
+    backend: String,
+    result: &'static str,
+}
+
+/// Backend connect + greeting + TLS: about a millisecond on a LAN, up to the
+/// `timeouts.connect` limit (10 s by default).
+fn connect_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// The backend area's family handles (the registry holds clones).
+#[derive(Debug)]
+pub(super) struct Families {
+    connect: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    errors: Family<BackendErrorLabels, Counter>,
+    up: Family<BackendLabels, Gauge>,
+    health_checks: Family<BackendResultLabels, Counter>,
+}
+
+impl Families {
+    pub(super) fn register(r: &mut Registry) -> Families {
+        let f = Families {
+            connect: Family::new_with_constructor(connect_histogram),
+            errors: Family::default(),
+            up: Family::default(),
+            health_checks: Family::default(),
+        };
+        r.register(
+            "backend_connect_seconds",
+            "Time to connect to a backend, read its greeting and set up TLS",
+            f.connect.clone(),
+        );
+        r.register(
+            "backend_errors",
+            "Errors on the backend leg, by backend and kind",
+            f.errors.clone(),
+        );
+        r.register(
+            "backend_up",
+            "Backend health: 1 healthy (or not checked), 0 failing its health check",
+            f.up.clone(),
+        );
+        r.register(
+            "backend_health_checks",
+            "Active backend health checks run, by backend and result",
+            f.health_checks.clone(),
+        );
+        f
+    }
+}
+
+impl Metrics {
+    /// `ftpsgate_backend_connect_seconds{backend}` (histogram).
+    pub fn backend_connected(&self, backend: &str, secs: f64) {
+        self.backends
+            .connect
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+            })
+            .observe(secs.max(0.0));
+    }
+
+    /// `ftpsgate_backend_errors_total{backend,kind}`.
+    pub fn backend_error(&self, backend: &str, kind: BackendErrorKind) {
+        self.backends
+            .errors
+            .get_or_create(&BackendErrorLabels {
+                backend: backend.to_owned(),
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    /// `ftpsgate_backend_up{backend}` 1/0.
+    pub fn backend_health(&self, backend: &str, healthy: bool) {
+        self.backends
+            .up
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+            })
+            .set(i64::from(healthy));
+    }
+
+    /// `ftpsgate_backend_health_checks_total{backend,result}`: one active check ran.
+    pub fn health_check(&self, backend: &str, ok: bool) {
+        self.backends
+            .health_checks
+            .get_or_create(&BackendResultLabels {
+                backend: backend.to_owned(),
+                result: ok_label(ok),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample;
+    use super::*;
+
+    #[test]
+    fn backend_series_are_per_configured_backend() {
+        let m = Metrics::new();
+        m.backend_error("vs", BackendErrorKind::Tls);
+        m.backend_health("vs", false);
+        let text = m.encode();
+        for (series, value) in [
+            (
+                "ftpsgate_backend_errors_total{backend=\"vs\",kind=\"tls\"}",
+                1.0,
+            ),
+            ("ftpsgate_backend_up{backend=\"vs\"}", 0.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Process families: configuration reloads and when the running configuration
+//! was loaded, and the build the process runs.
+//!
+//! Recorded by the gateway (start, reload) and `main.rs` (a reload whose
+//! files do not parse).
+
+use std::sync::atomic::AtomicU64;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::{ok_label, Metrics};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// The configuration area's family handles (the registry holds clones).
+#[derive(Debug)]
+pub(super) struct Families {
+    reloads: Family<ResultLabels, Counter>,
+    loaded: Gauge<f64, AtomicU64>,
+    build_info: Family<VersionLabels, Gauge>,
+}
+
+impl Families {
+    pub(super) fn register(r: &mut Registry) -> Families {
+        let f = Families {
+            reloads: Family::default(),
+            loaded: Gauge::default(),
+            build_info: Family::default(),
+        };
+        r.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            f.reloads.clone(),
+        );
+        r.register(
+            "config_last_load_timestamp_seconds",
+            "Unix time the running configuration was loaded",
+            f.loaded.clone(),
+        );
+        r.register(
+            "build_info",
+            "Always 1; the version label says which ftpsgate runs",
+            f.build_info.clone(),
+        );
+        // Series that alerts use with rate() exist from the start, at 0.
+        for result in ["ok", "failed"] {
+            drop(f.reloads.get_or_create(&ResultLabels { result }));
+        }
+        f.build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        f
+    }
+}
+
+impl Metrics {
+    /// `ftpsgate_config_last_load_timestamp_seconds` = now.
+    pub fn config_loaded(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.config.loaded.set(now);
+    }
+
+    /// `ftpsgate_config_reloads_total{result}`.
+    pub fn config_reload(&self, ok: bool) {
+        self.config
+            .reloads
+            .get_or_create(&ResultLabels {
+                result: ok_label(ok),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample;
+    use super::*;
+
+    #[test]
+    fn reloads_exist_at_zero_and_count_by_result() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "ftpsgate_config_reloads_total{result=\"ok\"}"),
+            Some(0.0)
+        );
+        m.config_reload(false);
+        m.config_loaded();
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "ftpsgate_config_reloads_total{result=\"failed\"}"),
+            Some(1.0)
+        );
+        assert!(
+            sample(&text, "ftpsgate_config_last_load_timestamp_seconds").is_some_and(|t| t > 0.0),
+            "{text}"
+        );
+    }
+}

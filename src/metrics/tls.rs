@@ -1,0 +1,121 @@
+//! TLS families: handshakes on every leg (client control and data, backend
+//! control and data), by version, result and resumption.
+//!
+//! Recorded where the handshakes run: the session driver (client control),
+//! `data/` (client data) and `backend.rs` (backend control and data).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::{Metrics, Side};
+
+/// Whether a TLS handshake completed (the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Handshake {
+    Ok,
+    Failed,
+}
+
+/// Whether a TLS handshake resumed an earlier session (the `resumed` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resumption {
+    /// A full handshake (also every failed one).
+    Full,
+    /// The session of an earlier connection was resumed.
+    Resumed,
+}
+
+impl Resumption {
+    /// `Resumed` when `resumed`, else `Full` (for `tls::was_resumed`).
+    pub fn from_resumed(resumed: bool) -> Resumption {
+        if resumed {
+            Resumption::Resumed
+        } else {
+            Resumption::Full
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsLabels {
+    side: &'static str,
+    version: &'static str,
+    result: &'static str,
+    resumed: &'static str,
+}
+
+/// The TLS area's family handles (the registry holds clones).
+#[derive(Debug)]
+pub(super) struct Families {
+    handshakes: Family<TlsLabels, Counter>,
+}
+
+impl Families {
+    pub(super) fn register(r: &mut Registry) -> Families {
+        let f = Families {
+            handshakes: Family::default(),
+        };
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes, by side, version, result and whether the session was resumed",
+            f.handshakes.clone(),
+        );
+        f
+    }
+}
+
+impl Metrics {
+    /// `ftpsgate_tls_handshakes_total{side,version,result,resumed}`; `version`
+    /// is "TLSv1.2", "TLSv1.3" or "none" (failed before agreeing).
+    pub fn tls_handshake(
+        &self,
+        side: Side,
+        version: &'static str,
+        handshake: Handshake,
+        resumption: Resumption,
+    ) {
+        self.tls
+            .handshakes
+            .get_or_create(&TlsLabels {
+                side: side.as_str(),
+                version,
+                result: match handshake {
+                    Handshake::Ok => "ok",
+                    Handshake::Failed => "failed",
+                },
+                resumed: match resumption {
+                    Resumption::Resumed => "true",
+                    Resumption::Full => "false",
+                },
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample;
+    use super::*;
+
+    #[test]
+    fn handshakes_by_side_version_result_and_resumption() {
+        let m = Metrics::new();
+        m.tls_handshake(Side::Client, "TLSv1.3", Handshake::Ok, Resumption::Resumed);
+        m.tls_handshake(Side::Backend, "none", Handshake::Failed, Resumption::Full);
+        let text = m.encode();
+        for (series, value) in [
+            (
+                "ftpsgate_tls_handshakes_total{side=\"client\",version=\"TLSv1.3\",result=\"ok\",resumed=\"true\"}",
+                1.0,
+            ),
+            (
+                "ftpsgate_tls_handshakes_total{side=\"backend\",version=\"none\",result=\"failed\",resumed=\"false\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+    }
+}
