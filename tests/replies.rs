@@ -456,3 +456,198 @@ fn check_creates_nothing_and_reports_errors_on_stderr() {
     assert!(!stdout.contains("error"), "errors on stdout:\n{stdout}");
     assert_eq!(listing(dir.path()), before, "check changed the file system");
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. CCC with real curl, both modes (issue 23 item 1), and ABOR during a drain (item 2)
+
+/// Explicit-TLS gateway `edge` (listener `tls_extra`, route `commands`) in front of strict
+/// vsftpd (explicit, require_ssl_reuse=YES).
+async fn vsftpd_gateway(
+    tls_extra: &str,
+    route: &str,
+) -> (Vsftpd, ftpsgate::Gateway, tempfile::TempDir) {
+    init_logs();
+    ensure_tools();
+    let vs = Vsftpd::start(VsftpdMode::Explicit {
+        require_reuse: true,
+    });
+    let dir = temp_dir("replies-vs-gw");
+    Certs::generate(dir.path(), "gw");
+    std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
+    let (p0, p1) = own_range(10);
+    let yaml = format!(
+        r#"listeners:
+  - name: edge
+    bind: "127.0.0.1:0"
+    tls: {{ mode: explicit, cert: gw.pem, key: gw.key, require: true{tls_extra} }}
+    passive: {{ ports: "{p0}-{p1}", advertise: "127.0.0.1" }}
+    backend: vs
+{route}backends:
+  - name: vs
+    address: "{addr}"
+    tls: {{ mode: explicit, ca: vs-ca.pem, server_name: localhost }}
+timeouts: {{ pinhole: 10s }}
+"#,
+        addr = vs.addr()
+    );
+    let gw = start_gateway(&yaml, dir.path()).await;
+    (vs, gw, dir)
+}
+
+fn curl_args(gw: &ftpsgate::Gateway, dir: &std::path::Path, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-sS",
+        "--max-time",
+        "40",
+        "--ssl-reqd",
+        "--cacert",
+        &dir.join("gw-ca.pem").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (user, pass) = test_user();
+    args.push("-u".into());
+    args.push(format!("{user}:{pass}"));
+    args.extend(extra.iter().cloned());
+    let _ = gw;
+    args
+}
+
+/// With `--ftp-ssl-ccc` curl 7.88 does not resume the control session on its data
+/// connections (measured: a full handshake, refused with `reason="no_reuse"`), so the
+/// listener allows data TLS without reuse here; the backend leg still requires it.
+async fn ccc_mode(mode: &str) {
+    let (vs, gw, dir) = vsftpd_gateway(
+        ", allow_ccc: true, require_data_reuse: false",
+        "    routes:\n      - { user: \"*\", backends: [vs], commands: { deny: [DELE] } }\n",
+    )
+    .await;
+    let sha1 = vs.make_file("ccc1.bin", 1024 * 1024);
+    let sha2 = vs.make_file("ccc2.bin", 300 * 1024);
+    let work = temp_dir("ccc-work");
+    let (a, b, up) = (
+        work.path().join("a.bin"),
+        work.path().join("b.bin"),
+        work.path().join("up.bin"),
+    );
+    let up_sha = make_file(&up, 700 * 1024);
+    let base = format!("ftp://{}", edge(&gw));
+    let ccc = |mut v: Vec<String>| {
+        let mut x = vec![
+            "--ftp-ssl-ccc".to_string(),
+            "--ftp-ssl-ccc-mode".to_string(),
+            mode.to_string(),
+        ];
+        x.append(&mut v);
+        x
+    };
+    // Two downloads on one connection: the second runs on the cleared control channel.
+    let args = curl_args(
+        &gw,
+        dir.path(),
+        &ccc(vec![
+            format!("{base}/ccc1.bin"),
+            "-o".into(),
+            a.display().to_string(),
+            format!("{base}/ccc2.bin"),
+            "-o".into(),
+            b.display().to_string(),
+        ]),
+    );
+    let o = clients::run("curl", &args, Duration::from_secs(45)).await;
+    assert!(o.success(), "curl CCC {mode} download: {o:?}");
+    assert_eq!(sha256_file(&a), sha1, "CCC {mode}: first download");
+    assert_eq!(sha256_file(&b), sha2, "CCC {mode}: second download");
+    // Upload, then (`--next`, same connection) a download on the cleared channel.
+    std::fs::remove_file(&a).unwrap();
+    let mut args = curl_args(
+        &gw,
+        dir.path(),
+        &ccc(vec![
+            "-T".into(),
+            up.display().to_string(),
+            format!("{base}/ccc-up-{mode}.bin"),
+            "--next".into(),
+        ]),
+    );
+    args.extend(curl_args(
+        &gw,
+        dir.path(),
+        &ccc(vec![
+            format!("{base}/ccc1.bin"),
+            "-o".into(),
+            a.display().to_string(),
+        ]),
+    ));
+    let o = clients::run("curl", &args, Duration::from_secs(45)).await;
+    assert!(o.success(), "curl CCC {mode} upload: {o:?}");
+    assert_eq!(
+        sha256_file(&vs.root().join(format!("ccc-up-{mode}.bin"))),
+        up_sha,
+        "CCC {mode}: upload"
+    );
+    assert_eq!(sha256_file(&a), sha1, "CCC {mode}: download after upload");
+    // Denied commands stay denied on the cleared channel.
+    let args = curl_args(
+        &gw,
+        dir.path(),
+        &ccc(vec![
+            "-Q".into(),
+            "-DELE ccc2.bin".into(),
+            format!("{base}/ccc1.bin"),
+            "-o".into(),
+            a.display().to_string(),
+        ]),
+    );
+    let o = clients::run("curl", &args, Duration::from_secs(45)).await;
+    assert!(!o.success(), "DELE after CCC was not refused: {o:?}");
+    assert!(
+        vs.root().join("ccc2.bin").exists(),
+        "DELE reached the backend"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccc_with_curl_passive_mode() {
+    ccc_mode("passive").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccc_with_curl_active_mode() {
+    ccc_mode("active").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_download_through_a_draining_gateway_exits_0() {
+    let (vs, gw, dir) = vsftpd_gateway("", "").await;
+    vs.make_file("range.bin", 8 * 1024 * 1024);
+    let whole = std::fs::read(vs.root().join("range.bin")).unwrap();
+    let work = temp_dir("range-work");
+    let out = work.path().join("range.out");
+    let args = curl_args(
+        &gw,
+        dir.path(),
+        &[
+            "--limit-rate".into(),
+            "400K".into(),
+            "-r".into(),
+            "0-1048575".into(),
+            "-o".into(),
+            out.display().to_string(),
+            format!("ftp://{}/range.bin", edge(&gw)),
+        ],
+    );
+    let curl = clients::run("curl", &args, Duration::from_secs(45));
+    let drain = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        gw.drain(Duration::from_secs(30)).await
+    };
+    let (o, cut) = tokio::join!(curl, drain);
+    assert!(o.success(), "curl -r through a draining gateway: {o:?}");
+    assert_eq!(cut, 0, "sessions cut by the drain");
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), 1024 * 1024);
+    assert_eq!(sha256_bytes(&got), sha256_bytes(&whole[..1024 * 1024]));
+}

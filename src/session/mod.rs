@@ -525,30 +525,65 @@ struct End(SessionOutcome, String);
 
 /// `CCC` (RFC 4217 §6): exchange `close_notify` on the control connection and
 /// carry on over the bare TCP stream.
+///
+/// Both orders work (issue 23 item 1): curl's "active" CCC sends its
+/// `close_notify` first, its "passive" one waits for ours (and may then go on
+/// in clear without sending one). We send ours at once, then read the
+/// client's TLS records one at a time — header, then exactly its body — so
+/// the plaintext command that follows is never swallowed into the TLS layer;
+/// a first byte that cannot start a TLS record means the client went on in
+/// clear.
 async fn clear_control(client: Channel<ClientStream>) -> Result<Channel<ClientStream>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let MaybeTls::Tls(mut t) = client.into_stream() else {
+    let MaybeTls::Tls(t) = client.into_stream() else {
         return Err("CCC on a clear control channel".into());
     };
-    t.get_mut().1.send_close_notify();
-    t.flush().await.map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 512];
+    let (io, mut conn) = t.into_inner();
+    let mut tcp = io.into_inner();
+    conn.send_close_notify();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).map_err(|e| format!("CCC: {e}"))?;
+    }
+    tcp.write_all(&out).await.map_err(|e| format!("CCC: {e}"))?;
     let wait = async {
         loop {
-            match t.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
+            let mut header = [0u8; 5];
+            let n = tcp
+                .peek(&mut header[..1])
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("client closed during CCC".to_string());
+            }
+            // TLS content types 20..=24; anything else is the next command.
+            if !(20..=24).contains(&header[0]) {
+                return Ok(());
+            }
+            tcp.read_exact(&mut header)
+                .await
+                .map_err(|e| e.to_string())?;
+            let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+            if len > 18 * 1024 {
+                return Err(format!("oversized TLS record ({len} bytes) during CCC"));
+            }
+            let mut record = vec![0u8; 5 + len];
+            record[..5].copy_from_slice(&header);
+            tcp.read_exact(&mut record[5..])
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.read_tls(&mut &record[..]).map_err(|e| e.to_string())?;
+            let state = conn.process_new_packets().map_err(|e| e.to_string())?;
+            if state.peer_has_closed() {
+                return Ok(());
             }
         }
     };
     match tokio::time::timeout(Duration::from_secs(10), wait).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("CCC: {e}")),
-        Err(_) => return Err("CCC: client did not send close_notify".into()),
+        Ok(Ok(())) => Ok(Channel::new(MaybeTls::Plain(tcp))),
+        Ok(Err(e)) => Err(format!("CCC: {e}")),
+        Err(_) => Err("CCC: client sent neither close_notify nor a command".into()),
     }
-    let (io, _) = t.into_inner();
-    Ok(Channel::new(MaybeTls::Plain(io.into_inner())))
 }
 
 /// A read error that only says the peer went away (no `close_notify`, reset).
