@@ -147,6 +147,7 @@ async fn unsolicited_backend_replies_never_reach_the_client() {
         after_noop: "229 Entering Extended Passive Mode (|||70000|)\r\n",
         stat_inner: "227 Entering Passive Mode (10,1,2,3,4,5)\r\n229 (|||2121|)\r\n",
         late: "200 late\r\n",
+        ..Misbehaviour::default()
     }))
     .await;
     let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 5s").await;
@@ -356,6 +357,35 @@ async fn a_close_without_quit_and_a_probe_are_counted_apart() {
         !text.contains("outcome=\"client_error\""),
         "a normal end counted as client_error:\n{text}"
     );
+    gw.shutdown().await;
+}
+
+/// A client that gives up while its command waits for a hanging backend is noticed at once
+/// (not after the reply deadline, 300 s): the gateway keeps watching it for EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_while_its_commands_wait_ends_the_session_at_once() {
+    let backend = ScriptedBackend::start(Script::new(Misbehaviour {
+        silent_verb: "MKD",
+        ..Misbehaviour::default()
+    }))
+    .await;
+    let (gw, _dir) = plain_gateway(backend.addr, "pinhole: 5s").await;
+    bounded(30, "client leaves while waiting", async {
+        let mut ftp = RawFtp::connect(edge(&gw)).await.expect("connect");
+        ftp.cmd("USER u").await.unwrap();
+        ftp.cmd("PASS p").await.unwrap();
+        ftp.send_raw(b"MKD x\r\nNOOP\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(ftp);
+        metric_reaches(
+            &gw,
+            "ftpsgate_sessions_total{listener=\"edge\",outcome=\"closed_without_quit\"}",
+            1.0,
+        )
+        .await;
+        assert_eq!(gw.active_sessions(), 0);
+    })
+    .await;
     gw.shutdown().await;
 }
 

@@ -149,6 +149,8 @@ async fn run_inner(
     let mut client = Channel::new(stream);
     let mut actions: VecDeque<Action> = greeting.into();
     let mut draining = false;
+    // The client sent EOF while its commands waited (lines may remain buffered).
+    let mut client_eof = false;
     'session: loop {
         while let Some(action) = actions.pop_front() {
             match d.perform(&mut client, action).await {
@@ -174,6 +176,11 @@ async fn run_inner(
         let deadline = machine.deadline(now);
         let keepalive = machine.keepalive_at();
         let transfer_running = machine.transfer_running() && d.transfer.is_some();
+        // While commands wait for the backend the client is not read for
+        // lines, but a client that gives up must not sit in CLOSE-WAIT until
+        // a timeout: keep reading (bounded) to see its EOF.
+        let watch_client =
+            !machine.reads_client() && !client_eof && client.buffered() < WATCH_BUFFER;
         let input = tokio::select! {
             // Backend replies already received are paired before the next
             // client command goes out: a stray line that came with the
@@ -183,15 +190,26 @@ async fn run_inner(
                 Ok(reply) => Input::BackendReply(reply),
                 Err(e) => Input::BackendLost(e.to_string()),
             },
-            r = client.read_line(), if machine.reads_client() => match r {
-                Ok(None) => Input::ClientClosed,
+            ev = client_event(&mut client, machine.reads_client()),
+                if machine.reads_client() || watch_client => match ev {
+                ClientEvent::Line(Ok(None)) => Input::ClientClosed,
                 // No close_notify (rustls: UnexpectedEof) or a reset between
                 // commands: how wget, gftp and rclone leave; the machine
                 // tells a normal end from one during a transfer.
-                Err(e) if closed_early(&e) => Input::ClientClosed,
-                Err(e) => Input::ClientError(e.to_string()),
-                Ok(Some(Framed::TooLong)) => Input::ClientTooLong,
-                Ok(Some(Framed::Line(line))) => Input::ClientLine(line),
+                ClientEvent::Line(Err(e)) | ClientEvent::Filled(Err(e)) if closed_early(&e) => {
+                    Input::ClientClosed
+                }
+                ClientEvent::Line(Err(e)) | ClientEvent::Filled(Err(e)) => {
+                    Input::ClientError(e.to_string())
+                }
+                ClientEvent::Line(Ok(Some(Framed::TooLong))) => Input::ClientTooLong,
+                ClientEvent::Line(Ok(Some(Framed::Line(line)))) => Input::ClientLine(line),
+                ClientEvent::Filled(Ok(true)) => continue,
+                ClientEvent::Filled(Ok(false)) if client.buffered() == 0 => Input::ClientClosed,
+                ClientEvent::Filled(Ok(false)) => {
+                    client_eof = true;
+                    continue;
+                }
             },
             o = transfer::join(d.transfer.as_mut()), if transfer_running => {
                 d.transfer = None;
@@ -585,6 +603,25 @@ async fn clear_control(client: Channel<ClientStream>) -> Result<Channel<ClientSt
         Err(_) => Err("CCC: client sent neither close_notify nor a command".into()),
     }
 }
+
+/// What the client leg produced: a line (the machine reads), or bytes read
+/// ahead while its commands wait (to notice EOF).
+enum ClientEvent {
+    Line(std::io::Result<Option<Framed>>),
+    Filled(std::io::Result<bool>),
+}
+
+async fn client_event(client: &mut Channel<ClientStream>, lines: bool) -> ClientEvent {
+    if lines {
+        ClientEvent::Line(client.read_line().await)
+    } else {
+        ClientEvent::Filled(client.fill().await)
+    }
+}
+
+/// Client bytes read ahead while its commands wait, beyond which the client
+/// is not read until the machine takes lines again.
+const WATCH_BUFFER: usize = 16 * 1024;
 
 /// A read error that only says the peer went away (no `close_notify`, reset).
 fn closed_early(e: &std::io::Error) -> bool {

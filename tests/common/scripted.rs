@@ -35,6 +35,8 @@ pub struct Misbehaviour {
     pub stat_inner: &'static str,
     /// Sent 300 ms after the reply to `SIZE`, when nothing is outstanding.
     pub late: &'static str,
+    /// A verb never answered (a backend that hangs on it).
+    pub silent_verb: &'static str,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +124,9 @@ async fn session(
             .unwrap_or("")
             .trim_start_matches(|c: char| !c.is_ascii_alphabetic())
             .to_ascii_uppercase();
+        if !m.silent_verb.is_empty() && verb == m.silent_verb {
+            continue;
+        }
         let reply: String = match verb.as_str() {
             "USER" => "331 Password required\r\n".into(),
             "PASS" => format!("230 Logged in\r\n{}", m.after_230),
