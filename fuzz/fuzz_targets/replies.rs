@@ -90,6 +90,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         local_v4: true,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         timeouts: Timeouts::default(),
+        max_unsolicited: u.int_in_range(0..=10)?,
     };
     let now = Instant::now();
     let (m, _greeting) = Machine::new(s, false, now);

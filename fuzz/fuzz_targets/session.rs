@@ -166,6 +166,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             pinhole: Duration::from_secs(30),
             data_idle: Duration::from_secs(300),
         },
+        max_unsolicited: u.int_in_range(0..=10)?,
     };
     let implicit = tls_mode == TlsMode::Implicit && tls_available;
     let now = Instant::now();

@@ -44,6 +44,7 @@ pub(crate) struct RawLimits {
     pub max_sessions: Option<String>,
     pub max_sessions_per_ip: Option<String>,
     pub failed_logins: Option<RawFailedLogins>,
+    pub unsolicited_replies: Option<String>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.

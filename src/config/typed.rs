@@ -83,6 +83,10 @@ pub struct Limits {
     pub max_sessions_per_ip: Option<usize>,
     /// Cool-down for client IPs that fail to log in too often.
     pub failed_logins: Option<FailedLogins>,
+    /// Unsolicited backend replies (no command outstanding, a passive reply
+    /// the gateway did not ask for…) dropped in one session before it is
+    /// ended with `421`. `None`: the default, 8 (`session::state::MAX_UNSOLICITED`).
+    pub unsolicited_replies: Option<u32>,
 }
 
 /// `limits.failed_logins`: `max` failed logins from one client address within

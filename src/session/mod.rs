@@ -132,6 +132,10 @@ async fn run_inner(
         local_v4: local_addr.ip().to_canonical().is_ipv4(),
         client_ip: peer.ip(),
         timeouts: ctx.timeouts,
+        max_unsolicited: ctx
+            .global_limits
+            .unsolicited_replies
+            .unwrap_or(state::MAX_UNSOLICITED),
     };
     let (mut machine, greeting) = Machine::new(settings, stream.is_tls(), Instant::now());
     let mut d = Driver {

@@ -21,7 +21,8 @@
 //! `227`…) never ends one; a `227`/`229` is taken only as the answer to the
 //! gateway's own `PASV`/`EPSV`. Anything else is *unsolicited*: dropped,
 //! logged and counted without touching the session state, and a backend that
-//! keeps doing it ([`MAX_UNSOLICITED`]) ends the session with `421`. `ABOR`
+//! keeps doing it (`limits.unsolicited_replies`, default [`MAX_UNSOLICITED`])
+//! ends the session with `421`. `ABOR`
 //! (the client's, or the gateway's after a failed data leg) is followed by
 //! an internal `NOOP`: every reply before its `200` belongs to the abort,
 //! whatever the server sends for it (vsftpd `426`+`226`, pure-ftpd one
@@ -51,8 +52,9 @@ use super::outcome::{SessionOutcome, TransferResult};
 /// is not read until the backend catches up (backpressure on pipelining).
 pub const MAX_PIPELINE: usize = 64;
 
-/// Unsolicited backend replies tolerated in one session; the next one ends
-/// it with `421` (a backend talking past the gateway is broken or hostile).
+/// Unsolicited backend replies tolerated in one session by default
+/// (`limits.unsolicited_replies`); the next one ends it with `421` (a backend
+/// talking past the gateway is broken or hostile).
 pub const MAX_UNSOLICITED: u32 = 8;
 
 /// Keepalive NOOPs left unanswered beyond which no more are sent (servers
@@ -75,6 +77,8 @@ pub struct Settings {
     /// The client's address (PORT/EPRT targets must match it).
     pub client_ip: IpAddr,
     pub timeouts: Timeouts,
+    /// Unsolicited backend replies tolerated before `421` (`limits.unsolicited_replies`).
+    pub max_unsolicited: u32,
 }
 
 /// What the driver learned routing a `USER` to a backend.
@@ -1266,7 +1270,7 @@ impl Machine {
             count = self.unsolicited,
             "unsolicited backend reply dropped"
         );
-        if self.unsolicited > MAX_UNSOLICITED {
+        if self.unsolicited > self.s.max_unsolicited {
             warn!(
                 reason = "unsolicited_replies",
                 "backend keeps sending unsolicited replies; closing"

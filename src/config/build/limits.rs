@@ -76,10 +76,19 @@ impl<'a> Builder<'a> {
             None => Ok(None),
             Some(f) => self.failed_logins("limits.failed_logins", f).map(Some),
         };
+        let unsolicited = self.optional(
+            "limits.unsolicited_replies",
+            raw.unsolicited_replies.as_deref(),
+            |s| match parse_count(s)? {
+                n if n > u32::MAX as usize => Err(format!("\"{s}\" is too large")),
+                n => Ok(n as u32),
+            },
+        );
         Ok(Limits {
             max_sessions: max_sessions?,
             max_sessions_per_ip: per_ip?,
             failed_logins: failed_logins?,
+            unsolicited_replies: unsolicited?,
         })
     }
 

@@ -73,6 +73,7 @@ fn policy_keys_parse_into_typed_values() {
                 window: Duration::from_secs(60),
                 cooldown: Duration::from_secs(600),
             }),
+            unsolicited_replies: None,
         }
     );
     assert_eq!(config.shutdown_grace, Duration::from_secs(5));

@@ -50,6 +50,7 @@ fn settings() -> Settings {
         local_v4: true,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         timeouts: Timeouts::default(),
+        max_unsolicited: MAX_UNSOLICITED,
     }
 }
 
