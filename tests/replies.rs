@@ -490,20 +490,19 @@ fn check_creates_nothing_and_reports_errors_on_stderr() {
 // ---------------------------------------------------------------------------------------
 // 5. CCC with real curl, both modes (issue 23 item 1), and ABOR during a drain (item 2)
 
-/// Explicit-TLS gateway `edge` (listener `tls_extra`, route `commands`) in front of strict
-/// vsftpd (explicit, require_ssl_reuse=YES).
-async fn vsftpd_gateway(
+/// Explicit-TLS gateway `edge` (listener `tls_extra`, route block `route`) in front of the
+/// explicit-FTPS backend at `backend` whose CA is `ca`; pinhole timeout `pinhole`.
+async fn tls_gateway(
+    backend: SocketAddr,
+    ca: &std::path::Path,
     tls_extra: &str,
     route: &str,
-) -> (Vsftpd, ftpsgate::Gateway, tempfile::TempDir) {
+    pinhole: &str,
+) -> (ftpsgate::Gateway, tempfile::TempDir, Certs) {
     init_logs();
-    ensure_tools();
-    let vs = Vsftpd::start(VsftpdMode::Explicit {
-        require_reuse: true,
-    });
-    let dir = temp_dir("replies-vs-gw");
-    Certs::generate(dir.path(), "gw");
-    std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
+    let dir = temp_dir("replies-tls-gw");
+    let certs = Certs::generate(dir.path(), "gw");
+    std::fs::copy(ca, dir.path().join("vs-ca.pem")).unwrap();
     let (p0, p1) = own_range(10);
     let yaml = format!(
         r#"listeners:
@@ -514,13 +513,25 @@ async fn vsftpd_gateway(
     backend: vs
 {route}backends:
   - name: vs
-    address: "{addr}"
+    address: "{backend}"
     tls: {{ mode: explicit, ca: vs-ca.pem, server_name: localhost }}
-timeouts: {{ pinhole: 10s }}
-"#,
-        addr = vs.addr()
+timeouts: {{ pinhole: {pinhole} }}
+"#
     );
     let gw = start_gateway(&yaml, dir.path()).await;
+    (gw, dir, certs)
+}
+
+/// [`tls_gateway`] in front of strict vsftpd (explicit, require_ssl_reuse=YES).
+async fn vsftpd_gateway(
+    tls_extra: &str,
+    route: &str,
+) -> (Vsftpd, ftpsgate::Gateway, tempfile::TempDir) {
+    ensure_tools();
+    let vs = Vsftpd::start(VsftpdMode::Explicit {
+        require_reuse: true,
+    });
+    let (gw, dir, _) = tls_gateway(vs.addr(), &vs.certs().ca_pem, tls_extra, route, "10s").await;
     (vs, gw, dir)
 }
 
@@ -680,4 +691,111 @@ async fn range_download_through_a_draining_gateway_exits_0() {
     let got = std::fs::read(&out).unwrap();
     assert_eq!(got.len(), 1024 * 1024);
     assert_eq!(sha256_bytes(&got), sha256_bytes(&whole[..1024 * 1024]));
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. ABOR and a failed client data leg against real servers (issue 20 §3)
+
+/// ABOR mid-download, then a refused data leg (the client never connects to its
+/// pinhole), then a good download: every reply pairs with its command.
+async fn abort_and_failed_leg(
+    backend: SocketAddr,
+    ca: &std::path::Path,
+    root: &std::path::Path,
+    name: &str,
+) {
+    use tokio_rustls::TlsConnector;
+    let (gw, _dir, certs) = tls_gateway(backend, ca, "", "", "2s").await;
+    let big = pseudo_random(16 * 1024 * 1024, 5);
+    std::fs::write(root.join("big.bin"), &big).unwrap();
+    chown_to_test_user(&root.join("big.bin"));
+    let small = pseudo_random(50 * 1024, 6);
+    std::fs::write(root.join("small.bin"), &small).unwrap();
+    chown_to_test_user(&root.join("small.bin"));
+    let tls = certs.client_config();
+    bounded(90, name, async {
+        let mut ftp = RawFtp::ready_explicit(edge(&gw), tls.clone()).await;
+        // ABOR while the download runs.
+        let data = ftp.pasv().await;
+        let tcp = connect_from(None, data).await.expect("data connect");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<()>();
+        let tls2 = tls.clone();
+        let reader = tokio::spawn(async move {
+            let sn = rustls_pki_types::ServerName::try_from("localhost")
+                .unwrap()
+                .to_owned();
+            let mut d = TlsConnector::from(tls2)
+                .connect(sn, tcp)
+                .await
+                .expect("data TLS");
+            let mut buf = vec![0u8; 256 * 1024];
+            d.read_exact(&mut buf).await.expect("some data");
+            let _ = got_tx.send(());
+            let _ = stop_rx.await;
+        });
+        let r = ftp.cmd("RETR big.bin").await.expect("RETR");
+        assert!(r.is_preliminary(), "{name}: RETR {r:?}");
+        got_rx.await.expect("reader got data");
+        ftp.send_raw(b"ABOR\r\n").await.expect("ABOR");
+        let first = ftp.read_reply().await.expect("426");
+        let second = ftp.read_reply().await.expect("226");
+        assert_eq!(
+            (first.code, second.code),
+            (426, 226),
+            "{name}: {first:?} {second:?}"
+        );
+        let _ = stop_tx.send(());
+        let _ = reader.await;
+        assert_eq!(
+            ftp.cmd("TYPE I").await.unwrap().code,
+            200,
+            "{name}: after ABOR"
+        );
+        // A client data leg that never comes.
+        ftp.pasv().await;
+        let r = ftp.cmd("RETR big.bin").await.expect("RETR");
+        let last = if r.is_preliminary() {
+            ftp.read_reply().await.expect("final")
+        } else {
+            r
+        };
+        assert!(last.code == 425 || last.code == 426, "{name}: {last:?}");
+        assert_eq!(
+            ftp.cmd("TYPE I").await.unwrap().code,
+            200,
+            "{name}: after the failed leg"
+        );
+        assert_eq!(
+            sha256_bytes(&ftp.retr("small.bin").await),
+            sha256_bytes(&small),
+            "{name}: download after"
+        );
+        ftp.quit().await;
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_and_a_failed_data_leg_with_vsftpd() {
+    ensure_tools();
+    let vs = Vsftpd::start(VsftpdMode::Explicit {
+        require_reuse: true,
+    });
+    abort_and_failed_leg(vs.addr(), &vs.certs().ca_pem, vs.root(), "vsftpd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_and_a_failed_data_leg_with_pure_ftpd() {
+    ensure_tools();
+    let pure = common::pureftpd::PureFtpd::start();
+    abort_and_failed_leg(pure.addr(), &pure.certs().ca_pem, pure.root(), "pure-ftpd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_and_a_failed_data_leg_with_proftpd() {
+    ensure_tools();
+    let pro = common::proftpd::Proftpd::start();
+    abort_and_failed_leg(pro.addr(), &pro.certs().ca_pem, pro.root(), "proftpd").await;
 }
