@@ -165,6 +165,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             idle: Duration::from_secs(600),
             pinhole: Duration::from_secs(30),
             data_idle: Duration::from_secs(300),
+            control_write: Duration::from_secs(30),
         },
         max_unsolicited: u.int_in_range(0..=10)?,
     };
