@@ -296,7 +296,8 @@ fn unsolicited_replies_limit() {
         dir.path(),
     );
     assert!(
-        e.iter().any(|e| e.starts_with("limits.unsolicited_replies")),
+        e.iter()
+            .any(|e| e.starts_with("limits.unsolicited_replies")),
         "{e:?}"
     );
 }
