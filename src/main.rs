@@ -96,8 +96,8 @@ fn main() -> ExitCode {
 }
 
 /// `ftpsgate check`: errors one per line as `FILE:LINE:COL: key.path: message`
-/// on stdout, exit 1 on any; `--print` writes the resolved YAML (and nothing
-/// else on success, so the output can be saved and checked again).
+/// on stderr, exit 1 on any; stdout gets `FILE: ok`, or with `--print` only the
+/// resolved YAML (so the output can be saved and checked again). Creates nothing.
 fn check(path: &std::path::Path, print: bool) -> ExitCode {
     let top = path.display().to_string();
     let mut out = Stdout::default();
@@ -106,23 +106,20 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
-                out.line(&format!("error: {}", e.located(&top)));
+                eprintln!("error: {}", e.located(&top));
             }
             // Certificates and keys of the sections that were fine on their own:
             // every phase's errors in one run.
             for e in ftpsgate::gateway::check_tls_sections(&tls_sections) {
-                out.line(&format!("error: {}", e.located(&top)));
+                eprintln!("error: {}", e.located(&top));
             }
             return ExitCode::from(1);
         }
     };
     // TLS material (certificates, keys, CAs) is loaded by the same code `run` uses.
-    if let Err(errors) = Prepared::build(&config) {
+    if let Err(errors) = Prepared::check(&config) {
         for e in errors {
-            out.line(&format!(
-                "error: {}",
-                located_start_error(&e, &config, &top)
-            ));
+            eprintln!("error: {}", located_start_error(&e, &config, &top));
         }
         return ExitCode::from(1);
     }
@@ -131,7 +128,7 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             Ok(yaml) => out.text(&yaml),
             Err(errors) => {
                 for e in &errors.0 {
-                    out.line(&format!("error: {}", e.located(&top)));
+                    eprintln!("error: {}", e.located(&top));
                 }
                 return ExitCode::from(1);
             }
@@ -150,7 +147,7 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     for w in config.warnings().into_iter().chain(config.key_warnings()) {
-        out.line(&format!("warning: {top}: {w}"));
+        eprintln!("warning: {top}: {w}");
     }
     out.line(&format!("{top}: ok"));
     ExitCode::SUCCESS

@@ -135,8 +135,9 @@ timeouts: { conect: 5s, idle: soon }
         format!("error: {f}:10:5: backends[0].address: is required"),
         format!("error: {f}:12:31: timeouts.idle: \"soon\" is not a duration (expected e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or a number of seconds)"),
     ];
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
-    assert!(!stdout.contains("DuplicateKeyPolicy"), "{stdout}");
+    // Errors go to stderr (stdout is for `ok` and `--print`).
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), expected, "{stderr}");
+    assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
 }
 
 #[test]
@@ -162,16 +163,16 @@ backends:
     let out = ftpsgate(&["check", "--config", &f]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let line = stdout.lines().next().unwrap_or_default();
+    let line = stderr.lines().next().unwrap_or_default();
     assert!(
         line.starts_with(&format!("error: {f}:4:10: listeners[0].tls: ")),
-        "{stdout}"
+        "{stderr}"
     );
     assert!(
         line.contains("the private key does not belong to the certificate"),
-        "{stdout}"
+        "{stderr}"
     );
-    assert!(!line.contains("KeyMismatch"), "{stdout}");
+    assert!(!line.contains("KeyMismatch"), "{stderr}");
 }
 
 #[test]
@@ -267,19 +268,19 @@ backends:
     let out = ftpsgate(&["check", "--config", &f]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
     assert!(
         lines[0].starts_with(&format!("error: {f}:11:16: backends[0].data_mode: ")),
-        "{stdout}"
+        "{stderr}"
     );
     assert!(
         lines[1].starts_with(&format!("error: {f}:4:10: listeners[0].tls: "))
             && lines[1].contains("does not belong to the certificate"),
-        "{stdout}"
+        "{stderr}"
     );
     assert!(
         lines[2].starts_with(&format!("error: {f}:10:10: backends[0].tls: ")),
-        "{stdout}"
+        "{stderr}"
     );
 }

@@ -64,6 +64,8 @@ pub(crate) struct RawLimits {
     pub failed_logins: Option<RawFailedLogins>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsolicited_replies: Option<String>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.

@@ -42,6 +42,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "connection_rate_per_ip",
             "failed_logins",
             "ipv6_prefix",
+            "unsolicited_replies",
         ],
     ),
     ("limits.failed_logins", &["max", "window", "cooldown"]),
