@@ -54,6 +54,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod policy;

@@ -235,7 +235,10 @@ pub async fn connect(
         Err(_) => Err(BackendError::Timeout(display_addr(&backend.cfg))),
     };
     if let Err(e) = &res {
-        backend.metrics.backend_error(&backend.cfg.name, e.kind());
+        // Health checks (no client) count their failures apart.
+        if client.is_some() {
+            backend.metrics.backend_error(&backend.cfg.name, e.kind());
+        }
         if matches!(e, BackendError::Tls(_)) {
             backend.metrics.tls_handshake(
                 Side::Backend,

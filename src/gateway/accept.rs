@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{error, info, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 use crate::listener::ListenerCtx;
 use crate::session::{self, SessionOutcome};
@@ -108,7 +108,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, sha
         id,
         client = tracing::field::Empty,
         via = tracing::field::Empty,
-        listener = %ctx.cfg.name
+        listener = %ctx.cfg.name,
+        user = tracing::field::Empty,
+        backend = tracing::field::Empty
     );
     async move {
         let started = Instant::now();
@@ -120,10 +122,17 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, sha
             Err(refused) => (SessionOutcome::RefusedPolicy, Some(refused.0)),
         };
         metrics.session_ended(&ctx.cfg.name, outcome);
-        let secs = started.elapsed().as_secs_f64();
-        match why {
-            None => info!(secs, ?outcome, "closed"),
-            Some(e) => info!(secs, ?outcome, error = %e, "closed"),
+        // The words of `ftpsgate_sessions_total{outcome}`, not Rust's.
+        let outcome = crate::metrics::outcome_label(outcome);
+        let secs = format!("{:.3}", started.elapsed().as_secs_f64());
+        // What an operator must act on is a warning (`journalctl -p warning`);
+        // clients that time out or misbehave are not.
+        let serious = matches!(outcome, "backend_unavailable" | "cut");
+        match (why, serious) {
+            (None, false) => info!(secs = %secs, outcome, "closed"),
+            (None, true) => warn!(secs = %secs, outcome, "closed"),
+            (Some(e), false) => info!(secs = %secs, outcome, error = %e, "closed"),
+            (Some(e), true) => warn!(secs = %secs, outcome, error = %e, "closed"),
         }
     }
     .instrument(span)

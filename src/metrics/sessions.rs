@@ -33,8 +33,8 @@ impl LoginResult {
     }
 }
 
-/// The `outcome` label value of a session's end.
-fn outcome_label(outcome: SessionOutcome) -> &'static str {
+/// The `outcome` label value of a session's end (logs use the same word).
+pub fn outcome_label(outcome: SessionOutcome) -> &'static str {
     match outcome {
         SessionOutcome::Ok => "ok",
         SessionOutcome::RefusedPolicy => "refused_policy",
@@ -42,6 +42,7 @@ fn outcome_label(outcome: SessionOutcome) -> &'static str {
         SessionOutcome::BackendUnavailable => "backend_unavailable",
         SessionOutcome::Timeout => "timeout",
         SessionOutcome::ClientError => "client_error",
+        SessionOutcome::Cut => "cut",
     }
 }
 

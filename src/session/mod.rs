@@ -405,6 +405,9 @@ impl Driver {
             )
             .await
             .map_err(RouteFailure::Unavailable)?;
+            let span = tracing::Span::current();
+            span.record("user", user);
+            span.record("backend", in_use.backend().cfg.name.as_str());
             self.backend = Some(session);
             self.chosen = Some(in_use);
         }
@@ -446,6 +449,7 @@ impl Driver {
             tls: self.client_data_tls(protected),
             lifetime: self.ctx.timeouts.pinhole,
             metrics: self.ctx.metrics.clone(),
+            listener: self.ctx.cfg.name.clone(),
             kernel: self.ctx.kernel.clone(),
         };
         let pinhole = Pinhole::open(spec).await.map_err(|e| {

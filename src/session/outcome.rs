@@ -17,6 +17,9 @@ pub enum SessionOutcome {
     BackendUnavailable,
     Timeout,
     ClientError,
+    /// Closed by the gateway at the drain deadline (`shutdown.grace`), or
+    /// by a second termination signal.
+    Cut,
 }
 
 /// How one data transfer ended.

@@ -12,6 +12,7 @@
 //! This module does no FTP and knows nothing about sessions beyond
 //! "one cache per session".
 
+pub mod material;
 mod pem;
 mod verify;
 
