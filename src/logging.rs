@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// `--log-format`.
+/// `--log-format`. `Text` becomes `Journald` when stderr is the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Human-readable; ANSI colour only when stderr is a terminal.
@@ -34,6 +34,10 @@ pub fn init(format: Format) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let format = match format {
+        Format::Text if stderr_is_journal() => Format::Journald,
+        f => f,
+    };
     match format {
         Format::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         Format::Json => builder.json().init(),
@@ -43,6 +47,27 @@ pub fn init(format: Format) {
                 tracing_subscriber::fmt::format().without_time(),
             ))
             .init(),
+    }
+}
+
+/// systemd sets `JOURNAL_STREAM=DEV:INODE` when stdout/stderr go to the
+/// journal (systemd.exec(5)); it counts only if it names our stderr (a child
+/// of such a process may have stderr redirected elsewhere).
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(fd).metadata() {
+        Ok(m) => dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()),
+        Err(_) => false,
     }
 }
 

@@ -215,7 +215,7 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
 fn exit_now(sessions: usize) -> ExitCode {
     tracing::warn!(
         sessions,
-        outcome = "cut",
+        outcome = %"cut",
         "second termination signal: exiting now, cutting the remaining sessions"
     );
     ExitCode::FAILURE

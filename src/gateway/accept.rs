@@ -129,10 +129,10 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, sha
         // clients that time out or misbehave are not.
         let serious = matches!(outcome, "backend_unavailable" | "cut");
         match (why, serious) {
-            (None, false) => info!(secs = %secs, outcome, "closed"),
-            (None, true) => warn!(secs = %secs, outcome, "closed"),
-            (Some(e), false) => info!(secs = %secs, outcome, error = %e, "closed"),
-            (Some(e), true) => warn!(secs = %secs, outcome, error = %e, "closed"),
+            (None, false) => info!(outcome = %outcome, secs = %secs, "closed"),
+            (None, true) => warn!(outcome = %outcome, secs = %secs, "closed"),
+            (Some(e), false) => info!(outcome = %outcome, secs = %secs, error = %e, "closed"),
+            (Some(e), true) => warn!(outcome = %outcome, secs = %secs, error = %e, "closed"),
         }
     }
     .instrument(span)

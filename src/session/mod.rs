@@ -406,8 +406,11 @@ impl Driver {
             .await
             .map_err(RouteFailure::Unavailable)?;
             let span = tracing::Span::current();
-            span.record("user", user);
-            span.record("backend", in_use.backend().cfg.name.as_str());
+            span.record("user", tracing::field::display(user));
+            span.record(
+                "backend",
+                tracing::field::display(&in_use.backend().cfg.name),
+            );
             self.backend = Some(session);
             self.chosen = Some(in_use);
         }

@@ -499,7 +499,7 @@ impl Machine {
             Input::Shutdown => self.draining = true,
             Input::Force => {
                 warn!(
-                    outcome = "cut",
+                    outcome = %"cut",
                     transfer = self.transfer_running(),
                     "closing: drain deadline passed"
                 );
@@ -841,11 +841,11 @@ impl Machine {
     fn login_reply(&mut self, purpose: Purpose, r: Reply, env: &mut dyn Env) {
         if r.code == 230 {
             self.logged_in = true;
-            // The session span carries client, listener and backend.
-            info!(user = %self.user, "logged in");
+            // The session span carries client, listener, user and backend.
+            info!("logged in");
             env.login_ok();
         } else if purpose == Purpose::Pass && r.class() >= 4 {
-            info!(user = %self.user, code = r.code, "login failed");
+            info!(code = r.code, "login failed");
             if env.login_failed() {
                 // RFC 2577 §4: limit password guessing.
                 warn!(
@@ -1085,7 +1085,7 @@ impl Machine {
         info!(
             kind = t.kind.verb(),
             file = %t.path,
-            result = result_label(TransferResult::Aborted),
+            result = %result_label(TransferResult::Aborted),
             "transfer aborted by client"
         );
         self.account(&t, TransferResult::Aborted, 0, false, env);
@@ -1204,7 +1204,7 @@ impl Machine {
                     file = %t.path,
                     bytes,
                     secs = %secs,
-                    result = result_label(TransferResult::Ok),
+                    result = %result_label(TransferResult::Ok),
                     "transfer complete"
                 );
                 self.account(&t, TransferResult::Ok, *bytes, true, env);
@@ -1220,7 +1220,7 @@ impl Machine {
                     kind,
                     file = %t.path,
                     secs = %secs,
-                    result = result_label(result),
+                    result = %result_label(result),
                     error = %e.error,
                     backend_reply = %r.text(),
                     "transfer failed"
@@ -1233,7 +1233,7 @@ impl Machine {
                     kind,
                     file = %t.path,
                     code = r.code,
-                    result = result_label(TransferResult::Refused),
+                    result = %result_label(TransferResult::Refused),
                     "transfer refused or failed by backend"
                 );
                 self.account(&t, TransferResult::Refused, 0, false, env);
