@@ -187,7 +187,10 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
             _ = poll, if reload.watch => {
                 let now = mtimes(&watched(&gw));
                 if now != stamps {
-                    tracing::info!("configuration or TLS files changed: reloading {}", path.display());
+                    tracing::info!(
+                        "configuration files changed (config, certificates or keys): reloading {}",
+                        path.display()
+                    );
                     reload_from(&gw, &path);
                     // After a failed reload the files stay as they are, so a
                     // broken edit is retried only when the files change again.

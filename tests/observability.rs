@@ -766,6 +766,15 @@ async fn capacity_process_passive_ports_and_health_failures_apart() {
         s.get("ftpsgate_passive_ports_in_use{listener=\"edge\"}"),
         0.0
     );
+    // Expiry: the CA file trusted toward vs, and the leaf vs presented to the checks.
+    for cert in ["ca", "leaf"] {
+        let series = format!(
+            "ftpsgate_certificate_expiry_timestamp_seconds{{scope=\"backend\",name=\"vs\",cert=\"{cert}\"}}"
+        );
+        assert!(s.get(&series) > now, "{series}\n{}", s.text);
+    }
+    let served = "ftpsgate_certificate_expiry_timestamp_seconds{scope=\"listener\",name=\"edge\",cert=\"default\"}";
+    assert!(s.get(served) > now, "{}", s.text);
 
     // A PASV binds one port of the range until its pinhole is used or dropped.
     let mut ftp = common::raw::RawFtp::ready_explicit(gw.addr(), gw.certs.client_config()).await;

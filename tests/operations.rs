@@ -277,7 +277,11 @@ async fn renewed_certificates_are_served_after_watch_and_sighup() {
         // Renewal replaces the files: the watch reloads, no signal needed.
         openssl_cert(dir.path(), "gw.pem", "gw.key", "0x2002", 10);
         poll_serial(addr, "serial=2002", Duration::from_secs(10), &p).await;
-        assert!(p.log().contains("TLS files changed"), "{}", p.log());
+        assert!(
+            p.log().contains("configuration files changed"),
+            "{}",
+            p.log()
+        );
         // The gauge follows; 10 days left is inside the alert's 14-day window.
         let left = wait_metric(metrics, expiry, Duration::from_secs(5)).await - unix_now();
         assert!((9.0..=11.0).contains(&(left / 86400.0)), "{left} s left");

@@ -38,7 +38,11 @@ impl Backend {
     pub fn new(cfg: config::Backend, metrics: Arc<Metrics>) -> Result<Self, tls::TlsError> {
         let tls = match cfg.tls.mode {
             TlsMode::None => None,
-            TlsMode::Explicit | TlsMode::Implicit => Some(BackendTls::from_config(&cfg.tls)?),
+            TlsMode::Explicit | TlsMode::Implicit => {
+                let (m, name) = (metrics.clone(), cfg.name.clone());
+                let on_leaf: tls::OnLeaf = Arc::new(move |t| m.backend_certificate_seen(&name, t));
+                Some(BackendTls::from_config_observed(&cfg.tls, Some(on_leaf))?)
+            }
         };
         Ok(Backend {
             cfg,

@@ -65,7 +65,7 @@ pub struct CertExpiry {
     pub scope: &'static str,
     /// The configured listener or backend name.
     pub name: String,
-    /// `default`, `sni:<first name>` or `ca`.
+    /// `default`, `sni:<first name>` or `ca` (and `leaf`, recorded at handshakes).
     pub cert: String,
     /// Unix seconds of the certificate's not-after.
     pub not_after: f64,
@@ -91,7 +91,7 @@ impl Families {
         );
         r.register(
             "certificate_expiry_timestamp_seconds",
-            "Not-after of each served certificate (scope listener) and backend CA (scope backend), Unix seconds",
+            "Not-after of each served certificate (scope listener), backend CA and last backend leaf seen (scope backend), Unix seconds",
             f.expiry.clone(),
         );
         f
@@ -123,6 +123,20 @@ impl Metrics {
                 },
             })
             .inc();
+    }
+
+    /// `ftpsgate_certificate_expiry_timestamp_seconds{scope="backend",name,cert="leaf"}`:
+    /// the certificate `backend` presented at its last verified handshake
+    /// (pinned backends included). Gone at a reload until the next handshake.
+    pub fn backend_certificate_seen(&self, backend: &str, not_after: f64) {
+        self.tls
+            .expiry
+            .get_or_create(&CertLabels {
+                scope: "backend",
+                name: backend.to_owned(),
+                cert: "leaf".into(),
+            })
+            .set(not_after);
     }
 
     /// Replace every `ftpsgate_certificate_expiry_timestamp_seconds` series

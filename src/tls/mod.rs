@@ -30,6 +30,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::config::{self, BackendVerify, TlsVersion};
 
 pub use pem::{load_certs, load_key};
+pub use verify::OnLeaf;
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +199,15 @@ pub struct BackendTls {
 
 impl BackendTls {
     pub fn from_config(tls: &config::BackendTls) -> Result<Self, TlsError> {
+        Self::from_config_observed(tls, None)
+    }
+
+    /// As [`Self::from_config`]; `on_leaf` hears the not-after of every
+    /// backend certificate accepted (the expiry metric).
+    pub fn from_config_observed(
+        tls: &config::BackendTls,
+        on_leaf: Option<verify::OnLeaf>,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions(tls.min_version, tls.max_version))?;
@@ -220,6 +230,13 @@ impl BackendTls {
             BackendVerify::Dangerous | BackendVerify::NotApplicable => {
                 Arc::new(verify::PinnedVerifier::dangerous_any(provider.clone()))
             }
+        };
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match on_leaf {
+            Some(on_leaf) => Arc::new(verify::LeafExpiry {
+                inner: verifier,
+                on_leaf,
+            }),
+            None => verifier,
         };
         let cfg = builder
             .dangerous()
