@@ -52,7 +52,11 @@ pub(super) fn spawn_listener(
     info!(
         listener = %ctx.cfg.name,
         addr = %local,
-        tls = ?ctx.cfg.tls.mode,
+        tls = match ctx.cfg.tls.mode {
+            crate::config::TlsMode::None => "none",
+            crate::config::TlsMode::Explicit => "explicit",
+            crate::config::TlsMode::Implicit => "implicit",
+        },
         backend = %ctx.pool.default_backend().cfg.name,
         "listening"
     );

@@ -381,7 +381,7 @@ impl Driver {
         let choice = match policy::route(&ctx.cfg, user) {
             Ok(c) => c,
             Err(e) => {
-                info!(error = ?e, "unknown backend in user@backend");
+                info!(error = %e, "unknown backend in user@backend");
                 return Err(RouteFailure::UnknownBackend);
             }
         };
