@@ -1,64 +1,18 @@
-//! The `ftpsgate` command line: `run`, `check`, `demo`. Everything else lives
-//! in the library.
+//! The `ftpsgate` command line: `run`, `check`, `demo`, `completions`,
+//! `self-signed`. The clap definitions, `--version`, completions and man pages
+//! are in `cli.rs`; everything else lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 
 use ftpsgate::config::Config;
 use ftpsgate::gateway::{Gateway, Prepared};
 
-#[derive(Parser)]
-#[command(
-    name = "ftpsgate",
-    version,
-    about = "FTPS-aware application-level gateway"
-)]
-struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Cmd,
-}
+mod cli;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable; colour only when stderr is a terminal.
-    Text,
-    /// One JSON object per line.
-    Json,
-    /// Text with syslog priority prefixes for journald (`journalctl -p warning`).
-    Journald,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the gateway.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Validate a config (certificates included); exit 1 on errors.
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Also print the resolved config (includes followed, defaults filled in).
-        #[arg(long)]
-        print: bool,
-    },
-    /// Self-contained demo: in-process plain FTP backend, generated
-    /// certificate, explicit and implicit FTPS listeners on 127.0.0.1.
-    Demo {
-        /// Serve this directory instead of a seeded temp dir.
-        #[arg(long)]
-        root: Option<PathBuf>,
-        /// Explicit FTPS port (implicit uses the next one); 0 = any free port.
-        #[arg(long, default_value_t = 2121)]
-        port: u16,
-    },
-}
+use cli::{Cli, Cmd, LogFormat};
 
 /// Exit code for a configuration error (sysexits EX_CONFIG-like `64`).
 const EXIT_CONFIG: u8 = 64;
@@ -84,6 +38,34 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Cmd::Check { config, print } => check(&config, print),
         Cmd::Run { config } => rt.block_on(run(config)),
+        Cmd::Completions { shell } => {
+            cli::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Cmd::Man { page } => match cli::man_page(page, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::SelfSigned { dir, stem, names } => {
+            match ftpsgate::demo::selfsigned::generate_for_names(&dir, &stem, &names) {
+                Ok(c) => {
+                    println!(
+                        "wrote {} and {}",
+                        c.cert_path.display(),
+                        c.key_path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        #[cfg(feature = "demo")]
         Cmd::Demo { root, port } => rt.block_on(async move {
             match ftpsgate::demo::run(root, port).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -174,7 +156,7 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status("serving"),
     ]);
-    let mut stamps = mtimes(&watched(&gw));
+    let mut stamps = mtimes(&gw.watched_files());
     loop {
         let reload = gw.config().reload;
         let poll = tokio::time::sleep(reload.interval);
@@ -182,10 +164,10 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
                 reload_from(&gw, &path);
-                stamps = mtimes(&watched(&gw));
+                stamps = mtimes(&gw.watched_files());
             }
             _ = poll, if reload.watch => {
-                let now = mtimes(&watched(&gw));
+                let now = mtimes(&gw.watched_files());
                 if now != stamps {
                     tracing::info!(
                         "configuration files changed (config, certificates or keys): reloading {}",
@@ -194,7 +176,7 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
                     reload_from(&gw, &path);
                     // After a failed reload the files stay as they are, so a
                     // broken edit is retried only when the files change again.
-                    stamps = mtimes(&watched(&gw));
+                    stamps = mtimes(&gw.watched_files());
                 }
             }
             _ = term.recv() => break,
@@ -222,14 +204,6 @@ fn exit_now(sessions: usize) -> ExitCode {
         "second termination signal: exiting now, cutting the remaining sessions"
     );
     ExitCode::FAILURE
-}
-
-/// What `reload.watch` polls: the config files and every TLS file they name.
-fn watched(gw: &Gateway) -> Vec<PathBuf> {
-    let config = gw.config();
-    let mut files = config.sources.clone();
-    files.extend(ftpsgate::tls::material::files(&config));
-    files
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {

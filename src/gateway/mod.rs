@@ -343,6 +343,15 @@ impl Gateway {
         lock(&self.config).clone()
     }
 
+    /// What `reload.watch` polls: the config files and every certificate,
+    /// key, CA and SNI file they name (a renewed certificate is a change).
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let config = self.config();
+        let mut files = config.sources.clone();
+        files.extend(crate::tls::material::files(&config));
+        files
+    }
+
     /// Apply a new configuration without dropping sessions. On any error the
     /// running configuration stays as it was and the errors are returned.
     pub fn reload(&self, config: Config) -> Result<(), Vec<StartError>> {

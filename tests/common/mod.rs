@@ -10,6 +10,8 @@ pub mod faultproxy;
 pub mod gateway;
 pub mod harness;
 pub mod netns;
+pub mod proftpd;
+pub mod pureftpd;
 pub mod raw;
 pub mod suppa;
 pub mod vsftpd;
