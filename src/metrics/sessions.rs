@@ -218,6 +218,20 @@ mod tests {
     }
 
     #[test]
+    fn a_session_cut_at_the_drain_deadline_counts_as_cut() {
+        let m = Metrics::new();
+        m.session_ended("edge", SessionOutcome::Cut);
+        assert_eq!(outcome_label(SessionOutcome::Cut), "cut");
+        assert_eq!(
+            sample(
+                &m.encode(),
+                "ftpsgate_sessions_total{listener=\"edge\",outcome=\"cut\"}"
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
     fn verbs_are_a_closed_set() {
         assert_eq!(verb_label("stor"), "STOR");
         assert_eq!(verb_label("EPSV"), "EPSV");
