@@ -4,6 +4,7 @@
 //! `journalctl -p warning -u ftpsgate` finds the gateway's warnings.
 //!
 //! Set up once by `main.rs`; the rest of the crate only calls `tracing`.
+//! Field values go through `logsafe` in every format (client text is escaped).
 
 use std::io::IsTerminal;
 
@@ -31,18 +32,27 @@ const DEFAULT_FILTER: &str = "info,libunftp=warn,rustls=error";
 pub fn init(format: Format) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let format = match format {
         Format::Text if stderr_is_journal() => Format::Journald,
         f => f,
     };
+    // User names, paths and SNI come from clients: every field is escaped
+    // (`logsafe`: text, each value as it is formatted; JSON, each line).
     match format {
-        Format::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        Format::Json => builder.json().init(),
+        Format::Text => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(crate::logsafe::text_fields())
+            .init(),
+        Format::Json => builder
+            .with_writer(|| crate::logsafe::SafeWriter(std::io::stderr()))
+            .json()
+            .init(),
         Format::Journald => builder
+            .with_writer(std::io::stderr)
             .with_ansi(false)
+            .fmt_fields(crate::logsafe::text_fields())
             .event_format(SyslogPrefix(
                 tracing_subscriber::fmt::format().without_time(),
             ))

@@ -28,6 +28,9 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Idle connections must not exhaust a low soft limit; defaults derive from it.
+    let nofile = ftpsgate::gateway::fds::raise_nofile();
+    tracing::debug!(nofile, "file descriptor limit");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -91,11 +94,17 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in config.warnings() {
+    for w in config.warnings().into_iter().chain(config.key_warnings()) {
         println!("warning: {w}");
     }
     if print {
-        println!("{config:#?}");
+        // As `run` would apply it: unset session caps derived from the fd limit.
+        let nofile = ftpsgate::gateway::fds::soft_nofile();
+        println!("# file descriptor limit: {nofile}");
+        println!(
+            "{:#?}",
+            ftpsgate::gateway::fds::with_default_limits(&config, nofile)
+        );
     }
     match Prepared::build(&config) {
         Ok(_) => {
