@@ -330,7 +330,11 @@ struct BackendInfo {
 #[derive(Debug, Clone)]
 struct TransferState {
     kind: TransferKind,
+    /// The path as the client wrote it (log lines).
     path: String,
+    /// The path as the backend resolved it, when the directory is known (the
+    /// transfer log; see `cwd`).
+    resolved: String,
     started: Instant,
     /// The backend's final success reply, held until `outcome` is known.
     final_reply: Option<Reply>,
@@ -1310,10 +1314,8 @@ impl Machine {
         let Some(pending) = self.pending.take() else {
             return self.reply(425, "Use PASV or EPSV first");
         };
-        let path = cwd::resolve(
-            self.cwd.as_deref(),
-            &transfer_path(kind, &control::strip_telnet(&line)),
-        );
+        let path = transfer_path(kind, &control::strip_telnet(&line));
+        let resolved = cwd::resolve(self.cwd.as_deref(), &path);
         self.out.push(Action::ToBackend(line));
         self.expects.push_back(Expect::Transfer);
         self.last_backend_activity = now;
@@ -1326,6 +1328,7 @@ impl Machine {
         self.transfer = Some(TransferState {
             kind,
             path,
+            resolved,
             started: now,
             final_reply: None,
             outcome: None,
@@ -1700,7 +1703,7 @@ impl Machine {
     ) {
         env.transfer_finished(&Finished {
             kind: t.kind,
-            path: t.path.clone(),
+            path: t.resolved.clone(),
             started: t.started,
             result,
             bytes,
