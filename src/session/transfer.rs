@@ -159,9 +159,20 @@ async fn run(
     }
     let mut client = client?;
     let mut backend = backend?;
-    if direction == Direction::Download {
-        // TLS 1.3 tickets held back by the pinhole go out before the data.
-        client.release_held();
+    // TLS 1.3 tickets held back by the pinhole (the handshake came before
+    // the transfer command) go out before the data, whatever the direction.
+    // An upload needs them too: an OpenSSL client (curl) uses each ticket
+    // once, never reads while it uploads, and reads what has arrived just
+    // before it closes the connection (an SSL_read ahead of its
+    // close_notify, there to avoid a reset). Sent at the start, the tickets
+    // have long arrived by then, so curl both stores a fresh ticket for its
+    // next data connection and leaves nothing unread behind (see
+    // `stream::HoldIo`).
+    client.release_held();
+    if direction == Direction::Upload {
+        // Nothing else is written to an uploading client until the end:
+        // push the tickets out now.
+        let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::flush(&mut client)).await;
     }
     match direction {
         Direction::Download => {
@@ -182,9 +193,6 @@ async fn run(
             // On error the backend leg is dropped with its reset armed.
             let n = relayed?;
             crate::net::unabort(backend.tcp());
-            // Only now may tickets held back by the pinhole go out: the
-            // client has sent everything (see `stream::HoldIo`).
-            client.release_held();
             // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
             // connection ends with close_notify from both sides).
             let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))

@@ -125,17 +125,15 @@ impl ServerTls {
     /// connection from the *same* control-connection ticket, as OpenSSL
     /// servers allow; the per-session key still confines them to this session.
     ///
-    /// Data connections share that state. Whether they hand out fresh TLS 1.3
-    /// tickets depends on the direction: clients that consume a ticket per
-    /// resumption (rustls) need new ones, and a downloading client reads them;
-    /// an uploading client never reads, and closing a socket with unread data
-    /// makes its kernel send a reset that can cut the end of the upload (the
-    /// vsftpd truncation of real-servers.md, seen here with lftp: with tickets
-    /// on upload connections most curl and lftp uploads ended in a reset).
-    /// The price: an OpenSSL client (curl) that uploads twice in one session
-    /// has no ticket left for the second data connection — as against vsftpd
-    /// itself (7 of 10 such curl sessions failed there). `max_version: "1.2"`
-    /// on the listener avoids tickets altogether (reusable session ids).
+    /// Data connections share that state. A data handshake whose direction
+    /// is known (the transfer command came first) gets fresh TLS 1.3 tickets
+    /// for a download and none for an upload (an uploading client that never
+    /// reads would close with them unread, and its kernel's reset can cut the
+    /// end of the upload — the vsftpd truncation of real-servers.md). A
+    /// handshake that comes before the command (curl) gets tickets held back
+    /// by `stream::HoldIo` until the transfer starts, in both directions:
+    /// curl uses each ticket once and reads the tickets of an upload
+    /// connection just before its close_notify.
     pub fn session_acceptors(&self) -> Result<SessionAcceptors, TlsError> {
         let mut cfg = (*self.base).clone();
         cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
