@@ -52,3 +52,57 @@ async fn curl_upload_then_download_on_tls13() {
     );
     gw.shutdown().await;
 }
+
+/// rclone keeps one TLS session cache for all its connections to a host, so with
+/// `--transfers 4` a data connection offers a ticket that another of its control
+/// sessions received. The default `data_reuse_scope: user` accepts it (same user, same
+/// address); every file must arrive intact, then list and download back.
+async fn rclone_copy_through_gateway(disable_tls13: bool) {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let gw = GwEnv::start(Frontend::explicit(), Backend::for_vsftpd(&vs), Some(&vs)).await;
+    let mut rclone = interop::Rclone::new(gw.addr(), Security::Explicit);
+    rclone.disable_tls13 = disable_tls13;
+    let work = temp_dir("rclone");
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let mut shas = Vec::new();
+    for i in 0..8 {
+        let name = format!("r{i}.bin");
+        shas.push((name.clone(), make_file(&src.join(&name), MIB + i * 4099)));
+    }
+    let out = rclone.upload_dir(&src, "", 4).await;
+    let stored: Vec<_> = shas
+        .iter()
+        .filter(|(name, sha)| {
+            let p = vs.root().join(name);
+            p.is_file() && sha256_file(&p) == *sha
+        })
+        .collect();
+    assert!(
+        out.success() && stored.len() == shas.len(),
+        "rclone (disable_tls13={disable_tls13}) stored {} of {} files intact: {out}\n--- vsftpd log:\n{}",
+        stored.len(),
+        shas.len(),
+        vs.log()
+    );
+
+    let list = rclone.list().await;
+    list.assert_ok();
+    assert!(list.stdout.contains("r7.bin"), "listing: {list}");
+    let down_sha = vs.make_file("down.bin", 3 * MIB);
+    let back = work.path().join("back");
+    rclone.download("down.bin", &back).await.assert_ok();
+    assert_eq!(sha256_file(&back.join("down.bin")), down_sha);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rclone_copy_transfers_4_tls13() {
+    rclone_copy_through_gateway(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rclone_copy_transfers_4_tls12() {
+    rclone_copy_through_gateway(true).await;
+}

@@ -28,7 +28,7 @@ pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
     ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
-    ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
+    ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route, SniCert, Timeouts, TlsMode, TlsVersion,
     TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
 };
 

@@ -59,6 +59,10 @@ impl PinholeError {
     }
 }
 
+/// How long a data handshake waits for the login of the session whose ticket
+/// it offers (see `tls::SessionAcceptors::await_ticket_owner`).
+const TICKET_OWNER_WAIT: Duration = Duration::from_secs(5);
+
 /// What a pinhole accepts.
 pub struct PinholeSpec {
     pub bind_ip: IpAddr,
@@ -269,7 +273,14 @@ async fn accept_one(
                 let armed = Arc::new(AtomicBool::new(false));
                 let io = HoldIo::new(tcp, armed.clone());
                 let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-                let start = hello.await.map_err(PinholeError::Tls)?;
+                let mut start = hello.await.map_err(PinholeError::Tls)?;
+                // A ticket of a session from this address still logging in
+                // (rclone opens connections in parallel, one ticket cache):
+                // wait for that login before resuming is decided.
+                let first = start.io.take_first_bytes();
+                acceptors
+                    .await_ticket_owner(&first, TICKET_OWNER_WAIT)
+                    .await;
                 let known = *direction.borrow();
                 if known.is_none() {
                     armed.store(true, Ordering::Relaxed);

@@ -23,6 +23,10 @@
 //! buffered until [`HoldIo::release`]. TLS 1.2 handshakes end with handshake
 //! records (0x16), so they never arm during the handshake; the caller
 //! releases right after a TLS 1.2 handshake.
+//!
+//! It also keeps a copy of the first bytes the client sent on a data
+//! connection (its ClientHello), for `tls::SessionAcceptors::await_ticket_owner`
+//! to see which ticket is offered; rustls does not say.
 
 use std::io;
 use std::pin::Pin;
@@ -37,6 +41,9 @@ use tokio::net::TcpStream;
 /// TLS 1.3 record).
 const APPLICATION_DATA: u8 = 0x17;
 const HEADER: usize = 5;
+/// Bytes of the client's first flight kept for inspection (a ClientHello fits
+/// one record of at most 16 KiB plus its header).
+const HELLO_CAP: usize = 16 * 1024 + HEADER;
 
 pub struct HoldIo {
     io: TcpStream,
@@ -49,6 +56,9 @@ pub struct HoldIo {
     header: [u8; HEADER],
     header_len: usize,
     body_left: usize,
+    /// The client's first bytes (data connections), until taken.
+    hello: Vec<u8>,
+    capture: bool,
 }
 
 impl HoldIo {
@@ -56,6 +66,7 @@ impl HoldIo {
     pub fn pass(io: TcpStream) -> HoldIo {
         let mut h = HoldIo::new(io, Arc::new(AtomicBool::new(false)));
         h.released = true;
+        h.capture = false;
         h
     }
 
@@ -71,7 +82,15 @@ impl HoldIo {
             header: [0; HEADER],
             header_len: 0,
             body_left: 0,
+            hello: Vec::new(),
+            capture: true,
         }
+    }
+
+    /// The first bytes the client sent (its ClientHello); stops keeping them.
+    pub fn take_first_bytes(&mut self) -> Vec<u8> {
+        self.capture = false;
+        std::mem::take(&mut self.hello)
     }
 
     pub fn get_ref(&self) -> &TcpStream {
@@ -146,6 +165,14 @@ impl AsyncRead for HoldIo {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if this.capture {
+            let new = &buf.filled()[before..];
+            let n = new.len().min(HELLO_CAP - this.hello.len());
+            this.hello.extend_from_slice(&new[..n]);
+            if this.hello.len() >= HELLO_CAP {
+                this.capture = false;
+            }
+        }
         if !this.released && !this.holding {
             this.scan(&buf.filled()[before..]);
         }

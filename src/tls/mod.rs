@@ -13,10 +13,13 @@
 //! "one cache per session".
 
 mod pem;
+mod reuse;
 mod verify;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::CryptoProvider;
@@ -26,7 +29,9 @@ use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion
 use rustls_pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{self, BackendVerify, TlsVersion};
+use crate::config::{self, BackendVerify, ReuseScope, TlsVersion};
+
+use reuse::{ReuseGroups, SessionTicketer};
 
 pub use pem::{load_certs, load_key};
 
@@ -79,6 +84,8 @@ const SESSION_CACHE_ENTRIES: usize = 32;
 #[derive(Clone)]
 pub struct ServerTls {
     base: Arc<ServerConfig>,
+    /// The listener's login groups in `data_reuse_scope: user`, else `None`.
+    groups: Option<Arc<ReuseGroups>>,
 }
 
 impl ServerTls {
@@ -110,8 +117,13 @@ impl ServerTls {
             .with_protocol_versions(&versions(tls.min_version, tls.max_version))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { by_name, default }));
+        let groups = match tls.data_reuse_scope {
+            ReuseScope::User => Some(Arc::new(ReuseGroups::default())),
+            ReuseScope::Session => None,
+        };
         Ok(ServerTls {
             base: Arc::new(cfg),
+            groups,
         })
     }
 
@@ -134,10 +146,15 @@ impl ServerTls {
     /// by `stream::HoldIo` until the transfer starts, in both directions:
     /// curl uses each ticket once and reads the tickets of an upload
     /// connection just before its close_notify.
-    pub fn session_acceptors(&self) -> Result<SessionAcceptors, TlsError> {
+    pub fn session_acceptors(&self, client_ip: IpAddr) -> Result<SessionAcceptors, TlsError> {
         let mut cfg = (*self.base).clone();
         cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-        cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        let ticketer = SessionTicketer::new(
+            rustls::crypto::ring::Ticketer::new()?,
+            self.groups.clone(),
+            client_ip,
+        );
+        cfg.ticketer = ticketer.clone();
         cfg.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
         let download = Arc::new(cfg.clone());
         let mut upload = cfg.clone();
@@ -146,6 +163,7 @@ impl ServerTls {
             control: TlsAcceptor::from(Arc::new(cfg)),
             download,
             upload: Arc::new(upload),
+            ticketer,
         })
     }
 }
@@ -174,9 +192,25 @@ pub struct SessionAcceptors {
     pub download: Arc<ServerConfig>,
     /// Data connections carrying an upload, or of unknown direction (no tickets).
     pub upload: Arc<ServerConfig>,
+    /// The session's ticket key (and, in scope `user`, its login group).
+    ticketer: Arc<SessionTicketer>,
 }
 
 impl SessionAcceptors {
+    /// The session's login: `Some(user)` once logged in, `None` otherwise. In
+    /// `data_reuse_scope: user` its data connections may then resume tickets
+    /// of that user's other sessions from the same client address.
+    pub fn bind_login(&self, user: Option<&str>) {
+        self.ticketer.bind(user);
+    }
+
+    /// Before a data handshake: wait (up to `limit`) if the offered ticket
+    /// belongs to a session from the same address that is still logging in
+    /// (see `reuse::SessionTicketer::await_ticket_owner`).
+    pub async fn await_ticket_owner(&self, client_hello: &[u8], limit: Duration) {
+        self.ticketer.await_ticket_owner(client_hello, limit).await;
+    }
+
     pub fn data(&self, download: bool) -> Arc<ServerConfig> {
         if download {
             self.download.clone()

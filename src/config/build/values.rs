@@ -9,7 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::config::typed::{Balance, DataProtection, TlsMode, TlsVersion, TransferLogFormat};
+use crate::config::typed::{
+    Balance, DataProtection, ReuseScope, TlsMode, TlsVersion, TransferLogFormat,
+};
 
 /// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
 /// Host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`), as the kernel would.
@@ -156,6 +158,16 @@ pub(super) fn parse_mode(s: &str) -> Result<TlsMode, String> {
         "implicit" => Ok(TlsMode::Implicit),
         _ => Err(format!(
             "\"{s}\" is not a TLS mode (expected explicit, implicit or none)"
+        )),
+    }
+}
+
+pub(super) fn parse_reuse_scope(s: &str) -> Result<ReuseScope, String> {
+    match s {
+        "session" => Ok(ReuseScope::Session),
+        "user" => Ok(ReuseScope::User),
+        _ => Err(format!(
+            "\"{s}\" is not a reuse scope (expected user or session)"
         )),
     }
 }
