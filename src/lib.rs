@@ -44,24 +44,24 @@
 //!   typed value and its errors), `policies/example.yaml` (documented).
 #![forbid(unsafe_code)]
 
-pub mod backend;
-pub mod channel;
+pub(crate) mod backend;
+pub(crate) mod channel;
 pub mod config;
 pub mod control;
-pub mod data;
+pub(crate) mod data;
 pub mod demo;
 pub mod gateway;
-pub mod health;
-pub mod http;
-pub mod listener;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod listener;
 pub mod metrics;
-pub mod net;
+pub(crate) mod net;
 pub mod policy;
 pub mod proxy;
 pub mod session;
-pub mod shared;
-pub mod stream;
-pub mod tls;
-pub mod xferlog;
+pub(crate) mod shared;
+pub(crate) mod stream;
+pub(crate) mod tls;
+pub(crate) mod xferlog;
 
 pub use gateway::{Gateway, StartError, StartErrors};

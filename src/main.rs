@@ -1,60 +1,18 @@
-//! The `ftpsgate` command line: `run`, `check`, `demo`. Everything else lives
-//! in the library.
+//! The `ftpsgate` command line: `run`, `check`, `demo`, `completions`,
+//! `self-signed`. The clap definitions, `--version`, completions and man pages
+//! are in `cli.rs`; everything else lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 
 use ftpsgate::config::Config;
 use ftpsgate::gateway::{Gateway, Prepared};
 
-#[derive(Parser)]
-#[command(
-    name = "ftpsgate",
-    version,
-    about = "FTPS-aware application-level gateway"
-)]
-struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Cmd,
-}
+mod cli;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the gateway.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Validate a config (certificates included); exit 1 on errors.
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Also print the resolved config (includes followed, defaults filled in).
-        #[arg(long)]
-        print: bool,
-    },
-    /// Self-contained demo: in-process plain FTP backend, generated
-    /// certificate, explicit and implicit FTPS listeners on 127.0.0.1.
-    Demo {
-        /// Serve this directory instead of a seeded temp dir.
-        #[arg(long)]
-        root: Option<PathBuf>,
-        /// Explicit FTPS port (implicit uses the next one); 0 = any free port.
-        #[arg(long, default_value_t = 2121)]
-        port: u16,
-    },
-}
+use cli::{Cli, Cmd, LogFormat};
 
 /// Exit code for a configuration error (sysexits EX_CONFIG-like `64`).
 const EXIT_CONFIG: u8 = 64;
@@ -84,6 +42,34 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Check { config, print } => check(&config, print),
         Cmd::Run { config } => rt.block_on(run(config)),
+        Cmd::Completions { shell } => {
+            cli::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Cmd::Man { page } => match cli::man_page(page, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::SelfSigned { dir, stem, names } => {
+            match ftpsgate::demo::selfsigned::generate_for_names(&dir, &stem, &names) {
+                Ok(c) => {
+                    println!(
+                        "wrote {} and {}",
+                        c.cert_path.display(),
+                        c.key_path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        #[cfg(feature = "demo")]
         Cmd::Demo { root, port } => rt.block_on(async move {
             match ftpsgate::demo::run(root, port).await {
                 Ok(()) => ExitCode::SUCCESS,

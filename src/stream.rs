@@ -10,14 +10,16 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+mod backend;
 mod hold;
 
+pub use backend::BackendTlsStream;
 pub use hold::HoldIo;
 
 /// Client-side (gateway is the TLS server) stream.
 pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;
 /// Backend-side (gateway is the TLS client) stream.
-pub type BackendStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+pub type BackendStream = MaybeTls<BackendTlsStream>;
 
 pub enum MaybeTls<T> {
     Plain(TcpStream),

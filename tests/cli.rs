@@ -413,3 +413,57 @@ async fn demo_serves_its_printed_commands_and_stops_on_sigint() {
         );
     }
 }
+
+// ------------------------------------------------ packaging additions (issue 16)
+
+fn ftpsgate_stdout(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
+        .args(args)
+        .output()
+        .expect("run ftpsgate");
+    assert!(
+        out.status.success(),
+        "ftpsgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn version_names_version_commit_and_tls_provider() {
+    let v = ftpsgate_stdout(&["--version"]);
+    assert!(
+        v.starts_with(&format!("ftpsgate {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(v.contains("rustls 0.23") && v.contains("ring"), "{v}");
+    assert!(
+        v.contains("git ") || v.contains("no git commit recorded"),
+        "{v}"
+    );
+}
+
+#[test]
+fn completions_for_bash_zsh_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ftpsgate_stdout(&["completions", shell]);
+        assert!(script.contains("check"), "{shell}: {script}");
+        assert!(script.contains("config"), "{shell}: {script}");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
+        .args(["completions", "powershell-9"])
+        .output()
+        .expect("run ftpsgate");
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn man_pages_are_roff() {
+    let one = ftpsgate_stdout(&["man", "ftpsgate.1"]);
+    assert!(
+        one.starts_with(".ie") || one.contains(".TH ftpsgate 1"),
+        "{one}"
+    );
+    let five = ftpsgate_stdout(&["man", "ftpsgate.yaml.5"]);
+    assert!(five.starts_with(".TH FTPSGATE.YAML 5"), "{five}");
+}

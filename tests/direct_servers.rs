@@ -272,3 +272,103 @@ async fn lftp_many_transfers_against_strict_vsftpd() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// ProFTPD (mod_tls, session reuse required) and pure-ftpd (TLS required): the harness of
+// tests/common/{proftpd,pureftpd}.rs proven with curl straight against each server.
+
+/// curl download + upload + listing against a server rooted at `root`, trusting `ca`.
+async fn curl_roundtrip_at(
+    addr: std::net::SocketAddr,
+    root: &std::path::Path,
+    ca: &std::path::Path,
+) {
+    let work = temp_dir("client");
+    let down = root.join("down.bin");
+    let down_sha = make_file(&down, 20 * KIB);
+    chown_to_test_user(&down);
+    let curl = Curl::new(addr, Security::Explicit, Some(ca));
+
+    let local = work.path().join("got.bin");
+    curl.get("down.bin", &local).await.assert_ok();
+    assert_eq!(sha256_file(&local), down_sha, "download corrupted");
+
+    let up = work.path().join("up.bin");
+    let up_sha = make_file(&up, 20 * KIB);
+    curl.put(&up, "up-curl.bin").await.assert_ok();
+    assert_eq!(
+        sha256_file(&root.join("up-curl.bin")),
+        up_sha,
+        "upload corrupted"
+    );
+
+    let list = curl.list().await;
+    list.assert_ok();
+    assert!(
+        list.stdout.contains("down.bin"),
+        "LIST lacks down.bin: {list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_explicit_against_proftpd() {
+    ensure_tools();
+    let pro = proftpd::Proftpd::start();
+    curl_roundtrip_at(pro.addr(), pro.root(), &pro.certs().ca_pem).await;
+    assert!(
+        pro.tls_log()
+            .contains("client reused TLS session for data connection"),
+        "{}",
+        pro.output()
+    );
+}
+
+/// The harness's ProFTPD really requires reuse: curl with its session cache off is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proftpd_refuses_data_connection_that_does_not_resume() {
+    ensure_tools();
+    let pro = proftpd::Proftpd::start();
+    pro.make_file("n.bin", KIB);
+    let work = temp_dir("client");
+    let curl = Curl::new(pro.addr(), Security::Explicit, Some(&pro.certs().ca_pem));
+    let out = curl
+        .raw(
+            &[
+                "--no-sessionid",
+                "-o",
+                &work.path().join("n.bin").display().to_string(),
+            ],
+            "n.bin",
+        )
+        .await;
+    out.assert_failed();
+    assert!(
+        pro.tls_log().contains("client did not reuse TLS session"),
+        "{}",
+        pro.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_explicit_against_pureftpd() {
+    ensure_tools();
+    let pure = pureftpd::PureFtpd::start();
+    curl_roundtrip_at(pure.addr(), pure.root(), &pure.certs().ca_pem).await;
+}
+
+/// pure-ftpd with `-Y 3` refuses clear data (PROT C).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pureftpd_refuses_clear_data() {
+    ensure_tools();
+    let pure = pureftpd::PureFtpd::start();
+    pure.make_file("c.bin", KIB);
+    let work = temp_dir("client");
+    let curl = Curl::new(
+        pure.addr(),
+        Security::ExplicitClearData,
+        Some(&pure.certs().ca_pem),
+    );
+    curl.get("c.bin", &work.path().join("c.bin"))
+        .await
+        .assert_failed();
+}

@@ -22,7 +22,7 @@ use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
 use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
-use crate::stream::{BackendStream, MaybeTls};
+use crate::stream::{BackendStream, BackendTlsStream, MaybeTls};
 use crate::tls::{self, BackendTls, SessionConnector};
 
 /// A configured backend with its TLS built (shared by all sessions).
@@ -103,6 +103,8 @@ pub struct BackendSession {
 #[derive(Clone)]
 pub struct DataTarget {
     pub ip: std::net::IpAddr,
+    /// The backend's configured name (metric label, logs).
+    pub backend: Arc<str>,
     pub metrics: Arc<Metrics>,
     /// Some when data connections are TLS (`PROT P` toward the backend).
     pub tls: Option<SessionConnector>,
@@ -184,12 +186,9 @@ impl DataTarget {
                             Resumption::from_resumed(resumed),
                         );
                         if !resumed {
-                            // Strict servers (vsftpd require_ssl_reuse) will refuse this one.
-                            tracing::debug!(
-                                "backend data TLS handshake did not resume the control session"
-                            );
+                            self.not_resumed(c, version, &addr.to_string());
                         }
-                        Ok(MaybeTls::Tls(Box::new(t)))
+                        Ok(MaybeTls::Tls(Box::new(BackendTlsStream::data(t))))
                     }
                     Ok(Err(e)) => {
                         self.metrics.tls_handshake(
@@ -203,6 +202,34 @@ impl DataTarget {
                     Err(_) => Err(BackendError::Timeout(addr.to_string())),
                 }
             }
+        }
+    }
+}
+
+impl DataTarget {
+    /// A data handshake that did not resume the backend control session:
+    /// strict servers (vsftpd `require_ssl_reuse`, ProFTPD mod_tls) refuse the
+    /// connection. Counted and logged with the server's name unless the server
+    /// never offered resumption at all (it then does not require it).
+    fn not_resumed(&self, c: &SessionConnector, version: &'static str, addr: &str) {
+        let why = c.store.why_not_resumed(version);
+        if why.is_failure() {
+            self.metrics.backend_tls_resumption_failed(&self.backend);
+            tracing::warn!(
+                backend = %self.backend,
+                addr,
+                version,
+                reason = why.as_str(),
+                tickets_left = c.store.tickets(),
+                "backend data TLS handshake did not resume the control session; a server that requires reuse refuses it"
+            );
+        } else {
+            tracing::debug!(
+                backend = %self.backend,
+                version,
+                reason = why.as_str(),
+                "backend data TLS handshake is a full one (the backend offers no resumption)"
+            );
         }
     }
 }
@@ -253,6 +280,38 @@ async fn connect_inner(
     limit: Duration,
     client: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<(BackendSession, Reply), BackendError> {
+    let mut session_tls = backend.tls.as_ref().map(|t| t.session_connector());
+    loop {
+        match connect_once(backend, limit, client, session_tls.clone()).await {
+            Err(BackendError::Tls(e)) if tls::is_version_refusal(&e) => {
+                // Only a TLS 1.2-only offer is retried (see `BackendTls`).
+                let retry = match (&backend.tls, &session_tls) {
+                    (Some(t), Some(c)) => t.fallback_connector(c),
+                    _ => None,
+                };
+                let Some(retry) = retry else {
+                    return Err(BackendError::Tls(e));
+                };
+                tracing::info!(
+                    backend = %backend.cfg.name,
+                    error = %e,
+                    "backend refused TLS 1.2; using TLS 1.3 for this backend from now on"
+                );
+                session_tls = Some(retry);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One attempt: TCP, PROXY header, greeting, TLS (explicit or implicit) with
+/// `session_tls`, PBSZ/PROT.
+async fn connect_once(
+    backend: &Backend,
+    limit: Duration,
+    client: Option<(SocketAddr, SocketAddr)>,
+    session_tls: Option<SessionConnector>,
+) -> Result<(BackendSession, Reply), BackendError> {
     let cfg = &backend.cfg;
     let target = display_addr(cfg);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
@@ -291,15 +350,14 @@ async fn connect_inner(
         let header = crate::proxy::header(version, client);
         tokio::io::AsyncWriteExt::write_all(&mut tcp, &header).await?;
     }
-    let session_tls = backend.tls.as_ref().map(|t| t.session_connector());
 
     let stream = match (cfg.tls.mode, &session_tls) {
-        (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(
+        (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(BackendTlsStream::control(
             c.connector
                 .connect(c.server_name.clone(), tcp)
                 .await
                 .map_err(BackendError::Tls)?,
-        )),
+        ))),
         _ => MaybeTls::Plain(tcp),
     };
     let mut chan = Channel::new(stream);
@@ -322,7 +380,7 @@ async fn connect_inner(
             .connect(c.server_name.clone(), tcp)
             .await
             .map_err(BackendError::Tls)?;
-        chan = Channel::new(MaybeTls::Tls(Box::new(t)));
+        chan = Channel::new(MaybeTls::Tls(Box::new(BackendTlsStream::control(t))));
     }
 
     let mut tls_version = "none";
@@ -356,6 +414,7 @@ async fn connect_inner(
             local,
             data: DataTarget {
                 ip: peer.ip(),
+                backend: Arc::from(cfg.name.as_str()),
                 metrics: backend.metrics.clone(),
                 tls: data_tls,
             },

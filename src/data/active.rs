@@ -13,6 +13,7 @@ use tokio::net::TcpSocket;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::PortRange;
+use crate::control::Direction;
 use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls;
@@ -26,8 +27,8 @@ pub struct ActiveSpec {
     pub source_ip: IpAddr,
     pub source_ports: Option<PortRange>,
     pub tls: Option<DataTls>,
-    /// The transfer is a download (the client reads: send it fresh tickets).
-    pub download: bool,
+    /// The transfer's direction (a download's client reads: it gets fresh tickets).
+    pub direction: Direction,
     pub limit: Duration,
     pub metrics: Arc<Metrics>,
 }
@@ -44,7 +45,7 @@ pub async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
             acceptors,
             require_reuse,
         }) => {
-            let acceptor = TlsAcceptor::from(acceptors.data(spec.download));
+            let acceptor = TlsAcceptor::from(acceptors.data(spec.direction));
             let t = match tokio::time::timeout(spec.limit, acceptor.accept(HoldIo::pass(tcp))).await
             {
                 Ok(Ok(t)) => t,

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
+use crate::control::Direction;
 use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
@@ -92,8 +93,8 @@ pub struct Pinhole {
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    /// The transfer's direction once its command arrived (`true`: download).
-    direction: watch::Sender<Option<bool>>,
+    /// The transfer's direction once its command arrived.
+    direction: watch::Sender<Option<Direction>>,
     /// Kernel pinhole to close if this one is dropped before its task ends
     /// (replaced by a new PASV, session over), with the client it was for.
     kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
@@ -194,8 +195,8 @@ impl Pinhole {
     }
 
     /// The transfer command arrived: tell the pending handshake its direction.
-    pub fn set_direction(&self, download: bool) {
-        let _ = self.direction.send(Some(download));
+    pub fn set_direction(&self, direction: Direction) {
+        let _ = self.direction.send(Some(direction));
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
@@ -239,7 +240,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
-    direction: watch::Receiver<Option<bool>>,
+    direction: watch::Receiver<Option<Direction>>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -287,7 +288,7 @@ async fn accept_one(
                 }
                 tracing::debug!(port, ?known, "data handshake");
                 let mut t = match start
-                    .into_stream(acceptors.data(known.unwrap_or(true)))
+                    .into_stream(acceptors.data(known.unwrap_or(Direction::Download)))
                     .await
                 {
                     Ok(t) => t,

@@ -2,18 +2,28 @@
 //! server (libunftp) stands in for the legacy backend, a self-signed
 //! certificate is generated, and the gateway listens on 127.0.0.1 with
 //! explicit FTPS on one port and implicit FTPS on the next.
+//!
+//! The FTP server ([`backend`]) and [`run`] exist only with the cargo feature
+//! `demo` (default on); a production build (`--no-default-features`) keeps just
+//! [`selfsigned`], which `ftpsgate self-signed` uses for a first certificate.
 
+#[cfg(feature = "demo")]
 pub mod backend;
 pub mod selfsigned;
 
+#[cfg(feature = "demo")]
 use std::path::PathBuf;
 
+#[cfg(feature = "demo")]
 use anyhow::Context;
 
+#[cfg(feature = "demo")]
 use crate::config::Config;
+#[cfg(feature = "demo")]
 use crate::gateway::Gateway;
 
 /// Run the demo until Ctrl-C / SIGTERM.
+#[cfg(feature = "demo")]
 pub async fn run(root: Option<PathBuf>, port: u16) -> anyhow::Result<()> {
     let certdir = tempfile::Builder::new()
         .prefix("ftpsgate-demo-")

@@ -80,6 +80,42 @@ pub fn generate_self_signed(dir: &Path, stem: &str) -> Result<GeneratedCert> {
     })
 }
 
+/// Self-signed end-entity certificate for the given host names/IP addresses
+/// (`ftpsgate self-signed`, the Debian package's first certificate): writes
+/// `<dir>/<stem>.pem` and `<dir>/<stem>.key` (mode 0600). Refuses to replace an
+/// existing file, so a certificate the admin installed is never overwritten.
+pub fn generate_for_names(dir: &Path, stem: &str, names: &[String]) -> Result<GeneratedCert> {
+    let (cert_path, key_path) = leaf_paths(dir, stem);
+    for p in [&cert_path, &key_path] {
+        if p.exists() {
+            anyhow::bail!("{} exists; not replacing it", p.display());
+        }
+    }
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .context("generating ECDSA P-256 key pair")?;
+    let mut params =
+        CertificateParams::new(names.to_vec()).context("building certificate parameters")?;
+    let cn = names.first().map(String::as_str).unwrap_or("ftpsgate");
+    params.distinguished_name = common_name(cn);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params
+        .self_signed(&key)
+        .context("self-signing certificate")?;
+    let cert_pem = cert.pem();
+    let key_pem = key.serialize_pem();
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_private(&key_path, &key_pem)?;
+    write_public(&cert_path, &cert_pem)?;
+    Ok(GeneratedCert {
+        cert_pem,
+        key_pem,
+        cert_path,
+        key_path,
+    })
+}
+
 /// A tiny test CA + an end-entity cert signed by it (for "verify against CA file" tests):
 /// writes `<dir>/<stem>-ca.pem`, `<dir>/<stem>.pem` (leaf followed by the CA cert = full
 /// chain) and `<dir>/<stem>.key`.

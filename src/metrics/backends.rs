@@ -1,7 +1,8 @@
 //! Backend families: connect time, errors on the backend leg, health (`up`)
 //! and the active health checks run.
 //!
-//! Recorded by `backend.rs` (connects, errors) and `health.rs` (checks, up).
+//! Recorded by `backend.rs` (connects, errors, data handshakes that did not
+//! resume) and `health.rs` (checks, up).
 //! Label values are configured backend names and the closed
 //! [`BackendErrorKind`].
 
@@ -71,6 +72,7 @@ fn connect_histogram() -> Histogram {
 pub(super) struct Families {
     connect: Family<BackendLabels, Histogram, fn() -> Histogram>,
     errors: Family<BackendErrorLabels, Counter>,
+    tls_resumption_failures: Family<BackendLabels, Counter>,
     up: Family<BackendLabels, Gauge>,
     health_checks: Family<BackendResultLabels, Counter>,
 }
@@ -80,6 +82,7 @@ impl Families {
         let f = Families {
             connect: Family::new_with_constructor(connect_histogram),
             errors: Family::default(),
+            tls_resumption_failures: Family::default(),
             up: Family::default(),
             health_checks: Family::default(),
         };
@@ -92,6 +95,11 @@ impl Families {
             "backend_errors",
             "Errors on the backend leg, by backend and kind",
             f.errors.clone(),
+        );
+        r.register(
+            "backend_tls_resumption_failures",
+            "Backend data TLS handshakes that did not resume the backend control session",
+            f.tls_resumption_failures.clone(),
         );
         r.register(
             "backend_up",
@@ -129,6 +137,17 @@ impl Metrics {
             .inc();
     }
 
+    /// `ftpsgate_backend_tls_resumption_failures_total{backend}`: a data
+    /// handshake toward a backend that had offered resumption did not resume.
+    pub fn backend_tls_resumption_failed(&self, backend: &str) {
+        self.backends
+            .tls_resumption_failures
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+            })
+            .inc();
+    }
+
     /// `ftpsgate_backend_up{backend}` 1/0.
     pub fn backend_health(&self, backend: &str, healthy: bool) {
         self.backends
@@ -161,6 +180,7 @@ mod tests {
         let m = Metrics::new();
         m.backend_error("vs", BackendErrorKind::Tls);
         m.backend_health("vs", false);
+        m.backend_tls_resumption_failed("vs");
         let text = m.encode();
         for (series, value) in [
             (
@@ -168,6 +188,10 @@ mod tests {
                 1.0,
             ),
             ("ftpsgate_backend_up{backend=\"vs\"}", 0.0),
+            (
+                "ftpsgate_backend_tls_resumption_failures_total{backend=\"vs\"}",
+                1.0,
+            ),
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }

@@ -495,7 +495,7 @@ impl Driver {
                 source_ip: self.local_addr.ip(),
                 source_ports: self.ctx.cfg.active.ports,
                 tls: self.client_data_tls(protected),
-                download: kind.direction() == control::Direction::Download,
+                direction: kind.direction(),
                 limit: self.ctx.timeouts.connect,
                 metrics: self.ctx.metrics.clone(),
             }),

@@ -105,7 +105,7 @@ impl Transfer {
     ) -> Transfer {
         let (connect, idle) = (t.connect, t.data_idle);
         if let ClientLeg::Pinhole(p) = &client {
-            p.set_direction(kind.direction() == Direction::Download);
+            p.set_direction(kind.direction());
         }
         let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle, rate));
         Transfer { handle }

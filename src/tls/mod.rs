@@ -13,15 +13,19 @@
 //! "one cache per session".
 
 mod pem;
+mod resume;
 mod reuse;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
@@ -34,6 +38,7 @@ use crate::config::{self, BackendVerify, ReuseScope, TlsVersion};
 use reuse::{ReuseGroups, SessionTicketer};
 
 pub use pem::{load_certs, load_key};
+pub use resume::SessionStore;
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
 #[derive(Debug, thiserror::Error)]
@@ -211,27 +216,39 @@ impl SessionAcceptors {
         self.ticketer.await_ticket_owner(client_hello, limit).await;
     }
 
-    pub fn data(&self, download: bool) -> Arc<ServerConfig> {
-        if download {
-            self.download.clone()
-        } else {
-            self.upload.clone()
+    /// The config for a data connection carrying a transfer in `direction`.
+    pub fn data(&self, direction: crate::control::Direction) -> Arc<ServerConfig> {
+        match direction {
+            crate::control::Direction::Download => self.download.clone(),
+            crate::control::Direction::Upload => self.upload.clone(),
         }
     }
 }
 
 /// The backend-facing TLS of one backend: verifier, versions and name.
+///
+/// Which version a backend session uses is chosen for resumption (see
+/// [`resume`] for the measurements): when data connections are TLS and both
+/// versions are allowed, sessions offer TLS 1.2 only, whose session id every
+/// measured server lets data connections resume for the whole session; TLS
+/// 1.3 tickets are single-use and ProFTPD issues none on uploads, so a 1.3
+/// session toward it runs out after two uploads. A backend that refuses TLS
+/// 1.2 is remembered and gets the full range from then on.
 #[derive(Clone)]
 pub struct BackendTls {
+    /// All configured versions.
     base: Arc<ClientConfig>,
+    /// TLS 1.2 only; `Some` when it is preferred (see above).
+    tls12: Option<Arc<ClientConfig>>,
+    /// Set once this backend refused a TLS 1.2-only handshake; shared by the
+    /// backend's sessions, reset when the config is reloaded.
+    tls12_refused: Arc<AtomicBool>,
     server_name: ServerName<'static>,
 }
 
 impl BackendTls {
     pub fn from_config(tls: &config::BackendTls) -> Result<Self, TlsError> {
         let provider = provider();
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions(tls.min_version, tls.max_version))?;
         let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &tls.verify {
             BackendVerify::Ca(path) => {
                 let mut roots = rustls::RootCertStore::empty();
@@ -252,27 +269,65 @@ impl BackendTls {
                 Arc::new(verify::PinnedVerifier::dangerous_any(provider.clone()))
             }
         };
-        let cfg = builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+        let build = |versions: &[&'static SupportedProtocolVersion]| {
+            ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(versions)
+                .map(|b| {
+                    Arc::new(
+                        b.dangerous()
+                            .with_custom_certificate_verifier(verifier.clone())
+                            .with_no_client_auth(),
+                    )
+                })
+        };
+        let all = versions(tls.min_version, tls.max_version);
+        let prefer_tls12 = tls.data_protection == config::DataProtection::Private
+            && all.len() > 1
+            && all.contains(&&rustls::version::TLS12);
+        let tls12 = if prefer_tls12 {
+            Some(build(&[&rustls::version::TLS12])?)
+        } else {
+            None
+        };
         let server_name = ServerName::try_from(tls.server_name.clone())
             .map_err(|_| TlsError::ServerName(tls.server_name.clone()))?;
         Ok(BackendTls {
-            base: Arc::new(cfg),
+            base: build(&all)?,
+            tls12,
+            tls12_refused: Arc::new(AtomicBool::new(false)),
             server_name,
         })
     }
 
     /// A connector for one FTP session: its session store only ever holds the
-    /// backend control session's tickets, which the data connections resume.
+    /// backend control session's tickets and session id, which the data
+    /// connections resume.
     pub fn session_connector(&self) -> SessionConnector {
-        let mut cfg = (*self.base).clone();
-        cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(8)));
+        let tls12_only = self.tls12.is_some() && !self.tls12_refused.load(Ordering::Relaxed);
+        let base = match (&self.tls12, tls12_only) {
+            (Some(c), true) => c,
+            _ => &self.base,
+        };
+        let store = Arc::new(SessionStore::new());
+        let mut cfg = (**base).clone();
+        cfg.resumption = Resumption::store(store.clone());
         SessionConnector {
             connector: TlsConnector::from(Arc::new(cfg)),
             server_name: self.server_name.clone(),
+            store,
+            tls12_only,
         }
+    }
+
+    /// After a TLS 1.2-only control handshake failed: remember that this
+    /// backend wants TLS 1.3 and return a connector with every configured
+    /// version (`None` when the failed one already had them all).
+    pub fn fallback_connector(&self, failed: &SessionConnector) -> Option<SessionConnector> {
+        if !failed.tls12_only {
+            return None;
+        }
+        self.tls12_refused.store(true, Ordering::Relaxed);
+        Some(self.session_connector())
     }
 }
 
@@ -281,6 +336,24 @@ impl BackendTls {
 pub struct SessionConnector {
     pub connector: TlsConnector,
     pub server_name: ServerName<'static>,
+    /// What data connections offer to resume (shared with `connector`).
+    pub store: Arc<SessionStore>,
+    /// Only TLS 1.2 was offered (preferred for resumption).
+    pub tls12_only: bool,
+}
+
+/// True when a failed client handshake reads as "the server does not speak
+/// the versions offered" (a TLS 1.3-only server answering a TLS 1.2-only
+/// hello), as opposed to a certificate or network failure.
+pub fn is_version_refusal(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(
+            rustls::Error::AlertReceived(A::ProtocolVersion | A::HandshakeFailure)
+                | rustls::Error::PeerIncompatible(_)
+        )
+    )
 }
 
 /// True when a finished handshake resumed an earlier session.

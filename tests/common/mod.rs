@@ -11,6 +11,8 @@ pub mod gateway;
 pub mod harness;
 pub mod interop;
 pub mod netns;
+pub mod proftpd;
+pub mod pureftpd;
 pub mod raw;
 pub mod suppa;
 pub mod vsftpd;

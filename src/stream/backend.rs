@@ -1,0 +1,188 @@
+//! The gateway's TLS client stream toward a backend (control and data), which
+//! keeps the TLS 1.3 tickets a backend sent on a data connection even when
+//! that connection is dropped unread.
+//!
+//! TLS 1.3 tickets are single-use and servers hand out the replacement on each
+//! data connection (vsftpd: one per connection, right after the handshake).
+//! A transfer whose client leg failed drops its backend leg without reading
+//! it; the ticket waiting in the socket buffer was lost with it, and after two
+//! such failures the next data connection could not resume (vsftpd `522`,
+//! ProFTPD `425`, both ending the session). On drop, whatever the kernel
+//! already holds is fed through rustls (no waiting, no I/O beyond one
+//! non-blocking read per record batch), so those tickets reach the session's
+//! store. Plaintext that comes along is discarded with the stream.
+//!
+//! A data connection dropped while the backend still sends (a download whose
+//! client leg failed) is not closed under the backend's feet either: ProFTPD's
+//! mod_tls ends the whole session when a data write fails (`SSL_ERROR_SYSCALL
+//! … Broken pipe`, "unexpected OpenSSL error, disconnecting"). It is read to
+//! its end in the background instead, bounded in bytes and time, so the
+//! backend finishes, answers on the control connection and its session goes
+//! on; the tickets it sends arrive the normal way. A connection armed to be
+//! reset (an incomplete upload, `net::abort`) is reset at once as intended.
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// Upper bound of bytes read from the socket on drop (the tickets come first;
+/// a download's data behind them is not needed).
+const SALVAGE_LIMIT: usize = 64 * 1024;
+/// How much of a dropped data connection is read in the background, at most.
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+/// How long a dropped data connection is read in the background, at most.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// A client-side TLS stream to a backend.
+pub struct BackendTlsStream {
+    /// Always `Some` until dropped.
+    inner: Option<TlsStream<TcpStream>>,
+    /// A data connection: read to its end in the background when dropped.
+    linger: bool,
+}
+
+impl BackendTlsStream {
+    /// The backend control connection.
+    pub fn control(inner: TlsStream<TcpStream>) -> Self {
+        BackendTlsStream {
+            inner: Some(inner),
+            linger: false,
+        }
+    }
+
+    /// A backend data connection.
+    pub fn data(inner: TlsStream<TcpStream>) -> Self {
+        BackendTlsStream {
+            inner: Some(inner),
+            linger: true,
+        }
+    }
+
+    pub fn get_ref(&self) -> (&TcpStream, &rustls::ClientConnection) {
+        match &self.inner {
+            Some(s) => s.get_ref(),
+            // Only `drop` takes it.
+            None => unreachable!("backend TLS stream used after drop"),
+        }
+    }
+
+    fn io(&mut self) -> io::Result<&mut TlsStream<TcpStream>> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+/// Processes TLS records already received by the kernel, without waiting, so
+/// post-handshake messages (session tickets) reach the session store.
+/// Returns the number of bytes taken from the socket.
+fn salvage_tickets(stream: &mut TlsStream<TcpStream>) -> usize {
+    let (tcp, conn) = stream.get_mut();
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        // TLS 1.2 resumes by session id, which stays in the store.
+        return 0;
+    }
+    let sock = socket2::SockRef::from(&*tcp);
+    let mut buf = [0u8; 16 * 1024];
+    let mut taken = 0;
+    while taken < SALVAGE_LIMIT {
+        // The socket is non-blocking (tokio): an empty buffer is WouldBlock.
+        let n = match (&*sock).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        taken += n;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            // Errors (a full plaintext buffer, a bad record) end the
+            // salvage; tickets come before any data, so they are in.
+            if conn.read_tls(&mut rest).is_err() || conn.process_new_packets().is_err() {
+                return taken;
+            }
+            // Plaintext is not wanted here; drain it so rustls keeps room.
+            let mut sink = [0u8; 4096];
+            while matches!(conn.reader().read(&mut sink), Ok(m) if m > 0) {}
+        }
+    }
+    taken
+}
+
+/// True when the socket is armed to send a reset on close (`net::abort`).
+fn reset_armed(tcp: &TcpStream) -> bool {
+    matches!(socket2::SockRef::from(tcp).linger(), Ok(Some(d)) if d.is_zero())
+}
+
+/// Reads a dropped data connection until the backend closes it (bounded).
+async fn linger(mut stream: TlsStream<TcpStream>) {
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+impl Drop for BackendTlsStream {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.inner.take() else {
+            return;
+        };
+        salvage_tickets(&mut stream);
+        if !self.linger || reset_armed(stream.get_ref().0) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream));
+        }
+    }
+}
+
+impl AsyncRead for BackendTlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().io()?).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BackendTlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().io()?).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().io()?).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().io()?).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().io()?).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+}
