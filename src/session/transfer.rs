@@ -142,10 +142,29 @@ async fn run(
     idle: Duration,
     rate: Option<u64>,
 ) -> TransferOutcome {
+    // TLS 1.3 tickets held back by the pinhole (the handshake came before
+    // the transfer command) go out as soon as the client leg is there,
+    // whatever the direction, while the backend leg is still being set up:
+    // the client starts its transfer only on the `150` that the backend
+    // sends after that. A download reads them before its data. An upload
+    // needs them too: an OpenSSL client (curl) uses each ticket once, never
+    // reads while it uploads, and reads what has arrived just before it
+    // closes the connection (an SSL_read ahead of its close_notify, there to
+    // avoid a reset). Sent before the `150`, they have arrived by then, so
+    // curl stores a fresh ticket for its next data connection and leaves
+    // nothing unread behind; sent later, they could arrive after that read
+    // and make its kernel reset the connection, cutting the upload (see
+    // `stream::HoldIo`).
+    let client_ready = async {
+        let mut c = client.open().await?;
+        c.release_held();
+        let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::flush(&mut c)).await;
+        Ok::<_, PinholeError>(c)
+    };
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
     // and answers (426) instead of waiting for its own accept timeout.
-    let (client, backend) = tokio::join!(client.open(), backend.open(connect));
+    let (client, backend) = tokio::join!(client_ready, backend.open(connect));
     if direction == Direction::Upload {
         if let Ok(b) = &backend {
             // Until the upload has completed, any close of the backend leg —
@@ -159,21 +178,6 @@ async fn run(
     }
     let mut client = client?;
     let mut backend = backend?;
-    // TLS 1.3 tickets held back by the pinhole (the handshake came before
-    // the transfer command) go out before the data, whatever the direction.
-    // An upload needs them too: an OpenSSL client (curl) uses each ticket
-    // once, never reads while it uploads, and reads what has arrived just
-    // before it closes the connection (an SSL_read ahead of its
-    // close_notify, there to avoid a reset). Sent at the start, the tickets
-    // have long arrived by then, so curl both stores a fresh ticket for its
-    // next data connection and leaves nothing unread behind (see
-    // `stream::HoldIo`).
-    client.release_held();
-    if direction == Direction::Upload {
-        // Nothing else is written to an uploading client until the end:
-        // push the tickets out now.
-        let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::flush(&mut client)).await;
-    }
     match direction {
         Direction::Download => {
             let opts = RelayOpts {

@@ -8,8 +8,8 @@
 //! upload must not get any while it sends: the client never reads them, and
 //! closing a socket with unread data makes its kernel reset the connection and
 //! drop the upload's last unsent bytes. Holding the tickets lets the handshake
-//! finish at once whatever the direction; the transfer releases them when it
-//! starts. A download reads them before its first byte. An upload gets them
+//! finish at once whatever the direction; the transfer releases them as soon as
+//! it has the connection, before the backend's `150` can reach the client. A download reads them before its first byte. An upload gets them
 //! too: curl (OpenSSL) uses each TLS 1.3 ticket once and, without a fresh one,
 //! offers no ticket at all on its next data connection (a full handshake,
 //! refused under `require_data_reuse`); it reads what has arrived just before
