@@ -92,6 +92,8 @@ pub struct Pinhole {
     rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
+    /// The client's connection has been accepted (its handshake may still run).
+    accepted: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// The transfer's direction once its command arrived.
     direction: watch::Sender<Option<Direction>>,
@@ -155,6 +157,8 @@ impl Pinhole {
         metrics.pinhole_opened();
         let used = Arc::new(AtomicBool::new(false));
         let used_in_task = used.clone();
+        let accepted = Arc::new(AtomicBool::new(false));
+        let accepted_in_task = accepted.clone();
         let kernel = spec.kernel.clone();
         let client_ip = spec.client_ip;
         let kernel_closed = Arc::new(AtomicBool::new(false));
@@ -162,9 +166,11 @@ impl Pinhole {
         let (tx, rx) = oneshot::channel();
         let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let res =
-                tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec, direction_rx))
-                    .await;
+            let res = tokio::time::timeout(
+                spec.lifetime,
+                accept_one(&listener, &spec, direction_rx, &accepted_in_task),
+            )
+            .await;
             if matches!(res, Ok(Ok(_))) {
                 used_in_task.store(true, Ordering::Relaxed);
             }
@@ -187,11 +193,17 @@ impl Pinhole {
             rx: Some(rx),
             task,
             used,
+            accepted,
             metrics,
             direction,
             kernel: kernel.map(|k| (k, client_ip)),
             kernel_closed,
         })
+    }
+
+    /// True once the client has connected (before or during its TLS handshake).
+    pub fn client_connected(&self) -> bool {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// The transfer command arrived: tell the pending handshake its direction.
@@ -241,6 +253,7 @@ async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
     direction: watch::Receiver<Option<Direction>>,
+    accepted: &AtomicBool,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -258,6 +271,7 @@ async fn accept_one(
             drop(tcp);
             continue;
         }
+        accepted.store(true, Ordering::Relaxed);
         crate::net::tune(&tcp);
         return match &spec.tls {
             None => Ok(MaybeTls::Plain(tcp)),

@@ -155,6 +155,7 @@ async fn run(
     // nothing unread behind; sent later, they could arrive after that read
     // and make its kernel reset the connection, cutting the upload (see
     // `stream::HoldIo`).
+    let connected_first = matches!(&client, ClientLeg::Pinhole(p) if p.client_connected());
     let client_ready = async {
         let mut c = client.open().await?;
         c.release_held();
@@ -164,7 +165,17 @@ async fn run(
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
     // and answers (426) instead of waiting for its own accept timeout.
-    let (client, backend) = tokio::join!(client_ready, backend.open(connect));
+    // A client already connected (curl: handshake before the command) gets
+    // its leg, and so its tickets, before the backend leg is started: the
+    // backend's `150` cannot be on its way yet. Others connect only after
+    // the `150` and handshake knowing the direction (nothing held): both
+    // legs at once, or that `150` would never come.
+    let (client, backend) = if connected_first {
+        let client = client_ready.await;
+        (client, backend.open(connect).await)
+    } else {
+        tokio::join!(client_ready, backend.open(connect))
+    };
     if direction == Direction::Upload {
         if let Ok(b) = &backend {
             // Until the upload has completed, any close of the backend leg —
