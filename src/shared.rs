@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use crate::config::{FailedLogins, Limits, ListenerLimits};
 use crate::health::Health;
-use crate::policy::LoginThrottle;
+use crate::policy::bounds::ConnectionRate;
+use crate::policy::{self, Attempt, LoginThrottle};
 
 pub struct Shared {
     pub health: Arc<Health>,
@@ -25,7 +26,21 @@ pub struct Shared {
     active: AtomicUsize,
     idle: Notify,
     conns: Mutex<Conns>,
-    throttle: Mutex<Option<(FailedLogins, LoginThrottle)>>,
+    /// The failed-login throttle with the config it was built from
+    /// (`limits.failed_logins`, `limits.ipv6_prefix`); `None`: off.
+    throttle: Mutex<Option<(ThrottleCfg, LoginThrottle)>>,
+    /// `limits.connection_rate_per_ip`: token buckets per address.
+    rate: Mutex<Option<ConnectionRate>>,
+    /// Passive ports held, per listener and client address / user
+    /// (`passive.max_per_client`).
+    ports: Mutex<HashMap<(String, PortHolder), usize>>,
+}
+
+/// Who holds pinhole ports of a listener's range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortHolder {
+    Address(IpAddr),
+    User(String),
 }
 
 #[derive(Default)]
@@ -34,6 +49,8 @@ struct Conns {
     per_ip: HashMap<IpAddr, usize>,
     per_listener: HashMap<String, usize>,
     per_listener_ip: HashMap<(String, IpAddr), usize>,
+    /// Sessions per address that have not logged in yet.
+    unauthenticated: HashMap<IpAddr, usize>,
 }
 
 /// Why a connection was not admitted.
@@ -43,6 +60,7 @@ pub enum Refusal {
     PerIp,
     Listener,
     ListenerPerIp,
+    Unauthenticated,
 }
 
 impl Refusal {
@@ -52,8 +70,19 @@ impl Refusal {
             Refusal::PerIp => "max_sessions_per_ip",
             Refusal::Listener => "listener max_sessions",
             Refusal::ListenerPerIp => "listener max_sessions_per_ip",
+            Refusal::Unauthenticated => "max_unauthenticated_per_ip",
         }
     }
+}
+
+/// What a throttle was built from: compared on reload.
+type ThrottleCfg = (FailedLogins, u8);
+
+fn throttle(limits: &Limits) -> Option<(ThrottleCfg, LoginThrottle)> {
+    limits.failed_logins.map(|f| {
+        let t = LoginThrottle::new(f).with_v6_prefix(limits.ipv6_prefix);
+        ((f, limits.ipv6_prefix), t)
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,7 +95,7 @@ impl Shared {
         health: Arc<Health>,
         drain: watch::Receiver<bool>,
         force: watch::Receiver<bool>,
-        failed_logins: Option<FailedLogins>,
+        limits: &Limits,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             health,
@@ -75,7 +104,9 @@ impl Shared {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             conns: Mutex::new(Conns::default()),
-            throttle: Mutex::new(failed_logins.map(|f| (f, LoginThrottle::new(f)))),
+            throttle: Mutex::new(throttle(limits)),
+            rate: Mutex::new(None),
+            ports: Mutex::new(HashMap::new()),
         })
     }
 
@@ -110,17 +141,58 @@ impl Shared {
         ActiveGuard(self.clone())
     }
 
-    /// A reload may change the throttle; counts are kept when it did not change.
-    pub fn set_failed_logins(&self, cfg: Option<FailedLogins>) {
+    /// A reload may change the throttle (`limits.failed_logins`,
+    /// `limits.ipv6_prefix`); counts are kept when it did not change.
+    pub fn set_failed_logins(&self, limits: &Limits) {
         let mut t = lock(&self.throttle);
-        let same = match (&*t, &cfg) {
-            (Some((old, _)), Some(new)) => old == new,
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            *t = cfg.map(|f| (f, LoginThrottle::new(f)));
+        let new = limits.failed_logins.map(|f| (f, limits.ipv6_prefix));
+        if t.as_ref().map(|(old, _)| *old) != new {
+            *t = throttle(limits);
         }
+    }
+
+    /// A reload may change the connection rate; buckets are kept when it did not.
+    pub fn set_connection_rate(&self, rate: Option<u32>) {
+        let mut r = lock(&self.rate);
+        if r.as_ref().map(|r| r.rate()) != rate {
+            *r = rate.map(ConnectionRate::new);
+        }
+    }
+
+    /// `limits.connection_rate_per_ip`: may `ip` open a connection now?
+    pub fn connection_rate_allows(&self, ip: IpAddr) -> bool {
+        match &mut *lock(&self.rate) {
+            Some(r) => r.allow(ip.to_canonical(), Instant::now()),
+            None => true,
+        }
+    }
+
+    /// Take one passive port for `holders` on `listener` if none of them is at
+    /// its `cap`; the guard gives it back.
+    pub fn take_port(
+        self: &Arc<Self>,
+        listener: &str,
+        holders: Vec<PortHolder>,
+        cap: usize,
+    ) -> Result<PortGuard, PortHolder> {
+        let mut p = lock(&self.ports);
+        let keys: Vec<(String, PortHolder)> = holders
+            .into_iter()
+            .map(|h| (listener.to_owned(), h))
+            .collect();
+        for k in &keys {
+            let held = p.get(k).copied().unwrap_or(0);
+            if !crate::policy::bounds::port_share_allows(held, cap) {
+                return Err(k.1.clone());
+            }
+        }
+        for k in &keys {
+            *p.entry(k.clone()).or_default() += 1;
+        }
+        Ok(PortGuard {
+            shared: self.clone(),
+            keys,
+        })
     }
 
     /// Is this address cooling down after too many failed logins?
@@ -131,21 +203,36 @@ impl Shared {
         }
     }
 
-    /// Record a failed login; true when the address is now blocked.
-    pub fn login_failed(&self, ip: IpAddr) -> bool {
+    /// A `PASS` from `ip` is about to be forwarded: count it as an attempt.
+    /// `None` when the address cools down or has its whole budget in flight
+    /// (refuse the `PASS`); the attempt ends when the guard is told its
+    /// outcome, or as a failure when it is dropped unanswered (a client that
+    /// closes before the reply has still made its guess).
+    pub fn begin_login_attempt(self: &Arc<Self>, ip: IpAddr) -> Option<LoginAttempt> {
+        let counted = match &mut *lock(&self.throttle) {
+            Some((_, t)) => {
+                if !t.begin_attempt(ip, Instant::now()) {
+                    return None;
+                }
+                true
+            }
+            None => false,
+        };
+        Some(LoginAttempt {
+            shared: self.clone(),
+            ip,
+            counted,
+        })
+    }
+
+    fn end_login_attempt(&self, ip: IpAddr, outcome: Attempt) -> bool {
         match &mut *lock(&self.throttle) {
             Some((_, t)) => {
                 let now = Instant::now();
-                t.record_failure(ip, now);
+                t.end_attempt(ip, now, outcome);
                 t.blocked(ip, now)
             }
             None => false,
-        }
-    }
-
-    pub fn login_ok(&self, ip: IpAddr) {
-        if let Some((_, t)) = &mut *lock(&self.throttle) {
-            t.record_success(ip);
         }
     }
 
@@ -157,7 +244,8 @@ impl Shared {
         global: &Limits,
         local: &ListenerLimits,
     ) -> Result<ConnGuard, Refusal> {
-        let ip = ip.to_canonical();
+        // One IPv6 subscriber (its prefix) is one address here, as in the throttle.
+        let ip = policy::address_key(ip, global.ipv6_prefix);
         let mut c = lock(&self.conns);
         let over = |n: usize, max: Option<usize>| max.is_some_and(|m| n >= m);
         if over(c.total, global.max_sessions) {
@@ -182,6 +270,13 @@ impl Shared {
         ) {
             return Err(Refusal::ListenerPerIp);
         }
+        if over(
+            c.unauthenticated.get(&ip).copied().unwrap_or(0),
+            global.max_unauthenticated_per_ip,
+        ) {
+            return Err(Refusal::Unauthenticated);
+        }
+        *c.unauthenticated.entry(ip).or_default() += 1;
         c.total += 1;
         *c.per_ip.entry(ip).or_default() += 1;
         *c.per_listener.entry(listener.to_owned()).or_default() += 1;
@@ -190,7 +285,68 @@ impl Shared {
             shared: self.clone(),
             listener: listener.to_owned(),
             ip,
+            unauthenticated: true,
         })
+    }
+}
+
+/// One `PASS` forwarded and not yet answered (see [`Shared::begin_login_attempt`]).
+pub struct LoginAttempt {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    /// Counted by the throttle (false when none is configured).
+    counted: bool,
+}
+
+impl LoginAttempt {
+    /// The backend said `230`; `fresh` when the session was not logged in.
+    pub fn succeeded(mut self, fresh: bool) {
+        self.end(Attempt::Succeeded { fresh });
+    }
+
+    /// The backend refused the password; true when the address must now cool down.
+    pub fn failed(mut self) -> bool {
+        self.end(Attempt::Failed)
+    }
+
+    fn end(&mut self, outcome: Attempt) -> bool {
+        let counted = std::mem::replace(&mut self.counted, false);
+        counted && self.shared.end_login_attempt(self.ip, outcome)
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        self.end(Attempt::Failed);
+    }
+}
+
+/// Passive ports held for one pinhole (`passive.max_per_client`).
+pub struct PortGuard {
+    shared: Arc<Shared>,
+    keys: Vec<(String, PortHolder)>,
+}
+
+impl Drop for PortGuard {
+    fn drop(&mut self) {
+        let mut p = lock(&self.shared.ports);
+        for k in self.keys.drain(..) {
+            if let Some(n) = p.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
+    if let Some(n) = m.get_mut(&k) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(&k);
+        }
     }
 }
 
@@ -205,24 +361,32 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// One admitted connection (for limits).
+/// One admitted connection (for limits); counts as unauthenticated until
+/// [`ConnGuard::logged_in`].
 pub struct ConnGuard {
     shared: Arc<Shared>,
     listener: String,
     ip: IpAddr,
+    unauthenticated: bool,
+}
+
+impl ConnGuard {
+    /// The session logged in: it no longer counts against
+    /// `max_unauthenticated_per_ip`. (A later `REIN` does not count it again:
+    /// it proved a login once, and its login deadline bounds it again.)
+    pub fn logged_in(&mut self) {
+        if std::mem::take(&mut self.unauthenticated) {
+            dec(&mut lock(&self.shared.conns).unauthenticated, self.ip);
+        }
+    }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         let mut c = lock(&self.shared.conns);
         c.total = c.total.saturating_sub(1);
-        fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
-            if let Some(n) = m.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&k);
-                }
-            }
+        if self.unauthenticated {
+            dec(&mut c.unauthenticated, self.ip);
         }
         dec(&mut c.per_ip, self.ip);
         dec(&mut c.per_listener, self.listener.clone());

@@ -43,7 +43,10 @@ pub(crate) struct RawAccessRule {
 pub(crate) struct RawLimits {
     pub max_sessions: Option<String>,
     pub max_sessions_per_ip: Option<String>,
+    pub max_unauthenticated_per_ip: Option<String>,
+    pub connection_rate_per_ip: Option<String>,
     pub failed_logins: Option<RawFailedLogins>,
+    pub ipv6_prefix: Option<String>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.
@@ -181,6 +184,7 @@ pub(crate) struct RawPassive {
     pub ports: Option<String>,
     pub bind: Option<String>,
     pub advertise: Option<RawAdvertise>,
+    pub max_per_client: Option<String>,
 }
 
 /// `listeners[i].active`: client active mode (`PORT`/`EPRT`).
@@ -279,6 +283,7 @@ pub(crate) struct RawTimeouts {
     pub idle: Option<String>,
     pub pinhole: Option<String>,
     pub data_idle: Option<String>,
+    pub control_write: Option<String>,
 }
 
 /// `pin_sha256`: one fingerprint or a list of them (several pins allow a

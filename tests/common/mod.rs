@@ -11,9 +11,11 @@ pub mod gateway;
 pub mod harness;
 pub mod interop;
 pub mod netns;
+pub mod process;
 pub mod proftpd;
 pub mod pureftpd;
 pub mod raw;
+pub mod scripted;
 pub mod suppa;
 pub mod vsftpd;
 
