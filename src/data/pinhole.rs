@@ -98,7 +98,7 @@ pub struct Pinhole {
     rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
-    /// The client has connected (its handshake may still run).
+    /// The client's ClientHello has arrived (its handshake may still run).
     accepted: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// The transfer's direction once its command arrived.
@@ -178,7 +178,7 @@ impl Pinhole {
         let (tx, rx) = oneshot::channel();
         let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let res = accept_one(&listener, &spec, direction_rx, &accepted_in_task).await;
+            let res = accept_one(&listener, &spec, direction_rx, accepted_in_task).await;
             if res.is_ok() {
                 used_in_task.store(true, Ordering::Relaxed);
             }
@@ -203,7 +203,10 @@ impl Pinhole {
         })
     }
 
-    /// True once the client has connected (before or during its TLS handshake).
+    /// True once the client's TLS handshake has begun (its ClientHello came):
+    /// the handshake then finishes without waiting for the transfer command.
+    /// Plain connections and clients that handshake only after the `150`
+    /// (Go) stay false.
     pub fn client_connected(&self) -> bool {
         self.accepted.load(Ordering::Relaxed)
     }
@@ -281,7 +284,7 @@ async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
     direction: watch::Receiver<Option<Direction>>,
-    accepted: &AtomicBool,
+    hello_seen: Arc<AtomicBool>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let deadline = tokio::time::sleep(spec.lifetime);
@@ -306,17 +309,17 @@ async fn accept_one(
                     drop(tcp);
                     continue;
                 }
-                accepted.store(true, Ordering::Relaxed);
                 crate::net::tune(&tcp);
                 let Some(tls) = spec.tls.clone() else {
                     return Ok(MaybeTls::Plain(tcp));
                 };
                 let metrics = spec.metrics.clone();
                 let direction = direction.clone();
+                let hello_seen = hello_seen.clone();
                 candidates.spawn(async move {
                     let r = tokio::time::timeout(
                         HANDSHAKE_TIMEOUT,
-                        handshake(tcp, port, peer, tls, direction, &metrics),
+                        handshake(tcp, port, peer, tls, direction, &metrics, &hello_seen),
                     )
                     .await
                     .unwrap_or(Err(Refused::Silent));
@@ -376,6 +379,7 @@ async fn handshake(
     tls: DataTls,
     direction: watch::Receiver<Option<Direction>>,
     metrics: &Metrics,
+    hello_seen: &AtomicBool,
 ) -> Result<ClientStream, Refused> {
     let DataTls {
         acceptors,
@@ -396,6 +400,7 @@ async fn handshake(
             return Err(Refused::Tls(e));
         }
     };
+    hello_seen.store(true, Ordering::Relaxed);
     // A ticket of a session from this address still logging in (rclone opens
     // connections in parallel, one ticket cache): wait for that login before
     // resuming is decided.

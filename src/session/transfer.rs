@@ -165,11 +165,11 @@ async fn run(
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
     // and answers (426) instead of waiting for its own accept timeout.
-    // A client already connected (curl: handshake before the command) gets
-    // its leg, and so its tickets, before the backend leg is started: the
-    // backend's `150` cannot be on its way yet. Others connect only after
-    // the `150` and handshake knowing the direction (nothing held): both
-    // legs at once, or that `150` would never come.
+    // A client whose handshake has begun (curl: handshake before the
+    // command) gets its leg, and so its tickets, before the backend leg is
+    // started: the backend's `150` cannot be on its way yet. Others connect
+    // or handshake only after the `150` and know the direction (nothing
+    // held): both legs at once, or that `150` would never come.
     let (client, backend) = if connected_first {
         let client = client_ready.await;
         (client, backend.open(connect).await)
