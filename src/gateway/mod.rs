@@ -91,14 +91,37 @@ impl Prepared {
         Self::build_with(config, Metrics::new())
     }
 
+    /// What `ftpsgate check` runs: everything [`Self::build`] checks, but the
+    /// transfer log is only checked for writability, never created.
+    pub fn check(config: &Config) -> Result<(), Vec<StartError>> {
+        Self::build_inner(config, Metrics::new(), false).map(|_| ())
+    }
+
     /// As [`Self::build`], recording into an existing metrics registry (reload).
     /// Session caps the config leaves out are derived from the descriptor
     /// limit in force ([`fds::with_default_limits`]).
     pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Prepared, Vec<StartError>> {
+        Self::build_inner(config, metrics, true)
+    }
+
+    fn build_inner(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        open_log: bool,
+    ) -> Result<Prepared, Vec<StartError>> {
         let config = &fds::with_default_limits(config, fds::soft_nofile());
         let mut errors = Vec::new();
         let xferlog = match &config.transfer_log {
             None => TransferLog::disabled(),
+            Some(t) if !open_log => {
+                if let Err(e) = TransferLog::check_writable(t) {
+                    errors.push(StartError::Invalid {
+                        path: "transfer_log.path".into(),
+                        message: e.to_string(),
+                    });
+                }
+                TransferLog::disabled()
+            }
             Some(t) => TransferLog::open(t).unwrap_or_else(|e| {
                 errors.push(StartError::Invalid {
                     path: "transfer_log.path".into(),
@@ -257,6 +280,7 @@ impl Gateway {
                 .map(|b| (b.cfg.name.as_str(), b.cfg.health_check.is_some())),
         );
         metrics.config_loaded();
+        metrics.certificates_loaded(&crate::tls::material::expiry(&prepared.config));
         let (drain_tx, drain_rx) = watch::channel(false);
         let (force_tx, force_rx) = watch::channel(false);
         let (stop_http, stop_http_rx) = watch::channel(false);
@@ -266,6 +290,7 @@ impl Gateway {
         let mut listeners = HashMap::new();
         for (l, ctx) in bound {
             metrics.listener_configured(&ctx.cfg.name);
+            metrics.passive_range(&ctx.cfg.name, ctx.cfg.passive.ports.len());
             let running = spawn_listener(l, ctx, shared.clone());
             listeners.insert(running.0, running.1);
         }
@@ -281,7 +306,8 @@ impl Gateway {
         let mut metrics_addr = None;
         if let Some(l) = metrics_listener {
             let local = l.local_addr().ok();
-            info!(addr = ?local, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+            let shown = local.map_or_else(|| "?".to_string(), |a| a.to_string());
+            info!(addr = %shown, "metrics endpoint listening (/metrics, /healthz, /readyz)");
             metrics_addr = local;
             tasks.spawn(http::serve(l, metrics.clone(), health, stop_http_rx));
         }
@@ -328,9 +354,25 @@ impl Gateway {
         self.shared.active()
     }
 
+    /// A counter of running sessions that outlives a `shutdown` in progress
+    /// (for the log line of a second termination signal).
+    pub fn session_counter(&self) -> impl Fn() -> usize + Send + 'static {
+        let shared = self.shared.clone();
+        move || shared.active()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         lock(&self.config).clone()
+    }
+
+    /// What `reload.watch` polls: the config files and every certificate,
+    /// key, CA and SNI file they name (a renewed certificate is a change).
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let config = self.config();
+        let mut files = config.sources.clone();
+        files.extend(crate::tls::material::files(&config));
+        files
     }
 
     /// Apply a new configuration without dropping sessions. On any error the
@@ -416,6 +458,8 @@ impl Gateway {
         }
         for ctx in &prepared.listeners {
             self.metrics.listener_configured(&ctx.cfg.name);
+            self.metrics
+                .passive_range(&ctx.cfg.name, ctx.cfg.passive.ports.len());
             if let Some(r) = running.get(&ctx.cfg.name) {
                 let _ = r.ctx.send(ctx.clone());
                 continue;
@@ -449,6 +493,8 @@ impl Gateway {
             self.metrics.clone(),
             stop_rx,
         );
+        self.metrics
+            .certificates_loaded(&crate::tls::material::expiry(&prepared.config));
         *lock(&self.config) = prepared.config;
         Ok(())
     }

@@ -17,7 +17,8 @@
 //! - [`transfers`]: transfers, data bytes, pinholes;
 //! - [`tls`]: TLS handshakes;
 //! - [`backends`]: backend connects, errors, health;
-//! - [`config`]: configuration reloads and load time, build info.
+//! - [`config`]: configuration reloads and load time, build info;
+//! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`).
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
 //! recording method) plus its call site; a new area is a new file and one field
@@ -26,6 +27,7 @@
 
 mod backends;
 mod config;
+mod process;
 mod sessions;
 mod tls;
 mod transfers;
@@ -35,9 +37,9 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 pub use backends::BackendErrorKind;
-pub use sessions::{verb_label, LoginResult};
-pub use tls::{Handshake, Resumption};
-pub use transfers::PinholeRefusal;
+pub use sessions::{outcome_label, verb_label, LoginResult};
+pub use tls::{CertExpiry, Handshake, Resumption};
+pub use transfers::{result_label, PinholeRefusal, PortHeld};
 
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +88,7 @@ impl Default for Metrics {
         let tls = tls::Families::register(r);
         let backends = backends::Families::register(r);
         let config = config::Families::register(r);
+        process::register(r);
         Metrics {
             registry,
             sessions,
@@ -186,6 +189,7 @@ mod tests {
             "ftpsgate_backend_health_checks_total",
             "ftpsgate_config_reloads_total",
             "ftpsgate_build_info",
+            "ftpsgate_process_open_fds",
         ];
         let at: Vec<Option<usize>> = order
             .iter()

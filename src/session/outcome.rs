@@ -17,6 +17,15 @@ pub enum SessionOutcome {
     BackendUnavailable,
     Timeout,
     ClientError,
+    /// The client closed between commands, no transfer running, without
+    /// `QUIT` (wget, gftp, rclone): a normal end, counted apart.
+    ClosedWithoutQuit,
+    /// The connection closed before the client sent anything (a
+    /// load-balancer or port probe): not a session.
+    Probe,
+    /// Closed by the gateway at the drain deadline (`shutdown.grace`), or
+    /// by a second termination signal.
+    Cut,
 }
 
 /// How one data transfer ended.

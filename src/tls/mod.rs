@@ -12,6 +12,7 @@
 //! This module does no FTP and knows nothing about sessions beyond
 //! "one cache per session".
 
+pub mod material;
 mod pem;
 mod resume;
 mod reuse;
@@ -39,6 +40,7 @@ use reuse::{ReuseGroups, SessionTicketer};
 
 pub use pem::{load_certs, load_key};
 pub use resume::SessionStore;
+pub use verify::OnLeaf;
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +250,15 @@ pub struct BackendTls {
 
 impl BackendTls {
     pub fn from_config(tls: &config::BackendTls) -> Result<Self, TlsError> {
+        Self::from_config_observed(tls, None)
+    }
+
+    /// As [`Self::from_config`]; `on_leaf` hears the not-after of every
+    /// backend certificate accepted (the expiry metric).
+    pub fn from_config_observed(
+        tls: &config::BackendTls,
+        on_leaf: Option<verify::OnLeaf>,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &tls.verify {
             BackendVerify::Ca(path) => {
@@ -268,6 +279,13 @@ impl BackendTls {
             BackendVerify::Dangerous | BackendVerify::NotApplicable => {
                 Arc::new(verify::PinnedVerifier::dangerous_any(provider.clone()))
             }
+        };
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match on_leaf {
+            Some(on_leaf) => Arc::new(verify::LeafExpiry {
+                inner: verifier,
+                on_leaf,
+            }),
+            None => verifier,
         };
         let build = |versions: &[&'static SupportedProtocolVersion]| {
             ClientConfig::builder_with_provider(provider.clone())
