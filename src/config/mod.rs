@@ -30,8 +30,8 @@ pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
     ListenerLimits, ListenerTls, ListingsPolicy, LogTime, MetricsConfig, Nftables, Passive,
-    PortRange, PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, Route, SniCert,
-    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_BANNER,
+    PortRange, PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route,
+    SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_BANNER,
     DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
 };
 

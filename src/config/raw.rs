@@ -230,6 +230,7 @@ pub(crate) struct RawListenerTls {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_data_reuse: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_reuse_scope: Option<String>,
     pub min_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_version: Option<String>,

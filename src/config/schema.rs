@@ -92,6 +92,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "allow_ccc",
             "allow_clear_data",
             "sni",
+            "data_reuse_scope",
         ],
     ),
     ("listeners[].tls.sni[]", &["names", "cert", "key"]),
