@@ -130,7 +130,7 @@ impl Health {
 /// Spawns one checker per backend that has `health_check` configured, into
 /// `tasks`; each stops when `shutdown` turns true. Backends without a check are
 /// reported healthy in `metrics` at once.
-pub fn spawn_checks(
+pub(crate) fn spawn_checks(
     tasks: &mut JoinSet<()>,
     backends: Vec<Arc<Backend>>,
     health: Arc<Health>,

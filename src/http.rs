@@ -33,12 +33,12 @@ const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; c
 /// Scrapers and probes are few; at this many connections the oldest is closed
 /// to make room for the new one (a pile of idle keep-alives must not lock out
 /// the liveness probe, or Kubernetes restarts a healthy gateway).
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A client that has not sent its request headers by then is disconnected.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` turns true, then closes every connection.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,

@@ -14,7 +14,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// `TCP_NODELAY` (FTP replies are small and latency-bound) and keepalive.
 /// Failures are ignored: they only lose an optimisation.
-pub fn tune(tcp: &TcpStream) {
+pub(crate) fn tune(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
     let ka = TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)
@@ -24,18 +24,18 @@ pub fn tune(tcp: &TcpStream) {
 
 /// Make the next close of this socket a reset (`SO_LINGER` 0): the peer then
 /// sees an error instead of an orderly end of data.
-pub fn abort(tcp: &TcpStream) {
+pub(crate) fn abort(tcp: &TcpStream) {
     let _ = SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }
 
 /// Undo [`abort`]: closes end with a normal FIN again.
-pub fn unabort(tcp: &TcpStream) {
+pub(crate) fn unabort(tcp: &TcpStream) {
     let _ = SockRef::from(tcp).set_linger(None);
 }
 
 /// For the client control connection: read TELNET "urgent" data (the Synch
 /// that precedes `ABOR`, RFC 959 §4.1.3) inline, so its `IAC DM` bytes reach
 /// the line parser instead of being dropped by the kernel mid-sequence.
-pub fn urgent_inline(tcp: &TcpStream) {
+pub(crate) fn urgent_inline(tcp: &TcpStream) {
     let _ = SockRef::from(tcp).set_out_of_band_inline(true);
 }

@@ -13,13 +13,13 @@ use tokio::net::TcpStream;
 mod backend;
 mod hold;
 
-pub use backend::BackendTlsStream;
-pub use hold::HoldIo;
+pub(crate) use backend::BackendTlsStream;
+pub(crate) use hold::HoldIo;
 
 /// Client-side (gateway is the TLS server) stream.
-pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;
+pub(crate) type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;
 /// Backend-side (gateway is the TLS client) stream.
-pub type BackendStream = MaybeTls<BackendTlsStream>;
+pub(crate) type BackendStream = MaybeTls<BackendTlsStream>;
 
 pub enum MaybeTls<T> {
     Plain(TcpStream),

@@ -233,7 +233,7 @@ fn xferlog_line(rec: &TransferRecord) -> String {
 }
 
 /// One classic xferlog line with its time in `zone`, newline included.
-pub fn xferlog_line_at(rec: &TransferRecord, zone: LogTime) -> String {
+pub(crate) fn xferlog_line_at(rec: &TransferRecord, zone: LogTime) -> String {
     let (direction, access) = (
         match rec.direction {
             Direction::Download => 'o',
@@ -260,7 +260,7 @@ pub fn xferlog_line_at(rec: &TransferRecord, zone: LogTime) -> String {
 }
 
 /// One JSON object per line, newline included.
-pub fn json_line(rec: &TransferRecord) -> String {
+pub(crate) fn json_line(rec: &TransferRecord) -> String {
     let mut out = String::with_capacity(256);
     out.push('{');
     let _ = write!(out, "\"time\":\"{}\"", rfc3339_utc(rec.end));

@@ -7,7 +7,7 @@
 //! wrong ones, and following a printed address would let a backend steer the
 //! gateway anywhere (RFC 2577 bounce, in reverse).
 
-pub mod pool;
+pub(crate) mod pool;
 
 use std::io;
 use std::net::SocketAddr;
@@ -248,7 +248,7 @@ pub struct BackendListener {
 /// session and the backend's greeting. `client` is (real client address,
 /// gateway address it reached) for the PROXY header of a backend with
 /// `send_proxy`; `None` for the gateway's own connections (health checks).
-pub async fn connect(
+pub(crate) async fn connect(
     backend: &Backend,
     limit: Duration,
     client: Option<(SocketAddr, SocketAddr)>,

@@ -22,7 +22,7 @@ use super::pinhole::DataTls;
 use super::PinholeError;
 
 /// Where and how to connect to an active-mode client.
-pub struct ActiveSpec {
+pub(crate) struct ActiveSpec {
     pub target: SocketAddr,
     pub source_ip: IpAddr,
     pub source_ports: Option<PortRange>,
@@ -33,7 +33,7 @@ pub struct ActiveSpec {
     pub metrics: Arc<Metrics>,
 }
 
-pub async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
+pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
     let tcp = match tokio::time::timeout(spec.limit, connect_tcp(&spec)).await {
         Ok(r) => r?,
         Err(_) => return Err(PinholeError::Expired(spec.limit)),

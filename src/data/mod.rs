@@ -1,10 +1,10 @@
 //! The data path: pinholes (one listener per transfer, toward the client) and
 //! the relay that copies bytes between the client and backend data legs.
 
-pub mod active;
-pub mod nft;
-pub mod pinhole;
-pub mod relay;
+pub(crate) mod active;
+pub(crate) mod nft;
+pub(crate) mod pinhole;
+pub(crate) mod relay;
 
-pub use pinhole::{Pinhole, PinholeError, PinholeSpec};
-pub use relay::RelayError;
+pub(crate) use pinhole::{Pinhole, PinholeError, PinholeSpec};
+pub(crate) use relay::RelayError;

@@ -29,7 +29,7 @@ use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
 
 #[derive(Debug, thiserror::Error)]
-pub enum PinholeError {
+pub(crate) enum PinholeError {
     #[error("no free port in passive range {0}")]
     Exhausted(PortRange),
     #[error("bind failed: {0}")]
@@ -50,7 +50,7 @@ pub enum PinholeError {
 
 impl PinholeError {
     /// Short, stable name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             PinholeError::Exhausted(_) => "exhausted",
             PinholeError::Bind(_) => "bind",
@@ -69,7 +69,7 @@ impl PinholeError {
 const TICKET_OWNER_WAIT: Duration = Duration::from_secs(5);
 
 /// What a pinhole accepts.
-pub struct PinholeSpec {
+pub(crate) struct PinholeSpec {
     pub bind_ip: IpAddr,
     pub ports: PortRange,
     /// The control connection's peer IP: the only address allowed in.
@@ -88,14 +88,14 @@ pub struct PinholeSpec {
 
 /// TLS on a client data connection (`PROT P`).
 #[derive(Clone)]
-pub struct DataTls {
+pub(crate) struct DataTls {
     pub acceptors: SessionAcceptors,
     /// Refuse handshakes that do not resume the control session.
     pub require_reuse: bool,
 }
 
 /// An open pinhole. Dropping it closes the port and cancels its task.
-pub struct Pinhole {
+pub(crate) struct Pinhole {
     pub local: SocketAddr,
     rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
     task: JoinHandle<()>,
@@ -133,7 +133,7 @@ impl Drop for Pinhole {
 }
 
 /// A same-address connection must have completed its TLS handshake by then.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes run side by side at most; more connections wait in the backlog.
 const MAX_CANDIDATES: usize = 8;
 /// Random picks before the range is walked from a random offset.
@@ -144,7 +144,7 @@ impl Pinhole {
     /// rule for it before returning (the client may connect as soon as it
     /// reads the reply). The pinhole closes its kernel twin itself, when its
     /// task ends or when it is dropped.
-    pub async fn open(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
+    pub(crate) async fn open(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
         let lifetime = spec.lifetime;
         let pinhole = Self::bind(spec)?;
         if let Some((k, ip)) = &pinhole.kernel {
@@ -213,17 +213,17 @@ impl Pinhole {
     /// the handshake then finishes without waiting for the transfer command.
     /// Plain connections and clients that handshake only after the `150`
     /// (Go) stay false.
-    pub fn client_connected(&self) -> bool {
+    pub(crate) fn client_connected(&self) -> bool {
         self.accepted.load(Ordering::Relaxed)
     }
 
     /// The transfer command arrived: tell the pending handshake its direction.
-    pub fn set_direction(&self, direction: Direction) {
+    pub(crate) fn set_direction(&self, direction: Direction) {
         let _ = self.direction.send(Some(direction));
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
-    pub async fn connection(&mut self) -> Result<ClientStream, PinholeError> {
+    pub(crate) async fn connection(&mut self) -> Result<ClientStream, PinholeError> {
         match self.rx.take() {
             Some(rx) => rx.await.unwrap_or(Err(PinholeError::Closed)),
             None => Err(PinholeError::Closed),

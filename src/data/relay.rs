@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const RELAY_BUF: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     #[error("reading from {side}: {source}")]
     Read {
         side: &'static str,
@@ -31,7 +31,7 @@ pub enum RelayError {
 
 /// How one relay behaves.
 #[derive(Debug, Clone, Copy)]
-pub struct RelayOpts {
+pub(crate) struct RelayOpts {
     /// Longest wait for a read or write.
     pub idle: Duration,
     /// A TLS source ending without `close_notify` is an error (see `relay`).
@@ -49,7 +49,7 @@ pub struct RelayOpts {
 /// passing the short file on as complete would lose data silently. Without it
 /// (data from backends, which confirm completeness with their own `226`) it
 /// is accepted and logged.
-pub async fn relay<R, W>(
+pub(crate) async fn relay<R, W>(
     src: &mut R,
     src_side: &'static str,
     dst: &mut W,
@@ -137,7 +137,7 @@ async fn write_all<W: AsyncWrite + Unpin>(
 /// closing with them unread makes the kernel send a reset, and vsftpd then
 /// drops the end of the file (see real-servers.md). Reading also picks up
 /// those tickets for the next data connection's resumption.
-pub async fn drain<R: AsyncRead + Unpin>(src: &mut R, limit: Duration) {
+pub(crate) async fn drain<R: AsyncRead + Unpin>(src: &mut R, limit: Duration) {
     let mut buf = [0u8; 4096];
     let _ = tokio::time::timeout(limit, async {
         loop {

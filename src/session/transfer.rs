@@ -18,7 +18,7 @@ use crate::data::{relay, Pinhole, PinholeError, RelayError};
 use crate::stream::{BackendStream, ClientStream};
 
 /// How the client data connection is obtained.
-pub enum ClientLeg {
+pub(super) enum ClientLeg {
     /// The client connects to our pinhole (PASV/EPSV).
     Pinhole(Pinhole),
     /// We connect to the client (PORT/EPRT).
@@ -35,7 +35,7 @@ impl ClientLeg {
 }
 
 /// How the backend data connection is obtained.
-pub enum BackendLeg {
+pub(super) enum BackendLeg {
     /// We connect to the backend's passive port.
     Passive(DataTarget, u16),
     /// The backend connects to our listener (we sent PORT/EPRT).
@@ -51,10 +51,10 @@ impl BackendLeg {
     }
 }
 
-pub type TransferOutcome = Result<u64, TransferError>;
+pub(super) type TransferOutcome = Result<u64, TransferError>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TransferError {
+pub(super) enum TransferError {
     #[error("client data connection: {0}")]
     Client(#[from] PinholeError),
     #[error("backend data connection: {0}")]
@@ -69,7 +69,7 @@ pub enum TransferError {
 
 impl TransferError {
     /// The reply the client gets for a transfer that failed on a data leg.
-    pub fn reply(&self) -> Reply {
+    pub(super) fn reply(&self) -> Reply {
         match self {
             TransferError::Client(PinholeError::ReuseRequired) => Reply::new(
                 522,
@@ -89,12 +89,12 @@ impl TransferError {
 }
 
 /// A running transfer task; dropping it aborts the task.
-pub struct Transfer {
+pub(super) struct Transfer {
     handle: JoinHandle<TransferOutcome>,
 }
 
 impl Transfer {
-    pub fn start(
+    pub(super) fn start(
         kind: TransferKind,
         client: ClientLeg,
         backend: BackendLeg,
@@ -109,7 +109,7 @@ impl Transfer {
         Transfer { handle }
     }
 
-    pub fn abort(&mut self) {
+    pub(super) fn abort(&mut self) {
         self.handle.abort();
     }
 }
@@ -121,7 +121,7 @@ impl Drop for Transfer {
 }
 
 /// Await the transfer task (pending forever when there is none).
-pub async fn join(t: Option<&mut Transfer>) -> TransferOutcome {
+pub(super) async fn join(t: Option<&mut Transfer>) -> TransferOutcome {
     match t {
         Some(t) => match (&mut t.handle).await {
             Ok(o) => o,

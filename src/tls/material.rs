@@ -17,7 +17,7 @@ use super::load_certs;
 
 /// Every certificate, key, CA and SNI file the config's TLS reads, in config
 /// order (duplicates kept out).
-pub fn files(config: &Config) -> Vec<PathBuf> {
+pub(crate) fn files(config: &Config) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let mut add = |p: &Path| {
         if !out.iter().any(|q| q == p) {
@@ -47,7 +47,7 @@ pub fn files(config: &Config) -> Vec<PathBuf> {
 /// The not-after of every served leaf certificate (`listener`, its name,
 /// `default` or `sni:<first name>`) and of every backend CA file (`backend`,
 /// its name, `ca`: the earliest in the file).
-pub fn expiry(config: &Config) -> Vec<CertExpiry> {
+pub(crate) fn expiry(config: &Config) -> Vec<CertExpiry> {
     let mut out = Vec::new();
     for l in &config.listeners {
         if l.tls.mode == TlsMode::None {
@@ -100,7 +100,7 @@ fn leaf_not_after(path: &Path) -> Option<f64> {
 }
 
 /// A DER certificate's not-after, Unix seconds.
-pub fn not_after(der: &CertificateDer<'_>) -> Option<f64> {
+pub(crate) fn not_after(der: &CertificateDer<'_>) -> Option<f64> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     Some(cert.validity().not_after.timestamp() as f64)
 }

@@ -12,7 +12,7 @@
 //! This module does no FTP and knows nothing about sessions beyond
 //! "one cache per session".
 
-pub mod material;
+pub(crate) mod material;
 mod pem;
 mod resume;
 mod reuse;
@@ -38,9 +38,9 @@ use crate::config::{self, BackendVerify, ReuseScope, TlsVersion};
 
 use reuse::{ReuseGroups, SessionTicketer};
 
-pub use pem::{load_certs, load_key};
-pub use resume::SessionStore;
-pub use verify::OnLeaf;
+pub(crate) use pem::{load_certs, load_key};
+pub(crate) use resume::SessionStore;
+pub(crate) use verify::OnLeaf;
 
 /// Loads the certificates, keys and CA files of every `tls` section that
 /// converted cleanly, as [`ServerTls::from_config`] and
@@ -95,7 +95,7 @@ pub enum TlsError {
 /// The one crypto provider: ring. Configs are always built with
 /// `builder_with_provider` so that a second provider compiled in by some
 /// dependency can never make rustls pick implicitly (it would panic).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -407,7 +407,7 @@ pub struct SessionConnector {
 /// True when a failed client handshake reads as "the server does not speak
 /// the versions offered" (a TLS 1.3-only server answering a TLS 1.2-only
 /// hello), as opposed to a certificate or network failure.
-pub fn is_version_refusal(e: &std::io::Error) -> bool {
+pub(crate) fn is_version_refusal(e: &std::io::Error) -> bool {
     use rustls::AlertDescription as A;
     matches!(
         e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
@@ -419,12 +419,12 @@ pub fn is_version_refusal(e: &std::io::Error) -> bool {
 }
 
 /// True when a finished handshake resumed an earlier session.
-pub fn was_resumed(kind: Option<HandshakeKind>) -> bool {
+pub(crate) fn was_resumed(kind: Option<HandshakeKind>) -> bool {
     matches!(kind, Some(HandshakeKind::Resumed))
 }
 
 /// Protocol version name for logs.
-pub fn version_name(v: Option<rustls::ProtocolVersion>) -> &'static str {
+pub(crate) fn version_name(v: Option<rustls::ProtocolVersion>) -> &'static str {
     match v {
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",

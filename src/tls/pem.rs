@@ -9,7 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::TlsError;
 
 /// All certificates in a PEM file, leaf first as written.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let shown = path.display().to_string();
     let iter = CertificateDer::pem_file_iter(path).map_err(|e| pem_error(&shown, e))?;
     let certs = iter
@@ -25,7 +25,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// The first private key in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let shown = path.display().to_string();
     PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(&shown, e))
 }

@@ -60,7 +60,7 @@ struct State {
 
 /// The groups of one listener: which sessions' keys a login may use.
 #[derive(Default)]
-pub struct ReuseGroups {
+pub(super) struct ReuseGroups {
     state: Mutex<State>,
     next_id: AtomicU64,
     /// Woken whenever a session logs in.
@@ -116,7 +116,7 @@ impl State {
 }
 
 /// The ticket key of one FTP session, able to accept its group's tickets.
-pub struct SessionTicketer {
+pub(super) struct SessionTicketer {
     own: Arc<dyn ProducesTickets>,
     id: u64,
     client_ip: IpAddr,
@@ -149,7 +149,7 @@ enum Owner {
 impl SessionTicketer {
     /// A fresh key for a session from `client_ip`; `groups` is the
     /// listener's in scope `user`, else `None`.
-    pub fn new(
+    pub(super) fn new(
         own: Arc<dyn ProducesTickets>,
         groups: Option<Arc<ReuseGroups>>,
         client_ip: IpAddr,
@@ -179,7 +179,7 @@ impl SessionTicketer {
 
     /// The session's login changed: `Some(user)` after a successful login,
     /// `None` when it is no longer logged in.
-    pub fn bind(&self, user: Option<&str>) {
+    pub(super) fn bind(&self, user: Option<&str>) {
         let Some(groups) = &self.groups else {
             return;
         };
@@ -253,7 +253,7 @@ impl SessionTicketer {
     /// (rclone) opens its connections in parallel, and one of them may offer
     /// the ticket another got a moment ago, before that one's `PASS` is
     /// answered. Nothing is accepted that would not be without the wait.
-    pub async fn await_ticket_owner(&self, client_hello: &[u8], limit: Duration) {
+    pub(super) async fn await_ticket_owner(&self, client_hello: &[u8], limit: Duration) {
         let Some(groups) = &self.groups else {
             return;
         };

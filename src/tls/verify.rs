@@ -22,14 +22,14 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 /// Without pins (`verify: false`, lab only — the gateway warns at startup)
 /// it accepts any certificate.
 #[derive(Debug)]
-pub struct PinnedVerifier {
+pub(super) struct PinnedVerifier {
     /// `None`: no verification of the certificate itself.
     pins: Option<Vec<[u8; 32]>>,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedVerifier {
-    pub fn new(pins: Vec<[u8; 32]>, provider: Arc<CryptoProvider>) -> Self {
+    pub(super) fn new(pins: Vec<[u8; 32]>, provider: Arc<CryptoProvider>) -> Self {
         PinnedVerifier {
             pins: Some(pins),
             provider,
@@ -37,7 +37,7 @@ impl PinnedVerifier {
     }
 
     /// `verify: false`.
-    pub fn dangerous_any(provider: Arc<CryptoProvider>) -> Self {
+    pub(super) fn dangerous_any(provider: Arc<CryptoProvider>) -> Self {
         PinnedVerifier {
             pins: None,
             provider,
@@ -46,7 +46,7 @@ impl PinnedVerifier {
 }
 
 /// SHA-256 of a DER certificate.
-pub fn cert_sha256(cert: &[u8]) -> [u8; 32] {
+pub(super) fn cert_sha256(cert: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -112,10 +112,10 @@ impl ServerCertVerifier for PinnedVerifier {
 }
 
 /// Called with the not-after (Unix seconds) of every accepted backend leaf.
-pub type OnLeaf = Arc<dyn Fn(f64) + Send + Sync>;
+pub(crate) type OnLeaf = Arc<dyn Fn(f64) + Send + Sync>;
 
 /// A verifier that reports the accepted leaf's not-after, then defers to `inner`.
-pub struct LeafExpiry {
+pub(super) struct LeafExpiry {
     pub inner: Arc<dyn ServerCertVerifier>,
     pub on_leaf: OnLeaf,
 }

@@ -161,7 +161,7 @@ pub struct TlsSections {
 }
 
 /// One section: key path (file-prefixed when included), its (line, column), value.
-pub type Section<T> = (String, Option<(u64, u64)>, T);
+pub(super) type Section<T> = (String, Option<(u64, u64)>, T);
 
 /// Marker: this value failed and its error is already in `Builder::errors`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
