@@ -90,6 +90,17 @@ pub enum Cmd {
         #[arg(long, default_value_t = 2121)]
         port: u16,
     },
+    /// Talk to a running gateway over its control socket (`control.socket`).
+    Ctl {
+        /// The control socket.
+        #[arg(long, default_value = "/run/ftpsgate/control.sock")]
+        socket: PathBuf,
+        /// Print the answer as JSON (one object) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: CtlCmd,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// bash, zsh or fish.
@@ -114,6 +125,44 @@ pub enum Cmd {
         /// Which page.
         page: ManPage,
     },
+}
+
+/// `ftpsgate ctl …` requests.
+#[derive(Subcommand)]
+pub enum CtlCmd {
+    /// List running sessions (id, user, client, listener, backend, state, bytes, age).
+    Sessions,
+    /// End a session: the client gets 421.
+    Kill {
+        /// Session id (from `sessions`).
+        id: u64,
+    },
+    /// Take a backend out of rotation (disable, drain) or back in (enable).
+    Backend {
+        action: ftpsgate::ctl::BackendAction,
+        /// Backend name (`backends[].name`).
+        name: String,
+    },
+    /// List pinholes waiting for their data connection.
+    Pinholes,
+    /// Reload the configuration as SIGHUP does; prints the errors if refused.
+    Reload,
+}
+
+impl CtlCmd {
+    pub fn request(&self) -> ftpsgate::ctl::Request {
+        use ftpsgate::ctl::Request;
+        match self {
+            CtlCmd::Sessions => Request::Sessions,
+            CtlCmd::Kill { id } => Request::Kill { id: *id },
+            CtlCmd::Backend { action, name } => Request::Backend {
+                action: *action,
+                name: name.clone(),
+            },
+            CtlCmd::Pinholes => Request::Pinholes,
+            CtlCmd::Reload => Request::Reload,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -1,4 +1,4 @@
-//! The `ftpsgate` command line: `run`, `check`, `demo`, `completions`,
+//! The `ftpsgate` command line: `run`, `check`, `demo`, `ctl`, `completions`,
 //! `self-signed`. The clap definitions, `--version`, completions and man pages
 //! are in `cli.rs`; everything else lives in the library.
 
@@ -42,6 +42,11 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Check { config, print } => check(&config, print),
         Cmd::Run { config } => rt.block_on(run(config)),
+        Cmd::Ctl {
+            socket,
+            json,
+            command,
+        } => rt.block_on(ctl(&socket, json, &command)),
         Cmd::Completions { shell } => {
             cli::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -159,18 +164,23 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
-                reload_from(&gw, &path);
+                let _ = reload_from(&gw, &path);
                 stamps = mtimes(&gw.config().sources);
             }
             _ = poll, if reload.watch => {
                 let now = mtimes(&gw.config().sources);
                 if now != stamps {
                     tracing::info!("configuration files changed: reloading {}", path.display());
-                                        reload_from(&gw, &path);
+                    let _ = reload_from(&gw, &path);
                     // After a failed reload the sources are unchanged, so a
                     // broken edit is retried only when the files change again.
                     stamps = mtimes(&gw.config().sources);
                 }
+            }
+            Some(req) = gw.control_reload() => {
+                tracing::info!("control socket: reloading {}", path.display());
+                req.answer(reload_from(&gw, &path));
+                stamps = mtimes(&gw.config().sources);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -188,25 +198,51 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-fn reload_from(gw: &Gateway, path: &std::path::Path) {
+/// Reload, returning every error (for `ftpsgate ctl reload`).
+fn reload_from(gw: &Gateway, path: &std::path::Path) -> Result<(), Vec<String>> {
     notify(&[
         sd_notify::NotifyState::Reloading,
         sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Ready),
     ]);
-    reload_config(gw, path);
+    let res = reload_config(gw, path);
     notify(&[sd_notify::NotifyState::Ready]);
+    res
 }
 
-fn reload_config(gw: &Gateway, path: &std::path::Path) {
+fn reload_config(gw: &Gateway, path: &std::path::Path) -> Result<(), Vec<String>> {
     match Config::load(path) {
-        Ok(config) => {
-            let _ = gw.reload(config);
-        }
+        Ok(config) => gw
+            .reload(config)
+            .map_err(|errors| errors.iter().map(|e| e.to_string()).collect()),
         Err(errors) => {
             gw.metrics().config_reload(false);
             for e in &errors.0 {
                 tracing::error!(error = %e, "reload refused; keeping the running configuration");
             }
+            Err(errors.0.iter().map(|e| e.to_string()).collect())
+        }
+    }
+}
+
+/// `ftpsgate ctl`: one request; exit 1 when the gateway refused it, 69
+/// (EX_UNAVAILABLE) when the socket cannot be reached.
+async fn ctl(socket: &std::path::Path, json: bool, command: &cli::CtlCmd) -> ExitCode {
+    match ftpsgate::ctl::request(socket, &command.request()).await {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", ftpsgate::ctl::render_table(&r));
+            }
+            if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", socket.display());
+            ExitCode::from(69)
         }
     }
 }

@@ -26,10 +26,10 @@ use std::path::Path;
 
 pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
-    CommandPolicy, Config, DataMode, DataProtection, FailedLogins, HealthCheck, Limits, Listener,
-    ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
-    ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode, TlsVersion,
-    TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
+    CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
+    Limits, Listener, ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange,
+    PortRangeError, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode,
+    TlsVersion, TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
 };
 
 use pattern::pattern_covers;

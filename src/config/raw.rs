@@ -27,6 +27,17 @@ pub(crate) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub shutdown: Option<RawShutdown>,
     pub reload: Option<RawReload>,
+    pub control: Option<RawControl>,
+}
+
+/// `control`: the local control socket for `ftpsgate ctl`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub socket: Option<String>,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
 }
 
 /// One access rule: exactly one of `allow` or `deny`, each a list of CIDRs.

@@ -17,7 +17,8 @@
 //! - [`transfers`]: transfers, data bytes, pinholes;
 //! - [`tls`]: TLS handshakes;
 //! - [`backends`]: backend connects, errors, health;
-//! - [`config`]: configuration reloads and load time, build info.
+//! - [`config`]: configuration reloads and load time, build info;
+//! - [`control`]: requests over the control socket.
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
 //! recording method) plus its call site; a new area is a new file and one field
@@ -26,6 +27,7 @@
 
 mod backends;
 mod config;
+mod control;
 mod sessions;
 mod tls;
 mod transfers;
@@ -35,6 +37,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 pub use backends::BackendErrorKind;
+pub use control::ControlCommand;
 pub use sessions::{verb_label, LoginResult};
 pub use tls::{Handshake, Resumption};
 pub use transfers::PinholeRefusal;
@@ -75,6 +78,7 @@ pub struct Metrics {
     tls: tls::Families,
     backends: backends::Families,
     config: config::Families,
+    control: control::Families,
 }
 
 impl Default for Metrics {
@@ -86,6 +90,7 @@ impl Default for Metrics {
         let tls = tls::Families::register(r);
         let backends = backends::Families::register(r);
         let config = config::Families::register(r);
+        let control = control::Families::register(r);
         Metrics {
             registry,
             sessions,
@@ -93,6 +98,7 @@ impl Default for Metrics {
             tls,
             backends,
             config,
+            control,
         }
     }
 }

@@ -42,6 +42,7 @@ fn outcome_label(outcome: SessionOutcome) -> &'static str {
         SessionOutcome::BackendUnavailable => "backend_unavailable",
         SessionOutcome::Timeout => "timeout",
         SessionOutcome::ClientError => "client_error",
+        SessionOutcome::Killed => "killed",
     }
 }
 

@@ -17,6 +17,8 @@ pub enum SessionOutcome {
     BackendUnavailable,
     Timeout,
     ClientError,
+    /// Ended by an operator (`ftpsgate ctl kill`).
+    Killed,
 }
 
 /// How one data transfer ended.
