@@ -144,12 +144,23 @@ pub(crate) struct Server {
     pub reload: mpsc::Sender<ReloadRequest>,
 }
 
-/// Create the socket: a stale socket file is replaced, anything else at the
-/// path is an error; then mode, owner and group are applied.
+/// Create the socket: a stale socket file (nobody answers) is replaced; a live
+/// one or anything else at the path is an error; then mode, owner and group
+/// are applied. (Until `chmod`, the socket has the umask's mode, and connecting
+/// needs write permission on it.)
 pub(crate) fn bind(cfg: &ControlConfig) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(&cfg.socket) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&cfg.socket)?,
+        Ok(m) if m.file_type().is_socket() => {
+            // Someone answers there: another gateway runs on this socket.
+            if std::os::unix::net::UnixStream::connect(&cfg.socket).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "a running process listens there",
+                ));
+            }
+            std::fs::remove_file(&cfg.socket)?
+        }
         Ok(_) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,

@@ -417,3 +417,59 @@ impl Drop for ConnGuard {
         dec(&mut c.per_listener_ip, (self.listener.clone(), self.ip));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        let (_d, drain) = watch::channel(false);
+        let (_f, force) = watch::channel(false);
+        Shared::new(Health::new(std::iter::empty()), drain, force, None)
+    }
+
+    #[tokio::test]
+    async fn sessions_register_update_kill_and_leave() {
+        let s = shared();
+        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let mut a = s.register("edge", client);
+        let b = s.register("edge", client);
+        assert_ne!(a.id(), b.id());
+        a.update(SessionUpdate {
+            user: Some("alice"),
+            backend: Some("vs"),
+            state: SessionState::Idle,
+            pinhole: None,
+        });
+        a.add_bytes(10);
+        a.add_bytes(5);
+        let list = s.sessions();
+        assert_eq!(list.len(), 2);
+        let first = &list[0];
+        assert_eq!(
+            (first.user.as_deref(), first.backend.as_deref(), first.bytes),
+            (Some("alice"), Some("vs"), 15)
+        );
+        assert_eq!(list[1].state, SessionState::Login);
+        assert!(s.kill(a.id()));
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.killed())
+            .await
+            .expect("kill reaches the session");
+        drop(a);
+        assert_eq!(s.sessions().len(), 1);
+        assert!(!s.kill(9999));
+        drop(b);
+        assert!(s.sessions().is_empty());
+    }
+
+    #[test]
+    fn backend_switches_take_it_out_until_enabled() {
+        let s = shared();
+        assert!(s.backend_accepting("vs"));
+        s.set_backend_admin("vs", Some(BackendAdmin::Draining));
+        assert!(!s.backend_accepting("vs"));
+        assert!(s.backend_accepting("other"));
+        s.set_backend_admin("vs", None);
+        assert!(s.backend_accepting("vs"));
+    }
+}
