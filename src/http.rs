@@ -6,6 +6,7 @@
 //! authentication (like every Prometheus exporter) and serves nothing secret —
 //! labels are listener/backend names and closed enums only.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, error};
 
 use crate::health::Health;
@@ -29,8 +30,10 @@ use crate::metrics::Metrics;
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// OpenMetrics text, served when the scraper's `Accept` asks for it.
 const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Scrapers and probes are few; more connections than this are dropped at accept.
-const MAX_CONNECTIONS: usize = 64;
+/// Scrapers and probes are few; at this many connections the oldest is closed
+/// to make room for the new one (a pile of idle keep-alives must not lock out
+/// the liveness probe, or Kubernetes restarts a healthy gateway).
+pub const MAX_CONNECTIONS: usize = 64;
 /// A client that has not sent its request headers by then is disconnected.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,17 +45,27 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    // Running connections, oldest first (finished ones are skipped lazily).
+    let mut order: VecDeque<AbortHandle> = VecDeque::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((tcp, peer)) => {
                     if conns.len() >= MAX_CONNECTIONS {
-                        debug!(%peer, "metrics endpoint busy; connection dropped");
-                        continue;
+                        while let Some(oldest) = order.pop_front() {
+                            if !oldest.is_finished() {
+                                debug!(%peer, "metrics endpoint full; closing its oldest connection");
+                                oldest.abort();
+                                break;
+                            }
+                        }
+                    }
+                    if order.len() > 2 * MAX_CONNECTIONS {
+                        order.retain(|h| !h.is_finished());
                     }
                     let metrics = metrics.clone();
                     let health = health.clone();
-                    conns.spawn(async move {
+                    let handle = conns.spawn(async move {
                         let service = service_fn(move |req| {
                             let response = respond(&req, &metrics, &health);
                             async move { Ok::<_, Infallible>(response) }
@@ -66,6 +79,7 @@ pub async fn serve(
                             debug!(%peer, error = %e, "metrics connection ended with an error");
                         }
                     });
+                    order.push_back(handle);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

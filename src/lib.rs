@@ -29,7 +29,8 @@
 //! - [`data`]: pinholes (with their kernel twins) and the byte relay;
 //! - [`demo`]: the self-contained demo (in-process backend + generated cert);
 //! - beside the flow: [`metrics`], [`xferlog`] (recorded by sessions), [`health`]
-//!   (readiness, backend checks) and [`http`] (`/metrics`, `/healthz`, `/readyz`).
+//!   (readiness, backend checks) and [`http`] (`/metrics`, `/healthz`, `/readyz`);
+//!   [`logsafe`] escapes what a client controls before it reaches a log.
 //!
 //! Where a change goes:
 //! - a new admission rule (before any byte is exchanged): `gateway::admit`, its
@@ -55,6 +56,7 @@ pub mod gateway;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod listener;
+pub mod logsafe;
 pub mod metrics;
 pub(crate) mod net;
 pub mod policy;

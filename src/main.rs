@@ -20,18 +20,28 @@ const EXIT_CONFIG: u8 = 64;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libunftp=warn,rustls=error"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // User names, paths and SNI come from clients: every field is escaped
+    // (text: each value as it is formatted, so the formatter's own colours
+    // stay; JSON: each line, after serde has escaped C0).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_writer(std::io::stderr)
+            .fmt_fields(ftpsgate::logsafe::text_fields())
+            .init(),
+        LogFormat::Json => builder
+            .with_writer(|| ftpsgate::logsafe::SafeWriter(std::io::stderr()))
+            .json()
+            .init(),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Idle connections must not exhaust a low soft limit; defaults derive from it.
+    let nofile = ftpsgate::gateway::fds::raise_nofile();
+    tracing::debug!(nofile, "file descriptor limit");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -97,11 +107,17 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in config.warnings() {
+    for w in config.warnings().into_iter().chain(config.key_warnings()) {
         println!("warning: {w}");
     }
     if print {
-        println!("{config:#?}");
+        // As `run` would apply it: unset session caps derived from the fd limit.
+        let nofile = ftpsgate::gateway::fds::soft_nofile();
+        println!("# file descriptor limit: {nofile}");
+        println!(
+            "{:#?}",
+            ftpsgate::gateway::fds::with_default_limits(&config, nofile)
+        );
     }
     match Prepared::build(&config) {
         Ok(_) => {

@@ -14,6 +14,9 @@ use tokio::time::Instant;
 use crate::config::{AccessRule, Action, Balance, CommandPolicy, FailedLogins, Listener, Route};
 
 pub mod balance;
+pub mod bounds;
+
+pub use bounds::{default_limits, DefaultLimits};
 
 // The glob matcher and the never-filtered verbs are part of what a config value
 // means, so they live in `config` (which also warns about shadowed routes and

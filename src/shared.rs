@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::{FailedLogins, Limits, ListenerLimits};
 use crate::health::Health;
+use crate::policy::bounds::ConnectionRate;
 use crate::policy::LoginThrottle;
 
 pub struct Shared {
@@ -28,6 +29,11 @@ pub struct Shared {
     idle: Notify,
     conns: Mutex<Conns>,
     throttle: Mutex<Option<(FailedLogins, LoginThrottle)>>,
+    /// `limits.connection_rate_per_ip`: token buckets per address.
+    rate: Mutex<Option<ConnectionRate>>,
+    /// Passive ports held, per listener and client address / user
+    /// (`passive.max_per_client`).
+    ports: Mutex<HashMap<(String, PortHolder), usize>>,
     /// Every running session by id, for `ctl sessions|kill|pinholes`; an
     /// entry lives as long as its session's [`Registration`].
     sessions: Mutex<BTreeMap<u64, Arc<Entry>>>,
@@ -99,12 +105,21 @@ struct Entry {
     kill: watch::Sender<bool>,
 }
 
+/// Who holds pinhole ports of a listener's range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortHolder {
+    Address(IpAddr),
+    User(String),
+}
+
 #[derive(Default)]
 struct Conns {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
     per_listener: HashMap<String, usize>,
     per_listener_ip: HashMap<(String, IpAddr), usize>,
+    /// Sessions per address that have not logged in yet.
+    unauthenticated: HashMap<IpAddr, usize>,
 }
 
 /// Why a connection was not admitted.
@@ -114,6 +129,7 @@ pub enum Refusal {
     PerIp,
     Listener,
     ListenerPerIp,
+    Unauthenticated,
 }
 
 impl Refusal {
@@ -123,6 +139,7 @@ impl Refusal {
             Refusal::PerIp => "max_sessions_per_ip",
             Refusal::Listener => "listener max_sessions",
             Refusal::ListenerPerIp => "listener max_sessions_per_ip",
+            Refusal::Unauthenticated => "max_unauthenticated_per_ip",
         }
     }
 }
@@ -150,6 +167,8 @@ impl Shared {
             sessions: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             backend_admin: Mutex::new(HashMap::new()),
+            rate: Mutex::new(None),
+            ports: Mutex::new(HashMap::new()),
         })
     }
 
@@ -264,6 +283,50 @@ impl Shared {
         }
     }
 
+    /// A reload may change the connection rate; buckets are kept when it did not.
+    pub fn set_connection_rate(&self, rate: Option<u32>) {
+        let mut r = lock(&self.rate);
+        if r.as_ref().map(|r| r.rate()) != rate {
+            *r = rate.map(ConnectionRate::new);
+        }
+    }
+
+    /// `limits.connection_rate_per_ip`: may `ip` open a connection now?
+    pub fn connection_rate_allows(&self, ip: IpAddr) -> bool {
+        match &mut *lock(&self.rate) {
+            Some(r) => r.allow(ip.to_canonical(), Instant::now()),
+            None => true,
+        }
+    }
+
+    /// Take one passive port for `holders` on `listener` if none of them is at
+    /// its `cap`; the guard gives it back.
+    pub fn take_port(
+        self: &Arc<Self>,
+        listener: &str,
+        holders: Vec<PortHolder>,
+        cap: usize,
+    ) -> Result<PortGuard, PortHolder> {
+        let mut p = lock(&self.ports);
+        let keys: Vec<(String, PortHolder)> = holders
+            .into_iter()
+            .map(|h| (listener.to_owned(), h))
+            .collect();
+        for k in &keys {
+            let held = p.get(k).copied().unwrap_or(0);
+            if !crate::policy::bounds::port_share_allows(held, cap) {
+                return Err(k.1.clone());
+            }
+        }
+        for k in &keys {
+            *p.entry(k.clone()).or_default() += 1;
+        }
+        Ok(PortGuard {
+            shared: self.clone(),
+            keys,
+        })
+    }
+
     /// Is this address cooling down after too many failed logins?
     pub fn login_blocked(&self, ip: IpAddr) -> bool {
         match &mut *lock(&self.throttle) {
@@ -323,6 +386,13 @@ impl Shared {
         ) {
             return Err(Refusal::ListenerPerIp);
         }
+        if over(
+            c.unauthenticated.get(&ip).copied().unwrap_or(0),
+            global.max_unauthenticated_per_ip,
+        ) {
+            return Err(Refusal::Unauthenticated);
+        }
+        *c.unauthenticated.entry(ip).or_default() += 1;
         c.total += 1;
         *c.per_ip.entry(ip).or_default() += 1;
         *c.per_listener.entry(listener.to_owned()).or_default() += 1;
@@ -331,6 +401,7 @@ impl Shared {
             shared: self.clone(),
             listener: listener.to_owned(),
             ip,
+            unauthenticated: true,
         })
     }
 }
@@ -382,6 +453,35 @@ impl Drop for Registration {
     }
 }
 
+/// Passive ports held for one pinhole (`passive.max_per_client`).
+pub struct PortGuard {
+    shared: Arc<Shared>,
+    keys: Vec<(String, PortHolder)>,
+}
+
+impl Drop for PortGuard {
+    fn drop(&mut self) {
+        let mut p = lock(&self.shared.ports);
+        for k in self.keys.drain(..) {
+            if let Some(n) = p.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
+    if let Some(n) = m.get_mut(&k) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(&k);
+        }
+    }
+}
+
 /// One running session (for drain).
 pub struct ActiveGuard(Arc<Shared>);
 
@@ -393,24 +493,32 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// One admitted connection (for limits).
+/// One admitted connection (for limits); counts as unauthenticated until
+/// [`ConnGuard::logged_in`].
 pub struct ConnGuard {
     shared: Arc<Shared>,
     listener: String,
     ip: IpAddr,
+    unauthenticated: bool,
+}
+
+impl ConnGuard {
+    /// The session logged in: it no longer counts against
+    /// `max_unauthenticated_per_ip`. (A later `REIN` does not count it again:
+    /// it proved a login once, and its login deadline bounds it again.)
+    pub fn logged_in(&mut self) {
+        if std::mem::take(&mut self.unauthenticated) {
+            dec(&mut lock(&self.shared.conns).unauthenticated, self.ip);
+        }
+    }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         let mut c = lock(&self.shared.conns);
         c.total = c.total.saturating_sub(1);
-        fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
-            if let Some(n) = m.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&k);
-                }
-            }
+        if self.unauthenticated {
+            dec(&mut c.unauthenticated, self.ip);
         }
         dec(&mut c.per_ip, self.ip);
         dec(&mut c.per_listener, self.listener.clone());

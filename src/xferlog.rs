@@ -188,15 +188,16 @@ fn is_anonymous(user: &str) -> bool {
     user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 
-/// A value safe for one space-separated field: never empty, no whitespace or
-/// control characters (a file name with a newline must not forge a second line).
+/// A value safe for one space-separated field: never empty, no whitespace,
+/// control (C0, DEL, C1) or bidi/format characters (a file name with a
+/// newline must not forge a second line, nor one with U+202E reorder it).
 fn field(s: &str) -> String {
     if s.is_empty() {
         return "-".into();
     }
     s.chars()
         .map(|c| {
-            if c.is_whitespace() || c.is_control() {
+            if c.is_whitespace() || crate::logsafe::is_unsafe(c) {
                 '_'
             } else {
                 c
@@ -214,7 +215,7 @@ fn json_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+            c if crate::logsafe::is_unsafe(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -317,6 +318,30 @@ mod tests {
             xferlog_line(&r),
             "Thu Mar  4 08:12:30 2004 13 192.0.2.7 37 - b _ i a anonymous ftp 0 * i\n"
         );
+    }
+
+    #[test]
+    fn hostile_fields_are_escaped_in_both_formats() {
+        let mut r = record();
+        r.user = "root\x1b[2J\u{202E}nimda".into();
+        r.path = "/a\u{85}b\u{2028}c\x7f".into();
+        let line = xferlog_line(&r);
+        assert!(line.contains(" /a_b_c_ "), "{line}");
+        assert!(line.contains(" root_[2J_nimda ftp "), "{line}");
+        assert_eq!(line.matches('\n').count(), 1);
+        let json = json_line(&r);
+        assert!(
+            json.contains(r#""user":"root\u001b[2J\u202enimda""#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""path":"/a\u0085b\u2028c\u007f""#),
+            "{json}"
+        );
+        assert!(!json
+            .trim_end_matches('\n')
+            .chars()
+            .any(crate::logsafe::is_unsafe));
     }
 
     #[test]

@@ -667,9 +667,14 @@ async fn prot_c_refused_when_clear_data_disallowed() {
     assert_eq!(sha256_bytes(&data), sha);
     ftp.quit().await;
 
-    // With the default (allow_clear_data: true) PROT C is fine.
+    // With allow_clear_data: true (no longer the default) PROT C is fine.
     let yaml_ok = config(
-        &explicit_listener("edge", "127.0.0.1:0", pasv_range(), ""),
+        &explicit_listener(
+            "edge",
+            "127.0.0.1:0",
+            pasv_range(),
+            ", allow_clear_data: true",
+        ),
         vs.addr(),
         "",
         "pinhole: 10s",

@@ -254,7 +254,7 @@ async fn backend_pinned_by_leaf_sha256() {
 async fn prot_c_client_leg_prot_p_backend() {
     // vsftpd forces data TLS (it refuses PROT C itself, see direct_servers), so success
     // proves the gateway protects the backend leg on its own.
-    let (vs, gw) = strict_pair(Frontend::explicit()).await;
+    let (vs, gw) = strict_pair(Frontend::explicit().clear_data(true)).await;
     let curl = Curl::new(
         gw.addr(),
         Security::ExplicitClearData,

@@ -134,7 +134,7 @@ impl Gw {
             r#"listeners:
   - name: {name}
     bind: "127.0.0.1:0"
-    tls: {{ mode: {mode}, cert: {prefix}.pem, key: {prefix}.key, require: true, require_data_reuse: true }}
+    tls: {{ mode: {mode}, cert: {prefix}.pem, key: {prefix}.key, require: true, require_data_reuse: true, allow_clear_data: true }}
     passive: {{ ports: "{p0}-{p1}", advertise: "127.0.0.1" }}
     proxy_protocol: {pp}
 {listener_extra}    backend: vs

@@ -164,6 +164,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             idle: Duration::from_secs(600),
             pinhole: Duration::from_secs(30),
             data_idle: Duration::from_secs(300),
+            control_write: Duration::from_secs(30),
         },
     };
     let implicit = tls_mode == TlsMode::Implicit && tls_available;

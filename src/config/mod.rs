@@ -28,8 +28,8 @@ pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
     Limits, Listener, ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange,
-    PortRangeError, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts, TlsMode,
-    TlsVersion, TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
+    PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts,
+    TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
 };
 
 use pattern::pattern_covers;
@@ -108,6 +108,13 @@ impl Config {
                      the control TLS session (data connection theft)"
                 ));
             }
+            if l.tls.allow_clear_data {
+                out.push(format!(
+                    "{p}.allow_clear_data: true lets PROT C data connections go unencrypted; \
+                     the first connection from the client's address gets the data \
+                     (a neighbour behind the same NAT can take it)"
+                ));
+            }
         }
         for (i, l) in self.listeners.iter().enumerate() {
             for (j, r) in l.routes.iter().enumerate() {
@@ -156,6 +163,39 @@ impl Config {
         }
         out
     }
+}
+
+impl Config {
+    /// Private keys that group or others may read, one line each with its key
+    /// path (reads file metadata, so it is not part of the pure
+    /// [`Config::warnings`]). Printed by `check`, logged at start and reload.
+    pub fn key_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let p = format!("listeners[{i}].tls");
+            let sni = l.tls.sni.iter().enumerate();
+            let keys = l.tls.key.iter().map(|k| (format!("{p}.key"), k));
+            let keys = keys.chain(sni.map(|(j, s)| (format!("{p}.sni[{j}].key"), &s.key)));
+            for (at, key) in keys {
+                if let Some(mode) = key_exposed(key) {
+                    out.push(format!(
+                        "{at}: private key {} is readable by group or others (mode {mode:03o}); \
+                         chmod 600 it",
+                        key.display()
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The permission bits of a private key file when group or others may read
+/// it; `None` when it is private or cannot be inspected.
+fn key_exposed(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
 }
 
 /// One problem with the configuration, located by its key path.

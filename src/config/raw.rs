@@ -54,6 +54,8 @@ pub(crate) struct RawAccessRule {
 pub(crate) struct RawLimits {
     pub max_sessions: Option<String>,
     pub max_sessions_per_ip: Option<String>,
+    pub max_unauthenticated_per_ip: Option<String>,
+    pub connection_rate_per_ip: Option<String>,
     pub failed_logins: Option<RawFailedLogins>,
 }
 
@@ -191,6 +193,7 @@ pub(crate) struct RawPassive {
     pub ports: Option<String>,
     pub bind: Option<String>,
     pub advertise: Option<RawAdvertise>,
+    pub max_per_client: Option<String>,
 }
 
 /// `listeners[i].active`: client active mode (`PORT`/`EPRT`).
@@ -289,6 +292,7 @@ pub(crate) struct RawTimeouts {
     pub idle: Option<String>,
     pub pinhole: Option<String>,
     pub data_idle: Option<String>,
+    pub control_write: Option<String>,
 }
 
 /// `pin_sha256`: one fingerprint or a list of them (several pins allow a

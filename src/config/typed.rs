@@ -76,13 +76,22 @@ pub struct AccessRule {
     pub networks: Vec<ipnet::IpNet>,
 }
 
-/// Global `limits`; `None` means unlimited / off. Default: all `None`.
+/// Global `limits`; `None` means unlimited / off. Default: all `None` as
+/// parsed; the gateway fills the three session caps from the process's file
+/// descriptor limit when they are not given (`policy::bounds::fill_default_limits`), so a
+/// running gateway always has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Limits {
     /// Concurrent client sessions over all listeners (at least 1).
     pub max_sessions: Option<usize>,
     /// Concurrent sessions from one client IP over all listeners (at least 1).
     pub max_sessions_per_ip: Option<usize>,
+    /// Concurrent sessions from one client IP that have not logged in yet
+    /// (at least 1).
+    pub max_unauthenticated_per_ip: Option<usize>,
+    /// New connections per second from one client IP (token bucket, burst of
+    /// one second's worth); `None`: no rate limit (default).
+    pub connection_rate_per_ip: Option<u32>,
     /// Cool-down for client IPs that fail to log in too often.
     pub failed_logins: Option<FailedLogins>,
 }
@@ -281,7 +290,9 @@ pub struct ListenerTls {
     pub max_version: TlsVersion,
     /// Whether `CCC` may turn the client control channel back to clear (default false).
     pub allow_ccc: bool,
-    /// Whether `PROT C` (clear data on the client leg) is allowed (default true).
+    /// Whether `PROT C` (clear data on the client leg) is allowed (default
+    /// false with TLS: a clear data connection can be taken by any process
+    /// behind the client's address; always true with `mode: none`).
     pub allow_clear_data: bool,
     /// Extra certificates chosen by the client's SNI; `cert`/`key` serve every
     /// other name and clients without SNI. Always empty with `mode: none`.
@@ -322,6 +333,39 @@ pub struct Passive {
     pub advertise: Vec<AdvertiseRule>,
     /// Kernel pinholes (opt-in).
     pub nftables: Option<Nftables>,
+    /// How many ports of `ports` one client address (and one user) may hold
+    /// at once. Default [`PortShare::DEFAULT`].
+    pub max_per_client: PortShare,
+}
+
+/// `passive.max_per_client`: a fixed number of ports, or a percentage of the
+/// range (never less than 1 port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortShare {
+    Ports(usize),
+    Percent(u8),
+    /// 10 % of the range or 16 ports, whichever is larger.
+    Default,
+}
+
+impl PortShare {
+    pub const DEFAULT: PortShare = PortShare::Default;
+
+    /// The cap for a range of `range_len` ports (at least 1, at most the range).
+    pub fn cap(self, range_len: usize) -> usize {
+        let n = match self {
+            PortShare::Ports(n) => n,
+            PortShare::Percent(p) => (range_len * usize::from(p)).div_ceil(100),
+            PortShare::Default => range_len.div_ceil(10).max(16),
+        };
+        n.clamp(1, range_len.max(1))
+    }
+}
+
+impl Default for PortShare {
+    fn default() -> Self {
+        PortShare::DEFAULT
+    }
 }
 
 /// One `passive.advertise` rule: clients in `networks` (any client when empty)
@@ -594,6 +638,9 @@ pub struct Timeouts {
     pub pinhole: Duration,
     /// Data connection without a byte in either direction. Default 300 s.
     pub data_idle: Duration,
+    /// One write of replies to the client control connection (a client that
+    /// does not read its replies is closed after this). Default 30 s.
+    pub control_write: Duration,
 }
 
 impl Default for Timeouts {
@@ -604,6 +651,7 @@ impl Default for Timeouts {
             idle: Duration::from_secs(600),
             pinhole: Duration::from_secs(30),
             data_idle: Duration::from_secs(300),
+            control_write: Duration::from_secs(30),
         }
     }
 }

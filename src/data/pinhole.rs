@@ -1,21 +1,25 @@
-//! A pinhole: a listener on one port of the passive range, opened for one
-//! transfer. It accepts exactly one connection, only from the control
-//! client's IP, finishes the TLS handshake at once (clients such as curl
-//! start it before sending `RETR`) and, when the policy requires it, only if
-//! the handshake resumed this session's TLS session. Anything else — another
-//! address (RFC 2577 port stealing), a fresh handshake, a second connection —
-//! is refused without disturbing the legitimate transfer. Unused, it closes
-//! after its deadline.
+//! A pinhole: a listener on one port of the passive range, picked at random
+//! among the free ones, opened for one transfer. It accepts exactly one
+//! connection, only from the control client's IP, finishes the TLS
+//! handshake at once (clients such as curl start it before sending `RETR`)
+//! and, when the policy requires it, only if the handshake resumed this
+//! session's TLS session. Anything else — another address (RFC 2577 port
+//! stealing), a same-address neighbour (carrier NAT, shared host) whose
+//! handshake fails, does not resume, or stays silent past
+//! [`HANDSHAKE_TIMEOUT`] — is dropped, counted and logged while the pinhole
+//! keeps listening: handshakes run side by side, the first good one wins, so
+//! a stranger that came first cannot take or stall the transfer. Unused, it
+//! closes after its deadline.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
@@ -72,6 +76,8 @@ pub struct PinholeSpec {
     pub metrics: Arc<Metrics>,
     /// Kernel pinholes: the element to delete when this pinhole is done.
     pub kernel: Option<Arc<super::nft::KernelPinholes>>,
+    /// Released with the pinhole: the port counted against its client's share.
+    pub share: Option<crate::shared::PortGuard>,
 }
 
 /// TLS on a client data connection (`PROT P`).
@@ -96,6 +102,8 @@ pub struct Pinhole {
     kernel: Option<(Arc<super::nft::KernelPinholes>, IpAddr)>,
     /// Set by the task once it has closed the kernel pinhole itself.
     kernel_closed: Arc<AtomicBool>,
+    /// The client's share of the range, given back when the pinhole goes.
+    _share: Option<crate::shared::PortGuard>,
 }
 
 impl Drop for Pinhole {
@@ -116,9 +124,12 @@ impl Drop for Pinhole {
     }
 }
 
-/// Rotates the starting port so consecutive transfers do not all fight over
-/// the bottom of the range (and a just-closed port has time to clear).
-static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+/// A same-address connection must have completed its TLS handshake by then.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes run side by side at most; more connections wait in the backlog.
+const MAX_CANDIDATES: usize = 8;
+/// Random picks before the range is walked from a random offset.
+const RANDOM_TRIES: usize = 8;
 
 impl Pinhole {
     /// Bind a port of the range and, with kernel pinholes, open the kernel
@@ -136,7 +147,7 @@ impl Pinhole {
         Ok(pinhole)
     }
 
-    fn bind(spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
+    fn bind(mut spec: PinholeSpec) -> Result<Pinhole, PinholeError> {
         let listener = match bind_in_range(spec.bind_ip, spec.ports) {
             Ok(l) => l,
             Err(e) => {
@@ -147,6 +158,7 @@ impl Pinhole {
             }
         };
         let local = listener.local_addr().map_err(PinholeError::Bind)?;
+        let share = spec.share.take();
         let metrics = spec.metrics.clone();
         metrics.pinhole_opened();
         let used = Arc::new(AtomicBool::new(false));
@@ -158,10 +170,8 @@ impl Pinhole {
         let (tx, rx) = oneshot::channel();
         let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let res =
-                tokio::time::timeout(spec.lifetime, accept_one(&listener, &spec, direction_rx))
-                    .await;
-            if matches!(res, Ok(Ok(_))) {
+            let res = accept_one(&listener, &spec, direction_rx).await;
+            if res.is_ok() {
                 used_in_task.store(true, Ordering::Relaxed);
             }
             drop(listener);
@@ -169,13 +179,6 @@ impl Pinhole {
                 k.remove(spec.client_ip, local.port()).await;
                 closed_in_task.store(true, Ordering::SeqCst);
             }
-            let res = match res {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::info!(port = local.port(), "pinhole expired unused");
-                    Err(PinholeError::Expired(spec.lifetime))
-                }
-            };
             let _ = tx.send(res);
         });
         Ok(Pinhole {
@@ -187,6 +190,7 @@ impl Pinhole {
             direction,
             kernel: kernel.map(|k| (k, client_ip)),
             kernel_closed,
+            _share: share,
         })
     }
 
@@ -204,121 +208,210 @@ impl Pinhole {
     }
 }
 
+/// A free port of `range`, chosen at random (a sequential choice would tell
+/// an observer which port the next client gets): a few random picks, then
+/// the whole range from a random offset, so a nearly full range still finds
+/// its last free port.
 fn bind_in_range(ip: IpAddr, range: PortRange) -> Result<TcpListener, PinholeError> {
     let len = range.len().max(1);
-    let start = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % len;
-    for i in 0..len {
-        let offset = (start + i) % len;
+    let random_offsets = (0..RANDOM_TRIES).map(|_| random_below(len));
+    let start = random_below(len);
+    let walk = (0..len).map(|i| (start + i) % len);
+    for offset in random_offsets.chain(walk) {
         let Ok(port) = u16::try_from(usize::from(range.first) + offset) else {
             continue;
         };
-        let socket = match ip {
-            IpAddr::V4(_) => TcpSocket::new_v4(),
-            IpAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .map_err(PinholeError::Bind)?;
-        // Lets a port whose previous transfer left TIME_WAIT entries be reused.
-        let _ = socket.set_reuseaddr(true);
-        if socket.bind(SocketAddr::new(ip, port)).is_err() {
-            continue;
-        }
-        if let Ok(l) = socket.listen(8) {
+        if let Some(l) = try_bind(ip, port)? {
             return Ok(l);
         }
     }
     Err(PinholeError::Exhausted(range))
 }
 
+fn try_bind(ip: IpAddr, port: u16) -> Result<Option<TcpListener>, PinholeError> {
+    let socket = match ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(PinholeError::Bind)?;
+    // Lets a port whose previous transfer left TIME_WAIT entries be reused.
+    let _ = socket.set_reuseaddr(true);
+    if socket.bind(SocketAddr::new(ip, port)).is_err() {
+        return Ok(None);
+    }
+    Ok(socket.listen(8).ok())
+}
+
+/// A uniformly random number below `n` (n ≥ 1) from the system CSPRNG.
+fn random_below(n: usize) -> usize {
+    use ring::rand::SecureRandom;
+    static RNG: std::sync::OnceLock<ring::rand::SystemRandom> = std::sync::OnceLock::new();
+    let mut b = [0u8; 8];
+    // On failure (no entropy source) the walk still finds a port, from 0.
+    let _ = RNG.get_or_init(ring::rand::SystemRandom::new).fill(&mut b);
+    // Modulo bias over 2^64 is negligible for port ranges.
+    (u64::from_le_bytes(b) % n.max(1) as u64) as usize
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// Accept the client's data connection before the pinhole's deadline.
+/// Foreign addresses are dropped at once; same-address connections each get
+/// a handshake of their own (bounded by [`HANDSHAKE_TIMEOUT`]), side by side,
+/// and the first that passes wins. With clear data (no TLS) there is nothing
+/// to tell a neighbour from the client: the first same-address connection
+/// wins, which is why `allow_clear_data` defaults to false.
 async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
     direction: watch::Receiver<Option<Direction>>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let deadline = tokio::time::sleep(spec.lifetime);
+    tokio::pin!(deadline);
+    let mut candidates: JoinSet<(SocketAddr, Result<ClientStream, Refused>)> = JoinSet::new();
+    // What the client is told if nobody good came: the last refusal, or expiry.
+    let mut last: Option<PinholeError> = None;
     loop {
-        let (tcp, peer) = listener.accept().await.map_err(PinholeError::Bind)?;
-        if canonical(peer.ip()) != canonical(spec.client_ip) {
-            // RFC 2577 §5 port stealing: drop the intruder, keep waiting for the client.
-            tracing::warn!(
-                port,
-                intruder = %peer,
-                client = %spec.client_ip,
-                reason = "stealing",
-                "refused data connection from foreign address"
-            );
-            spec.metrics.pinhole_refused(PinholeRefusal::Stealing);
-            drop(tcp);
-            continue;
-        }
-        crate::net::tune(&tcp);
-        return match &spec.tls {
-            None => Ok(MaybeTls::Plain(tcp)),
-            Some(DataTls {
-                acceptors,
-                require_reuse,
-            }) => {
-                // The handshake is answered at once. When the transfer command
-                // has not told the direction yet (curl waits for this handshake
-                // before sending it), the handshake is a download's (TLS 1.3
-                // tickets) and `HoldIo` keeps the tickets back until the
-                // transfer knows: a download releases them before its data, an
-                // upload after it (see `stream::HoldIo`).
-                let armed = Arc::new(AtomicBool::new(false));
-                let io = HoldIo::new(tcp, armed.clone());
-                let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-                let start = hello.await.map_err(PinholeError::Tls)?;
-                let known = *direction.borrow();
-                if known.is_none() {
-                    armed.store(true, Ordering::Relaxed);
-                }
-                tracing::debug!(port, ?known, "data handshake");
-                let mut t = match start
-                    .into_stream(acceptors.data(known.unwrap_or(Direction::Download)))
-                    .await
-                {
-                    Ok(t) => t,
-                    Err(e) => {
-                        spec.metrics.tls_handshake(
-                            Side::Client,
-                            "none",
-                            Handshake::Failed,
-                            Resumption::Full,
-                        );
-                        return Err(PinholeError::Tls(e));
-                    }
-                };
-                let conn = t.get_ref().1;
-                let resumed = tls::was_resumed(conn.handshake_kind());
-                let version = tls::version_name(conn.protocol_version());
-                if known.is_some()
-                    || conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
-                {
-                    // Nothing to hold (TLS 1.2 ends its handshake with our own
-                    // flight, and a known direction chose its config).
-                    t.get_mut().0.release();
-                }
-                spec.metrics.tls_handshake(
-                    Side::Client,
-                    version,
-                    Handshake::Ok,
-                    Resumption::from_resumed(resumed),
-                );
-                if *require_reuse && !resumed {
+        tokio::select! {
+            r = listener.accept(), if candidates.len() < MAX_CANDIDATES => {
+                let (tcp, peer) = r.map_err(PinholeError::Bind)?;
+                if canonical(peer.ip()) != canonical(spec.client_ip) {
+                    // RFC 2577 §5 port stealing: drop the intruder, keep waiting for the client.
                     tracing::warn!(
                         port,
-                        client = %peer,
-                        reason = "no_reuse",
-                        "refused data connection: TLS session not resumed"
+                        intruder = %peer,
+                        client = %spec.client_ip,
+                        reason = "stealing",
+                        "refused data connection from foreign address"
                     );
-                    spec.metrics.pinhole_refused(PinholeRefusal::NoReuse);
-                    return Err(PinholeError::ReuseRequired);
+                    spec.metrics.pinhole_refused(PinholeRefusal::Stealing);
+                    drop(tcp);
+                    continue;
                 }
-                Ok(MaybeTls::Tls(Box::new(t)))
+                crate::net::tune(&tcp);
+                let Some(tls) = spec.tls.clone() else {
+                    return Ok(MaybeTls::Plain(tcp));
+                };
+                let metrics = spec.metrics.clone();
+                let direction = direction.clone();
+                candidates.spawn(async move {
+                    let r = tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        handshake(tcp, port, peer, tls, direction, &metrics),
+                    )
+                    .await
+                    .unwrap_or(Err(Refused::Silent));
+                    (peer, r)
+                });
             }
-        };
+            Some(joined) = candidates.join_next(), if !candidates.is_empty() => {
+                let Ok((peer, r)) = joined else { continue };
+                let refused = match r {
+                    Ok(stream) => return Ok(stream),
+                    Err(refused) => refused,
+                };
+                let (reason, metric, error) = match refused {
+                    Refused::Tls(e) => ("handshake_failed", PinholeRefusal::Handshake, PinholeError::Tls(e)),
+                    Refused::NoReuse => ("no_reuse", PinholeRefusal::NoReuse, PinholeError::ReuseRequired),
+                    Refused::Silent => (
+                        "silent",
+                        PinholeRefusal::Silent,
+                        PinholeError::Tls(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time")),
+                    ),
+                };
+                tracing::warn!(
+                    port,
+                    peer = %peer,
+                    reason,
+                    error = %error,
+                    "dropped data connection from the client's address; pinhole keeps listening"
+                );
+                spec.metrics.pinhole_refused(metric);
+                last = Some(error);
+            }
+            _ = &mut deadline => {
+                return Err(match last {
+                    Some(e) => e,
+                    None => {
+                        tracing::info!(port, "pinhole expired unused");
+                        PinholeError::Expired(spec.lifetime)
+                    }
+                });
+            }
+        }
     }
+}
+
+/// Why a same-address data connection was not taken.
+enum Refused {
+    Tls(io::Error),
+    NoReuse,
+    Silent,
+}
+
+/// The data TLS handshake of one same-address connection.
+async fn handshake(
+    tcp: tokio::net::TcpStream,
+    port: u16,
+    peer: SocketAddr,
+    tls: DataTls,
+    direction: watch::Receiver<Option<Direction>>,
+    metrics: &Metrics,
+) -> Result<ClientStream, Refused> {
+    let DataTls {
+        acceptors,
+        require_reuse,
+    } = tls;
+    // The handshake is answered at once. When the transfer command has not
+    // told the direction yet (curl waits for this handshake before sending
+    // it), the handshake is a download's (TLS 1.3 tickets) and `HoldIo` keeps
+    // the tickets back until the transfer knows: a download releases them
+    // before its data, an upload after it (see `stream::HoldIo`).
+    let armed = Arc::new(AtomicBool::new(false));
+    let io = HoldIo::new(tcp, armed.clone());
+    let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match hello.await {
+        Ok(s) => s,
+        Err(e) => {
+            metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
+            return Err(Refused::Tls(e));
+        }
+    };
+    let known = *direction.borrow();
+    if known.is_none() {
+        armed.store(true, Ordering::Relaxed);
+    }
+    tracing::debug!(port, ?known, "data handshake");
+    let mut t = match start
+        .into_stream(acceptors.data(known.unwrap_or(Direction::Download)))
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
+            return Err(Refused::Tls(e));
+        }
+    };
+    let conn = t.get_ref().1;
+    let resumed = tls::was_resumed(conn.handshake_kind());
+    let version = tls::version_name(conn.protocol_version());
+    if known.is_some() || conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        // Nothing to hold (TLS 1.2 ends its handshake with our own flight,
+        // and a known direction chose its config).
+        t.get_mut().0.release();
+    }
+    metrics.tls_handshake(
+        Side::Client,
+        version,
+        Handshake::Ok,
+        Resumption::from_resumed(resumed),
+    );
+    if require_reuse && !resumed {
+        tracing::debug!(port, client = %peer, "data TLS session not resumed");
+        return Err(Refused::NoReuse);
+    }
+    Ok(MaybeTls::Tls(Box::new(t)))
 }

@@ -1,6 +1,7 @@
 //! The front door, before a session exists: the PROXY header (who the
 //! client really is behind a balancer), the access rules, the failed-login
-//! cool-down and the session limits. A refused client gets a `421` reply and
+//! cool-down, the per-address connection rate and the session limits
+//! (unauthenticated sessions per address included). A refused client gets a `421` reply and
 //! a close (on implicit-TLS listeners just a close: a clear reply would be
 //! garbage to a TLS client); an admitted one becomes an [`Admitted`]
 //! connection that the session runs on.
@@ -92,8 +93,8 @@ async fn proxied_client(
     }
 }
 
-/// The admission rules, in order: access, cool-down, limits. The refusal is
-/// the reply for the client and the reason for the log.
+/// The admission rules, in order: access, connection rate, cool-down, limits.
+/// The refusal is the reply for the client and the reason for the log.
 fn check(
     client: SocketAddr,
     ctx: &ListenerCtx,
@@ -107,6 +108,17 @@ fn check(
         return Err((
             Reply::new(421, "Access denied for your address"),
             "refused by access policy".to_string(),
+        ));
+    }
+    if !shared.connection_rate_allows(ip) {
+        // Each TLS handshake costs ~1 ms of CPU: refuse before it starts.
+        warn!(
+            reason = "connection_rate",
+            "client refused: too many new connections per second"
+        );
+        return Err((
+            Reply::new(421, "Too many connections per second; try again later"),
+            "limit connection_rate_per_ip".to_string(),
         ));
     }
     if shared.login_blocked(ip) {

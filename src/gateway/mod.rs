@@ -16,6 +16,7 @@
 
 pub mod accept;
 pub mod admit;
+pub mod fds;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -99,7 +100,10 @@ impl Prepared {
     }
 
     /// As [`Self::build`], recording into an existing metrics registry (reload).
+    /// Session caps the config leaves out are derived from the descriptor
+    /// limit in force ([`fds::with_default_limits`]).
     pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Prepared, Vec<StartError>> {
+        let config = &fds::with_default_limits(config, fds::soft_nofile());
         let mut errors = Vec::new();
         let xferlog = match &config.transfer_log {
             None => TransferLog::disabled(),
@@ -220,7 +224,7 @@ impl Gateway {
     /// Build TLS configs, bind every listener (port 0 allowed), spawn the
     /// accept loops. Reports every problem found, not only the first.
     pub async fn start(config: Config) -> Result<Gateway, StartErrors> {
-        for w in config.warnings() {
+        for w in config.warnings().into_iter().chain(config.key_warnings()) {
             warn!("{w}");
         }
         let prepared = Prepared::build(&config).map_err(StartErrors)?;
@@ -286,6 +290,7 @@ impl Gateway {
             force_rx,
             prepared.config.limits.failed_logins,
         );
+        shared.set_connection_rate(prepared.config.limits.connection_rate_per_ip);
         let mut listeners = HashMap::new();
         for (l, ctx) in bound {
             metrics.listener_configured(&ctx.cfg.name);
@@ -400,7 +405,7 @@ impl Gateway {
     }
 
     fn reload_inner(&self, config: Config) -> Result<(), Vec<StartError>> {
-        for w in config.warnings() {
+        for w in config.warnings().into_iter().chain(config.key_warnings()) {
             warn!("{w}");
         }
         let prepared = Prepared::build_with(&config, self.metrics.clone())?;
@@ -477,6 +482,8 @@ impl Gateway {
         drop(running);
         self.shared
             .set_failed_logins(prepared.config.limits.failed_logins);
+        self.shared
+            .set_connection_rate(prepared.config.limits.connection_rate_per_ip);
         // Health checks restart with the new backends (renewed CA, new timers);
         // added backends appear in /readyz and in routing's health order.
         self.shared.health.set_backends(

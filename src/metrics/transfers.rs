@@ -29,15 +29,24 @@ pub enum PinholeRefusal {
     Exhausted,
     /// Data TLS handshake did not resume the control session.
     NoReuse,
+    /// A same-address connection whose data TLS handshake failed.
+    Handshake,
+    /// A same-address connection that sent no TLS handshake in time.
+    Silent,
+    /// The client address or user already holds its share of the range.
+    Share,
 }
 
 impl PinholeRefusal {
     /// Every reason, for pre-creating the series at 0 (alerts on `rate()` need them).
-    pub const ALL: [PinholeRefusal; 4] = [
+    pub const ALL: [PinholeRefusal; 7] = [
         PinholeRefusal::Stealing,
         PinholeRefusal::Bounce,
         PinholeRefusal::Exhausted,
         PinholeRefusal::NoReuse,
+        PinholeRefusal::Handshake,
+        PinholeRefusal::Silent,
+        PinholeRefusal::Share,
     ];
 
     /// The `reason` label value.
@@ -47,6 +56,9 @@ impl PinholeRefusal {
             PinholeRefusal::Bounce => "bounce",
             PinholeRefusal::Exhausted => "exhausted",
             PinholeRefusal::NoReuse => "no_reuse",
+            PinholeRefusal::Handshake => "handshake_failed",
+            PinholeRefusal::Silent => "silent",
+            PinholeRefusal::Share => "share",
         }
     }
 }

@@ -112,6 +112,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             bind: ip("127.0.0.1"),
             advertise: Vec::new(),
             nftables: None,
+            max_per_client: Default::default(),
         },
         active: Active::default(),
         backend: "legacy".into(),

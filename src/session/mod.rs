@@ -39,9 +39,9 @@ use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
 use crate::gateway::admit::Admitted;
 use crate::listener::ListenerCtx;
-use crate::metrics::{Handshake, Resumption, Side};
+use crate::metrics::{Handshake, PinholeRefusal, Resumption, Side};
 use crate::policy;
-use crate::shared::{SessionState, SessionUpdate, Shared};
+use crate::shared::{PortHolder, SessionState, SessionUpdate, Shared};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::SessionAcceptors;
 
@@ -72,13 +72,21 @@ async fn run_inner(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     shared: Arc<Shared>,
-    _conn: crate::shared::ConnGuard,
+    mut conn: crate::shared::ConnGuard,
 ) -> Result<SessionOutcome, End> {
     use SessionOutcome as O;
+    let accepted = Instant::now();
+    // Absolute: neither REIN nor a new USER moves it (it only starts again
+    // when a session that had logged in is logged out).
+    let mut login_deadline = accepted + ctx.timeouts.login;
+    let mut was_logged_in = false;
     let mut drain = shared.drain_signal();
     let mut force = shared.force_signal();
     crate::net::tune(&tcp);
     crate::net::urgent_inline(&tcp);
+    // Bounds what a client that never reads its replies can make the kernel
+    // queue for it; the write timeout (`timeouts.control_write`) then ends it.
+    let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(CONTROL_SNDBUF);
     let local_addr = tcp
         .local_addr()
         .map_err(|e| End(O::ClientError, e.to_string()))?;
@@ -88,7 +96,7 @@ async fn run_inner(
     };
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
-            match tokio::time::timeout(ctx.timeouts.login, acc.control.accept(HoldIo::pass(tcp)))
+            match tokio::time::timeout_at(login_deadline, acc.control.accept(HoldIo::pass(tcp)))
                 .await
             {
                 Ok(Ok(t)) => {
@@ -141,6 +149,8 @@ async fn run_inner(
         pinhole: None,
         listener: None,
         transfer: None,
+        login_deadline,
+        user: None,
     };
     let mut client = Channel::new(stream);
     let mut actions: VecDeque<Action> = greeting.into();
@@ -164,13 +174,28 @@ async fn run_inner(
                     info!("control channel cleared (CCC)");
                 }
                 Step::Close => break 'session,
+                Step::End(end) => return Err(end),
             }
         }
         if machine.is_closed() {
             break;
         }
         let now = Instant::now();
-        let deadline = machine.deadline(now);
+        match (was_logged_in, machine.logged_in()) {
+            (false, true) => conn.logged_in(),
+            (true, false) => {
+                // Logged out by the backend's REIN: a new budget for a new login.
+                login_deadline = now + d.ctx.timeouts.login;
+                d.login_deadline = login_deadline;
+            }
+            _ => {}
+        }
+        was_logged_in = machine.logged_in();
+        let deadline = if was_logged_in {
+            machine.deadline(now)
+        } else {
+            machine.deadline(now).min(login_deadline)
+        };
         let keepalive = machine.keepalive_at();
         let transfer_running = machine.transfer_running() && d.transfer.is_some();
         reg.update(d.registry_update(&machine, transfer_running));
@@ -246,7 +271,14 @@ struct Driver {
     /// Our listener for the backend's data connection (PORT toward it).
     listener: Option<BackendListener>,
     transfer: Option<Transfer>,
+    /// Until when the client may take to log in (TLS handshakes included).
+    login_deadline: Instant,
+    /// The name last sent with `USER` (for the user's share of the passive range).
+    user: Option<String>,
 }
+
+/// The kernel send buffer of a client control connection (Linux doubles it).
+const CONTROL_SNDBUF: usize = 64 * 1024;
 
 /// What performing one action leads to.
 enum Step {
@@ -259,6 +291,8 @@ enum Step {
     ClearControl,
     /// The session ends now.
     Close,
+    /// The session ends now, on this error.
+    End(End),
 }
 
 impl Driver {
@@ -297,13 +331,27 @@ impl Driver {
 
     async fn perform(&mut self, client: &mut Channel<ClientStream>, action: Action) -> Step {
         match action {
-            Action::ToClient(reply) => match client.send_reply(&reply).await {
-                Ok(()) => Step::Done,
-                Err(e) => {
-                    debug!(error = %e, "client control write failed");
-                    Step::Close
+            Action::ToClient(reply) => {
+                let limit = self.ctx.timeouts.control_write;
+                match tokio::time::timeout(limit, client.send_reply(&reply)).await {
+                    Ok(Ok(())) => Step::Done,
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "client control write failed");
+                        Step::Close
+                    }
+                    Err(_) => {
+                        warn!(
+                            limit = ?limit,
+                            reason = "control_write",
+                            "client does not read its replies; closing"
+                        );
+                        Step::End(End(
+                            SessionOutcome::Timeout,
+                            format!("control write timed out after {limit:?}: client not reading"),
+                        ))
+                    }
                 }
-            },
+            }
             Action::ToBackend(line) => {
                 let Some(b) = self.backend.as_mut() else {
                     return Step::Feed(Input::BackendLost("no backend connection".into()));
@@ -378,8 +426,7 @@ impl Driver {
         let MaybeTls::Plain(tcp) = client.into_stream() else {
             return Err(End(O::TlsFailed, "already TLS".into()));
         };
-        match tokio::time::timeout(self.ctx.timeouts.login, acceptor.accept(HoldIo::pass(tcp)))
-            .await
+        match tokio::time::timeout_at(self.login_deadline, acceptor.accept(HoldIo::pass(tcp))).await
         {
             Ok(Ok(t)) => {
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
@@ -418,6 +465,7 @@ impl Driver {
                 return Err(RouteFailure::UnknownBackend);
             }
         };
+        self.user = Some(user.to_string());
         let same = self
             .chosen
             .as_ref()
@@ -470,7 +518,32 @@ impl Driver {
     /// address and port to advertise to it.
     async fn open_pinhole(&mut self, protected: bool) -> Result<SocketAddr, String> {
         let passive = &self.ctx.cfg.passive;
+        // One address (and one user) may hold only its share of the range, so
+        // one source cannot make everybody else get `425`.
+        let cap = passive.max_per_client.cap(passive.ports.len());
+        let mut holders = vec![PortHolder::Address(self.client_addr.ip().to_canonical())];
+        if let Some(user) = &self.user {
+            holders.push(PortHolder::User(user.clone()));
+        }
+        let share = self
+            .shared
+            .take_port(&self.ctx.cfg.name, holders, cap)
+            .map_err(|holder| {
+                let holder = match holder {
+                    PortHolder::Address(_) => "address",
+                    PortHolder::User(_) => "user",
+                };
+                warn!(
+                    cap,
+                    holder,
+                    reason = "share",
+                    "pinhole refused: share of the passive range in use"
+                );
+                self.ctx.metrics.pinhole_refused(PinholeRefusal::Share);
+                format!("too many data connections pending for this {holder}")
+            })?;
         let spec = PinholeSpec {
+            share: Some(share),
             bind_ip: passive.bind,
             ports: passive.ports,
             client_ip: self.client_addr.ip(),

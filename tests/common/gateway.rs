@@ -23,6 +23,8 @@ pub struct Frontend {
     pub mode: &'static str,
     pub require: bool,
     pub require_data_reuse: bool,
+    /// `allow_clear_data: true` (PROT C); the default is false.
+    pub allow_clear_data: bool,
 }
 
 impl Frontend {
@@ -31,6 +33,7 @@ impl Frontend {
             mode: "explicit",
             require: true,
             require_data_reuse: true,
+            allow_clear_data: false,
         }
     }
     pub fn implicit() -> Frontend {
@@ -38,6 +41,7 @@ impl Frontend {
             mode: "implicit",
             require: true,
             require_data_reuse: true,
+            allow_clear_data: false,
         }
     }
     pub fn none() -> Frontend {
@@ -45,10 +49,15 @@ impl Frontend {
             mode: "none",
             require: false,
             require_data_reuse: false,
+            allow_clear_data: false,
         }
     }
     pub fn data_reuse(mut self, required: bool) -> Frontend {
         self.require_data_reuse = required;
+        self
+    }
+    pub fn clear_data(mut self, allowed: bool) -> Frontend {
+        self.allow_clear_data = allowed;
         self
     }
 }
@@ -109,8 +118,13 @@ impl Backend {
 pub fn gateway_yaml(front: &Frontend, back: &Backend, pasv: (u16, u16), pinhole: &str) -> String {
     let mut tls_front = format!("{{ mode: {} }}", front.mode);
     if front.mode != "none" {
+        let clear = if front.allow_clear_data {
+            ", allow_clear_data: true"
+        } else {
+            ""
+        };
         tls_front = format!(
-            "{{ mode: {}, cert: gw.pem, key: gw.key, require: {}, require_data_reuse: {} }}",
+            "{{ mode: {}, cert: gw.pem, key: gw.key, require: {}, require_data_reuse: {}{clear} }}",
             front.mode, front.require, front.require_data_reuse
         );
     }

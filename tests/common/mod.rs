@@ -10,6 +10,7 @@ pub mod faultproxy;
 pub mod gateway;
 pub mod harness;
 pub mod netns;
+pub mod process;
 pub mod proftpd;
 pub mod pureftpd;
 pub mod raw;

@@ -72,6 +72,19 @@ impl<'a> Builder<'a> {
             raw.max_sessions_per_ip.as_deref(),
             parse_count,
         );
+        let unauthenticated = self.optional(
+            "limits.max_unauthenticated_per_ip",
+            raw.max_unauthenticated_per_ip.as_deref(),
+            parse_count,
+        );
+        let rate = self.optional(
+            "limits.connection_rate_per_ip",
+            raw.connection_rate_per_ip.as_deref(),
+            |s| match parse_count(s)? {
+                n if n > u32::MAX as usize => Err(format!("\"{s}\" is too large")),
+                n => Ok(n as u32),
+            },
+        );
         let failed_logins = match raw.failed_logins.as_ref() {
             None => Ok(None),
             Some(f) => self.failed_logins("limits.failed_logins", f).map(Some),
@@ -79,6 +92,8 @@ impl<'a> Builder<'a> {
         Ok(Limits {
             max_sessions: max_sessions?,
             max_sessions_per_ip: per_ip?,
+            max_unauthenticated_per_ip: unauthenticated?,
+            connection_rate_per_ip: rate?,
             failed_logins: failed_logins?,
         })
     }
@@ -192,7 +207,9 @@ impl<'a> Builder<'a> {
         let idle = get("idle", &raw.idle, default.idle);
         let pinhole = get("pinhole", &raw.pinhole, default.pinhole);
         let data_idle = get("data_idle", &raw.data_idle, default.data_idle);
+        let control_write = get("control_write", &raw.control_write, default.control_write);
         Ok(Timeouts {
+            control_write: control_write?,
             connect: connect?,
             login: login?,
             idle: idle?,

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::values::{parse_advertise, parse_bind, parse_bool, parse_ip, parse_network};
+use super::values::{
+    parse_advertise, parse_bind, parse_bool, parse_ip, parse_network, parse_port_share,
+};
 use super::{Builder, Reported};
 use crate::config::duration;
 use crate::config::raw::{
@@ -261,6 +263,11 @@ impl<'a> Builder<'a> {
             None => Ok(None),
             Some(n) => self.nftables(&format!("{p}.nftables"), n).map(Some),
         };
+        let share = self.optional(
+            &format!("{p}.max_per_client"),
+            raw.max_per_client.as_deref(),
+            parse_port_share,
+        );
         let bind = match bind? {
             Some(ip) => ip,
             // The control bind's error, if any, is already reported.
@@ -271,6 +278,7 @@ impl<'a> Builder<'a> {
             bind,
             advertise: advertise?,
             nftables: nftables?,
+            max_per_client: share?.unwrap_or_default(),
         })
     }
 

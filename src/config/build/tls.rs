@@ -166,6 +166,7 @@ impl<'a> Builder<'a> {
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 allow_ccc: false,
+                // Without TLS there is nothing else.
                 allow_clear_data: true,
                 sni: Vec::new(),
             });
@@ -184,7 +185,7 @@ impl<'a> Builder<'a> {
             min_version,
             max_version,
             allow_ccc: allow_ccc?.unwrap_or(false),
-            allow_clear_data: allow_clear_data?.unwrap_or(true),
+            allow_clear_data: allow_clear_data?.unwrap_or(false),
             sni: sni?,
         })
     }

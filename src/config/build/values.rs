@@ -9,7 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::config::typed::{Balance, DataProtection, TlsMode, TlsVersion, TransferLogFormat};
+use crate::config::typed::{
+    Balance, DataProtection, PortShare, TlsMode, TlsVersion, TransferLogFormat,
+};
 
 /// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
 /// Host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`), as the kernel would.
@@ -31,6 +33,17 @@ pub(super) fn parse_count(s: &str) -> Result<usize, String> {
         Err(_) => Err(format!("\"{s}\" is too large")),
         Ok(0) => Err(format!("\"{s}\" must be at least 1")),
         Ok(n) => Ok(n),
+    }
+}
+
+/// `passive.max_per_client`: `"N"` ports or `"P%"` of the range (1–100).
+pub(super) fn parse_port_share(s: &str) -> Result<PortShare, String> {
+    match s.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u8>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(PortShare::Percent(n)),
+            _ => Err(format!("\"{s}\" is not a percentage from 1% to 100%")),
+        },
+        None => parse_count(s).map(PortShare::Ports),
     }
 }
 

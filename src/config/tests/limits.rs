@@ -30,6 +30,7 @@ fn durations_in_every_accepted_form() {
             idle: Duration::from_secs(3600),
             pinhole: Duration::from_millis(500),
             data_idle: Duration::from_secs(45),
+            control_write: Duration::from_secs(30),
         }
     );
 }
@@ -295,5 +296,42 @@ fn bad_control_keys_are_reported_with_their_lines() {
             ),
         ]
         .join("\n")
+    );
+}
+
+#[test]
+fn bounds_keys_parse() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "").replace(
+        "      ports: \"50000-50099\"\n",
+        "      ports: \"50000-50009\"\n      max_per_client: \"30%\"\n",
+    ) + "limits:\n  max_unauthenticated_per_ip: 4\n  connection_rate_per_ip: 20\n\
+         timeouts:\n  control_write: 3s\n";
+    let c = parse_ok(&yaml, dir.path());
+    assert_eq!(c.limits.max_unauthenticated_per_ip, Some(4));
+    assert_eq!(c.limits.connection_rate_per_ip, Some(20));
+    assert_eq!(c.timeouts.control_write, Duration::from_secs(3));
+    assert_eq!(
+        c.listeners[0].passive.max_per_client,
+        PortShare::Percent(30)
+    );
+    assert_eq!(c.listeners[0].passive.max_per_client.cap(10), 3);
+    let unset = parse_ok(&minimal("", ""), dir.path());
+    assert_eq!(
+        unset.limits.max_unauthenticated_per_ip, None,
+        "filled in by the gateway"
+    );
+    assert_eq!(
+        unset.listeners[0].passive.max_per_client,
+        PortShare::Default
+    );
+    let bad = minimal("", "").replace(
+        "      ports: \"50000-50099\"\n",
+        "      ports: \"50000-50099\"\n      max_per_client: \"0%\"\n",
+    );
+    let errors = Config::from_yaml_str(&bad, dir.path()).unwrap_err();
+    assert!(
+        errors.0[0].path.ends_with("passive.max_per_client"),
+        "{errors}"
     );
 }

@@ -24,7 +24,8 @@ fn example_config_parses_into_typed_value() {
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 allow_ccc: false,
-                allow_clear_data: true,
+                // Default since issue 17 (item 13): clear data only when enabled.
+                allow_clear_data: false,
                 sni: vec![],
             },
             passive: Passive {
@@ -39,6 +40,7 @@ fn example_config_parses_into_typed_value() {
                     ports: None,
                 }],
                 nftables: None,
+                max_per_client: PortShare::Default,
             },
             active: Active::default(),
             backend: "legacy".into(),

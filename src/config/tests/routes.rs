@@ -68,6 +68,8 @@ fn policy_keys_parse_into_typed_values() {
         Limits {
             max_sessions: Some(10000),
             max_sessions_per_ip: Some(50),
+            max_unauthenticated_per_ip: None,
+            connection_rate_per_ip: None,
             failed_logins: Some(FailedLogins {
                 max: 3,
                 window: Duration::from_secs(60),

@@ -245,3 +245,45 @@ fn sni_needs_tls() {
         ["listeners[0].tls.sni: only allowed when mode is explicit or implicit"]
     );
 }
+
+#[test]
+fn clear_data_is_off_by_default_and_warned_about_when_on() {
+    let dir = certs();
+    let yaml = EXAMPLE.replace(
+        "      require: true\n",
+        "      require: true\n      allow_clear_data: true\n",
+    );
+    let on = parse_ok(&yaml, dir.path());
+    assert!(on.listeners[0].tls.allow_clear_data);
+    assert!(
+        on.warnings()
+            .iter()
+            .any(|w| w.starts_with("listeners[0].tls.allow_clear_data: true")),
+        "{:?}",
+        on.warnings()
+    );
+    let off = parse_ok(EXAMPLE, dir.path());
+    assert!(!off.listeners[0].tls.allow_clear_data);
+    assert!(!off
+        .warnings()
+        .iter()
+        .any(|w| w.contains("allow_clear_data")));
+}
+
+#[test]
+fn readable_private_keys_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = certs();
+    let config = parse_ok(EXAMPLE, dir.path());
+    let key = dir.path().join("certs/gateway.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let w = config.key_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("listeners[0].tls.key: private key"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("mode 640"), "{w:?}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(config.key_warnings().is_empty());
+}
