@@ -237,6 +237,9 @@ Certificate and key; the package creates a self-signed pair here when none exist
 \fI/var/log/ftpsgate/xferlog\fR
 Transfer log when \fBtransfer_log\fR is configured; rotated by logrotate.
 .TP
+\fI/run/ftpsgate/control.sock\fR
+Control socket for \fBftpsgate ctl\fR when \fBcontrol.socket\fR names it (the default of \fB--socket\fR).
+.TP
 \fI/usr/share/doc/ftpsgate/examples/example.yaml\fR
 Every configuration key with its default.
 .SH "SEE ALSO"
