@@ -380,8 +380,14 @@ impl Server {
     async fn reload(&self, caller: Caller) -> Response {
         info!(uid = ?caller.uid, pid = ?caller.pid, "control: reload requested");
         let (tx, rx) = oneshot::channel();
-        if self.reload.send(ReloadRequest { reply: tx }).await.is_err() {
-            return Response::failed("reload is not available in this process");
+        match self.reload.try_send(ReloadRequest { reply: tx }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Response::failed("another reload is pending")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Response::failed("reload is not available in this process")
+            }
         }
         match tokio::time::timeout(RELOAD_WAIT, rx).await {
             Ok(Ok(Ok(()))) => Response::ok("configuration reloaded"),
