@@ -21,7 +21,7 @@ pub use bounds::{default_limits, DefaultLimits};
 // The glob matcher and the never-filtered verbs are part of what a config value
 // means, so they live in `config` (which also warns about shadowed routes and
 // unfilterable verbs at load time); re-exported here, where decisions use them.
-pub use crate::config::{user_matches, NEVER_FILTERED};
+pub use crate::config::{user_matches, DEFAULT_IPV6_PREFIX, NEVER_FILTERED};
 
 /// Outcome of [`check_access`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,6 +146,20 @@ pub fn routable(listener: &Listener, name: &str) -> bool {
     listener.routes_to(name)
 }
 
+/// Verbs that may reach the backend before a login succeeded (the backend's
+/// `230`): the login itself, TLS setup and harmless queries. Every other verb
+/// gets `530` from the gateway until then, so a pre-authentication hole in a
+/// backend (ProFTPD mod_copy's `SITE CPFR/CPTO`, CVE-2015-3306) cannot be
+/// reached through the gateway, whatever the route's filter says.
+pub const LOGIN_PHASE: &[&str] = &[
+    "USER", "PASS", "ACCT", "AUTH", "PBSZ", "PROT", "FEAT", "SYST", "OPTS", "HELP", "NOOP", "QUIT",
+];
+
+/// Whether `verb` (upper case) may reach the backend before login.
+pub fn allowed_before_login(verb: &str) -> bool {
+    LOGIN_PHASE.contains(&verb)
+}
+
 /// Whether `verb` (any case) may be sent under `policy`. [`NEVER_FILTERED`] verbs
 /// always may. The RFC 775 aliases (`XMKD`, `XRMD`, `XCWD`, `XCUP`, `XPWD`) count
 /// as the commands they alias, so denying `MKD` also denies `XMKD`.
@@ -175,20 +189,45 @@ fn canonical_verb(verb: &str) -> &str {
     }
 }
 
+/// The key a client address is counted under, for session limits and the
+/// failed-login throttle alike: IPv4 (and IPv4-mapped IPv6) as is, IPv6 cut to
+/// its first `v6_prefix` bits (at most 128). Applied to the address a PROXY
+/// header names, too: it is the client.
+pub fn address_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
+
 /// Default number of addresses a [`LoginThrottle`] tracks at most.
 pub const THROTTLE_CAPACITY: usize = 100_000;
 
 /// Failed logins per client address in a sliding window: `max` failures within
 /// `window` block the address for `cooldown`.
 ///
-/// IPv6 clients are counted per /64 (one subscriber's prefix; rotating addresses in
-/// it does not reset the count), IPv4-mapped IPv6 as IPv4. Memory is bounded: at
+/// Attempts are counted where they happen: [`begin_attempt`](Self::begin_attempt)
+/// is asked before each `PASS` is forwarded and refuses while the address cools
+/// down or while its failures plus the attempts still in flight reach `max`, so
+/// many sessions parked after `USER` cannot send more guesses at once than the
+/// budget allows. Each begun attempt ends as a failure (also when its session
+/// ends before the reply) or a success; only a fresh login forgets failures.
+///
+/// IPv6 clients are counted per prefix, /64 unless [`with_v6_prefix`](Self::with_v6_prefix)
+/// says otherwise (one subscriber's prefix; rotating addresses in it does not reset
+/// the count), IPv4-mapped IPv6 as IPv4 ([`address_key`]). Memory is bounded: at
 /// most `capacity` addresses are tracked; when full, expired entries go first, then
 /// the least recently active tenth.
 #[derive(Debug, Clone)]
 pub struct LoginThrottle {
     cfg: FailedLogins,
     capacity: usize,
+    /// IPv6 prefix length addresses are counted by.
+    v6_prefix: u8,
     entries: HashMap<IpAddr, Entry>,
 }
 
@@ -198,8 +237,10 @@ struct Entry {
     failures: VecDeque<Instant>,
     /// When the current cool-down started.
     blocked_since: Option<Instant>,
-    /// Last failure recorded, for eviction.
+    /// Last failure or attempt recorded, for eviction.
     last: Instant,
+    /// Attempts begun and not yet ended (PASS forwarded, reply due).
+    in_flight: usize,
 }
 
 impl LoginThrottle {
@@ -213,23 +254,26 @@ impl LoginThrottle {
         LoginThrottle {
             cfg,
             capacity: capacity.max(1),
+            v6_prefix: DEFAULT_IPV6_PREFIX,
             entries: HashMap::new(),
         }
+    }
+
+    /// Counts IPv6 clients by their first `bits` bits (`limits.ipv6_prefix`).
+    pub fn with_v6_prefix(mut self, bits: u8) -> Self {
+        self.v6_prefix = bits;
+        self
     }
 
     /// Counts a failed login from `ip` at `now`; the `max`-th failure inside the
     /// window starts the cool-down. Failures during a cool-down do not extend it.
     pub fn record_failure(&mut self, ip: IpAddr, now: Instant) {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             self.evict(now);
         }
         let cfg = self.cfg;
-        let e = self.entries.entry(key).or_insert_with(|| Entry {
-            failures: VecDeque::new(),
-            blocked_since: None,
-            last: now,
-        });
+        let e = self.entries.entry(key).or_insert_with(|| Entry::new(now));
         e.last = now;
         if e.blocked_since
             .is_some_and(|t| elapsed(t, now) < cfg.cooldown)
@@ -251,9 +295,55 @@ impl LoginThrottle {
         }
     }
 
+    /// Asked before a `PASS` is forwarded: `true` counts one attempt in flight
+    /// for `ip`'s key, to be ended with [`end_attempt`](Self::end_attempt);
+    /// `false` (nothing counted) while the key cools down or while its failures
+    /// in the window plus its attempts in flight already reach `max`.
+    pub fn begin_attempt(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.blocked(ip, now) {
+            return false;
+        }
+        let key = address_key(ip, self.v6_prefix);
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.evict(now);
+        }
+        let cfg = self.cfg;
+        let e = self.entries.entry(key).or_insert_with(|| Entry::new(now));
+        while e
+            .failures
+            .front()
+            .is_some_and(|t| elapsed(*t, now) >= cfg.window)
+        {
+            e.failures.pop_front();
+        }
+        if e.failures.len().saturating_add(e.in_flight) >= cfg.max as usize {
+            return false;
+        }
+        e.in_flight += 1;
+        e.last = now;
+        true
+    }
+
+    /// Ends an attempt begun with [`begin_attempt`](Self::begin_attempt). A
+    /// failure counts as [`record_failure`](Self::record_failure); a success
+    /// forgets the failures only when it was a `fresh` login (the session was
+    /// not logged in before: a `230` to a `PASS` on a logged-in session proves
+    /// nothing new and must not wipe the count).
+    pub fn end_attempt(&mut self, ip: IpAddr, now: Instant, outcome: Attempt) {
+        let key = address_key(ip, self.v6_prefix);
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+        }
+        match outcome {
+            Attempt::Failed => self.record_failure(ip, now),
+            Attempt::Succeeded { fresh: true } => self.record_success(ip),
+            Attempt::Succeeded { fresh: false } => self.forget_idle(key),
+        }
+    }
+
     /// Whether `ip` is in cool-down at `now`. Forgets a cool-down that ended.
     pub fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         let Some(e) = self.entries.get_mut(&key) else {
             return false;
         };
@@ -261,9 +351,7 @@ impl LoginThrottle {
             Some(t) if elapsed(t, now) < self.cfg.cooldown => true,
             Some(_) => {
                 e.blocked_since = None;
-                if e.failures.is_empty() {
-                    self.entries.remove(&key);
-                }
+                self.forget_idle(key);
                 false
             }
             None => false,
@@ -273,12 +361,22 @@ impl LoginThrottle {
     /// A successful login from `ip` forgets its failures (not a running cool-down:
     /// the session layer refuses logins from blocked addresses before they get here).
     pub fn record_success(&mut self, ip: IpAddr) {
-        let key = throttle_key(ip);
+        let key = address_key(ip, self.v6_prefix);
         if let Some(e) = self.entries.get_mut(&key) {
             e.failures.clear();
-            if e.blocked_since.is_none() {
-                self.entries.remove(&key);
-            }
+        }
+        self.forget_idle(key);
+    }
+
+    /// Drops `key`'s entry when it remembers nothing: no failure, no
+    /// cool-down, no attempt in flight.
+    fn forget_idle(&mut self, key: IpAddr) {
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.failures.is_empty() && e.blocked_since.is_none() && e.in_flight == 0)
+        {
+            self.entries.remove(&key);
         }
     }
 
@@ -304,7 +402,7 @@ impl LoginThrottle {
                 .failures
                 .back()
                 .is_some_and(|t| elapsed(*t, now) < cfg.window);
-            blocking || counting
+            blocking || counting || e.in_flight > 0
         });
         if self.entries.len() < self.capacity {
             return;
@@ -319,20 +417,29 @@ impl LoginThrottle {
     }
 }
 
+/// How an attempt begun with [`LoginThrottle::begin_attempt`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A `4xx`/`5xx` to the `PASS`, or the session ended before the reply.
+    Failed,
+    /// `230`; `fresh` when the session was not logged in before.
+    Succeeded { fresh: bool },
+}
+
+impl Entry {
+    fn new(now: Instant) -> Entry {
+        Entry {
+            failures: VecDeque::new(),
+            blocked_since: None,
+            last: now,
+            in_flight: 0,
+        }
+    }
+}
+
 /// Time from `then` to `now`, zero if `now` is earlier (callers pass their clock).
 fn elapsed(then: Instant, now: Instant) -> Duration {
     now.saturating_duration_since(then)
-}
-
-/// IPv4 as is (mapped IPv6 unwrapped), IPv6 reduced to its /64.
-fn throttle_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

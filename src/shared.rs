@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::config::{FailedLogins, Limits, ListenerLimits};
 use crate::health::Health;
 use crate::policy::bounds::ConnectionRate;
-use crate::policy::LoginThrottle;
+use crate::policy::{self, Attempt, LoginThrottle};
 
 pub struct Shared {
     pub health: Arc<Health>,
@@ -28,7 +28,9 @@ pub struct Shared {
     active: AtomicUsize,
     idle: Notify,
     conns: Mutex<Conns>,
-    throttle: Mutex<Option<(FailedLogins, LoginThrottle)>>,
+    /// The failed-login throttle with the config it was built from
+    /// (`limits.failed_logins`, `limits.ipv6_prefix`); `None`: off.
+    throttle: Mutex<Option<(ThrottleCfg, LoginThrottle)>>,
     /// `limits.connection_rate_per_ip`: token buckets per address.
     rate: Mutex<Option<ConnectionRate>>,
     /// Passive ports held, per listener and client address / user
@@ -144,6 +146,16 @@ impl Refusal {
     }
 }
 
+/// What a throttle was built from: compared on reload.
+type ThrottleCfg = (FailedLogins, u8);
+
+fn throttle(limits: &Limits) -> Option<(ThrottleCfg, LoginThrottle)> {
+    limits.failed_logins.map(|f| {
+        let t = LoginThrottle::new(f).with_v6_prefix(limits.ipv6_prefix);
+        ((f, limits.ipv6_prefix), t)
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Counters stay usable even if a holder panicked.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -154,7 +166,7 @@ impl Shared {
         health: Arc<Health>,
         drain: watch::Receiver<bool>,
         force: watch::Receiver<bool>,
-        failed_logins: Option<FailedLogins>,
+        limits: &Limits,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             health,
@@ -163,7 +175,7 @@ impl Shared {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             conns: Mutex::new(Conns::default()),
-            throttle: Mutex::new(failed_logins.map(|f| (f, LoginThrottle::new(f)))),
+            throttle: Mutex::new(throttle(limits)),
             sessions: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             backend_admin: Mutex::new(HashMap::new()),
@@ -270,16 +282,13 @@ impl Shared {
         ActiveGuard(self.clone())
     }
 
-    /// A reload may change the throttle; counts are kept when it did not change.
-    pub fn set_failed_logins(&self, cfg: Option<FailedLogins>) {
+    /// A reload may change the throttle (`limits.failed_logins`,
+    /// `limits.ipv6_prefix`); counts are kept when it did not change.
+    pub fn set_failed_logins(&self, limits: &Limits) {
         let mut t = lock(&self.throttle);
-        let same = match (&*t, &cfg) {
-            (Some((old, _)), Some(new)) => old == new,
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            *t = cfg.map(|f| (f, LoginThrottle::new(f)));
+        let new = limits.failed_logins.map(|f| (f, limits.ipv6_prefix));
+        if t.as_ref().map(|(old, _)| *old) != new {
+            *t = throttle(limits);
         }
     }
 
@@ -335,21 +344,36 @@ impl Shared {
         }
     }
 
-    /// Record a failed login; true when the address is now blocked.
-    pub fn login_failed(&self, ip: IpAddr) -> bool {
+    /// A `PASS` from `ip` is about to be forwarded: count it as an attempt.
+    /// `None` when the address cools down or has its whole budget in flight
+    /// (refuse the `PASS`); the attempt ends when the guard is told its
+    /// outcome, or as a failure when it is dropped unanswered (a client that
+    /// closes before the reply has still made its guess).
+    pub fn begin_login_attempt(self: &Arc<Self>, ip: IpAddr) -> Option<LoginAttempt> {
+        let counted = match &mut *lock(&self.throttle) {
+            Some((_, t)) => {
+                if !t.begin_attempt(ip, Instant::now()) {
+                    return None;
+                }
+                true
+            }
+            None => false,
+        };
+        Some(LoginAttempt {
+            shared: self.clone(),
+            ip,
+            counted,
+        })
+    }
+
+    fn end_login_attempt(&self, ip: IpAddr, outcome: Attempt) -> bool {
         match &mut *lock(&self.throttle) {
             Some((_, t)) => {
                 let now = Instant::now();
-                t.record_failure(ip, now);
+                t.end_attempt(ip, now, outcome);
                 t.blocked(ip, now)
             }
             None => false,
-        }
-    }
-
-    pub fn login_ok(&self, ip: IpAddr) {
-        if let Some((_, t)) = &mut *lock(&self.throttle) {
-            t.record_success(ip);
         }
     }
 
@@ -361,7 +385,8 @@ impl Shared {
         global: &Limits,
         local: &ListenerLimits,
     ) -> Result<ConnGuard, Refusal> {
-        let ip = ip.to_canonical();
+        // One IPv6 subscriber (its prefix) is one address here, as in the throttle.
+        let ip = policy::address_key(ip, global.ipv6_prefix);
         let mut c = lock(&self.conns);
         let over = |n: usize, max: Option<usize>| max.is_some_and(|m| n >= m);
         if over(c.total, global.max_sessions) {
@@ -453,6 +478,37 @@ impl Drop for Registration {
     }
 }
 
+/// One `PASS` forwarded and not yet answered (see [`Shared::begin_login_attempt`]).
+pub struct LoginAttempt {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    /// Counted by the throttle (false when none is configured).
+    counted: bool,
+}
+
+impl LoginAttempt {
+    /// The backend said `230`; `fresh` when the session was not logged in.
+    pub fn succeeded(mut self, fresh: bool) {
+        self.end(Attempt::Succeeded { fresh });
+    }
+
+    /// The backend refused the password; true when the address must now cool down.
+    pub fn failed(mut self) -> bool {
+        self.end(Attempt::Failed)
+    }
+
+    fn end(&mut self, outcome: Attempt) -> bool {
+        let counted = std::mem::replace(&mut self.counted, false);
+        counted && self.shared.end_login_attempt(self.ip, outcome)
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        self.end(Attempt::Failed);
+    }
+}
+
 /// Passive ports held for one pinhole (`passive.max_per_client`).
 pub struct PortGuard {
     shared: Arc<Shared>,
@@ -533,7 +589,7 @@ mod tests {
     fn shared() -> Arc<Shared> {
         let (_d, drain) = watch::channel(false);
         let (_f, force) = watch::channel(false);
-        Shared::new(Health::new(std::iter::empty()), drain, force, None)
+        Shared::new(Health::new(std::iter::empty()), drain, force, &Limits::default())
     }
 
     #[tokio::test]

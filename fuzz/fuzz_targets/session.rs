@@ -13,8 +13,10 @@
 //! a failed one reaches the client as its failure reply, never as `226`;
 //! plaintext pipelined after `AUTH TLS` closes the session with nothing sent
 //! to the backend; with `require_tls`, nothing reaches the backend before
-//! TLS; a denied verb is never forwarded while logged in; replies due to the
-//! backend stay bounded.
+//! TLS; a denied verb is never forwarded while logged in (the filter being
+//! the confirmed login's); before login only login-phase verbs reach the
+//! backend; no backend line holds CR or NUL; replies due to the backend stay
+//! bounded.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -100,7 +102,10 @@ impl Env for Record {
     fn command(&mut self, verb: &str) {
         assert!(!verb.is_empty() && verb.len() <= 4, "verb {verb:?}");
     }
-    fn login_ok(&mut self) {}
+    fn pass_attempt(&mut self) -> bool {
+        true
+    }
+    fn login_ok(&mut self, _fresh: bool) {}
     fn login_failed(&mut self) -> bool {
         self.login_failures += 1;
         self.cool_down_after > 0 && self.login_failures >= self.cool_down_after
@@ -207,6 +212,9 @@ impl Driver {
     fn feed(&mut self, u: &mut Unstructured<'_>, input: Input) -> Result<()> {
         let client_line = matches!(input, Input::ClientLine(_));
         let logged_in_before = self.m.logged_in();
+        // The filter in force is the confirmed login's, not the one routed
+        // for a USER the backend has not accepted (issue 17 A1).
+        self.policy_active = matches!(self.m.commands(), CommandPolicy::Deny(_));
         let finished_before = self.env.finished.len();
         let failure_fed = match (&input, &self.transfer) {
             (Input::TransferDone(Err(f)), Some(_)) => Some(f.reply.clone()),
@@ -251,6 +259,18 @@ impl Driver {
             );
             assert!(actions.contains(&Action::Close), "injection did not close");
         }
+        if !logged_in_before && !self.m.logged_in() {
+            // Issue 17 A3: before a login only login-phase verbs go out.
+            for a in &actions {
+                if let Action::ToBackend(line) = a {
+                    let verb = String::from_utf8_lossy(line.split(|&b| b == b' ').next().unwrap_or_default()).to_ascii_uppercase();
+                    assert!(
+                        ftpsgate::policy::allowed_before_login(&verb),
+                        "{verb} reached the backend before login"
+                    );
+                }
+            }
+        }
         if self.policy_active && logged_in_before && self.m.logged_in() {
             for a in &actions {
                 if let Action::ToBackend(line) = a {
@@ -276,6 +296,7 @@ impl Driver {
                 Action::ToBackend(line) => {
                     assert!(!line.is_empty());
                     assert!(!line.contains(&b'\n'), "LF in a backend line");
+                    assert!(!line.contains(&b'\r') && !line.contains(&0), "CR/NUL in a backend line");
                     assert!(line.len() <= MAX_LINE + 16);
                     assert!(self.has_backend, "line to a backend never connected");
                     assert!(!self.handshaking, "backend line during the handshake");
@@ -307,7 +328,6 @@ impl Driver {
                         _ => {
                             let fresh = !self.has_backend || u.arbitrary()?;
                             let deny = u.ratio(1, 2)?;
-                            self.policy_active = deny;
                             Ok(Routed {
                                 login: "alice".into(),
                                 commands: if deny {

@@ -29,7 +29,7 @@ pub use typed::{
     CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
     Limits, Listener, ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange,
     PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts,
-    TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, NEVER_FILTERED,
+    TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_IPV6_PREFIX, NEVER_FILTERED,
 };
 
 use pattern::pattern_covers;

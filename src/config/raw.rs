@@ -57,6 +57,7 @@ pub(crate) struct RawLimits {
     pub max_unauthenticated_per_ip: Option<String>,
     pub connection_rate_per_ip: Option<String>,
     pub failed_logins: Option<RawFailedLogins>,
+    pub ipv6_prefix: Option<String>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.

@@ -77,10 +77,11 @@ pub struct AccessRule {
 }
 
 /// Global `limits`; `None` means unlimited / off. Default: all `None` as
-/// parsed; the gateway fills the three session caps from the process's file
-/// descriptor limit when they are not given (`policy::bounds::fill_default_limits`), so a
-/// running gateway always has them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// parsed, IPv6 clients counted by their /64; the gateway fills the three
+/// session caps from the process's file descriptor limit when they are not
+/// given (`policy::bounds::fill_default_limits`), so a running gateway always
+/// has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Concurrent client sessions over all listeners (at least 1).
     pub max_sessions: Option<usize>,
@@ -94,7 +95,27 @@ pub struct Limits {
     pub connection_rate_per_ip: Option<u32>,
     /// Cool-down for client IPs that fail to log in too often.
     pub failed_logins: Option<FailedLogins>,
+    /// `limits.ipv6_prefix`: an IPv6 client is counted by this many leading bits
+    /// of its address, for session limits (global and per listener) and the
+    /// failed-login throttle alike (`policy::address_key`). 32..=128, default 64.
+    pub ipv6_prefix: u8,
 }
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sessions: None,
+            max_sessions_per_ip: None,
+            max_unauthenticated_per_ip: None,
+            connection_rate_per_ip: None,
+            failed_logins: None,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+        }
+    }
+}
+
+/// Default of `limits.ipv6_prefix`: a subscriber usually owns a whole /64.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// `limits.failed_logins`: `max` failed logins from one client address within
 /// `window` block that address for `cooldown` (`policy::LoginThrottle`).

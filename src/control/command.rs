@@ -287,6 +287,56 @@ pub fn escape_telnet(line: &[u8]) -> Cow<'_, [u8]> {
 }
 
 impl Command {
+    /// The line forwarded to the backend for this command, without CRLF: the
+    /// verb in upper case, one space and the argument as parsed, with every
+    /// 0xFF doubled ([`escape_telnet`]). It is rebuilt from the checked value,
+    /// never copied from the client's bytes, so what the backend executes is
+    /// exactly what policy saw: TELNET sequences (`IAC WILL <CR>`), which the
+    /// check strips, cannot smuggle a CR or NUL through to a backend that ends
+    /// lines at a bare CR. The canonical line is a fixed point: parsing it
+    /// gives the same command (up to the case of a stored verb), whose
+    /// canonical line is the same bytes.
+    pub fn canonical(&self) -> Vec<u8> {
+        let verb = self.verb().as_bytes();
+        let arg: Cow<'_, [u8]> = match self {
+            // The verb's case is not the client's to choose; the rest of the
+            // stored line (separators included) is the argument as checked.
+            Command::Transfer { raw, .. } | Command::Other { raw, .. } => {
+                let mut line = verb.to_vec();
+                line.extend_from_slice(raw.get(verb.len()..).unwrap_or_default());
+                return escape_telnet(&line).into_owned();
+            }
+            Command::User(name) => Cow::Borrowed(name),
+            Command::Pass(Secret(s)) | Command::Acct(Secret(s)) => Cow::Borrowed(s),
+            Command::Auth(mechanism) => Cow::Borrowed(mechanism.as_bytes()),
+            Command::Pbsz(size) => Cow::Borrowed(size.as_bytes()),
+            Command::Prot(ProtLevel::Clear) => Cow::Borrowed(b"C"),
+            Command::Prot(ProtLevel::Private) => Cow::Borrowed(b"P"),
+            Command::Epsv(EpsvArg::None) => Cow::Borrowed(b""),
+            Command::Epsv(EpsvArg::All) => Cow::Borrowed(b"ALL"),
+            Command::Epsv(EpsvArg::Protocol(p)) => Cow::Owned(p.to_string().into_bytes()),
+            Command::Port(addr) => Cow::Owned(render_port_arg(*addr).into_bytes()),
+            Command::Eprt(addr) => Cow::Owned(render_eprt_arg(*addr).into_bytes()),
+            Command::Opts(arg) | Command::Type(arg) => Cow::Borrowed(arg),
+            Command::Rest(offset) => Cow::Owned(offset.to_string().into_bytes()),
+            Command::Ccc
+            | Command::Pasv
+            | Command::Feat
+            | Command::Syst
+            | Command::Noop
+            | Command::Quit
+            | Command::Rein
+            | Command::Abor => Cow::Borrowed(b""),
+        };
+        let mut line = Vec::with_capacity(verb.len() + 1 + arg.len());
+        line.extend_from_slice(verb);
+        if !arg.is_empty() {
+            line.push(b' ');
+            line.extend_from_slice(&arg);
+        }
+        escape_telnet(&line).into_owned()
+    }
+
     /// The verb, uppercase.
     pub fn verb(&self) -> &str {
         match self {

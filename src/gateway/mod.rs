@@ -284,12 +284,7 @@ impl Gateway {
         let (force_tx, force_rx) = watch::channel(false);
         let (stop_http, stop_http_rx) = watch::channel(false);
         let (stop_checks, stop_checks_rx) = watch::channel(false);
-        let shared = Shared::new(
-            health.clone(),
-            drain_rx,
-            force_rx,
-            prepared.config.limits.failed_logins,
-        );
+        let shared = Shared::new(health.clone(), drain_rx, force_rx, &prepared.config.limits);
         shared.set_connection_rate(prepared.config.limits.connection_rate_per_ip);
         let mut listeners = HashMap::new();
         for (l, ctx) in bound {
@@ -480,8 +475,7 @@ impl Gateway {
         }
         debug_assert!(names.iter().all(|n| running.contains_key(n)));
         drop(running);
-        self.shared
-            .set_failed_logins(prepared.config.limits.failed_logins);
+        self.shared.set_failed_logins(&prepared.config.limits);
         self.shared
             .set_connection_rate(prepared.config.limits.connection_rate_per_ip);
         // Health checks restart with the new backends (renewed CA, new timers);

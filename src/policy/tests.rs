@@ -326,6 +326,95 @@ fn blocked_entries_survive_expiry_eviction() {
     assert!(t.blocked(a, t0 + Duration::from_secs(121)));
 }
 
+/// Issue 17 B5: parked sessions sending PASS together get at most the budget
+/// in flight; the rest are refused before anything reaches the backend.
+#[test]
+fn attempts_in_flight_are_bounded_by_the_budget() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    assert!(t.begin_attempt(a, t0));
+    assert!(t.begin_attempt(a, t0));
+    assert!(t.begin_attempt(a, t0));
+    assert!(
+        !t.begin_attempt(a, t0),
+        "a fourth guess while three are in flight"
+    );
+    // Another address has its own budget.
+    assert!(t.begin_attempt(ip("192.0.2.2"), t0));
+    // One ends well: its slot is free again, the others are still counted.
+    t.end_attempt(a, t0, Attempt::Succeeded { fresh: false });
+    assert!(t.begin_attempt(a, t0));
+    for _ in 0..3 {
+        t.end_attempt(a, t0, Attempt::Failed);
+    }
+    assert!(t.blocked(a, t0), "three failures block");
+    assert!(!t.begin_attempt(a, t0 + Duration::from_secs(299)));
+    assert!(t.begin_attempt(a, t0 + Duration::from_secs(300)));
+}
+
+/// A 230 that is not a fresh login (PASS on a logged-in session, vsftpd's
+/// `230 Already logged in`) must not wipe the failures.
+#[test]
+fn only_a_fresh_login_forgets_failures() {
+    let mut t = LoginThrottle::new(throttle_cfg());
+    let t0 = Instant::now();
+    let a = ip("192.0.2.1");
+    for _ in 0..2 {
+        assert!(t.begin_attempt(a, t0));
+        t.end_attempt(a, t0, Attempt::Failed);
+    }
+    assert!(t.begin_attempt(a, t0));
+    t.end_attempt(a, t0, Attempt::Succeeded { fresh: false });
+    assert!(t.begin_attempt(a, t0));
+    t.end_attempt(a, t0, Attempt::Failed);
+    assert!(
+        t.blocked(a, t0),
+        "the non-fresh 230 did not reset the count"
+    );
+
+    let b = ip("192.0.2.2");
+    for _ in 0..2 {
+        assert!(t.begin_attempt(b, t0));
+        t.end_attempt(b, t0, Attempt::Failed);
+    }
+    assert!(t.begin_attempt(b, t0));
+    t.end_attempt(b, t0, Attempt::Succeeded { fresh: true });
+    assert!(t.is_empty() || !t.entries.contains_key(&b));
+}
+
+/// Issue 17 B6: one prefix for limits and throttle; /64 by default, /56 on request.
+#[test]
+fn address_key_cuts_ipv6_to_the_prefix() {
+    assert_eq!(address_key(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+    assert_eq!(address_key(ip("::ffff:192.0.2.7"), 56), ip("192.0.2.7"));
+    assert_eq!(
+        address_key(ip("2001:db8:1:2:a:b:c:d"), 64),
+        ip("2001:db8:1:2::")
+    );
+    assert_eq!(
+        address_key(ip("2001:db8:1:2ff:a:b:c:d"), 56),
+        ip("2001:db8:1:200::")
+    );
+    assert_eq!(address_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+    assert_eq!(address_key(ip("2001:db8::1"), 0), ip("::"));
+}
+
+#[test]
+fn throttle_counts_a_whole_56_when_told() {
+    let t0 = Instant::now();
+    let mut t64 = LoginThrottle::new(throttle_cfg());
+    let mut t56 = LoginThrottle::new(throttle_cfg()).with_v6_prefix(56);
+    for i in 0..3u16 {
+        let a = IpAddr::from([0x2001, 0xdb8, 1, 0x200 + i, 0, 0, 0, 1]);
+        t64.record_failure(a, t0);
+        t56.record_failure(a, t0);
+    }
+    let neighbour = ip("2001:db8:1:2ff::9");
+    assert!(!t64.blocked(neighbour, t0), "three different /64s");
+    assert!(t56.blocked(neighbour, t0), "one /56");
+}
+
 // Shipped policies loaded by `config`, then decided on here.
 
 #[test]

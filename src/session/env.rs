@@ -5,10 +5,11 @@
 //! log record is added here (and, if the machine must trigger it, to `Env`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::listener::ListenerCtx;
 use crate::metrics::{LoginResult, PinholeRefusal};
-use crate::shared::Shared;
+use crate::shared::{LoginAttempt, Shared};
 use crate::xferlog::TransferRecord;
 
 use super::state::{Env, Finished};
@@ -16,9 +17,12 @@ use super::state::{Env, Finished};
 /// Metrics, transfer log and the failed-login counter, for the machine.
 pub(super) struct SessionEnv<'a> {
     pub ctx: &'a ListenerCtx,
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     pub client_ip: IpAddr,
     pub backend: &'a str,
+    /// The session's `PASS` in flight, counted by the failed-login throttle
+    /// (owned by the driver, so that it ends as a failure if the session does).
+    pub attempt: &'a mut Option<LoginAttempt>,
 }
 
 impl Env for SessionEnv<'_> {
@@ -26,16 +30,32 @@ impl Env for SessionEnv<'_> {
         self.ctx.metrics.command(verb);
     }
 
-    fn login_ok(&mut self) {
+    fn pass_attempt(&mut self) -> bool {
+        match self.shared.begin_login_attempt(self.client_ip) {
+            Some(attempt) => {
+                // A previous attempt still unanswered ends here as a failure.
+                *self.attempt = Some(attempt);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn login_ok(&mut self, fresh: bool) {
         self.ctx.metrics.login(&self.ctx.cfg.name, LoginResult::Ok);
-        self.shared.login_ok(self.client_ip);
+        if let Some(attempt) = self.attempt.take() {
+            attempt.succeeded(fresh);
+        }
     }
 
     fn login_failed(&mut self) -> bool {
         self.ctx
             .metrics
             .login(&self.ctx.cfg.name, LoginResult::Failed);
-        self.shared.login_failed(self.client_ip)
+        match self.attempt.take() {
+            Some(attempt) => attempt.failed(),
+            None => self.shared.login_blocked(self.client_ip),
+        }
     }
 
     fn login_refused_no_tls(&mut self) {

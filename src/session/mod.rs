@@ -151,6 +151,7 @@ async fn run_inner(
         transfer: None,
         login_deadline,
         user: None,
+        attempt: None,
     };
     let mut client = Channel::new(stream);
     let mut actions: VecDeque<Action> = greeting.into();
@@ -275,6 +276,9 @@ struct Driver {
     login_deadline: Instant,
     /// The name last sent with `USER` (for the user's share of the passive range).
     user: Option<String>,
+    /// The `PASS` in flight, counted by the failed-login throttle; dropped
+    /// with the session, it ends as a failure.
+    attempt: Option<crate::shared::LoginAttempt>,
 }
 
 /// The kernel send buffer of a client control connection (Linux doubles it).
@@ -315,7 +319,7 @@ impl Driver {
         }
     }
 
-    fn feed(&self, machine: &mut Machine, input: Input) -> Vec<Action> {
+    fn feed(&mut self, machine: &mut Machine, input: Input) -> Vec<Action> {
         let backend = self.chosen.as_ref().map_or_else(
             || self.ctx.pool.default_backend().cfg.name.as_str(),
             |c| c.backend().cfg.name.as_str(),
@@ -325,6 +329,7 @@ impl Driver {
             shared: &self.shared,
             client_ip: self.client_addr.ip(),
             backend,
+            attempt: &mut self.attempt,
         };
         machine.handle(Instant::now(), input, &mut env)
     }

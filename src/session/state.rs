@@ -203,8 +203,14 @@ pub struct Finished {
 pub trait Env {
     /// A command was received (metrics).
     fn command(&mut self, verb: &str);
-    fn login_ok(&mut self);
-    /// A failed login; `true` when the client must now cool down.
+    /// A `PASS` is about to be forwarded: count the attempt (failed-login
+    /// throttle). `false` while the client's address cools down or has its
+    /// whole budget of attempts in flight: the `PASS` must not be sent.
+    fn pass_attempt(&mut self) -> bool;
+    /// The backend answered `230` to a login; `fresh` when the session was
+    /// not logged in before (only a fresh login may reset the throttle).
+    fn login_ok(&mut self, fresh: bool);
+    /// The backend refused a password; `true` when the client must now cool down.
     fn login_failed(&mut self) -> bool;
     fn login_refused_no_tls(&mut self);
     /// A PORT/EPRT target was refused (bounce protection).
@@ -265,6 +271,18 @@ struct Pending {
     backend: BackendSide,
 }
 
+/// A login under way: who the client asked to be, and the filter of that
+/// name's route. It becomes the session's user and filter only on the
+/// backend's `230` ("state changes on evidence"): until then the old login,
+/// if any, keeps its user, route filter and transfer-log name.
+#[derive(Debug, Clone)]
+struct Candidate {
+    user: String,
+    commands: CommandPolicy,
+    /// The backend answered `USER` with `331`/`332`: `PASS`/`ACCT` go on.
+    password_due: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct BackendInfo {
     data_mode: DataMode,
@@ -302,8 +320,13 @@ pub struct Machine {
     setup: Option<Setup>,
     pending: Option<Pending>,
     transfer: Option<TransferState>,
+    /// The confirmed login's filter (`Any` until a login succeeded; before
+    /// that only [`policy::LOGIN_PHASE`] verbs reach the backend anyway).
     commands: CommandPolicy,
+    /// The confirmed login's name (empty before); the transfer log's user.
     user: String,
+    /// A login the backend has not confirmed yet.
+    candidate: Option<Candidate>,
     binary: bool,
     started: Instant,
     last_activity: Instant,
@@ -335,6 +358,7 @@ impl Machine {
             transfer: None,
             commands: CommandPolicy::Any,
             user: String::new(),
+            candidate: None,
             binary: false,
             started: now,
             last_activity: now,
@@ -361,9 +385,14 @@ impl Machine {
         &self.user
     }
 
-    /// A login has succeeded (and no REIN or new USER since).
+    /// A login has succeeded (and the backend confirmed no REIN since).
     pub fn logged_in(&self) -> bool {
         self.logged_in
+    }
+
+    /// The confirmed login's command filter (`Any` before a login).
+    pub fn commands(&self) -> &CommandPolicy {
+        &self.commands
     }
 
     /// Backend replies still due (forwarded, internal, keepalive).
@@ -575,9 +604,12 @@ impl Machine {
         self.internal_deadline = Some(now + limit);
     }
 
-    /// Forward a client line as-is; its replies come back in order.
-    fn forward(&mut self, line: Vec<u8>) {
-        if self.backend.is_none() {
+    /// Forward a client command; its replies come back in order. `line` is
+    /// the command's canonical form ([`Command::canonical`]), never the
+    /// client's bytes. Before a login succeeded only login-phase verbs pass.
+    fn forward(&mut self, verb: &str, line: Vec<u8>) {
+        if self.backend.is_none() || !(self.logged_in || policy::allowed_before_login(verb)) {
+            info!(verb, "command before login refused");
             self.reply(530, "Please login with USER and PASS");
             return;
         }
@@ -607,6 +639,9 @@ impl Machine {
             }
         };
         debug!(cmd = %cmd.log_line(), "client command");
+        // From here on only the checked command exists: what reaches the
+        // backend is rebuilt from it, never the client's bytes (issue 17 A4).
+        let line = cmd.canonical();
         env.command(cmd.verb());
         if let Command::Type(arg) = &cmd {
             self.binary = matches!(arg.first(), Some(b'I' | b'i' | b'L' | b'l'));
@@ -658,7 +693,7 @@ impl Machine {
             Command::Noop if self.backend.is_none() => self.reply(200, "NOOP ok"),
             Command::Opts(_) if self.backend.is_none() => self.reply(200, "OPTS ok"),
             // Before USER there is no backend: `forward` answers 530.
-            _ => self.forward(line),
+            _ => self.forward(cmd.verb(), line),
         }
     }
 
@@ -716,24 +751,41 @@ impl Machine {
     }
 
     /// RFC 959 `REIN`: the backend forgets the login; the client leg keeps its
-    /// TLS (RFC 4217 leaves that to the server) and must log in again.
+    /// TLS (RFC 4217 leaves that to the server) and must log in again. The
+    /// gateway forgets the login only on the backend's `220` (vsftpd answers
+    /// `502` and keeps the login: then nothing changes here either).
     fn cmd_rein(&mut self, now: Instant, busy: bool) {
         if busy {
             return self.reply(503, "Transfer in progress");
         }
-        self.drop_pending();
-        self.logged_in = false;
-        self.user.clear();
-        self.started = now;
         if self.backend.is_none() {
+            self.candidate = None;
             return self.reply(220, "Service ready for new user");
         }
+        if !self.logged_in {
+            // Not a login-phase verb (policy::LOGIN_PHASE).
+            return self.reply(530, "Please login with USER and PASS");
+        }
+        self.drop_pending();
         self.request(
             now,
             b"REIN".to_vec(),
             Purpose::Rein,
             self.s.timeouts.connect,
         );
+    }
+
+    /// The backend's final reply to `REIN`.
+    fn rein_reply(&mut self, now: Instant, r: Reply) {
+        if r.code == 220 {
+            info!(user = %self.user, "logged out by REIN");
+            self.logged_in = false;
+            self.user.clear();
+            self.commands = CommandPolicy::Any;
+            self.candidate = None;
+            self.started = now;
+        }
+        self.send(r);
     }
 
     fn cmd_feat(&mut self, now: Instant, busy: bool) {
@@ -773,10 +825,13 @@ impl Machine {
         if self.login_refused_clear(env) {
             return;
         }
-        self.user = String::from_utf8_lossy(name).into_owned();
-        info!(user = %self.user, "login attempt");
-        self.out.push(Action::Route {
-            user: self.user.clone(),
+        let user = String::from_utf8_lossy(name).into_owned();
+        info!(user = %user, "login attempt");
+        self.out.push(Action::Route { user: user.clone() });
+        self.candidate = Some(Candidate {
+            user,
+            commands: CommandPolicy::Any,
+            password_due: false,
         });
         self.wait = Some(Wait::Route);
     }
@@ -789,6 +844,7 @@ impl Machine {
         match r {
             Err(RouteFailure::UnknownBackend) => {
                 info!("login refused: unknown backend in user@backend");
+                self.candidate = None;
                 self.reply(530, "Login incorrect");
             }
             Err(RouteFailure::Unavailable(text)) => {
@@ -798,11 +854,17 @@ impl Machine {
                 self.close(SessionOutcome::BackendUnavailable);
             }
             Ok(route) => {
-                self.commands = route.commands;
+                // The route's filter waits for the backend's 230 with the name.
+                if let Some(c) = self.candidate.as_mut() {
+                    c.commands = route.commands;
+                }
                 if route.fresh || self.backend.is_none() {
+                    // A new backend connection knows no login: nor do we.
                     self.expects.clear();
                     self.internal_deadline = None;
                     self.logged_in = false;
+                    self.user.clear();
+                    self.commands = CommandPolicy::Any;
                     if self.pending.is_some() || self.setup.is_some() {
                         self.drop_pending();
                     }
@@ -812,44 +874,88 @@ impl Machine {
                     v4: route.backend_v4,
                     keepalive_noop: route.keepalive_noop,
                 });
-                let line = format!("USER {}", route.login).into_bytes();
+                let line = Command::User(route.login.into_bytes()).canonical();
                 self.request(now, line, Purpose::User, self.s.timeouts.login);
             }
         }
     }
 
+    /// `PASS`/`ACCT`: forwarded only right after the backend asked for them
+    /// (`331`/`332` to this login's `USER`). On a logged-in session the
+    /// gateway answers `PASS` itself: never forwarded, never counted (pure-ftpd
+    /// would call it a failed login, vsftpd a success; issue 23 item 4).
     fn cmd_pass(&mut self, now: Instant, line: Vec<u8>, env: &mut dyn Env, cmd: &Command) {
         if self.login_refused_clear(env) {
             return;
         }
-        if self.backend.is_none() {
-            return self.reply(503, "Login with USER first");
+        let due = self.candidate.as_ref().is_some_and(|c| c.password_due);
+        let is_pass = matches!(cmd, Command::Pass(_));
+        if self.backend.is_none() || !due {
+            if self.logged_in && is_pass {
+                return self.reply(230, "Already logged in");
+            }
+            if !self.logged_in {
+                return self.reply(503, "Login with USER first");
+            }
+            // ACCT on a logged-in session (RFC 959: a server may ask for it
+            // later) goes to the backend; it changes no user or filter here.
+        } else if is_pass && !env.pass_attempt() {
+            // RFC 2577 §4: the throttle holds for every session of the address,
+            // also one that was parked after USER before the cool-down began.
+            warn!(
+                reason = "failed_logins",
+                "PASS refused: cooling down after failed logins"
+            );
+            self.reply(421, "Too many failed logins; try again later");
+            self.close(SessionOutcome::RefusedPolicy);
+            return;
         }
-        let purpose = match cmd {
-            Command::Pass(_) => Purpose::Pass,
-            _ => Purpose::User,
+        let purpose = if is_pass {
+            Purpose::Pass
+        } else {
+            Purpose::User
         };
         self.request(now, line, purpose, self.s.timeouts.login);
     }
 
-    /// The final reply to USER, PASS or ACCT.
+    /// The final reply to USER, PASS or ACCT. Only `230` changes who is
+    /// logged in, and to the name the backend has just accepted.
     fn login_reply(&mut self, purpose: Purpose, r: Reply, env: &mut dyn Env) {
         if r.code == 230 {
-            self.logged_in = true;
-            info!("logged in");
-            env.login_ok();
-        } else if purpose == Purpose::Pass && r.class() >= 4 {
-            info!(code = r.code, "login failed");
-            if env.login_failed() {
-                // RFC 2577 §4: limit password guessing.
-                warn!(
-                    reason = "failed_logins",
-                    "too many failed logins; cooling down"
-                );
-                self.send(r);
-                self.reply(421, "Too many failed logins; try again later");
-                self.close(SessionOutcome::RefusedPolicy);
-                return;
+            let fresh = !self.logged_in;
+            if let Some(c) = self.candidate.take() {
+                self.user = c.user;
+                self.commands = c.commands;
+                self.logged_in = true;
+                info!(user = %self.user, fresh, "logged in");
+                env.login_ok(fresh);
+            } else if self.logged_in {
+                // ACCT on a logged-in session: nothing new.
+                env.login_ok(false);
+            } else {
+                // A 230 to nothing we asked for: believe nothing.
+                warn!("backend said 230 without a login under way; ignored");
+            }
+        } else if r.class() == 3 {
+            if let Some(c) = self.candidate.as_mut() {
+                c.password_due = true;
+            }
+        } else {
+            // The attempt is over; an earlier login (if any) stays as it was.
+            self.candidate = None;
+            if purpose == Purpose::Pass && r.class() >= 4 {
+                info!(code = r.code, "login failed");
+                if env.login_failed() {
+                    // RFC 2577 §4: limit password guessing.
+                    warn!(
+                        reason = "failed_logins",
+                        "too many failed logins; cooling down"
+                    );
+                    self.send(r);
+                    self.reply(421, "Too many failed logins; try again later");
+                    self.close(SessionOutcome::RefusedPolicy);
+                    return;
+                }
             }
         }
         self.send(r);
@@ -1049,7 +1155,7 @@ impl Machine {
         let Some(pending) = self.pending.take() else {
             return self.reply(425, "Use PASV or EPSV first");
         };
-        let path = transfer_path(&line);
+        let path = transfer_path(&control::strip_telnet(&line));
         self.out.push(Action::ToBackend(line));
         self.expects.push_back(Expect::Transfer);
         self.last_backend_activity = now;
@@ -1086,7 +1192,7 @@ impl Machine {
             // it goes to the client as it is.
             *e = Expect::Forward;
         }
-        self.forward(b"ABOR".to_vec());
+        self.forward("ABOR", b"ABOR".to_vec());
     }
 
     fn backend_reply(&mut self, now: Instant, r: Reply, env: &mut dyn Env) {
@@ -1128,7 +1234,7 @@ impl Machine {
                         let feat = control::gateway_feat(Some(&r), &self.feat_options());
                         self.send(feat);
                     }
-                    Purpose::Rein => self.send(r),
+                    Purpose::Rein => self.rein_reply(now, r),
                     Purpose::BackendPasv | Purpose::BackendEpsv | Purpose::BackendPort => {
                         self.data_reply(now, purpose, r)
                     }

@@ -14,6 +14,7 @@ pub mod process;
 pub mod proftpd;
 pub mod pureftpd;
 pub mod raw;
+pub mod scripted;
 pub mod suppa;
 pub mod vsftpd;
 

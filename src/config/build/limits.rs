@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use super::values::{
-    log_file, parse_bandwidth, parse_bind, parse_bool, parse_count, parse_log_format,
+    log_file, parse_bandwidth, parse_bind, parse_bool, parse_count, parse_ipv6_prefix,
+    parse_log_format,
 };
 use super::{Builder, Reported};
 use crate::config::duration;
@@ -18,7 +19,7 @@ use crate::config::raw::{
 };
 use crate::config::typed::{
     FailedLogins, Limits, Listener, ListenerLimits, MetricsConfig, Reload, Timeouts,
-    TransferLogConfig, TransferLogFormat,
+    TransferLogConfig, TransferLogFormat, DEFAULT_IPV6_PREFIX,
 };
 
 /// Default of `shutdown.grace`.
@@ -89,12 +90,18 @@ impl<'a> Builder<'a> {
             None => Ok(None),
             Some(f) => self.failed_logins("limits.failed_logins", f).map(Some),
         };
+        let ipv6_prefix = self.optional(
+            "limits.ipv6_prefix",
+            raw.ipv6_prefix.as_deref(),
+            parse_ipv6_prefix,
+        );
         Ok(Limits {
             max_sessions: max_sessions?,
             max_sessions_per_ip: per_ip?,
             max_unauthenticated_per_ip: unauthenticated?,
             connection_rate_per_ip: rate?,
             failed_logins: failed_logins?,
+            ipv6_prefix: ipv6_prefix?.unwrap_or(DEFAULT_IPV6_PREFIX),
         })
     }
 

@@ -49,6 +49,18 @@ pub(super) fn parse_port_share(s: &str) -> Result<PortShare, String> {
 
 /// Bytes per second: a plain integer, or one with K/M/G (powers of 1000) or
 /// KiB/MiB/GiB (powers of 1024); zero is refused (it would stall every transfer).
+/// `limits.ipv6_prefix`: a prefix length, `56` or `/56`, from 32 (a whole
+/// provider block would lump strangers together below that) to 128.
+pub(super) fn parse_ipv6_prefix(s: &str) -> Result<u8, String> {
+    let digits = s.trim().strip_prefix('/').unwrap_or(s.trim());
+    match digits.parse::<u8>() {
+        Ok(n) if (32..=128).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "\"{s}\" is not an IPv6 prefix length from 32 to 128 (e.g. 64 or 56)"
+        )),
+    }
+}
+
 pub(super) fn parse_bandwidth(s: &str) -> Result<u64, String> {
     let bad = || {
         format!(

@@ -243,6 +243,31 @@ fn unknown_keys_in_observability_sections_are_refused() {
     assert!(errs[0].starts_with("<yaml>:"), "{errs:?}");
 }
 
+/// Issue 17 B6: one IPv6 prefix for session limits and the throttle.
+#[test]
+fn ipv6_prefix_defaults_to_64_and_takes_56() {
+    let dir = dir_with(&[]);
+    assert_eq!(
+        parse_ok(&minimal("", ""), dir.path()).limits.ipv6_prefix,
+        64
+    );
+    let yaml = minimal("", "") + "limits:\n  max_sessions: 10\n";
+    assert_eq!(parse_ok(&yaml, dir.path()).limits.ipv6_prefix, 64);
+    for (text, want) in [("56", 56), ("\"/56\"", 56), ("128", 128), ("32", 32)] {
+        let yaml = minimal("", "") + &format!("limits:\n  ipv6_prefix: {text}\n");
+        assert_eq!(
+            parse_ok(&yaml, dir.path()).limits.ipv6_prefix,
+            want,
+            "{text}"
+        );
+    }
+    let yaml = minimal("", "") + "limits:\n  ipv6_prefix: 16\n";
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["limits.ipv6_prefix: \"16\" is not an IPv6 prefix length from 32 to 128 (e.g. 64 or 56)"]
+    );
+}
+
 #[test]
 fn control_socket_resolves_its_path_and_defaults_mode_0660() {
     let dir = dir_with(&[]);

@@ -75,6 +75,7 @@ fn policy_keys_parse_into_typed_values() {
                 window: Duration::from_secs(60),
                 cooldown: Duration::from_secs(600),
             }),
+            ipv6_prefix: 64,
         }
     );
     assert_eq!(config.shutdown_grace, Duration::from_secs(5));

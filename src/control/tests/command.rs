@@ -395,3 +395,34 @@ fn malformed_pass_verb_never_quotes_the_secret() {
         }
     }
 }
+
+/// Issue 17 A4: the backend gets the checked command rebuilt, never the
+/// client's bytes: a CR hidden behind `IAC WILL` (stripped by the check) must
+/// not reach a backend that ends lines at a bare CR.
+#[test]
+fn canonical_line_is_rebuilt_from_the_checked_command() {
+    let cases: &[(&[u8], &[u8])] = &[
+        (
+            b"site chmod 644 a\xff\xfb\rDELE x",
+            b"SITE chmod 644 aDELE x",
+        ),
+        (b"DELE a\xff\xfd\0b", b"DELE ab"),
+        (b"noop", b"NOOP"),
+        (b"cwd  /a b ", b"CWD  /a b "),
+        (b"RETR \xff\xff.txt", b"RETR \xff\xff.txt"),
+        (b"PASS  secret", b"PASS  secret"),
+        (b"type  i ", b"TYPE i"),
+        (b"rest 0010", b"REST 10"),
+        (b"\xff\xf4\xff\xf2ABOR", b"ABOR"),
+        (b"port 127,0,0,1,4,1", b"PORT 127,0,0,1,4,1"),
+    ];
+    for (input, want) in cases {
+        let c = parse_command(input).unwrap();
+        let line = c.canonical();
+        assert_eq!(line, *want, "{:?}", String::from_utf8_lossy(input));
+        assert!(!line.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+        let again = parse_command(&line).unwrap();
+        assert_eq!(again.verb(), c.verb());
+        assert_eq!(again.canonical(), line, "canonical is a fixed point");
+    }
+}

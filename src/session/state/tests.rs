@@ -12,6 +12,11 @@ use super::*;
 struct Rec {
     finished: Vec<Finished>,
     logins_ok: usize,
+    fresh_logins: usize,
+    /// PASS lines counted by the throttle.
+    attempts: usize,
+    /// The throttle refuses every PASS (cool-down).
+    blocked: bool,
     failed: usize,
     cool_down: bool,
     refused_active: usize,
@@ -19,8 +24,18 @@ struct Rec {
 
 impl Env for Rec {
     fn command(&mut self, _verb: &str) {}
-    fn login_ok(&mut self) {
+    fn pass_attempt(&mut self) -> bool {
+        if self.blocked {
+            return false;
+        }
+        self.attempts += 1;
+        true
+    }
+    fn login_ok(&mut self, fresh: bool) {
         self.logins_ok += 1;
+        if fresh {
+            self.fresh_logins += 1;
+        }
     }
     fn login_failed(&mut self) -> bool {
         self.failed += 1;
@@ -413,4 +428,241 @@ fn drain_waits_for_the_running_transfer() {
     let a = t.input(Input::TransferDone(Ok(5)));
     assert_eq!(codes(&a), vec![226, 421]);
     assert_eq!(a.last(), Some(&Action::Close));
+}
+
+fn routed(login: &str, commands: CommandPolicy, fresh: bool) -> Input {
+    Input::Routed(Ok(Routed {
+        login: login.into(),
+        commands,
+        fresh,
+        data_mode: DataMode::Passive,
+        backend_v4: true,
+        keepalive_noop: None,
+    }))
+}
+
+/// Issue 17 A1: vsftpd answers a second USER with `530 Can't change to
+/// another user` and keeps the first login; the gateway must keep its user,
+/// filter and transfer-log name too.
+#[test]
+fn second_user_refused_by_the_backend_changes_nothing() {
+    let mut t = T::new(settings());
+    t.login();
+    assert_eq!(t.m.user(), "alice");
+    t.client("USER root");
+    let a = t.input(routed("root", CommandPolicy::Any, false));
+    assert_eq!(backend_lines(&a), vec!["USER root"]);
+    assert_eq!(t.m.user(), "alice", "not before the backend's answer");
+    let a = t.backend(530, "Can't change to another user.");
+    assert_eq!(codes(&a), vec![530]);
+    assert!(t.m.logged_in());
+    assert_eq!(t.m.user(), "alice");
+    // alice's filter (deny DELE) still holds.
+    let a = t.client("DELE x");
+    assert_eq!(codes(&a), vec![550]);
+    assert!(backend_lines(&a).is_empty());
+    // A PASS now is not a login: the gateway answers it, uncounted.
+    let a = t.client("PASS x");
+    assert_eq!(codes(&a), vec![230]);
+    assert!(backend_lines(&a).is_empty());
+    assert_eq!(t.env.attempts, 1, "only the first login's PASS was counted");
+    t.pasv();
+    t.retr();
+    t.backend(226, "done");
+    t.input(Input::TransferDone(Ok(5)));
+    assert_eq!(t.env.finished[0].user, "alice");
+}
+
+/// A re-login the backend accepts switches user and filter on its 230, and
+/// that 230 is not a fresh login for the throttle.
+#[test]
+fn second_user_accepted_by_the_backend_switches_on_its_230() {
+    let mut t = T::new(settings());
+    t.login();
+    t.client("USER bob");
+    t.input(routed(
+        "bob",
+        CommandPolicy::Deny(vec!["RETR".into()]),
+        false,
+    ));
+    t.backend(331, "Password");
+    // Before the 230 alice's filter is in force: DELE refused, RETR not.
+    assert_eq!(codes(&t.client("DELE x")), vec![550]);
+    assert_eq!(backend_lines(&t.client("PASS pw")), vec!["PASS pw"]);
+    assert_eq!(t.m.user(), "alice");
+    t.backend(230, "Welcome bob");
+    assert_eq!(t.m.user(), "bob");
+    assert_eq!(t.env.fresh_logins, 1, "only alice's login was fresh");
+    assert_eq!(t.env.logins_ok, 2);
+    let a = t.client("DELE x");
+    assert_eq!(backend_lines(&a), vec!["DELE x"]);
+    t.backend(250, "deleted");
+    assert_eq!(codes(&t.client("RETR x")), vec![550]);
+}
+
+/// Issue 17 A2: REIN changes the login state only on the backend's 220.
+#[test]
+fn rein_changes_the_state_only_on_the_backends_220() {
+    let mut t = T::new(settings());
+    t.login();
+    assert_eq!(backend_lines(&t.client("REIN")), vec!["REIN"]);
+    assert!(t.m.logged_in(), "not before the backend's answer");
+    assert_eq!(codes(&t.backend(502, "REIN not implemented.")), vec![502]);
+    assert!(t.m.logged_in());
+    assert_eq!(codes(&t.client("DELE x")), vec![550], "filter still on");
+
+    assert_eq!(backend_lines(&t.client("REIN")), vec!["REIN"]);
+    assert_eq!(codes(&t.backend(220, "Ready for new user")), vec![220]);
+    assert!(!t.m.logged_in());
+    assert_eq!(t.m.user(), "");
+    let a = t.client("DELE x");
+    assert_eq!(codes(&a), vec![530], "logged out: login-phase verbs only");
+    assert!(backend_lines(&a).is_empty());
+}
+
+/// Issue 17 A3: between USER and a successful PASS only login-phase verbs
+/// reach the backend.
+#[test]
+fn before_login_only_login_phase_verbs_reach_the_backend() {
+    let mut t = T::new(settings());
+    t.client("USER x");
+    t.input(routed("x", CommandPolicy::Any, true));
+    t.backend(331, "Password");
+    for line in [
+        "DELE secret",
+        "SITE CPFR /etc/passwd",
+        "CWD /",
+        "RETR a",
+        "STOR b",
+        "MKD d",
+        "TYPE I",
+        "REIN",
+        "PASV",
+        "STAT",
+    ] {
+        let a = t.client(line);
+        assert_eq!(codes(&a), vec![530], "{line}");
+        assert!(backend_lines(&a).is_empty(), "{line} reached the backend");
+    }
+    for line in ["HELP", "NOOP", "SYST", "OPTS UTF8 ON"] {
+        let a = t.client(line);
+        assert_eq!(backend_lines(&a), vec![line], "{line}");
+        t.backend(200, "ok");
+    }
+    let a = t.client("PASS pw");
+    assert_eq!(backend_lines(&a), vec!["PASS pw"]);
+    t.backend(530, "Login incorrect");
+    let a = t.client("DELE secret");
+    assert_eq!(codes(&a), vec![530], "a failed PASS logs nobody in");
+    let a = t.client("PASS again");
+    assert_eq!(codes(&a), vec![503], "PASS needs a USER first");
+    assert!(backend_lines(&a).is_empty());
+}
+
+/// Issue 17 A4: the backend receives the checked command rebuilt, not the
+/// client's bytes (a CR hidden behind IAC WILL is gone; the verb is upper case).
+#[test]
+fn forwarded_bytes_are_the_canonical_command() {
+    let mut t = T::new(settings());
+    t.login();
+    let a = t.input(Input::ClientLine(
+        b"site chmod 644 a\xff\xfb\rDELE x".to_vec(),
+    ));
+    assert_eq!(
+        a,
+        vec![Action::ToBackend(b"SITE chmod 644 aDELE x".to_vec())]
+    );
+    t.backend(200, "ok");
+    let a = t.input(Input::ClientLine(b"mkd \xff\xffdir".to_vec()));
+    assert_eq!(a, vec![Action::ToBackend(b"MKD \xff\xffdir".to_vec())]);
+}
+
+/// Issue 17 B5: during the cool-down a parked session's PASS is refused
+/// before it reaches the backend.
+#[test]
+fn pass_refused_during_cool_down_never_reaches_the_backend() {
+    let mut t = T::new(settings());
+    t.client("USER alice");
+    t.input(routed("alice", CommandPolicy::Any, true));
+    t.backend(331, "Password");
+    t.env.blocked = true;
+    let a = t.client("PASS right");
+    assert_eq!(codes(&a), vec![421]);
+    assert!(backend_lines(&a).is_empty());
+    assert_eq!(a.last(), Some(&Action::Close));
+    assert_eq!(t.m.outcome(), SessionOutcome::RefusedPolicy);
+}
+
+/// The `forward` fuzz target's property over a fixed pseudo-random sample (so
+/// `cargo test` checks it too): whatever the client line, each byte string
+/// sent to the backend is the canonical form of the command the gateway
+/// checked, holds no CR/LF/NUL, and is allowed by the filter in force.
+#[test]
+fn forwarded_bytes_are_canonical_for_generated_lines() {
+    const VERBS: &[&[u8]] = &[
+        b"DELE",
+        b"dele",
+        b"SITE",
+        b"CWD",
+        b"MKD",
+        b"RETR",
+        b"NOOP",
+        b"TYPE",
+        b"REST",
+        b"OPTS",
+        b"HELP",
+        b"SIZE",
+        b"XMKD",
+        b"STAT",
+        b"PASS",
+        b"ACCT",
+        b"D\xff\xfbELE",
+    ];
+    const BYTES: &[u8] = &[
+        b' ', b' ', b'a', b'x', b'/', b'1', b'\r', 0, 0xff, 0xff, 0xfb, 0xfd, 0xf4, 0xf2, b'D',
+        b'E', b'L',
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut t = T::new(settings());
+    t.login();
+    for _ in 0..20_000 {
+        let mut line = VERBS[(next() % VERBS.len() as u64) as usize].to_vec();
+        for _ in 0..next() % 12 {
+            line.push(BYTES[(next() % BYTES.len() as u64) as usize]);
+        }
+        let checked = parse_command(&line);
+        let filter = t.m.commands().clone();
+        let actions = t.input(Input::ClientLine(line.clone()));
+        let sent = backend_lines_bytes(&actions);
+        match &checked {
+            Err(_) => assert!(sent.is_empty(), "{line:?}"),
+            Ok(cmd) => {
+                for bytes in &sent {
+                    assert_eq!(bytes, &cmd.canonical(), "{line:?}");
+                    assert!(!bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+                    assert!(policy::command_allowed(&filter, cmd.verb()));
+                }
+            }
+        }
+        for _ in 0..sent.len() {
+            t.backend(200, "ok");
+        }
+        assert!(t.m.logged_in(), "{line:?}");
+    }
+}
+
+fn backend_lines_bytes(actions: &[Action]) -> Vec<Vec<u8>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToBackend(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
 }
