@@ -72,6 +72,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
         }
     }
 
+    /// Read what has arrived into the framer without taking lines out:
+    /// `Ok(false)` at end of stream. Lets the session see a client leave
+    /// while its commands wait for the backend. Cancel-safe.
+    pub async fn fill(&mut self) -> io::Result<bool> {
+        let n = self.stream.read(&mut self.buf[..]).await?;
+        self.framer.push(&self.buf[..n]);
+        Ok(n > 0)
+    }
+
     /// Next complete reply (multi-line assembled). Cancel-safe.
     pub async fn read_reply(&mut self) -> Result<Reply, ReplyReadError> {
         loop {

@@ -102,13 +102,13 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
             return ExitCode::from(1);
         }
     };
     for w in config.warnings().into_iter().chain(config.key_warnings()) {
-        println!("warning: {w}");
+        eprintln!("warning: {w}");
     }
     if print {
         // As `run` would apply it: unset session caps derived from the fd limit.
@@ -119,14 +119,14 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             ftpsgate::gateway::fds::with_default_limits(&config, nofile)
         );
     }
-    match Prepared::build(&config) {
-        Ok(_) => {
+    match Prepared::check(&config) {
+        Ok(()) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
         Err(errors) => {
             for e in errors {
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
             ExitCode::from(1)
         }

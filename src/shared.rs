@@ -589,7 +589,12 @@ mod tests {
     fn shared() -> Arc<Shared> {
         let (_d, drain) = watch::channel(false);
         let (_f, force) = watch::channel(false);
-        Shared::new(Health::new(std::iter::empty()), drain, force, &Limits::default())
+        Shared::new(
+            Health::new(std::iter::empty()),
+            drain,
+            force,
+            &Limits::default(),
+        )
     }
 
     #[tokio::test]

@@ -95,6 +95,37 @@ impl TransferLog {
         })
     }
 
+    /// What `ftpsgate check` does instead of [`Self::open`]: checks that the
+    /// file could be opened for appending, creating and changing nothing (a
+    /// check run as root must not leave a root-owned log behind). An
+    /// existing file must be writable; otherwise its directory must exist
+    /// and be writable. Uses the effective user, as the service would.
+    pub fn check_writable(cfg: &TransferLogConfig) -> Result<(), OpenError> {
+        use rustix::fs::{accessat, Access, AtFlags, CWD};
+        let err = |source: std::io::Error| OpenError {
+            path: cfg.path.display().to_string(),
+            source,
+        };
+        let writable = |p: &std::path::Path, mode: Access| {
+            accessat(CWD, p, mode, AtFlags::EACCESS).map_err(|e| err(e.into()))
+        };
+        match std::fs::metadata(&cfg.path) {
+            Ok(m) if m.is_dir() => Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a directory",
+            ))),
+            Ok(_) => writable(&cfg.path, Access::WRITE_OK),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = match cfg.path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => std::path::Path::new("."),
+                };
+                writable(dir, Access::WRITE_OK | Access::EXEC_OK)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// Whether records are written anywhere.
     pub fn is_enabled(&self) -> bool {
         self.sink.is_some()
@@ -388,5 +419,27 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("missing/xferlog"), "{err}");
+    }
+
+    #[test]
+    fn check_writable_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |p: std::path::PathBuf| TransferLogConfig {
+            path: p,
+            format: TransferLogFormat::Xferlog,
+        };
+        let fresh = dir.path().join("xferlog");
+        TransferLog::check_writable(&cfg(fresh.clone())).unwrap();
+        assert!(!fresh.exists(), "check created the log");
+        let err =
+            TransferLog::check_writable(&cfg(dir.path().join("missing/xferlog"))).unwrap_err();
+        assert!(err.to_string().contains("missing/xferlog"), "{err}");
+        let err = TransferLog::check_writable(&cfg(dir.path().to_path_buf())).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        std::fs::write(&fresh, "old\n").unwrap();
+        TransferLog::check_writable(&cfg(fresh.clone())).unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "old\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
     }
 }

@@ -137,10 +137,10 @@ fn check_reports_every_error_with_its_key_path() {
         ("listeners[0].backend", "nowhere"),
         ("listeners[0].tls.cert", "missing.pem"),
     ] {
-        let line = stdout.lines().find(|l| l.contains(path));
+        let line = stderr.lines().find(|l| l.contains(path));
         assert!(
             line.is_some_and(|l| l.contains(detail)),
-            "no error for {path} mentioning {detail:?} in:\n{stdout}"
+            "no error for {path} mentioning {detail:?} in:\n{stderr}"
         );
     }
 }
@@ -163,8 +163,8 @@ fn check_rejects_key_not_matching_cert() {
     );
     assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
-        stdout.contains("listeners[0].tls"),
-        "error must name listeners[0].tls:\n{stdout}"
+        stderr.contains("listeners[0].tls"),
+        "error must name listeners[0].tls:\n{stderr}"
     );
 }
 

@@ -115,6 +115,7 @@ impl Env for Record {
     fn transfer_finished(&mut self, done: &Finished) {
         self.finished.push(done.clone());
     }
+    fn unsolicited_reply(&mut self) {}
 }
 
 /// What the harness (as driver) holds and knows.
@@ -171,6 +172,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             data_idle: Duration::from_secs(300),
             control_write: Duration::from_secs(30),
         },
+        max_unsolicited: u.int_in_range(0..=10)?,
     };
     let implicit = tls_mode == TlsMode::Implicit && tls_available;
     let now = Instant::now();

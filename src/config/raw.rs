@@ -58,6 +58,7 @@ pub(crate) struct RawLimits {
     pub connection_rate_per_ip: Option<String>,
     pub failed_logins: Option<RawFailedLogins>,
     pub ipv6_prefix: Option<String>,
+    pub unsolicited_replies: Option<String>,
 }
 
 /// `limits.failed_logins`: login throttling per client address.

@@ -99,6 +99,10 @@ pub struct Limits {
     /// of its address, for session limits (global and per listener) and the
     /// failed-login throttle alike (`policy::address_key`). 32..=128, default 64.
     pub ipv6_prefix: u8,
+    /// Unsolicited backend replies (no command outstanding, a passive reply
+    /// the gateway did not ask for…) dropped in one session before it is
+    /// ended with `421`. `None`: the default, 8 (`session::state::MAX_UNSOLICITED`).
+    pub unsolicited_replies: Option<u32>,
 }
 
 impl Default for Limits {
@@ -110,6 +114,7 @@ impl Default for Limits {
             connection_rate_per_ip: None,
             failed_logins: None,
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            unsolicited_replies: None,
         }
     }
 }

@@ -93,6 +93,23 @@ impl Reply {
 
     /// First digit of the code (RFC 959 §4.2.1): 1 preliminary, 2 success,
     /// 3 intermediate, 4 transient failure, 5 permanent failure.
+    /// The reply with every inner line of a multi-line reply that looks like
+    /// a reply line of its own (`227 …`, `150-…`) padded with a space.
+    /// RFC 959 §4.2: "the server must pad the front to avoid confusion" — a
+    /// backend must not slip a line past the gateway that a line-oriented
+    /// client takes for a reply (a `227` with an internal address).
+    pub fn padded(mut self) -> Reply {
+        let n = self.lines.len();
+        if n > 2 {
+            for line in &mut self.lines[1..n - 1] {
+                if reply_code(line).is_some() && matches!(line.get(3), None | Some(b' ' | b'-')) {
+                    line.insert(0, b' ');
+                }
+            }
+        }
+        self
+    }
+
     pub fn class(&self) -> u8 {
         u8::try_from(self.code / 100).unwrap_or(u8::MAX)
     }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{error, info, Instrument};
+use tracing::{debug, error, info, Instrument};
 
 use crate::listener::ListenerCtx;
 use crate::session::{self, SessionOutcome};
@@ -122,6 +122,8 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, sha
         metrics.session_ended(&ctx.cfg.name, outcome);
         let secs = started.elapsed().as_secs_f64();
         match why {
+            // A load-balancer or port probe: connected, sent nothing, left.
+            _ if outcome == SessionOutcome::Probe => debug!(secs, "probe closed"),
             None => info!(secs, ?outcome, "closed"),
             Some(e) => info!(secs, ?outcome, error = %e, "closed"),
         }

@@ -99,14 +99,37 @@ impl Prepared {
         Self::build_with(config, Metrics::new())
     }
 
+    /// What `ftpsgate check` runs: everything [`Self::build`] checks, but the
+    /// transfer log is only checked for writability, never created.
+    pub fn check(config: &Config) -> Result<(), Vec<StartError>> {
+        Self::build_inner(config, Metrics::new(), false).map(|_| ())
+    }
+
     /// As [`Self::build`], recording into an existing metrics registry (reload).
     /// Session caps the config leaves out are derived from the descriptor
     /// limit in force ([`fds::with_default_limits`]).
     pub fn build_with(config: &Config, metrics: Arc<Metrics>) -> Result<Prepared, Vec<StartError>> {
+        Self::build_inner(config, metrics, true)
+    }
+
+    fn build_inner(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        open_log: bool,
+    ) -> Result<Prepared, Vec<StartError>> {
         let config = &fds::with_default_limits(config, fds::soft_nofile());
         let mut errors = Vec::new();
         let xferlog = match &config.transfer_log {
             None => TransferLog::disabled(),
+            Some(t) if !open_log => {
+                if let Err(e) = TransferLog::check_writable(t) {
+                    errors.push(StartError::Invalid {
+                        path: "transfer_log.path".into(),
+                        message: e.to_string(),
+                    });
+                }
+                TransferLog::disabled()
+            }
             Some(t) => TransferLog::open(t).unwrap_or_else(|e| {
                 errors.push(StartError::Invalid {
                     path: "transfer_log.path".into(),

@@ -25,6 +25,8 @@ pub enum BackendErrorKind {
     Refused,
     Protocol,
     Closed,
+    /// A reply no command asked for, dropped (issue 24).
+    Unsolicited,
 }
 
 impl BackendErrorKind {
@@ -38,6 +40,7 @@ impl BackendErrorKind {
             BackendErrorKind::Refused => "refused",
             BackendErrorKind::Protocol => "protocol",
             BackendErrorKind::Closed => "closed",
+            BackendErrorKind::Unsolicited => "unsolicited",
         }
     }
 }

@@ -43,6 +43,8 @@ fn outcome_label(outcome: SessionOutcome) -> &'static str {
         SessionOutcome::Timeout => "timeout",
         SessionOutcome::ClientError => "client_error",
         SessionOutcome::Killed => "killed",
+        SessionOutcome::ClosedWithoutQuit => "closed_without_quit",
+        SessionOutcome::Probe => "probe",
     }
 }
 

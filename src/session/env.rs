@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::listener::ListenerCtx;
-use crate::metrics::{LoginResult, PinholeRefusal};
+use crate::metrics::{BackendErrorKind, LoginResult, PinholeRefusal};
 use crate::shared::{LoginAttempt, Shared};
 use crate::xferlog::TransferRecord;
 
@@ -66,6 +66,12 @@ impl Env for SessionEnv<'_> {
 
     fn active_refused(&mut self) {
         self.ctx.metrics.pinhole_refused(PinholeRefusal::Bounce);
+    }
+
+    fn unsolicited_reply(&mut self) {
+        self.ctx
+            .metrics
+            .backend_error(self.backend, BackendErrorKind::Unsolicited);
     }
 
     fn transfer_finished(&mut self, done: &Finished) {

@@ -109,6 +109,10 @@ async fn run_inner(
                     );
                     MaybeTls::Tls(Box::new(t))
                 }
+                Ok(Err(e)) if closed_early(&e) => {
+                    // Closed before a ClientHello: a probe, not a TLS failure.
+                    return Err(End(O::Probe, format!("closed before TLS: {e}")));
+                }
                 Ok(Err(e)) => {
                     ctx.metrics.tls_handshake(
                         Side::Client,
@@ -136,6 +140,10 @@ async fn run_inner(
         local_v4: local_addr.ip().to_canonical().is_ipv4(),
         client_ip: peer.ip(),
         timeouts: ctx.timeouts,
+        max_unsolicited: ctx
+            .global_limits
+            .unsolicited_replies
+            .unwrap_or(state::MAX_UNSOLICITED),
     };
     let (mut machine, greeting) = Machine::new(settings, stream.is_tls(), Instant::now());
     let mut d = Driver {
@@ -159,6 +167,8 @@ async fn run_inner(
     // In the registry (`ftpsgate ctl sessions`) until the session ends.
     let mut reg = d.shared.register(&d.ctx.cfg.name, peer);
     let mut killed = false;
+    // The client sent EOF while its commands waited (lines may remain buffered).
+    let mut client_eof = false;
     'session: loop {
         while let Some(action) = actions.pop_front() {
             match d.perform(&mut client, action).await {
@@ -200,16 +210,40 @@ async fn run_inner(
         let keepalive = machine.keepalive_at();
         let transfer_running = machine.transfer_running() && d.transfer.is_some();
         reg.update(d.registry_update(&machine, transfer_running));
+        // While commands wait for the backend the client is not read for
+        // lines, but a client that gives up must not sit in CLOSE-WAIT until
+        // a timeout: keep reading (bounded) to see its EOF.
+        let watch_client =
+            !machine.reads_client() && !client_eof && client.buffered() < WATCH_BUFFER;
         let input = tokio::select! {
-            r = client.read_line(), if machine.reads_client() => match r {
-                Ok(None) => Input::ClientClosed,
-                Err(e) => Input::ClientError(e.to_string()),
-                Ok(Some(Framed::TooLong)) => Input::ClientTooLong,
-                Ok(Some(Framed::Line(line))) => Input::ClientLine(line),
-            },
+            // Backend replies already received are paired before the next
+            // client command goes out: a stray line that came with the
+            // previous reply must not be taken for the next command's.
+            biased;
             r = read_backend(d.backend.as_mut()), if machine.reads_backend() => match r {
                 Ok(reply) => Input::BackendReply(reply),
                 Err(e) => Input::BackendLost(e.to_string()),
+            },
+            ev = client_event(&mut client, machine.reads_client()),
+                if machine.reads_client() || watch_client => match ev {
+                ClientEvent::Line(Ok(None)) => Input::ClientClosed,
+                // No close_notify (rustls: UnexpectedEof) or a reset between
+                // commands: how wget, gftp and rclone leave; the machine
+                // tells a normal end from one during a transfer.
+                ClientEvent::Line(Err(e)) | ClientEvent::Filled(Err(e)) if closed_early(&e) => {
+                    Input::ClientClosed
+                }
+                ClientEvent::Line(Err(e)) | ClientEvent::Filled(Err(e)) => {
+                    Input::ClientError(e.to_string())
+                }
+                ClientEvent::Line(Ok(Some(Framed::TooLong))) => Input::ClientTooLong,
+                ClientEvent::Line(Ok(Some(Framed::Line(line)))) => Input::ClientLine(line),
+                ClientEvent::Filled(Ok(true)) => continue,
+                ClientEvent::Filled(Ok(false)) if client.buffered() == 0 => Input::ClientClosed,
+                ClientEvent::Filled(Ok(false)) => {
+                    client_eof = true;
+                    continue;
+                }
             },
             o = transfer::join(d.transfer.as_mut()), if transfer_running => {
                 d.transfer = None;
@@ -622,30 +656,93 @@ struct End(SessionOutcome, String);
 
 /// `CCC` (RFC 4217 §6): exchange `close_notify` on the control connection and
 /// carry on over the bare TCP stream.
+///
+/// Both orders work (issue 23 item 1): curl's "active" CCC sends its
+/// `close_notify` first, its "passive" one waits for ours (and may then go on
+/// in clear without sending one). We send ours at once, then read the
+/// client's TLS records one at a time — header, then exactly its body — so
+/// the plaintext command that follows is never swallowed into the TLS layer;
+/// a first byte that cannot start a TLS record means the client went on in
+/// clear.
 async fn clear_control(client: Channel<ClientStream>) -> Result<Channel<ClientStream>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let MaybeTls::Tls(mut t) = client.into_stream() else {
+    let MaybeTls::Tls(t) = client.into_stream() else {
         return Err("CCC on a clear control channel".into());
     };
-    t.get_mut().1.send_close_notify();
-    t.flush().await.map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 512];
+    let (io, mut conn) = t.into_inner();
+    let mut tcp = io.into_inner();
+    conn.send_close_notify();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).map_err(|e| format!("CCC: {e}"))?;
+    }
+    tcp.write_all(&out).await.map_err(|e| format!("CCC: {e}"))?;
     let wait = async {
         loop {
-            match t.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
+            let mut header = [0u8; 5];
+            let n = tcp
+                .peek(&mut header[..1])
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("client closed during CCC".to_string());
+            }
+            // TLS content types 20..=24; anything else is the next command.
+            if !(20..=24).contains(&header[0]) {
+                return Ok(());
+            }
+            tcp.read_exact(&mut header)
+                .await
+                .map_err(|e| e.to_string())?;
+            let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+            if len > 18 * 1024 {
+                return Err(format!("oversized TLS record ({len} bytes) during CCC"));
+            }
+            let mut record = vec![0u8; 5 + len];
+            record[..5].copy_from_slice(&header);
+            tcp.read_exact(&mut record[5..])
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.read_tls(&mut &record[..]).map_err(|e| e.to_string())?;
+            let state = conn.process_new_packets().map_err(|e| e.to_string())?;
+            if state.peer_has_closed() {
+                return Ok(());
             }
         }
     };
     match tokio::time::timeout(Duration::from_secs(10), wait).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("CCC: {e}")),
-        Err(_) => return Err("CCC: client did not send close_notify".into()),
+        Ok(Ok(())) => Ok(Channel::new(MaybeTls::Plain(tcp))),
+        Ok(Err(e)) => Err(format!("CCC: {e}")),
+        Err(_) => Err("CCC: client sent neither close_notify nor a command".into()),
     }
-    let (io, _) = t.into_inner();
-    Ok(Channel::new(MaybeTls::Plain(io.into_inner())))
+}
+
+/// What the client leg produced: a line (the machine reads), or bytes read
+/// ahead while its commands wait (to notice EOF).
+enum ClientEvent {
+    Line(std::io::Result<Option<Framed>>),
+    Filled(std::io::Result<bool>),
+}
+
+async fn client_event(client: &mut Channel<ClientStream>, lines: bool) -> ClientEvent {
+    if lines {
+        ClientEvent::Line(client.read_line().await)
+    } else {
+        ClientEvent::Filled(client.fill().await)
+    }
+}
+
+/// Client bytes read ahead while its commands wait, beyond which the client
+/// is not read until the machine takes lines again.
+const WATCH_BUFFER: usize = 16 * 1024;
+
+/// A read error that only says the peer went away (no `close_notify`, reset).
+fn closed_early(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted
+    )
 }
 
 async fn read_backend(b: Option<&mut BackendSession>) -> Result<Reply, ReplyReadError> {

@@ -19,6 +19,12 @@ pub enum SessionOutcome {
     ClientError,
     /// Ended by an operator (`ftpsgate ctl kill`).
     Killed,
+    /// The client closed between commands, no transfer running, without
+    /// `QUIT` (wget, gftp, rclone): a normal end, counted apart.
+    ClosedWithoutQuit,
+    /// The connection closed before the client sent anything (a
+    /// load-balancer or port probe): not a session.
+    Probe,
 }
 
 /// How one data transfer ended.

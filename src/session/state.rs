@@ -15,6 +15,19 @@
 //! commands have had their replies, so a pipelining client still gets every
 //! reply in order.
 //!
+//! Pairing follows the protocol's rules, never line counting alone (issue
+//! 24): a command has exactly one final reply; `1xx` is taken only before a
+//! transfer's final reply; a reply that cannot end a transfer (`200`, `257`,
+//! `227`…) never ends one; a `227`/`229` is taken only as the answer to the
+//! gateway's own `PASV`/`EPSV`. Anything else is *unsolicited*: dropped,
+//! logged and counted without touching the session state, and a backend that
+//! keeps doing it (`limits.unsolicited_replies`, default [`MAX_UNSOLICITED`])
+//! ends the session with `421`. `ABOR`
+//! (the client's, or the gateway's after a failed data leg) is followed by
+//! an internal `NOOP`: every reply before its `200` belongs to the abort,
+//! whatever the server sends for it (vsftpd `426`+`226`, pure-ftpd one
+//! `226`, ProFTPD `226` before `426`).
+//!
 //! Synchronous side effects that are not protocol (metrics, the transfer
 //! log, the failed-login counter) go through [`Env`]; the fuzz target
 //! `session` drives this machine with arbitrary interleavings.
@@ -39,6 +52,11 @@ use super::outcome::{SessionOutcome, TransferResult};
 /// is not read until the backend catches up (backpressure on pipelining).
 pub const MAX_PIPELINE: usize = 64;
 
+/// Unsolicited backend replies tolerated in one session by default
+/// (`limits.unsolicited_replies`); the next one ends it with `421` (a backend
+/// talking past the gateway is broken or hostile).
+pub const MAX_UNSOLICITED: u32 = 8;
+
 /// Keepalive NOOPs left unanswered beyond which no more are sent (servers
 /// that answer only after the transfer would otherwise queue one per period).
 const MAX_NOOPS: usize = 4;
@@ -59,6 +77,8 @@ pub struct Settings {
     /// The client's address (PORT/EPRT targets must match it).
     pub client_ip: IpAddr,
     pub timeouts: Timeouts,
+    /// Unsolicited backend replies tolerated before `421` (`limits.unsolicited_replies`).
+    pub max_unsolicited: u32,
 }
 
 /// What the driver learned routing a `USER` to a backend.
@@ -216,6 +236,8 @@ pub trait Env {
     /// A PORT/EPRT target was refused (bounce protection).
     fn active_refused(&mut self);
     fn transfer_finished(&mut self, done: &Finished);
+    /// A backend reply no command asked for was dropped (metrics).
+    fn unsolicited_reply(&mut self);
 }
 
 /// What a backend reply at the head of the queue answers.
@@ -230,6 +252,10 @@ enum Expect {
     Noop,
     /// A command of the gateway's own; the client waits for its outcome.
     Internal(Purpose),
+    /// An aborted transfer, its `ABOR`, or a command caught between them:
+    /// whatever the backend sends for these is absorbed until the `200` to
+    /// the [`Purpose::AbortSync`] NOOP behind them.
+    Aborting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +269,8 @@ enum Purpose {
     BackendEpsv,
     /// PORT/EPRT toward the backend.
     BackendPort,
+    /// The NOOP after an `ABOR`: its `200` closes the abort.
+    AbortSync,
 }
 
 /// An operation the driver performs for us; the client is not read meanwhile.
@@ -301,6 +329,16 @@ struct TransferState {
     outcome_at: Option<Instant>,
 }
 
+/// A backend transfer being aborted: what the client gets once the backend's
+/// replies to it are all in.
+#[derive(Debug, Clone)]
+struct Abort {
+    /// A failed transfer accounted when the abort completes (with its reply).
+    failed: Option<TransferState>,
+    /// Replies for the client, in its command order.
+    replies: Vec<Reply>,
+}
+
 /// One control session's protocol state.
 pub struct Machine {
     s: Settings,
@@ -334,6 +372,13 @@ pub struct Machine {
     draining: bool,
     closed: bool,
     outcome: SessionOutcome,
+    /// The backend transfer being aborted (see [`Expect::Aborting`]).
+    abort: Option<Abort>,
+    /// Backend replies dropped as unsolicited so far.
+    unsolicited: u32,
+    /// The client has sent at least one line (a connection that closes
+    /// before is a probe, not a session).
+    client_spoke: bool,
     out: Vec<Action>,
 }
 
@@ -366,6 +411,9 @@ impl Machine {
             draining: false,
             closed: false,
             outcome: SessionOutcome::Ok,
+            abort: None,
+            unsolicited: 0,
+            client_spoke: false,
             out: Vec::new(),
         };
         (m, vec![Action::ToClient(Reply::new(220, "ftpsgate ready"))])
@@ -373,7 +421,23 @@ impl Machine {
 
     /// How the session ends (meaningful once [`Action::Close`] was returned).
     pub fn outcome(&self) -> SessionOutcome {
-        self.outcome
+        match self.outcome {
+            // A connection that closed before sending a line (a load-balancer
+            // or port probe) is not a session that failed or ended normally.
+            SessionOutcome::Ok
+            | SessionOutcome::ClosedWithoutQuit
+            | SessionOutcome::ClientError
+                if !self.client_spoke =>
+            {
+                SessionOutcome::Probe
+            }
+            o => o,
+        }
+    }
+
+    /// No line from the client yet (a close now is a probe: log at debug).
+    pub fn silent_client(&self) -> bool {
+        !self.client_spoke
     }
 
     pub fn is_closed(&self) -> bool {
@@ -439,10 +503,23 @@ impl Machine {
         } else {
             self.last_activity + t.idle
         };
+        let base = match self.forward_deadline() {
+            Some(at) => at.min(base),
+            None => base,
+        };
         match self.internal_deadline {
             Some(at) => at.min(base),
             None => base,
         }
+    }
+
+    /// A forwarded client command at the head of the queue must be answered
+    /// by then (the backend is otherwise silent for `data_idle`); commands
+    /// queued behind a running transfer wait for it (vsftpd answers them
+    /// only afterwards).
+    fn forward_deadline(&self) -> Option<Instant> {
+        (self.expects.front() == Some(&Expect::Forward))
+            .then_some(self.last_backend_activity + self.s.timeouts.data_idle)
     }
 
     /// When [`Input::KeepaliveDue`] is due, if ever.
@@ -473,6 +550,7 @@ impl Machine {
                     return;
                 }
                 self.last_activity = now;
+                self.client_spoke = true;
                 if !self.reads_client() {
                     // The driver should not have read it; keep order anyway.
                     if self.deferred.is_none() {
@@ -490,9 +568,15 @@ impl Machine {
                 self.reply(500, "Command line too long");
             }
             Input::ClientClosed => {
-                // A client that leaves without QUIT is common and harmless.
-                debug!("client closed the connection");
-                self.close_keep_outcome();
+                if self.transfer_running() {
+                    info!("client closed the control connection during a transfer");
+                    self.close(SessionOutcome::ClientError);
+                } else {
+                    // wget, gftp and rclone leave without QUIT (and without
+                    // close_notify): a normal end, counted apart.
+                    debug!("client closed the connection without QUIT");
+                    self.close(SessionOutcome::ClosedWithoutQuit);
+                }
             }
             Input::ClientError(e) => {
                 info!(error = %e, "client control read failed");
@@ -546,7 +630,16 @@ impl Machine {
             };
             self.client_line(now, line, env);
         }
-        if self.draining && self.transfer.is_none() && !self.closed && self.wait.is_none() {
+        // An ABOR or a transfer's final reply still due keeps the session
+        // until it is answered (a range download's ABOR during a drain).
+        if self.draining
+            && self.transfer.is_none()
+            && self.abort.is_none()
+            && self.expects.is_empty()
+            && self.deferred.is_none()
+            && !self.closed
+            && self.wait.is_none()
+        {
             self.reply(421, "Gateway shutting down");
             self.close_keep_outcome();
         }
@@ -557,7 +650,7 @@ impl Machine {
     }
 
     fn send(&mut self, r: Reply) {
-        self.out.push(Action::ToClient(r));
+        self.out.push(Action::ToClient(r.padded()));
     }
 
     fn close(&mut self, outcome: SessionOutcome) {
@@ -584,7 +677,9 @@ impl Machine {
     }
 
     fn timeout(&mut self, now: Instant) {
-        if self.internal_deadline.is_some_and(|at| now >= at) {
+        if self.internal_deadline.is_some_and(|at| now >= at)
+            || self.forward_deadline().is_some_and(|at| now >= at)
+        {
             self.backend_lost("timed out waiting for the backend's reply");
             return;
         }
@@ -607,13 +702,17 @@ impl Machine {
     /// Forward a client command; its replies come back in order. `line` is
     /// the command's canonical form ([`Command::canonical`]), never the
     /// client's bytes. Before a login succeeded only login-phase verbs pass.
-    fn forward(&mut self, verb: &str, line: Vec<u8>) {
+    fn forward(&mut self, now: Instant, verb: &str, line: Vec<u8>) {
         if self.backend.is_none() || !(self.logged_in || policy::allowed_before_login(verb)) {
             info!(verb, "command before login refused");
             self.reply(530, "Please login with USER and PASS");
             return;
         }
         self.out.push(Action::ToBackend(line));
+        if self.expects.is_empty() {
+            // The reply deadline runs from here.
+            self.last_backend_activity = now;
+        }
         self.expects.push_back(Expect::Forward);
     }
 
@@ -688,12 +787,12 @@ impl Machine {
             Command::Pasv | Command::Epsv(_) => self.cmd_passive(&cmd),
             Command::Transfer { .. } if busy => self.reply(503, "Transfer in progress"),
             Command::Transfer { kind, .. } => self.cmd_transfer(now, kind, line),
-            Command::Abor if busy => self.cmd_abort(env),
+            Command::Abor if busy => self.cmd_abort(now, env),
             Command::Syst if self.backend.is_none() => self.reply(215, "UNIX Type: L8"),
             Command::Noop if self.backend.is_none() => self.reply(200, "NOOP ok"),
             Command::Opts(_) if self.backend.is_none() => self.reply(200, "OPTS ok"),
             // Before USER there is no backend: `forward` answers 530.
-            _ => self.forward(cmd.verb(), line),
+            _ => self.forward(now, cmd.verb(), line),
         }
     }
 
@@ -1040,6 +1139,13 @@ impl Machine {
         if !self.data_setup_allowed() {
             return;
         }
+        // lftp's active mode over IPv6 sends `EPRT |2|::|port|`: the
+        // unspecified address means the control peer's, as vsftpd takes it.
+        let target = if target.ip().is_unspecified() {
+            SocketAddr::new(self.s.client_ip, target.port())
+        } else {
+            target
+        };
         if let Err(refusal) = control::check_active_target(self.s.client_ip, target) {
             warn!(target = %target, reason = refusal.as_str(), "active-mode target refused");
             env.active_refused();
@@ -1175,7 +1281,7 @@ impl Machine {
         });
     }
 
-    fn cmd_abort(&mut self, env: &mut dyn Env) {
+    fn cmd_abort(&mut self, now: Instant, env: &mut dyn Env) {
         let Some(t) = self.transfer.take() else {
             return;
         };
@@ -1184,15 +1290,100 @@ impl Machine {
         }
         info!(kind = t.kind.verb(), "transfer aborted by client");
         self.account(&t, TransferResult::Aborted, 0, false, env);
-        if t.final_reply.is_some() {
-            // The backend already finished; tell the client its transfer was cut.
-            self.reply(426, "Transfer aborted");
-        } else if let Some(e) = self.expects.iter_mut().find(|e| **e == Expect::Transfer) {
-            // The backend still owes the transfer's final reply (426/226):
-            // it goes to the client as it is.
-            *e = Expect::Forward;
+        // RFC 959 §4.1.3: 426 for the aborted transfer, then 226 for ABOR.
+        // Whatever the backend answers (or omits) is absorbed by the abort.
+        self.abort_backend(
+            now,
+            None,
+            vec![
+                Reply::new(426, "Transfer aborted"),
+                Reply::new(226, "ABOR command successful"),
+            ],
+        );
+    }
+
+    /// Abort the backend's side of the transfer: `ABOR`, then a `NOOP`
+    /// whose `200` marks the end of everything the backend sends for the
+    /// transfer and the `ABOR` (issue 20 §3: pure-ftpd sends no final reply
+    /// for an aborted `RETR`, ProFTPD `226` before `426`). The client gets
+    /// `replies` then; a forwarded command caught between the transfer and
+    /// the ABOR gets a `451` in its place. Bounded by `timeouts.connect`.
+    fn abort_backend(&mut self, now: Instant, failed: Option<TransferState>, replies: Vec<Reply>) {
+        let mut caught = 0;
+        for e in self.expects.iter_mut() {
+            match *e {
+                Expect::Transfer => *e = Expect::Aborting,
+                Expect::Forward => {
+                    *e = Expect::Aborting;
+                    caught += 1;
+                }
+                _ => {}
+            }
         }
-        self.forward("ABOR", b"ABOR".to_vec());
+        let mut replies = replies;
+        if caught > 0 {
+            // After the transfer's reply, before the ABOR's.
+            let at = if failed.is_some() {
+                replies.len()
+            } else {
+                1.min(replies.len())
+            };
+            for _ in 0..caught {
+                replies.insert(at, Reply::new(451, "Command aborted with the transfer"));
+            }
+        }
+        self.abort = Some(Abort { failed, replies });
+        self.out.push(Action::ToBackend(b"ABOR".to_vec()));
+        self.expects.push_back(Expect::Aborting);
+        self.request(
+            now,
+            b"NOOP".to_vec(),
+            Purpose::AbortSync,
+            self.s.timeouts.connect,
+        );
+    }
+
+    /// The backend has answered everything sent before the abort's NOOP.
+    fn abort_done(&mut self, now: Instant, env: &mut dyn Env) {
+        while self.expects.front() == Some(&Expect::Aborting) {
+            self.expects.pop_front();
+        }
+        let Some(abort) = self.abort.take() else {
+            return;
+        };
+        self.last_activity = now;
+        if let Some(t) = abort.failed {
+            let result = match &t.outcome {
+                Some(Err(e)) if e.aborted => TransferResult::Aborted,
+                _ => TransferResult::Failed,
+            };
+            self.account(&t, result, 0, false, env);
+        }
+        for r in abort.replies {
+            self.send(r);
+        }
+    }
+
+    /// Drop a reply no outstanding command can take (issue 24): it must not
+    /// reach the client nor change the session; too many end the session.
+    fn unsolicited(&mut self, r: Reply, why: &'static str, env: &mut dyn Env) {
+        self.unsolicited += 1;
+        env.unsolicited_reply();
+        warn!(
+            code = r.code,
+            reply = %excerpt(&r),
+            why,
+            count = self.unsolicited,
+            "unsolicited backend reply dropped"
+        );
+        if self.unsolicited > self.s.max_unsolicited {
+            warn!(
+                reason = "unsolicited_replies",
+                "backend keeps sending unsolicited replies; closing"
+            );
+            self.reply(421, "Backend protocol error; closing control connection");
+            self.close(SessionOutcome::BackendUnavailable);
+        }
     }
 
     fn backend_reply(&mut self, now: Instant, r: Reply, env: &mut dyn Env) {
@@ -1208,25 +1399,94 @@ impl Machine {
                 return;
             }
         }
-        let head = self.expects.front().copied();
-        if r.is_final() && head.is_some() {
-            self.expects.pop_front();
+        let Some(head) = self.expects.front().copied() else {
+            if r.code == 421 {
+                // RFC 959: 421 may come at any time; the backend is going away.
+                self.send(r);
+                return self.close_keep_outcome();
+            }
+            return self.unsolicited(r, "no command outstanding", env);
+        };
+        if matches!(r.code, 227 | 229)
+            && !matches!(
+                head,
+                Expect::Internal(Purpose::BackendPasv | Purpose::BackendEpsv)
+            )
+        {
+            // The gateway answers PASV/EPSV itself: a backend passive reply
+            // it did not ask for would send the client to the backend's
+            // (internal) address.
+            return self.unsolicited(r, "passive reply the gateway did not ask for", env);
         }
         match head {
-            None | Some(Expect::Forward) => {
+            Expect::Forward => {
+                if r.is_preliminary() {
+                    return self.unsolicited(
+                        r,
+                        "preliminary reply to a command that is not a transfer",
+                        env,
+                    );
+                }
+                self.expects.pop_front();
                 let closing = r.code == 421;
                 self.send(r);
                 if closing {
                     self.close_keep_outcome();
                 }
             }
-            Some(Expect::Noop) => {}
-            Some(Expect::Transfer) => self.transfer_reply(now, r, env),
-            Some(Expect::Internal(purpose)) => {
+            Expect::Noop => {
+                if r.class() >= 4 {
+                    self.expects.pop_front();
+                } else {
+                    self.unsolicited(r, "not an answer to NOOP", env);
+                }
+            }
+            Expect::Transfer => {
+                if r.is_preliminary() {
+                    return self.send(r);
+                }
+                if !ends_transfer(&r) {
+                    // Servers that answer a command sent during the transfer
+                    // (STAT, NOOP) before the transfer's own final reply.
+                    if let Some(at) = self.expects.iter().position(|e| *e == Expect::Forward) {
+                        self.expects.remove(at);
+                        return self.send(r);
+                    }
+                    return self.unsolicited(r, "reply that cannot end a transfer", env);
+                }
+                self.expects.pop_front();
+                self.transfer_reply(now, r, env);
+            }
+            Expect::Aborting => {
+                if r.code == 421 {
+                    self.send(r);
+                    return self.close_keep_outcome();
+                }
+                if r.code == 200 {
+                    // The NOOP's answer (ABOR and transfers are never
+                    // answered 200): everything before it was the abort's.
+                    while self.expects.front() == Some(&Expect::Aborting) {
+                        self.expects.pop_front();
+                    }
+                    if self.expects.front() == Some(&Expect::Internal(Purpose::AbortSync)) {
+                        self.expects.pop_front();
+                        self.internal_deadline = None;
+                    }
+                    return self.abort_done(now, env);
+                }
+                debug!(code = r.code, "reply to the aborted transfer absorbed");
+            }
+            Expect::Internal(purpose) => {
                 if !r.is_final() {
                     // Preliminary replies to our own commands are not the client's.
                     return;
                 }
+                if !answers(purpose, &r) {
+                    // E.g. a stray `200` taken for PASV's reply would reach
+                    // the client and shift every later pairing.
+                    return self.unsolicited(r, "not a reply the command can get", env);
+                }
+                self.expects.pop_front();
                 self.internal_deadline = None;
                 match purpose {
                     Purpose::User | Purpose::Pass => self.login_reply(purpose, r, env),
@@ -1238,6 +1498,7 @@ impl Machine {
                     Purpose::BackendPasv | Purpose::BackendEpsv | Purpose::BackendPort => {
                         self.data_reply(now, purpose, r)
                     }
+                    Purpose::AbortSync => self.abort_done(now, env),
                 }
             }
         }
@@ -1267,8 +1528,22 @@ impl Machine {
         if t.outcome.is_some() {
             return;
         }
+        let failed = o.is_err();
         t.outcome = Some(o);
         t.outcome_at = Some(now);
+        if failed && t.final_reply.is_none() {
+            // The backend still owes the transfer's final reply, and may never
+            // send it once its data connection is gone (pure-ftpd): abort it
+            // so that no later reply can be taken for the transfer's.
+            if let Some(t) = self.transfer.take() {
+                let reply = match &t.outcome {
+                    Some(Err(e)) => e.reply.clone(),
+                    _ => Reply::new(426, "Transfer aborted"),
+                };
+                self.abort_backend(now, Some(t), vec![reply]);
+            }
+            return;
+        }
         if t.final_reply.is_some() {
             if let Some(mut t) = self.transfer.take() {
                 if let Some(r) = t.final_reply.take() {
@@ -1332,6 +1607,34 @@ impl Machine {
             binary: self.binary,
         });
     }
+}
+
+/// A final reply that can answer the gateway's own command (RFC 959 §5.4,
+/// RFC 2428, RFC 2389); errors always can.
+fn answers(purpose: Purpose, r: &Reply) -> bool {
+    if r.class() >= 4 {
+        return true;
+    }
+    match purpose {
+        Purpose::User | Purpose::Pass => matches!(r.code, 202 | 230 | 331 | 332),
+        Purpose::Feat => r.code == 211,
+        Purpose::Rein => r.code == 220,
+        Purpose::BackendPasv => r.code == 227,
+        Purpose::BackendEpsv => r.code == 229,
+        Purpose::BackendPort => r.code == 200,
+        Purpose::AbortSync => r.code == 200,
+    }
+}
+
+/// A final reply that can end a transfer (RFC 959 §5.4: 226/250 or an
+/// error); `200`, `257`, `227`… cannot.
+fn ends_transfer(r: &Reply) -> bool {
+    matches!(r.code, 226 | 250) || r.class() >= 4
+}
+
+/// The start of a reply's text, for a log line.
+fn excerpt(r: &Reply) -> String {
+    r.text().chars().take(80).collect()
 }
 
 /// The path argument of a transfer command line, for the transfer log.

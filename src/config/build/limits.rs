@@ -95,6 +95,14 @@ impl<'a> Builder<'a> {
             raw.ipv6_prefix.as_deref(),
             parse_ipv6_prefix,
         );
+        let unsolicited = self.optional(
+            "limits.unsolicited_replies",
+            raw.unsolicited_replies.as_deref(),
+            |s| match parse_count(s)? {
+                n if n > u32::MAX as usize => Err(format!("\"{s}\" is too large")),
+                n => Ok(n as u32),
+            },
+        );
         Ok(Limits {
             max_sessions: max_sessions?,
             max_sessions_per_ip: per_ip?,
@@ -102,6 +110,7 @@ impl<'a> Builder<'a> {
             connection_rate_per_ip: rate?,
             failed_logins: failed_logins?,
             ipv6_prefix: ipv6_prefix?.unwrap_or(DEFAULT_IPV6_PREFIX),
+            unsolicited_replies: unsolicited?,
         })
     }
 

@@ -360,3 +360,25 @@ fn bounds_keys_parse() {
         "{errors}"
     );
 }
+
+#[test]
+fn unsolicited_replies_limit() {
+    let dir = dir_with(&[]);
+    let l = parse_ok(
+        &(minimal("", "") + "limits:\n  unsolicited_replies: 3\n"),
+        dir.path(),
+    )
+    .limits;
+    assert_eq!(l.unsolicited_replies, Some(3));
+    let l = parse_ok(&minimal("", ""), dir.path()).limits;
+    assert_eq!(l.unsolicited_replies, None);
+    let e = errors(
+        &(minimal("", "") + "limits:\n  unsolicited_replies: many\n"),
+        dir.path(),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("limits.unsolicited_replies")),
+        "{e:?}"
+    );
+}

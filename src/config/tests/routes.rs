@@ -76,6 +76,7 @@ fn policy_keys_parse_into_typed_values() {
                 cooldown: Duration::from_secs(600),
             }),
             ipv6_prefix: 64,
+            unsolicited_replies: None,
         }
     );
     assert_eq!(config.shutdown_grace, Duration::from_secs(5));

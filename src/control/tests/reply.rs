@@ -175,3 +175,33 @@ fn multi_is_capped_at_the_reply_line_bound() {
     }
     assert_eq!(done, Some(reply));
 }
+
+// RFC 959 §4.2: inner lines that start with a code are padded, so a backend
+// cannot slip a "227 …" line to a line-oriented client inside a 211 reply.
+#[test]
+fn padded_pads_inner_lines_that_look_like_replies() {
+    let mut assembler = ReplyAssembler::new();
+    for line in [
+        "211-status",
+        "227 Entering Passive Mode (10,1,2,3,4,5)",
+        "150-x",
+        "plain text",
+        "2270",
+    ] {
+        assert_eq!(feed(&mut assembler, line).unwrap(), None);
+    }
+    let reply = feed(&mut assembler, "211 End").unwrap().unwrap().padded();
+    assert_eq!(
+        reply.lines,
+        lines(&[
+            "211-status",
+            " 227 Entering Passive Mode (10,1,2,3,4,5)",
+            " 150-x",
+            "plain text",
+            "2270",
+            "211 End"
+        ])
+    );
+    let single = Reply::new(227, "Entering Passive Mode (1,2,3,4,5,6)");
+    assert_eq!(single.clone().padded(), single);
+}

@@ -20,6 +20,7 @@ struct Rec {
     failed: usize,
     cool_down: bool,
     refused_active: usize,
+    unsolicited: usize,
 }
 
 impl Env for Rec {
@@ -48,6 +49,9 @@ impl Env for Rec {
     fn transfer_finished(&mut self, done: &Finished) {
         self.finished.push(done.clone());
     }
+    fn unsolicited_reply(&mut self) {
+        self.unsolicited += 1;
+    }
 }
 
 fn settings() -> Settings {
@@ -61,6 +65,7 @@ fn settings() -> Settings {
         local_v4: true,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         timeouts: Timeouts::default(),
+        max_unsolicited: MAX_UNSOLICITED,
     }
 }
 
@@ -281,8 +286,12 @@ fn a_failed_data_leg_is_never_reported_as_226() {
         aborted: false,
         error: "reset".into(),
     };
-    assert!(t.input(Input::TransferDone(Err(failure))).is_empty());
-    let a = t.backend(226, "Transfer complete");
+    // The backend's side is aborted, with a NOOP to mark the end of its replies.
+    let a = t.input(Input::TransferDone(Err(failure)));
+    assert_eq!(backend_lines(&a), vec!["ABOR", "NOOP"]);
+    assert!(codes(&a).is_empty());
+    assert!(t.backend(226, "Transfer complete").is_empty());
+    let a = t.backend(200, "NOOP ok");
     assert_eq!(codes(&a), vec![426]);
     assert_eq!(t.env.finished[0].result, TransferResult::Failed);
     assert!(!t.env.finished[0].complete);
@@ -306,7 +315,7 @@ fn a_transfer_refused_by_the_backend_cuts_the_data_legs() {
 }
 
 #[test]
-fn abor_cuts_the_transfer_and_forwards_both_backend_replies() {
+fn abor_cuts_the_transfer_and_the_client_gets_426_then_226() {
     let mut t = T::new(settings());
     t.login();
     t.pasv();
@@ -314,11 +323,17 @@ fn abor_cuts_the_transfer_and_forwards_both_backend_replies() {
     let a = t.client("ABOR");
     assert_eq!(
         a,
-        vec![Action::AbortTransfer, Action::ToBackend(b"ABOR".to_vec())]
+        vec![
+            Action::AbortTransfer,
+            Action::ToBackend(b"ABOR".to_vec()),
+            Action::ToBackend(b"NOOP".to_vec())
+        ]
     );
     assert_eq!(t.env.finished[0].result, TransferResult::Aborted);
-    assert_eq!(codes(&t.backend(426, "Aborted")), vec![426]);
-    assert_eq!(codes(&t.backend(226, "ABOR ok")), vec![226]);
+    // vsftpd: 426 for the transfer, 226 for ABOR; absorbed until the NOOP's 200.
+    assert!(t.backend(426, "Aborted").is_empty());
+    assert!(t.backend(226, "ABOR ok").is_empty());
+    assert_eq!(codes(&t.backend(200, "NOOP ok")), vec![426, 226]);
     assert_eq!(t.m.replies_due(), 0);
 }
 
@@ -665,4 +680,288 @@ fn backend_lines_bytes(actions: &[Action]) -> Vec<Vec<u8>> {
             _ => None,
         })
         .collect()
+}
+
+// Reply pairing (issue 24 §2, issue 20 §3): a scripted backend that
+// misbehaves at every point of the dialogue.
+
+#[test]
+fn an_extra_reply_after_230_is_dropped_and_pasv_still_gets_the_gateways_227() {
+    let mut t = T::new(settings());
+    t.login();
+    // The issue's example: one line more than asked, right after 230.
+    assert!(t.backend(200, "extra").is_empty());
+    assert_eq!(t.env.unsolicited, 1);
+    t.pasv();
+    let a = t.client("NOOP");
+    assert_eq!(backend_lines(&a), vec!["NOOP"]);
+    assert_eq!(codes(&t.backend(200, "NOOP ok")), vec![200]);
+}
+
+#[test]
+fn a_backend_227_or_229_never_reaches_the_client() {
+    let mut t = T::new(settings());
+    t.login();
+    // Unsolicited, with nothing outstanding.
+    assert!(t
+        .backend(227, "Entering Passive Mode (10,1,2,3,4,5)")
+        .is_empty());
+    // In place of the reply to a forwarded command: dropped, the real one follows.
+    t.client("SIZE f");
+    assert!(t
+        .backend(229, "Entering Extended Passive Mode (|||70000|)")
+        .is_empty());
+    assert!(t
+        .backend(227, "Entering Passive Mode (127,0,0,66,1,2)")
+        .is_empty());
+    assert_eq!(codes(&t.backend(213, "42")), vec![213]);
+    assert_eq!(t.env.unsolicited, 3);
+    assert_eq!(t.m.replies_due(), 0);
+}
+
+#[test]
+fn a_preliminary_reply_to_a_command_that_is_no_transfer_is_dropped() {
+    let mut t = T::new(settings());
+    t.login();
+    t.client("CWD /");
+    assert!(t.backend(150, "Opening").is_empty());
+    assert_eq!(codes(&t.backend(250, "ok")), vec![250]);
+    assert_eq!(t.env.unsolicited, 1);
+}
+
+#[test]
+fn a_reply_that_cannot_end_a_transfer_does_not_end_it() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    for (code, text) in [(200, "Type set"), (257, "\"/\""), (230, "again")] {
+        assert!(
+            t.backend(code, text).is_empty(),
+            "{code} ended the transfer"
+        );
+    }
+    assert!(t.env.finished.is_empty());
+    assert!(t.backend(226, "done").is_empty());
+    assert_eq!(codes(&t.input(Input::TransferDone(Ok(9)))), vec![226]);
+    assert_eq!(t.env.finished[0].result, TransferResult::Ok);
+    // A late duplicate of the transfer's reply is unsolicited too.
+    assert!(t.backend(226, "done again").is_empty());
+    assert_eq!(t.env.unsolicited, 4);
+}
+
+#[test]
+fn a_command_answered_during_a_transfer_keeps_its_reply() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    t.client("STAT");
+    // ProFTPD answers STAT before the transfer's 226.
+    assert_eq!(codes(&t.backend(211, "status")), vec![211]);
+    assert!(t.backend(226, "done").is_empty());
+    assert_eq!(codes(&t.input(Input::TransferDone(Ok(1)))), vec![226]);
+}
+
+#[test]
+fn an_unsolicited_230_does_not_log_in() {
+    let mut t = T::new(settings());
+    t.client("USER alice");
+    t.input(Input::Routed(Ok(Routed {
+        login: "alice".into(),
+        commands: CommandPolicy::Any,
+        fresh: true,
+        data_mode: DataMode::Passive,
+        backend_v4: true,
+        keepalive_noop: None,
+    })));
+    assert_eq!(codes(&t.backend(331, "Password")), vec![331]);
+    assert!(t.backend(230, "Logged in").is_empty());
+    assert!(!t.m.logged_in());
+    assert_eq!(t.env.logins_ok, 0);
+    assert_eq!(codes(&t.client("PASV")), vec![530]);
+}
+
+#[test]
+fn a_backend_that_keeps_talking_past_the_gateway_is_cut_with_421() {
+    let mut t = T::new(settings());
+    t.login();
+    for _ in 0..MAX_UNSOLICITED {
+        assert!(t.backend(200, "noise").is_empty());
+    }
+    assert!(!t.m.is_closed());
+    let a = t.backend(200, "noise");
+    assert_eq!(codes(&a), vec![421]);
+    assert_eq!(a.last(), Some(&Action::Close));
+    assert_eq!(t.m.outcome(), SessionOutcome::BackendUnavailable);
+}
+
+#[test]
+fn abor_with_pure_ftpd_one_226_and_no_transfer_reply() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    t.client("ABOR");
+    // pure-ftpd: nothing for the RETR, one 226 for the ABOR.
+    assert!(t.backend(226, "ABOR ok").is_empty());
+    assert_eq!(codes(&t.backend(200, "NOOP ok")), vec![426, 226]);
+    // The next command pairs with its own reply.
+    t.client("TYPE I");
+    assert_eq!(
+        codes(&t.backend(200, "TYPE is now 8-bit binary")),
+        vec![200]
+    );
+    assert_eq!(t.m.replies_due(), 0);
+    assert_eq!(t.env.unsolicited, 0);
+}
+
+#[test]
+fn abor_with_proftpd_226_before_426() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    t.client("ABOR");
+    assert!(t.backend(226, "Abort successful").is_empty());
+    assert!(t.backend(426, "Transfer aborted").is_empty());
+    assert_eq!(codes(&t.backend(200, "NOOP ok")), vec![426, 226]);
+    t.client("PWD");
+    assert_eq!(codes(&t.backend(257, "\"/\"")), vec![257]);
+}
+
+#[test]
+fn a_failed_client_leg_aborts_a_backend_that_sends_no_final_reply() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    let failure = TransferFailure {
+        reply: Reply::new(425, "Cannot open data connection"),
+        aborted: false,
+        error: "handshake refused".into(),
+    };
+    let a = t.input(Input::TransferDone(Err(failure)));
+    assert_eq!(backend_lines(&a), vec!["ABOR", "NOOP"]);
+    // pure-ftpd: no reply for the RETR; 225 for ABOR, then the NOOP's 200.
+    assert!(t.backend(225, "No transfer to ABOR").is_empty());
+    assert_eq!(codes(&t.backend(200, "NOOP ok")), vec![425]);
+    assert_eq!(t.env.finished[0].result, TransferResult::Failed);
+    t.client("TYPE I");
+    assert_eq!(codes(&t.backend(200, "TYPE ok")), vec![200]);
+}
+
+#[test]
+fn an_abort_the_backend_never_answers_ends_with_421() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    t.client("ABOR");
+    t.now += Duration::from_secs(1);
+    let at = t.m.deadline(t.now);
+    assert!(at <= t.now + Timeouts::default().connect);
+    t.now = at;
+    let a = t.input(Input::Timeout);
+    assert_eq!(codes(&a), vec![421]);
+    assert!(t.m.is_closed());
+}
+
+#[test]
+fn a_forwarded_command_has_a_deadline() {
+    let mut t = T::new(settings());
+    t.login();
+    t.client("CWD /slow");
+    let at = t.m.deadline(t.now);
+    assert_eq!(at, t.now + Timeouts::default().data_idle);
+    t.now = at;
+    assert_eq!(codes(&t.input(Input::Timeout)), vec![421]);
+    assert_eq!(t.m.outcome(), SessionOutcome::BackendUnavailable);
+}
+
+#[test]
+fn abor_keeps_working_during_a_drain() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    assert!(t.input(Input::Shutdown).is_empty());
+    let a = t.client("ABOR");
+    assert!(
+        codes(&a).is_empty(),
+        "ABOR answered before the backend: {a:?}"
+    );
+    assert!(!t.m.is_closed());
+    t.backend(426, "aborted");
+    t.backend(226, "ABOR ok");
+    let a = t.backend(200, "NOOP ok");
+    assert_eq!(codes(&a), vec![426, 226, 421]);
+    assert_eq!(a.last(), Some(&Action::Close));
+}
+
+#[test]
+fn eprt_with_the_unspecified_address_means_the_control_peer() {
+    let mut s = settings();
+    s.client_ip = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    s.local_v4 = false;
+    let mut t = T::new(s);
+    t.login();
+    let a = t.client("EPRT |2|::|40000|");
+    assert_eq!(backend_lines(&a), vec!["PASV"]);
+    assert_eq!(t.env.refused_active, 0);
+    t.backend(227, "Entering Passive Mode (127,0,0,1,200,10)");
+    let a = t.client("RETR f");
+    assert!(a.contains(&Action::StartTransfer {
+        kind: TransferKind::Retr,
+        client: ClientSide::Active("[::1]:40000".parse().unwrap()),
+        backend: BackendSide::Passive(200 * 256 + 10),
+        protected: false,
+    }));
+}
+
+#[test]
+fn a_close_between_commands_is_a_normal_end() {
+    let mut t = T::new(settings());
+    t.login();
+    let a = t.input(Input::ClientClosed);
+    assert_eq!(a, vec![Action::Close]);
+    assert_eq!(t.m.outcome(), SessionOutcome::ClosedWithoutQuit);
+
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    t.input(Input::ClientClosed);
+    assert_eq!(t.m.outcome(), SessionOutcome::ClientError);
+}
+
+#[test]
+fn a_connection_that_never_sends_a_line_is_a_probe() {
+    let mut t = T::new(settings());
+    t.input(Input::ClientClosed);
+    assert_eq!(t.m.outcome(), SessionOutcome::Probe);
+    let mut t = T::new(settings());
+    t.input(Input::ClientError("Connection reset by peer".into()));
+    assert_eq!(t.m.outcome(), SessionOutcome::Probe);
+}
+
+#[test]
+fn a_stray_200_is_not_taken_for_the_backends_pasv_reply() {
+    let mut t = T::new(settings());
+    t.login();
+    t.client("PASV");
+    let adv = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40001);
+    let a = t.input(Input::PassiveOpened(Ok(adv)));
+    assert_eq!(backend_lines(&a), vec!["PASV"]);
+    // The extra line after 230 arrives once PASV has been sent.
+    assert!(t.backend(200, "extra").is_empty());
+    let a = t.backend(227, "Entering Passive Mode (10,1,2,3,4,5)");
+    assert_eq!(
+        a,
+        vec![Action::ToClient(Reply::new(
+            227,
+            "Entering Passive Mode (192,0,2,1,156,65)."
+        ))]
+    );
+    assert_eq!(t.env.unsolicited, 1);
 }
