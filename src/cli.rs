@@ -58,8 +58,12 @@ pub struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable; colour only when stderr is a terminal.
     Text,
+    /// One JSON object per line.
     Json,
+    /// Text with syslog priority prefixes for journald (`journalctl -p warning`).
+    Journald,
 }
 
 #[derive(Subcommand)]

@@ -175,6 +175,10 @@ async fn check_loop(
         health.set_backend(&name, ok);
         metrics.backend_health(&name, ok);
         metrics.health_check(&name, ok);
+        if let Err(e) = &result {
+            // Counted here, not in backend_errors_total (sessions only).
+            metrics.health_check_failed(&name, e.kind());
+        }
         match (&result, last) {
             (Ok(()), Some(true)) => {
                 debug!(backend = %name, elapsed = ?started.elapsed(), "health check ok")
@@ -202,11 +206,9 @@ async fn check_loop(
 
 /// One check: connect as a session would, then `QUIT`. The whole exchange is
 /// bounded by `limit`.
-async fn check_once(backend: &Backend, limit: Duration) -> Result<(), String> {
+async fn check_once(backend: &Backend, limit: Duration) -> Result<(), backend::BackendError> {
     let deadline = Instant::now() + limit;
-    let (mut session, _greeting) = backend::connect(backend, limit, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut session, _greeting) = backend::connect(backend, limit, None).await?;
     // QUIT is a courtesy so the backend logs a clean disconnect; its reply does
     // not decide health (the backend already proved it serves FTP).
     let left = deadline.saturating_duration_since(Instant::now());

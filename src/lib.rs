@@ -56,6 +56,7 @@ pub mod gateway;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod listener;
+pub mod logging;
 pub mod logsafe;
 pub mod metrics;
 pub(crate) mod net;

@@ -18,22 +18,11 @@ use cli::{Cli, Cmd, LogFormat};
 const EXIT_CONFIG: u8 = 64;
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libunftp=warn,rustls=error"));
-    // User names, paths and SNI come from clients: every field is escaped
-    // (text: each value as it is formatted, so the formatter's own colours
-    // stay; JSON: each line, after serde has escaped C0).
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder
-            .with_writer(std::io::stderr)
-            .fmt_fields(ftpsgate::logsafe::text_fields())
-            .init(),
-        LogFormat::Json => builder
-            .with_writer(|| ftpsgate::logsafe::SafeWriter(std::io::stderr()))
-            .json()
-            .init(),
-    }
+    ftpsgate::logging::init(match format {
+        LogFormat::Text => ftpsgate::logging::Format::Text,
+        LogFormat::Json => ftpsgate::logging::Format::Json,
+        LogFormat::Journald => ftpsgate::logging::Format::Journald,
+    });
 }
 
 fn main() -> ExitCode {
@@ -49,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Cmd::Check { config, print } => check(&config, print),
         Cmd::Run { config } => rt.block_on(run(config)),
         Cmd::Ctl {
@@ -94,7 +83,10 @@ fn main() -> ExitCode {
                 }
             }
         }),
-    }
+    };
+    // After a second termination signal sessions may still run: do not wait.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 fn check(path: &std::path::Path, print: bool) -> ExitCode {
@@ -156,11 +148,11 @@ async fn run(path: PathBuf) -> ExitCode {
 }
 
 /// Run until SIGTERM/SIGINT: SIGHUP (and, when `reload.watch` is on, a
-/// change of any config file's mtime) reloads; a failed reload keeps the
-/// running configuration. Termination drains (`shutdown.grace`).
+/// change of any config file's or TLS file's mtime) reloads; a refused reload
+/// keeps the running configuration and says so in the sd_notify status.
+/// Termination drains (`shutdown.grace`); a second SIGTERM/SIGINT during the
+/// drain exits at once.
 async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
-    // systemd Type=notify: ready once every listener is bound (no-op outside systemd).
-    notify(&[sd_notify::NotifyState::Ready]);
     use tokio::signal::unix::{signal, SignalKind};
     let (mut hup, mut term, mut int) = match (
         signal(SignalKind::hangup()),
@@ -173,7 +165,12 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut stamps = mtimes(&gw.config().sources);
+    // systemd Type=notify: ready once every listener is bound (no-op outside systemd).
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    let mut stamps = mtimes(&gw.watched_files());
     loop {
         let reload = gw.config().reload;
         let poll = tokio::time::sleep(reload.interval);
@@ -181,31 +178,51 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
                 let _ = reload_from(&gw, &path);
-                stamps = mtimes(&gw.config().sources);
+                stamps = mtimes(&gw.watched_files());
             }
             _ = poll, if reload.watch => {
-                let now = mtimes(&gw.config().sources);
+                let now = mtimes(&gw.watched_files());
                 if now != stamps {
-                    tracing::info!("configuration files changed: reloading {}", path.display());
+                    tracing::info!(
+                        "configuration files changed (config, certificates or keys): reloading {}",
+                        path.display()
+                    );
                     let _ = reload_from(&gw, &path);
-                    // After a failed reload the sources are unchanged, so a
+                    // After a failed reload the files stay as they are, so a
                     // broken edit is retried only when the files change again.
-                    stamps = mtimes(&gw.config().sources);
+                    stamps = mtimes(&gw.watched_files());
                 }
             }
             Some(req) = gw.control_reload() => {
                 tracing::info!("control socket: reloading {}", path.display());
                 req.answer(reload_from(&gw, &path));
-                stamps = mtimes(&gw.config().sources);
+                stamps = mtimes(&gw.watched_files());
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
-    tracing::info!("shutting down: draining sessions");
-    notify(&[sd_notify::NotifyState::Stopping]);
-    gw.shutdown().await;
-    ExitCode::SUCCESS
+    tracing::info!("shutting down: draining sessions (a second SIGTERM/SIGINT exits at once)");
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("draining"),
+    ]);
+    let active = gw.session_counter();
+    tokio::select! {
+        _ = gw.shutdown() => ExitCode::SUCCESS,
+        _ = term.recv() => exit_now(active()),
+        _ = int.recv() => exit_now(active()),
+    }
+}
+
+/// A second termination signal: leave without waiting for the drain.
+fn exit_now(sessions: usize) -> ExitCode {
+    tracing::warn!(
+        sessions,
+        outcome = %"cut",
+        "second termination signal: exiting now, cutting the remaining sessions"
+    );
+    ExitCode::FAILURE
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -220,11 +237,23 @@ fn reload_from(gw: &Gateway, path: &std::path::Path) -> Result<(), Vec<String>> 
         sd_notify::NotifyState::Reloading,
         sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Ready),
     ]);
+    // `systemctl status` shows the last one until the next reload.
     let res = reload_config(gw, path);
-    notify(&[sd_notify::NotifyState::Ready]);
+    let status = match &res {
+        Ok(()) => "serving; configuration reloaded".to_string(),
+        Err(errors) => format!(
+            "serving the previous configuration; reload refused: {}",
+            first_error(errors.iter().cloned())
+        ),
+    };
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     res
 }
 
+/// Load and apply `path`; on refusal every error (all are logged).
 fn reload_config(gw: &Gateway, path: &std::path::Path) -> Result<(), Vec<String>> {
     match Config::load(path) {
         Ok(config) => gw
@@ -260,6 +289,15 @@ async fn ctl(socket: &std::path::Path, json: bool, command: &cli::CtlCmd) -> Exi
             eprintln!("error: {}: {e}", socket.display());
             ExitCode::from(69)
         }
+    }
+}
+
+/// The first message, and how many more there are.
+fn first_error(mut errors: impl Iterator<Item = String>) -> String {
+    let first = errors.next().unwrap_or_else(|| "unknown error".into());
+    match errors.count() {
+        0 => first,
+        n => format!("{first} (and {n} more; see the log)"),
     }
 }
 

@@ -145,7 +145,7 @@ async fn sessions_are_listed_and_a_killed_one_gets_421() {
     let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
     assert!(logs.contains("control: session killed"), "{logs}");
     assert!(logs.contains("uid=Some("), "caller's uid logged: {logs}");
-    assert!(logs.contains("outcome=Killed"), "{logs}");
+    assert!(logs.contains("closed outcome=killed"), "{logs}");
     assert!(!socket.exists(), "socket removed at shutdown");
 }
 

@@ -243,7 +243,6 @@ fn systemd_unit_settings() {
     for (key, want) in [
         ("Type", "notify"),
         ("NotifyAccess", "main"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         (
             "ExecStart",
             "/usr/local/bin/ftpsgate run --config /etc/ftpsgate/ftpsgate.yaml",
@@ -259,6 +258,16 @@ fn systemd_unit_settings() {
     ] {
         assert_eq!(unit_values(&unit, key), vec![want.to_owned()], "{key}=");
     }
+    // Issue 15 item 3: check before signalling, so a broken config fails the
+    // `systemctl reload` visibly instead of being refused silently.
+    assert_eq!(
+        unit_values(&unit, "ExecReload"),
+        vec![
+            "/usr/local/bin/ftpsgate check --config /etc/ftpsgate/ftpsgate.yaml".to_owned(),
+            "/bin/kill -HUP $MAINPID".to_owned()
+        ],
+        "ExecReload="
+    );
     assert!(
         unit_values(&unit, "PrivateUsers").is_empty(),
         "PrivateUsers breaks CAP_NET_BIND_SERVICE"

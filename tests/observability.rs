@@ -725,3 +725,116 @@ async fn reload_adds_a_backend_to_health_checks_and_readyz() {
     assert!(body.contains("backend vs: up"), "kept its state: {body}");
     gw.shutdown().await;
 }
+
+/// Issue 15 item 13: process metrics read from /proc, passive-port usage per listener
+/// against its range, and health-check failures counted apart from the backend errors
+/// sessions meet (the backend-errors alert no longer double-counts an outage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_process_passive_ports_and_health_failures_apart() {
+    let vs = Vsftpd::strict();
+    let (gw, maddr) = start_checked(&vs).await;
+    let s = scrape(maddr).await;
+    let open = s.get("ftpsgate_process_open_fds");
+    let max = s.get("ftpsgate_process_max_fds");
+    assert!(open > 3.0 && max >= open, "fds {open} / {max}\n{}", s.text);
+    assert!(
+        s.get("ftpsgate_process_resident_memory_bytes") > 1.0e6,
+        "{}",
+        s.text
+    );
+    assert!(
+        s.text.contains("ftpsgate_process_cpu_seconds_total "),
+        "{}",
+        s.text
+    );
+    let started = s.get("ftpsgate_process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started > now - 86_400.0 && started <= now + 1.0,
+        "{started} vs {now}"
+    );
+    assert_eq!(
+        s.get("ftpsgate_passive_ports{listener=\"edge\"}"),
+        PASV_RANGE_WIDTH as f64,
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        s.get("ftpsgate_passive_ports_in_use{listener=\"edge\"}"),
+        0.0
+    );
+    // Expiry: the CA file trusted toward vs, and the leaf vs presented to the checks.
+    for cert in ["ca", "leaf"] {
+        let series = format!(
+            "ftpsgate_certificate_expiry_timestamp_seconds{{scope=\"backend\",name=\"vs\",cert=\"{cert}\"}}"
+        );
+        assert!(s.get(&series) > now, "{series}\n{}", s.text);
+    }
+    let served = "ftpsgate_certificate_expiry_timestamp_seconds{scope=\"listener\",name=\"edge\",cert=\"default\"}";
+    assert!(s.get(served) > now, "{}", s.text);
+
+    // A PASV binds one port of the range until its pinhole is used or dropped.
+    let mut ftp = common::raw::RawFtp::ready_explicit(gw.addr(), gw.certs.client_config()).await;
+    ftp.pasv().await;
+    scrape_until(
+        maddr,
+        Duration::from_secs(3),
+        "one passive port in use",
+        |s| s.get("ftpsgate_passive_ports_in_use{listener=\"edge\"}") == 1.0,
+    )
+    .await;
+    ftp.cmd("QUIT").await.ok();
+    drop(ftp);
+    scrape_until(
+        maddr,
+        Duration::from_secs(5),
+        "passive port released",
+        |s| s.get("ftpsgate_passive_ports_in_use{listener=\"edge\"}") == 0.0,
+    )
+    .await;
+
+    // Take the backend away: the health checks fail, and only they count it.
+    drop(vs);
+    let s = scrape_until(
+        maddr,
+        Duration::from_secs(4),
+        "health-check failures",
+        |s| {
+            s.values.iter().any(|(k, v)| {
+                k.starts_with("ftpsgate_backend_health_check_failures_total{backend=\"vs\"")
+                    && *v >= 1.0
+            })
+        },
+    )
+    .await;
+    assert!(
+        !s.values.iter().any(|(k, v)| k
+            .starts_with("ftpsgate_backend_errors_total{backend=\"vs\"")
+            && *v > 0.0),
+        "health checks leaked into backend_errors_total:\n{}",
+        s.text
+    );
+    gw.shutdown().await;
+}
+
+/// The alert rules behave as documented (`promtool test rules`): the expiry alert fires
+/// 14 days ahead, a refused reload alerts for as long as it is not followed by a good one,
+/// fds and the passive range alert above 80 %.
+#[test]
+fn promtool_rule_tests_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(promtool())
+        .args(["test", "rules"])
+        .arg(root.join("deploy/prometheus/alerts.test.yml"))
+        .output()
+        .expect("run promtool test rules");
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -38,7 +38,11 @@ impl Backend {
     pub fn new(cfg: config::Backend, metrics: Arc<Metrics>) -> Result<Self, tls::TlsError> {
         let tls = match cfg.tls.mode {
             TlsMode::None => None,
-            TlsMode::Explicit | TlsMode::Implicit => Some(BackendTls::from_config(&cfg.tls)?),
+            TlsMode::Explicit | TlsMode::Implicit => {
+                let (m, name) = (metrics.clone(), cfg.name.clone());
+                let on_leaf: tls::OnLeaf = Arc::new(move |t| m.backend_certificate_seen(&name, t));
+                Some(BackendTls::from_config_observed(&cfg.tls, Some(on_leaf))?)
+            }
         };
         Ok(Backend {
             cfg,
@@ -262,7 +266,10 @@ pub async fn connect(
         Err(_) => Err(BackendError::Timeout(display_addr(&backend.cfg))),
     };
     if let Err(e) = &res {
-        backend.metrics.backend_error(&backend.cfg.name, e.kind());
+        // Health checks (no client) count their failures apart.
+        if client.is_some() {
+            backend.metrics.backend_error(&backend.cfg.name, e.kind());
+        }
         if matches!(e, BackendError::Tls(_)) {
             backend.metrics.tls_handshake(
                 Side::Backend,

@@ -74,6 +74,8 @@ pub struct PinholeSpec {
     pub tls: Option<DataTls>,
     pub lifetime: Duration,
     pub metrics: Arc<Metrics>,
+    /// The listener whose passive range this is (`ftpsgate_passive_ports_in_use`).
+    pub listener: String,
     /// Kernel pinholes: the element to delete when this pinhole is done.
     pub kernel: Option<Arc<super::nft::KernelPinholes>>,
     /// Released with the pinhole: the port counted against its client's share.
@@ -161,6 +163,9 @@ impl Pinhole {
         let share = spec.share.take();
         let metrics = spec.metrics.clone();
         metrics.pinhole_opened();
+        // Counted while the port is bound: until the task drops the socket,
+        // or the task is aborted (the pinhole dropped).
+        let held = metrics.passive_port_held(&spec.listener);
         let used = Arc::new(AtomicBool::new(false));
         let used_in_task = used.clone();
         let kernel = spec.kernel.clone();
@@ -175,6 +180,7 @@ impl Pinhole {
                 used_in_task.store(true, Ordering::Relaxed);
             }
             drop(listener);
+            drop(held);
             if let Some(k) = &spec.kernel {
                 k.remove(spec.client_ip, local.port()).await;
                 closed_in_task.store(true, Ordering::SeqCst);

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, error, info, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::listener::ListenerCtx;
 use crate::session::{self, SessionOutcome};
@@ -52,7 +52,11 @@ pub(super) fn spawn_listener(
     info!(
         listener = %ctx.cfg.name,
         addr = %local,
-        tls = ?ctx.cfg.tls.mode,
+        tls = match ctx.cfg.tls.mode {
+            crate::config::TlsMode::None => "none",
+            crate::config::TlsMode::Explicit => "explicit",
+            crate::config::TlsMode::Implicit => "implicit",
+        },
         backend = %ctx.pool.default_backend().cfg.name,
         "listening"
     );
@@ -108,7 +112,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, sha
         id,
         client = tracing::field::Empty,
         via = tracing::field::Empty,
-        listener = %ctx.cfg.name
+        listener = %ctx.cfg.name,
+        user = tracing::field::Empty,
+        backend = tracing::field::Empty
     );
     async move {
         let started = Instant::now();
@@ -120,12 +126,20 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, sha
             Err(refused) => (SessionOutcome::RefusedPolicy, Some(refused.0)),
         };
         metrics.session_ended(&ctx.cfg.name, outcome);
-        let secs = started.elapsed().as_secs_f64();
-        match why {
+        // The words of `ftpsgate_sessions_total{outcome}`, not Rust's.
+        let probe = outcome == SessionOutcome::Probe;
+        let outcome = crate::metrics::outcome_label(outcome);
+        let secs = format!("{:.3}", started.elapsed().as_secs_f64());
+        // What an operator must act on is a warning (`journalctl -p warning`);
+        // clients that time out or misbehave are not.
+        let serious = matches!(outcome, "backend_unavailable" | "cut");
+        match (why, serious) {
             // A load-balancer or port probe: connected, sent nothing, left.
-            _ if outcome == SessionOutcome::Probe => debug!(secs, "probe closed"),
-            None => info!(secs, ?outcome, "closed"),
-            Some(e) => info!(secs, ?outcome, error = %e, "closed"),
+            _ if probe => debug!(secs = %secs, "probe closed"),
+            (None, false) => info!(outcome = %outcome, secs = %secs, "closed"),
+            (None, true) => warn!(outcome = %outcome, secs = %secs, "closed"),
+            (Some(e), false) => info!(outcome = %outcome, secs = %secs, error = %e, "closed"),
+            (Some(e), true) => warn!(outcome = %outcome, secs = %secs, error = %e, "closed"),
         }
     }
     .instrument(span)

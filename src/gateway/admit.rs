@@ -104,7 +104,14 @@ fn check(
     if let policy::AccessDecision::Deny { rule } =
         policy::check_access(&ctx.cfg.access, &ctx.global_access, ip)
     {
-        warn!(rule = ?rule, reason = "access", "client refused by access policy");
+        // Which rule, as the config names it (not `Some(3)`).
+        let local = ctx.cfg.access.len();
+        let rule = match rule {
+            Some(i) if i < local => format!("listener access[{i}]"),
+            Some(i) => format!("access[{}]", i - local),
+            None => "no allow rule matched".to_string(),
+        };
+        warn!(rule = %rule, reason = "access", "client refused by access policy");
         return Err((
             Reply::new(421, "Access denied for your address"),
             "refused by access policy".to_string(),

@@ -303,6 +303,7 @@ impl Gateway {
                 .map(|b| (b.cfg.name.as_str(), b.cfg.health_check.is_some())),
         );
         metrics.config_loaded();
+        metrics.certificates_loaded(&crate::tls::material::expiry(&prepared.config));
         let (drain_tx, drain_rx) = watch::channel(false);
         let (force_tx, force_rx) = watch::channel(false);
         let (stop_http, stop_http_rx) = watch::channel(false);
@@ -312,6 +313,7 @@ impl Gateway {
         let mut listeners = HashMap::new();
         for (l, ctx) in bound {
             metrics.listener_configured(&ctx.cfg.name);
+            metrics.passive_range(&ctx.cfg.name, ctx.cfg.passive.ports.len());
             let running = spawn_listener(l, ctx, shared.clone());
             listeners.insert(running.0, running.1);
         }
@@ -327,7 +329,8 @@ impl Gateway {
         let mut metrics_addr = None;
         if let Some(l) = metrics_listener {
             let local = l.local_addr().ok();
-            info!(addr = ?local, "metrics endpoint listening (/metrics, /healthz, /readyz)");
+            let shown = local.map_or_else(|| "?".to_string(), |a| a.to_string());
+            info!(addr = %shown, "metrics endpoint listening (/metrics, /healthz, /readyz)");
             metrics_addr = local;
             tasks.spawn(http::serve(
                 l,
@@ -391,6 +394,13 @@ impl Gateway {
         self.shared.active()
     }
 
+    /// A counter of running sessions that outlives a `shutdown` in progress
+    /// (for the log line of a second termination signal).
+    pub fn session_counter(&self) -> impl Fn() -> usize + Send + 'static {
+        let shared = self.shared.clone();
+        move || shared.active()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         lock(&self.config).clone()
@@ -401,6 +411,15 @@ impl Gateway {
     /// reloads as for `SIGHUP` and answers the request.
     pub async fn control_reload(&self) -> Option<crate::ctl::ReloadRequest> {
         self.control_reloads.lock().await.recv().await
+    }
+
+    /// What `reload.watch` polls: the config files and every certificate,
+    /// key, CA and SNI file they name (a renewed certificate is a change).
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let config = self.config();
+        let mut files = config.sources.clone();
+        files.extend(crate::tls::material::files(&config));
+        files
     }
 
     /// Apply a new configuration without dropping sessions. On any error the
@@ -486,6 +505,8 @@ impl Gateway {
         }
         for ctx in &prepared.listeners {
             self.metrics.listener_configured(&ctx.cfg.name);
+            self.metrics
+                .passive_range(&ctx.cfg.name, ctx.cfg.passive.ports.len());
             if let Some(r) = running.get(&ctx.cfg.name) {
                 let _ = r.ctx.send(ctx.clone());
                 continue;
@@ -519,6 +540,8 @@ impl Gateway {
             self.metrics.clone(),
             stop_rx,
         );
+        self.metrics
+            .certificates_loaded(&crate::tls::material::expiry(&prepared.config));
         *lock(&self.config) = prepared.config;
         Ok(())
     }

@@ -78,6 +78,9 @@ pub(super) struct Families {
     tls_resumption_failures: Family<BackendLabels, Counter>,
     up: Family<BackendLabels, Gauge>,
     health_checks: Family<BackendResultLabels, Counter>,
+    /// Failed health checks by kind; kept out of `errors`, which counts
+    /// only what sessions met, so one outage is not counted twice.
+    health_failures: Family<BackendErrorLabels, Counter>,
 }
 
 impl Families {
@@ -88,6 +91,7 @@ impl Families {
             tls_resumption_failures: Family::default(),
             up: Family::default(),
             health_checks: Family::default(),
+            health_failures: Family::default(),
         };
         r.register(
             "backend_connect_seconds",
@@ -113,6 +117,11 @@ impl Families {
             "backend_health_checks",
             "Active backend health checks run, by backend and result",
             f.health_checks.clone(),
+        );
+        r.register(
+            "backend_health_check_failures",
+            "Failed active health checks, by backend and kind (not in backend_errors_total)",
+            f.health_failures.clone(),
         );
         f
     }
@@ -162,6 +171,17 @@ impl Metrics {
     }
 
     /// `ftpsgate_backend_health_checks_total{backend,result}`: one active check ran.
+    /// `ftpsgate_backend_health_check_failures_total{backend,kind}`.
+    pub fn health_check_failed(&self, backend: &str, kind: BackendErrorKind) {
+        self.backends
+            .health_failures
+            .get_or_create(&BackendErrorLabels {
+                backend: backend.to_owned(),
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
     pub fn health_check(&self, backend: &str, ok: bool) {
         self.backends
             .health_checks

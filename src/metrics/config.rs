@@ -30,6 +30,9 @@ struct VersionLabels {
 pub(super) struct Families {
     reloads: Family<ResultLabels, Counter>,
     loaded: Gauge<f64, AtomicU64>,
+    /// 1 while the last reload was applied (or none was tried), 0 from a
+    /// refused reload until the next good one: the running policy is stale.
+    last_reload_ok: Gauge,
     build_info: Family<VersionLabels, Gauge>,
 }
 
@@ -38,6 +41,7 @@ impl Families {
         let f = Families {
             reloads: Family::default(),
             loaded: Gauge::default(),
+            last_reload_ok: Gauge::default(),
             build_info: Family::default(),
         };
         r.register(
@@ -50,6 +54,12 @@ impl Families {
             "Unix time the running configuration was loaded",
             f.loaded.clone(),
         );
+        r.register(
+            "config_last_reload_successful",
+            "1 if the last reload was applied (or none was tried), 0 from a refused reload until a good one",
+            f.last_reload_ok.clone(),
+        );
+        f.last_reload_ok.set(1);
         r.register(
             "build_info",
             "Always 1; the version label says which ftpsgate runs",
@@ -78,8 +88,11 @@ impl Metrics {
         self.config.loaded.set(now);
     }
 
-    /// `ftpsgate_config_reloads_total{result}`.
+    /// `ftpsgate_config_reloads_total{result}` +1 and
+    /// `ftpsgate_config_last_reload_successful` = `ok` (it stays 0 after a
+    /// refused reload until one is applied).
     pub fn config_reload(&self, ok: bool) {
+        self.config.last_reload_ok.set(i64::from(ok));
         self.config
             .reloads
             .get_or_create(&ResultLabels {
@@ -113,5 +126,18 @@ mod tests {
             sample(&text, "ftpsgate_config_last_load_timestamp_seconds").is_some_and(|t| t > 0.0),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_refused_reload_stays_visible_until_a_good_one() {
+        let m = Metrics::new();
+        let ok = |m: &Metrics| sample(&m.encode(), "ftpsgate_config_last_reload_successful");
+        assert_eq!(ok(&m), Some(1.0), "no reload tried yet");
+        m.config_reload(false);
+        assert_eq!(ok(&m), Some(0.0));
+        m.config_reload(false);
+        assert_eq!(ok(&m), Some(0.0));
+        m.config_reload(true);
+        assert_eq!(ok(&m), Some(1.0));
     }
 }

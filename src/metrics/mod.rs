@@ -18,6 +18,7 @@
 //! - [`tls`]: TLS handshakes;
 //! - [`backends`]: backend connects, errors, health;
 //! - [`config`]: configuration reloads and load time, build info;
+//! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`);
 //! - [`control`]: requests over the control socket.
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
@@ -28,6 +29,7 @@
 mod backends;
 mod config;
 mod control;
+mod process;
 mod sessions;
 mod tls;
 mod transfers;
@@ -38,9 +40,9 @@ use prometheus_client::registry::Registry;
 
 pub use backends::BackendErrorKind;
 pub use control::ControlCommand;
-pub use sessions::{verb_label, LoginResult};
-pub use tls::{Handshake, Resumption};
-pub use transfers::PinholeRefusal;
+pub use sessions::{outcome_label, verb_label, LoginResult};
+pub use tls::{CertExpiry, Handshake, Resumption};
+pub use transfers::{result_label, PinholeRefusal, PortHeld};
 
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +93,7 @@ impl Default for Metrics {
         let backends = backends::Families::register(r);
         let config = config::Families::register(r);
         let control = control::Families::register(r);
+        process::register(r);
         Metrics {
             registry,
             sessions,
@@ -192,6 +195,7 @@ mod tests {
             "ftpsgate_backend_health_checks_total",
             "ftpsgate_config_reloads_total",
             "ftpsgate_build_info",
+            "ftpsgate_process_open_fds",
         ];
         let at: Vec<Option<usize>> = order
             .iter()

@@ -33,8 +33,8 @@ impl LoginResult {
     }
 }
 
-/// The `outcome` label value of a session's end.
-fn outcome_label(outcome: SessionOutcome) -> &'static str {
+/// The `outcome` label value of a session's end (logs use the same word).
+pub fn outcome_label(outcome: SessionOutcome) -> &'static str {
     match outcome {
         SessionOutcome::Ok => "ok",
         SessionOutcome::RefusedPolicy => "refused_policy",
@@ -45,6 +45,7 @@ fn outcome_label(outcome: SessionOutcome) -> &'static str {
         SessionOutcome::Killed => "killed",
         SessionOutcome::ClosedWithoutQuit => "closed_without_quit",
         SessionOutcome::Probe => "probe",
+        SessionOutcome::Cut => "cut",
     }
 }
 
@@ -217,6 +218,20 @@ mod tests {
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_session_cut_at_the_drain_deadline_counts_as_cut() {
+        let m = Metrics::new();
+        m.session_ended("edge", SessionOutcome::Cut);
+        assert_eq!(outcome_label(SessionOutcome::Cut), "cut");
+        assert_eq!(
+            sample(
+                &m.encode(),
+                "ftpsgate_sessions_total{listener=\"edge\",outcome=\"cut\"}"
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! finished; pinholes by `data/` (open, close, refusals) and the machine
 //! (`PORT` bounce). The session's [`TransferResult`] and the control
 //! dialogue's [`Direction`] are mapped to labels here.
+//!
+//! Passive-port usage per listener: the gateway sets each range's size when
+//! it configures a listener; a pinhole holds a [`PortHeld`] while its port is
+//! bound.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -71,8 +75,8 @@ fn direction_label(direction: Direction) -> &'static str {
     }
 }
 
-/// The `result` label value of a finished transfer.
-fn result_label(result: TransferResult) -> &'static str {
+/// The `result` label value of a finished transfer (logs use the same word).
+pub fn result_label(result: TransferResult) -> &'static str {
     match result {
         TransferResult::Ok => "ok",
         TransferResult::Failed => "failed",
@@ -100,6 +104,22 @@ struct BytesLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+/// One bound passive port of a listener: counted in
+/// `ftpsgate_passive_ports_in_use` from creation until dropped.
+#[derive(Debug)]
+pub struct PortHeld(Gauge);
+
+impl Drop for PortHeld {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -122,6 +142,8 @@ pub(super) struct Families {
     pinholes_used: Counter,
     pinholes_expired: Counter,
     pinhole_refusals: Family<ReasonLabels, Counter>,
+    passive_in_use: Family<ListenerLabels, Gauge>,
+    passive_size: Family<ListenerLabels, Gauge>,
 }
 
 impl Families {
@@ -135,6 +157,8 @@ impl Families {
             pinholes_used: Counter::default(),
             pinholes_expired: Counter::default(),
             pinhole_refusals: Family::default(),
+            passive_in_use: Family::default(),
+            passive_size: Family::default(),
         };
         r.register(
             "transfers",
@@ -175,6 +199,16 @@ impl Families {
             "pinhole_refusals",
             "Data connections or pinholes refused, by reason",
             f.pinhole_refusals.clone(),
+        );
+        r.register(
+            "passive_ports_in_use",
+            "Ports of the listener's passive range bound by a pinhole now",
+            f.passive_in_use.clone(),
+        );
+        r.register(
+            "passive_ports",
+            "Size of the listener's passive port range",
+            f.passive_size.clone(),
         );
         // Series that alerts use with rate() exist from the start, at 0.
         for reason in PinholeRefusal::ALL {
@@ -219,6 +253,31 @@ impl Metrics {
                 })
                 .inc_by(bytes);
         }
+    }
+
+    /// `ftpsgate_passive_ports{listener}` = `size`; `..._in_use` created at 0.
+    pub fn passive_range(&self, listener: &str, size: usize) {
+        let labels = ListenerLabels {
+            listener: listener.to_owned(),
+        };
+        self.transfers
+            .passive_size
+            .get_or_create(&labels)
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        drop(self.transfers.passive_in_use.get_or_create(&labels));
+    }
+
+    /// `ftpsgate_passive_ports_in_use{listener}` +1 until the guard is dropped.
+    pub fn passive_port_held(&self, listener: &str) -> PortHeld {
+        let g = self
+            .transfers
+            .passive_in_use
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .clone();
+        g.inc();
+        PortHeld(g)
     }
 
     /// `ftpsgate_pinholes_open` +1, `ftpsgate_pinholes_opened_total` +1.
@@ -306,5 +365,30 @@ mod tests {
         assert_eq!(sample(&text, "ftpsgate_pinholes_opened_total"), Some(2.0));
         assert_eq!(sample(&text, "ftpsgate_pinholes_used_total"), Some(1.0));
         assert_eq!(sample(&text, "ftpsgate_pinholes_expired_total"), Some(0.0));
+    }
+
+    #[test]
+    fn passive_ports_in_use_follow_the_guards() {
+        let m = Metrics::new();
+        m.passive_range("edge", 100);
+        let a = m.passive_port_held("edge");
+        let b = m.passive_port_held("edge");
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "ftpsgate_passive_ports{listener=\"edge\"}"),
+            Some(100.0)
+        );
+        assert_eq!(
+            sample(&text, "ftpsgate_passive_ports_in_use{listener=\"edge\"}"),
+            Some(2.0)
+        );
+        drop((a, b));
+        assert_eq!(
+            sample(
+                &m.encode(),
+                "ftpsgate_passive_ports_in_use{listener=\"edge\"}"
+            ),
+            Some(0.0)
+        );
     }
 }

@@ -500,11 +500,13 @@ impl Driver {
         let choice = match policy::route(&ctx.cfg, user) {
             Ok(c) => c,
             Err(e) => {
-                info!(error = ?e, "unknown backend in user@backend");
+                info!(error = %e, "unknown backend in user@backend");
                 return Err(RouteFailure::UnknownBackend);
             }
         };
         self.user = Some(user.to_string());
+        // The name last given with USER, on every line of the session from now on.
+        tracing::Span::current().record("user", tracing::field::display(user));
         let same = self
             .chosen
             .as_ref()
@@ -523,6 +525,10 @@ impl Driver {
             )
             .await
             .map_err(RouteFailure::Unavailable)?;
+            tracing::Span::current().record(
+                "backend",
+                tracing::field::display(&in_use.backend().cfg.name),
+            );
             self.backend = Some(session);
             self.chosen = Some(in_use);
         }
@@ -589,6 +595,7 @@ impl Driver {
             tls: self.client_data_tls(protected),
             lifetime: self.ctx.timeouts.pinhole,
             metrics: self.ctx.metrics.clone(),
+            listener: self.ctx.cfg.name.clone(),
             kernel: self.ctx.kernel.clone(),
         };
         let pinhole = Pinhole::open(spec).await.map_err(|e| {

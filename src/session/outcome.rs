@@ -25,6 +25,9 @@ pub enum SessionOutcome {
     /// The connection closed before the client sent anything (a
     /// load-balancer or port probe): not a session.
     Probe,
+    /// Closed by the gateway at the drain deadline (`shutdown.grace`), or
+    /// by a second termination signal.
+    Cut,
 }
 
 /// How one data transfer ended.

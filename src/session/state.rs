@@ -44,6 +44,7 @@ use crate::control::{
     self, parse_command, render_227, render_229, Command, CommandError, EpsvArg, FeatOptions,
     ProtLevel, Reply, TransferKind,
 };
+use crate::metrics::result_label;
 use crate::policy;
 
 use super::outcome::{SessionOutcome, TransferResult};
@@ -610,9 +611,13 @@ impl Machine {
             Input::Timeout => self.timeout(now),
             Input::Shutdown => self.draining = true,
             Input::Force => {
-                warn!("closing: drain deadline passed");
+                warn!(
+                    outcome = %"cut",
+                    transfer = self.transfer_running(),
+                    "closing: drain deadline passed"
+                );
                 self.reply(421, "Gateway shutting down");
-                self.close_keep_outcome();
+                self.close(SessionOutcome::Cut);
             }
         }
     }
@@ -1288,7 +1293,12 @@ impl Machine {
         if t.outcome.is_none() {
             self.out.push(Action::AbortTransfer);
         }
-        info!(kind = t.kind.verb(), "transfer aborted by client");
+        info!(
+            kind = t.kind.verb(),
+            file = %t.path,
+            result = %result_label(TransferResult::Aborted),
+            "transfer aborted by client"
+        );
         self.account(&t, TransferResult::Aborted, 0, false, env);
         // RFC 959 §4.1.3: 426 for the aborted transfer, then 226 for ABOR.
         // Whatever the backend answers (or omits) is absorbed by the abort.
@@ -1563,24 +1573,49 @@ impl Machine {
         // The control connection was busy until now, not idle.
         self.last_activity = now;
         let kind = t.kind.verb();
+        let secs = format!(
+            "{:.3}",
+            now.saturating_duration_since(t.started).as_secs_f64()
+        );
         let to_client = match (&t.outcome, r.is_success()) {
             (Some(Ok(bytes)), true) => {
-                info!(kind, bytes, "transfer complete");
+                info!(
+                    kind,
+                    file = %t.path,
+                    bytes,
+                    secs = %secs,
+                    result = %result_label(TransferResult::Ok),
+                    "transfer complete"
+                );
                 self.account(&t, TransferResult::Ok, *bytes, true, env);
                 r
             }
             (Some(Err(e)), _) => {
-                warn!(kind, error = %e.error, backend = %r.text(), "transfer failed");
                 let result = if e.aborted {
                     TransferResult::Aborted
                 } else {
                     TransferResult::Failed
                 };
+                warn!(
+                    kind,
+                    file = %t.path,
+                    secs = %secs,
+                    result = %result_label(result),
+                    error = %e.error,
+                    backend_reply = %r.text(),
+                    "transfer failed"
+                );
                 self.account(&t, result, 0, false, env);
                 e.reply.clone()
             }
             (_, false) | (None, true) => {
-                info!(kind, code = r.code, "transfer refused or failed by backend");
+                info!(
+                    kind,
+                    file = %t.path,
+                    code = r.code,
+                    result = %result_label(TransferResult::Refused),
+                    "transfer refused or failed by backend"
+                );
                 self.account(&t, TransferResult::Refused, 0, false, env);
                 r
             }

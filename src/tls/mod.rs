@@ -12,6 +12,7 @@
 //! This module does no FTP and knows nothing about sessions beyond
 //! "one cache per session".
 
+pub mod material;
 mod pem;
 mod resume;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use crate::config::{self, BackendVerify, TlsVersion};
 
 pub use pem::{load_certs, load_key};
 pub use resume::SessionStore;
+pub use verify::OnLeaf;
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +218,15 @@ pub struct BackendTls {
 
 impl BackendTls {
     pub fn from_config(tls: &config::BackendTls) -> Result<Self, TlsError> {
+        Self::from_config_observed(tls, None)
+    }
+
+    /// As [`Self::from_config`]; `on_leaf` hears the not-after of every
+    /// backend certificate accepted (the expiry metric).
+    pub fn from_config_observed(
+        tls: &config::BackendTls,
+        on_leaf: Option<verify::OnLeaf>,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &tls.verify {
             BackendVerify::Ca(path) => {
@@ -236,6 +247,13 @@ impl BackendTls {
             BackendVerify::Dangerous | BackendVerify::NotApplicable => {
                 Arc::new(verify::PinnedVerifier::dangerous_any(provider.clone()))
             }
+        };
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match on_leaf {
+            Some(on_leaf) => Arc::new(verify::LeafExpiry {
+                inner: verifier,
+                on_leaf,
+            }),
+            None => verifier,
         };
         let build = |versions: &[&'static SupportedProtocolVersion]| {
             ClientConfig::builder_with_provider(provider.clone())

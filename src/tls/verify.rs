@@ -3,6 +3,10 @@
 //!
 //! Either way the handshake signatures are checked against the presented
 //! certificate, so a pinned connection proves possession of the pinned key.
+//!
+//! [`LeafExpiry`] wraps any of the backend verifiers (pin, CA, none) and reports
+//! the not-after of each certificate it accepted (the expiry metric of pinned
+//! backends, whose certificate exists nowhere on the gateway's disk).
 
 use std::sync::Arc;
 
@@ -104,5 +108,71 @@ impl ServerCertVerifier for PinnedVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Called with the not-after (Unix seconds) of every accepted backend leaf.
+pub type OnLeaf = Arc<dyn Fn(f64) + Send + Sync>;
+
+/// A verifier that reports the accepted leaf's not-after, then defers to `inner`.
+pub struct LeafExpiry {
+    pub inner: Arc<dyn ServerCertVerifier>,
+    pub on_leaf: OnLeaf,
+}
+
+impl std::fmt::Debug for LeafExpiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafExpiry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for LeafExpiry {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ok = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        if let Some(t) = super::material::not_after(end_entity) {
+            (self.on_leaf)(t);
+        }
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
     }
 }

@@ -432,6 +432,22 @@ fn denied_commands_are_answered_550_and_not_forwarded() {
     assert!(backend_lines(&a).is_empty());
 }
 
+/// Issue 15 item 4: the drain deadline cuts a running transfer; the session
+/// ends as `Cut`, not `Ok`, and the transfer is aborted (never 226).
+#[test]
+fn drain_deadline_cuts_the_session_as_cut() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    t.retr();
+    assert!(t.input(Input::Shutdown).is_empty());
+    let a = t.input(Input::Force);
+    assert_eq!(codes(&a), vec![421]);
+    assert!(a.contains(&Action::AbortTransfer), "{a:?}");
+    assert_eq!(a.last(), Some(&Action::Close));
+    assert_eq!(t.m.outcome(), SessionOutcome::Cut);
+}
+
 #[test]
 fn drain_waits_for_the_running_transfer() {
     let mut t = T::new(settings());
