@@ -28,8 +28,9 @@ pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
     CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
     Limits, Listener, ListenerLimits, ListenerTls, MetricsConfig, Nftables, Passive, PortRange,
-    PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, Route, SniCert, Timeouts,
-    TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_IPV6_PREFIX, NEVER_FILTERED,
+    PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route, SniCert,
+    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, DEFAULT_IPV6_PREFIX,
+    NEVER_FILTERED,
 };
 
 use pattern::pattern_covers;

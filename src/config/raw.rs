@@ -180,6 +180,7 @@ pub(crate) struct RawListenerTls {
     pub key: Option<String>,
     pub require: Option<String>,
     pub require_data_reuse: Option<String>,
+    pub data_reuse_scope: Option<String>,
     pub min_version: Option<String>,
     pub max_version: Option<String>,
     pub allow_ccc: Option<String>,

@@ -309,6 +309,9 @@ pub struct ListenerTls {
     /// Data-connection TLS must resume the control session, so a third party cannot
     /// take over a pinhole. Default true; false for none.
     pub require_data_reuse: bool,
+    /// Whose TLS sessions a data connection may resume (with `require_data_reuse`).
+    /// Default `user`; irrelevant with mode none.
+    pub data_reuse_scope: ReuseScope,
     /// Lowest TLS version offered to clients. Default 1.2.
     pub min_version: TlsVersion,
     /// Highest TLS version offered to clients. Default 1.3. `"1.2"` avoids
@@ -334,6 +337,17 @@ pub enum TlsMode {
     Explicit,
     /// TLS handshake before the first FTP byte.
     Implicit,
+}
+
+/// Which earlier TLS sessions a client data connection may resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReuseScope {
+    /// Only its own control session's (one ticket key per FTP session).
+    Session,
+    /// Any live session of this listener logged in as the same user from the same
+    /// client address (clients with one TLS session cache for all their
+    /// connections: rclone, Go). See SECURITY.md, "Data connection binding".
+    User,
 }
 
 /// A TLS protocol version; ordered so that `Tls12 < Tls13`.

@@ -64,6 +64,10 @@ impl PinholeError {
     }
 }
 
+/// How long a data handshake waits for the login of the session whose ticket
+/// it offers (see `tls::SessionAcceptors::await_ticket_owner`).
+const TICKET_OWNER_WAIT: Duration = Duration::from_secs(5);
+
 /// What a pinhole accepts.
 pub struct PinholeSpec {
     pub bind_ip: IpAddr,
@@ -96,6 +100,8 @@ pub struct Pinhole {
     rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
+    /// The client's ClientHello has arrived (its handshake may still run).
+    accepted: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// The transfer's direction once its command arrived.
     direction: watch::Sender<Option<Direction>>,
@@ -168,6 +174,8 @@ impl Pinhole {
         let held = metrics.passive_port_held(&spec.listener);
         let used = Arc::new(AtomicBool::new(false));
         let used_in_task = used.clone();
+        let accepted = Arc::new(AtomicBool::new(false));
+        let accepted_in_task = accepted.clone();
         let kernel = spec.kernel.clone();
         let client_ip = spec.client_ip;
         let kernel_closed = Arc::new(AtomicBool::new(false));
@@ -175,7 +183,7 @@ impl Pinhole {
         let (tx, rx) = oneshot::channel();
         let (direction, direction_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let res = accept_one(&listener, &spec, direction_rx).await;
+            let res = accept_one(&listener, &spec, direction_rx, accepted_in_task).await;
             if res.is_ok() {
                 used_in_task.store(true, Ordering::Relaxed);
             }
@@ -192,12 +200,21 @@ impl Pinhole {
             rx: Some(rx),
             task,
             used,
+            accepted,
             metrics,
             direction,
             kernel: kernel.map(|k| (k, client_ip)),
             kernel_closed,
             _share: share,
         })
+    }
+
+    /// True once the client's TLS handshake has begun (its ClientHello came):
+    /// the handshake then finishes without waiting for the transfer command.
+    /// Plain connections and clients that handshake only after the `150`
+    /// (Go) stay false.
+    pub fn client_connected(&self) -> bool {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// The transfer command arrived: tell the pending handshake its direction.
@@ -273,6 +290,7 @@ async fn accept_one(
     listener: &TcpListener,
     spec: &PinholeSpec,
     direction: watch::Receiver<Option<Direction>>,
+    hello_seen: Arc<AtomicBool>,
 ) -> Result<ClientStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let deadline = tokio::time::sleep(spec.lifetime);
@@ -303,10 +321,11 @@ async fn accept_one(
                 };
                 let metrics = spec.metrics.clone();
                 let direction = direction.clone();
+                let hello_seen = hello_seen.clone();
                 candidates.spawn(async move {
                     let r = tokio::time::timeout(
                         HANDSHAKE_TIMEOUT,
-                        handshake(tcp, port, peer, tls, direction, &metrics),
+                        handshake(tcp, port, peer, tls, direction, &metrics, &hello_seen),
                     )
                     .await
                     .unwrap_or(Err(Refused::Silent));
@@ -366,6 +385,7 @@ async fn handshake(
     tls: DataTls,
     direction: watch::Receiver<Option<Direction>>,
     metrics: &Metrics,
+    hello_seen: &AtomicBool,
 ) -> Result<ClientStream, Refused> {
     let DataTls {
         acceptors,
@@ -374,18 +394,26 @@ async fn handshake(
     // The handshake is answered at once. When the transfer command has not
     // told the direction yet (curl waits for this handshake before sending
     // it), the handshake is a download's (TLS 1.3 tickets) and `HoldIo` keeps
-    // the tickets back until the transfer knows: a download releases them
-    // before its data, an upload after it (see `stream::HoldIo`).
+    // the tickets back until the transfer has the connection and releases
+    // them, whatever the direction (see `stream::HoldIo`).
     let armed = Arc::new(AtomicBool::new(false));
     let io = HoldIo::new(tcp, armed.clone());
     let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = match hello.await {
+    let mut start = match hello.await {
         Ok(s) => s,
         Err(e) => {
             metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
             return Err(Refused::Tls(e));
         }
     };
+    hello_seen.store(true, Ordering::Relaxed);
+    // A ticket of a session from this address still logging in (rclone opens
+    // connections in parallel, one ticket cache): wait for that login before
+    // resuming is decided.
+    let first = start.io.take_first_bytes();
+    acceptors
+        .await_ticket_owner(&first, TICKET_OWNER_WAIT)
+        .await;
     let known = *direction.borrow();
     if known.is_none() {
         armed.store(true, Ordering::Relaxed);

@@ -98,6 +98,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             key: None,
             require: false,
             require_data_reuse: false,
+            data_reuse_scope: crate::config::ReuseScope::Session,
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,
             allow_ccc: false,

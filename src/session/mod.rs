@@ -90,7 +90,12 @@ async fn run_inner(
     let local_addr = tcp
         .local_addr()
         .map_err(|e| End(O::ClientError, e.to_string()))?;
-    let acceptor = match ctx.tls.as_ref().map(|t| t.session_acceptors()).transpose() {
+    let acceptor = match ctx
+        .tls
+        .as_ref()
+        .map(|t| t.session_acceptors(peer.ip()))
+        .transpose()
+    {
         Ok(a) => a,
         Err(e) => return Err(End(O::TlsFailed, format!("cannot set up session TLS: {e}"))),
     };
@@ -365,7 +370,13 @@ impl Driver {
             backend,
             attempt: &mut self.attempt,
         };
-        machine.handle(Instant::now(), input, &mut env)
+        let actions = machine.handle(Instant::now(), input, &mut env);
+        if let Some(a) = &self.acceptor {
+            // Which other sessions' TLS tickets this one's data connections
+            // may resume (`tls::SessionAcceptors::bind_login`).
+            a.bind_login(machine.logged_in().then(|| machine.user()));
+        }
+        actions
     }
 
     async fn perform(&mut self, client: &mut Channel<ClientStream>, action: Action) -> Step {

@@ -142,10 +142,40 @@ async fn run(
     idle: Duration,
     rate: Option<u64>,
 ) -> TransferOutcome {
+    // TLS 1.3 tickets held back by the pinhole (the handshake came before
+    // the transfer command) go out as soon as the client leg is there,
+    // whatever the direction, while the backend leg is still being set up:
+    // the client starts its transfer only on the `150` that the backend
+    // sends after that. A download reads them before its data. An upload
+    // needs them too: an OpenSSL client (curl) uses each ticket once, never
+    // reads while it uploads, and reads what has arrived just before it
+    // closes the connection (an SSL_read ahead of its close_notify, there to
+    // avoid a reset). Sent before the `150`, they have arrived by then, so
+    // curl stores a fresh ticket for its next data connection and leaves
+    // nothing unread behind; sent later, they could arrive after that read
+    // and make its kernel reset the connection, cutting the upload (see
+    // `stream::HoldIo`).
+    let connected_first = matches!(&client, ClientLeg::Pinhole(p) if p.client_connected());
+    let client_ready = async {
+        let mut c = client.open().await?;
+        c.release_held();
+        let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::flush(&mut c)).await;
+        Ok::<_, PinholeError>(c)
+    };
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
     // and answers (426) instead of waiting for its own accept timeout.
-    let (client, backend) = tokio::join!(client.open(), backend.open(connect));
+    // A client whose handshake has begun (curl: handshake before the
+    // command) gets its leg, and so its tickets, before the backend leg is
+    // started: the backend's `150` cannot be on its way yet. Others connect
+    // or handshake only after the `150` and know the direction (nothing
+    // held): both legs at once, or that `150` would never come.
+    let (client, backend) = if connected_first {
+        let client = client_ready.await;
+        (client, backend.open(connect).await)
+    } else {
+        tokio::join!(client_ready, backend.open(connect))
+    };
     if direction == Direction::Upload {
         if let Ok(b) = &backend {
             // Until the upload has completed, any close of the backend leg —
@@ -159,10 +189,6 @@ async fn run(
     }
     let mut client = client?;
     let mut backend = backend?;
-    if direction == Direction::Download {
-        // TLS 1.3 tickets held back by the pinhole go out before the data.
-        client.release_held();
-    }
     match direction {
         Direction::Download => {
             let opts = RelayOpts {
@@ -182,9 +208,6 @@ async fn run(
             // On error the backend leg is dropped with its reset armed.
             let n = relayed?;
             crate::net::unabort(backend.tcp());
-            // Only now may tickets held back by the pinhole go out: the
-            // client has sent everything (see `stream::HoldIo`).
-            client.release_held();
             // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
             // connection ends with close_notify from both sides).
             let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))

@@ -15,13 +15,16 @@
 pub mod material;
 mod pem;
 mod resume;
+mod reuse;
 #[cfg(test)]
 mod tests;
 mod verify;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
@@ -31,7 +34,9 @@ use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion
 use rustls_pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{self, BackendVerify, TlsVersion};
+use crate::config::{self, BackendVerify, ReuseScope, TlsVersion};
+
+use reuse::{ReuseGroups, SessionTicketer};
 
 pub use pem::{load_certs, load_key};
 pub use resume::SessionStore;
@@ -86,6 +91,8 @@ const SESSION_CACHE_ENTRIES: usize = 32;
 #[derive(Clone)]
 pub struct ServerTls {
     base: Arc<ServerConfig>,
+    /// The listener's login groups in `data_reuse_scope: user`, else `None`.
+    groups: Option<Arc<ReuseGroups>>,
 }
 
 impl ServerTls {
@@ -117,8 +124,13 @@ impl ServerTls {
             .with_protocol_versions(&versions(tls.min_version, tls.max_version))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { by_name, default }));
+        let groups = match tls.data_reuse_scope {
+            ReuseScope::User => Some(Arc::new(ReuseGroups::default())),
+            ReuseScope::Session => None,
+        };
         Ok(ServerTls {
             base: Arc::new(cfg),
+            groups,
         })
     }
 
@@ -132,21 +144,24 @@ impl ServerTls {
     /// connection from the *same* control-connection ticket, as OpenSSL
     /// servers allow; the per-session key still confines them to this session.
     ///
-    /// Data connections share that state. Whether they hand out fresh TLS 1.3
-    /// tickets depends on the direction: clients that consume a ticket per
-    /// resumption (rustls) need new ones, and a downloading client reads them;
-    /// an uploading client never reads, and closing a socket with unread data
-    /// makes its kernel send a reset that can cut the end of the upload (the
-    /// vsftpd truncation of real-servers.md, seen here with lftp: with tickets
-    /// on upload connections most curl and lftp uploads ended in a reset).
-    /// The price: an OpenSSL client (curl) that uploads twice in one session
-    /// has no ticket left for the second data connection — as against vsftpd
-    /// itself (7 of 10 such curl sessions failed there). `max_version: "1.2"`
-    /// on the listener avoids tickets altogether (reusable session ids).
-    pub fn session_acceptors(&self) -> Result<SessionAcceptors, TlsError> {
+    /// Data connections share that state. A data handshake whose direction
+    /// is known (the transfer command came first) gets fresh TLS 1.3 tickets
+    /// for a download and none for an upload (an uploading client that never
+    /// reads would close with them unread, and its kernel's reset can cut the
+    /// end of the upload — the vsftpd truncation of real-servers.md). A
+    /// handshake that comes before the command (curl) gets tickets held back
+    /// by `stream::HoldIo` until the transfer starts, in both directions:
+    /// curl uses each ticket once and reads the tickets of an upload
+    /// connection just before its close_notify.
+    pub fn session_acceptors(&self, client_ip: IpAddr) -> Result<SessionAcceptors, TlsError> {
         let mut cfg = (*self.base).clone();
         cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-        cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        let ticketer = SessionTicketer::new(
+            rustls::crypto::ring::Ticketer::new()?,
+            self.groups.clone(),
+            client_ip,
+        );
+        cfg.ticketer = ticketer.clone();
         cfg.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
         let download = Arc::new(cfg.clone());
         let mut upload = cfg.clone();
@@ -155,6 +170,7 @@ impl ServerTls {
             control: TlsAcceptor::from(Arc::new(cfg)),
             download,
             upload: Arc::new(upload),
+            ticketer,
         })
     }
 }
@@ -183,9 +199,25 @@ pub struct SessionAcceptors {
     pub download: Arc<ServerConfig>,
     /// Data connections carrying an upload, or of unknown direction (no tickets).
     pub upload: Arc<ServerConfig>,
+    /// The session's ticket key (and, in scope `user`, its login group).
+    ticketer: Arc<SessionTicketer>,
 }
 
 impl SessionAcceptors {
+    /// The session's login: `Some(user)` once logged in, `None` otherwise. In
+    /// `data_reuse_scope: user` its data connections may then resume tickets
+    /// of that user's other sessions from the same client address.
+    pub fn bind_login(&self, user: Option<&str>) {
+        self.ticketer.bind(user);
+    }
+
+    /// Before a data handshake: wait (up to `limit`) if the offered ticket
+    /// belongs to a session from the same address that is still logging in
+    /// (see `reuse::SessionTicketer::await_ticket_owner`).
+    pub async fn await_ticket_owner(&self, client_hello: &[u8], limit: Duration) {
+        self.ticketer.await_ticket_owner(client_hello, limit).await;
+    }
+
     /// The config for a data connection carrying a transfer in `direction`.
     pub fn data(&self, direction: crate::control::Direction) -> Arc<ServerConfig> {
         match direction {

@@ -178,6 +178,22 @@ impl Curl {
         run("curl", &args, self.timeout).await
     }
 
+    /// Several transfers on one control connection: each step is (extra
+    /// options, path), joined with `--next` (curl keeps its connections, and
+    /// its TLS session cache, across `--next`).
+    pub async fn session(&self, steps: &[(Vec<String>, &str)]) -> Output {
+        let mut args = Vec::new();
+        for (i, (extra, path)) in steps.iter().enumerate() {
+            if i > 0 {
+                args.push("--next".to_string());
+            }
+            args.extend(self.base_args());
+            args.extend(extra.iter().cloned());
+            args.push(self.url(path));
+        }
+        run("curl", &args, self.timeout).await
+    }
+
     /// Downloads `remote` into `local`.
     pub async fn get(&self, remote: &str, local: &Path) -> Output {
         self.raw(&["-o", &local.display().to_string()], remote)

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod faultproxy;
 pub mod gateway;
 pub mod harness;
+pub mod interop;
 pub mod misbehaving;
 pub mod netns;
 pub mod process;

@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::values::{
-    existing_file, parse_bool, parse_data_protection, parse_mode, parse_pin, parse_server_name,
-    parse_sni_name, parse_version,
+    existing_file, parse_bool, parse_data_protection, parse_mode, parse_pin, parse_reuse_scope,
+    parse_server_name, parse_sni_name, parse_version,
 };
 use super::{Builder, Parsed, Reported};
 use crate::config::raw::{RawBackendTls, RawListenerTls, RawPins, RawSniCert};
 use crate::config::typed::{
-    BackendTls, BackendVerify, DataProtection, ListenerTls, SniCert, TlsMode, TlsVersion,
+    BackendTls, BackendVerify, DataProtection, ListenerTls, ReuseScope, SniCert, TlsMode,
+    TlsVersion,
 };
 
 const TLS_ONLY: &str = "only allowed when mode is explicit or implicit";
@@ -108,6 +109,11 @@ impl<'a> Builder<'a> {
             raw.require_data_reuse.as_deref(),
             parse_bool,
         );
+        let scope = self.optional(
+            &key_path("data_reuse_scope"),
+            raw.data_reuse_scope.as_deref(),
+            parse_reuse_scope,
+        );
         let min_version = self.optional(
             &key_path("min_version"),
             raw.min_version.as_deref(),
@@ -138,6 +144,7 @@ impl<'a> Builder<'a> {
                 ("min_version", raw.min_version.is_some()),
                 ("max_version", raw.max_version.is_some()),
                 ("sni", raw.sni.is_some()),
+                ("data_reuse_scope", raw.data_reuse_scope.is_some()),
             ] {
                 if given {
                     self.error(&key_path(k), TLS_ONLY);
@@ -163,6 +170,7 @@ impl<'a> Builder<'a> {
                 key: None,
                 require: false,
                 require_data_reuse: false,
+                data_reuse_scope: ReuseScope::Session,
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 allow_ccc: false,
@@ -182,6 +190,7 @@ impl<'a> Builder<'a> {
             key: Some(key?),
             require: require?.unwrap_or(true),
             require_data_reuse: reuse?.unwrap_or(true),
+            data_reuse_scope: scope?.unwrap_or(ReuseScope::User),
             min_version,
             max_version,
             allow_ccc: allow_ccc?.unwrap_or(false),

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::config::typed::{
-    Balance, DataProtection, PortShare, TlsMode, TlsVersion, TransferLogFormat,
+    Balance, DataProtection, PortShare, ReuseScope, TlsMode, TlsVersion, TransferLogFormat,
 };
 
 /// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
@@ -181,6 +181,16 @@ pub(super) fn parse_mode(s: &str) -> Result<TlsMode, String> {
         "implicit" => Ok(TlsMode::Implicit),
         _ => Err(format!(
             "\"{s}\" is not a TLS mode (expected explicit, implicit or none)"
+        )),
+    }
+}
+
+pub(super) fn parse_reuse_scope(s: &str) -> Result<ReuseScope, String> {
+    match s {
+        "session" => Ok(ReuseScope::Session),
+        "user" => Ok(ReuseScope::User),
+        _ => Err(format!(
+            "\"{s}\" is not a reuse scope (expected user or session)"
         )),
     }
 }

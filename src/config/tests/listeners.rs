@@ -18,6 +18,7 @@ fn defaults_for_cleartext_listener_and_plain_backend() {
             key: None,
             require: false,
             require_data_reuse: false,
+            data_reuse_scope: crate::config::ReuseScope::Session,
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,
             allow_ccc: false,

@@ -21,6 +21,7 @@ fn example_config_parses_into_typed_value() {
                 key: Some(d.join("certs/gateway.key")),
                 require: true,
                 require_data_reuse: true,
+                data_reuse_scope: crate::config::ReuseScope::User,
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 allow_ccc: false,

@@ -247,6 +247,42 @@ fn sni_needs_tls() {
 }
 
 #[test]
+fn data_reuse_scope_defaults_to_user_and_is_checked() {
+    let dir = certs();
+    let listener = |extra: &str| {
+        format!(
+            r#"
+listeners:
+  - name: edge
+    bind: "127.0.0.1:990"
+    tls: {{ mode: implicit, cert: certs/gateway.pem, key: certs/gateway.key{extra} }}
+    passive: {{ ports: "50000" }}
+    backend: legacy
+backends:
+  - name: legacy
+    address: "ftp.internal:21"
+"#
+        )
+    };
+    let config = parse_ok(&listener(""), dir.path());
+    assert_eq!(config.listeners[0].tls.data_reuse_scope, ReuseScope::User);
+    let config = parse_ok(&listener(", data_reuse_scope: session"), dir.path());
+    assert_eq!(
+        config.listeners[0].tls.data_reuse_scope,
+        ReuseScope::Session
+    );
+    assert_eq!(
+        errors(&listener(", data_reuse_scope: everyone"), dir.path()),
+        ["listeners[0].tls.data_reuse_scope: \"everyone\" is not a reuse scope (expected user or session)"]
+    );
+    let none = minimal("", "").replace("mode: none", "mode: none\n      data_reuse_scope: user");
+    assert_eq!(
+        errors(&none, dir.path()),
+        ["listeners[0].tls.data_reuse_scope: only allowed when mode is explicit or implicit"]
+    );
+}
+
+#[test]
 fn clear_data_is_off_by_default_and_warned_about_when_on() {
     let dir = certs();
     let yaml = EXAMPLE.replace(
