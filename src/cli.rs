@@ -104,6 +104,17 @@ pub enum Cmd {
         #[arg(long, default_value_t = 2121)]
         port: u16,
     },
+    /// Talk to a running gateway over its control socket (`control.socket`).
+    Ctl {
+        /// The control socket.
+        #[arg(long, default_value = "/run/ftpsgate/control.sock")]
+        socket: PathBuf,
+        /// Print the answer as JSON (one object) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: CtlCmd,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// bash, zsh or fish.
@@ -128,6 +139,44 @@ pub enum Cmd {
         /// Which page.
         page: ManPage,
     },
+}
+
+/// `ftpsgate ctl …` requests.
+#[derive(Subcommand)]
+pub enum CtlCmd {
+    /// List running sessions (id, user, client, listener, backend, state, bytes, age).
+    Sessions,
+    /// End a session: the client gets 421.
+    Kill {
+        /// Session id (from `sessions`).
+        id: u64,
+    },
+    /// Take a backend out of rotation (disable, drain) or back in (enable).
+    Backend {
+        action: ftpsgate::ctl::BackendAction,
+        /// Backend name (`backends[].name`).
+        name: String,
+    },
+    /// List pinholes waiting for their data connection.
+    Pinholes,
+    /// Reload the configuration as SIGHUP does; prints the errors if refused.
+    Reload,
+}
+
+impl CtlCmd {
+    pub fn request(&self) -> ftpsgate::ctl::Request {
+        use ftpsgate::ctl::Request;
+        match self {
+            CtlCmd::Sessions => Request::Sessions,
+            CtlCmd::Kill { id } => Request::Kill { id: *id },
+            CtlCmd::Backend { action, name } => Request::Backend {
+                action: *action,
+                name: name.clone(),
+            },
+            CtlCmd::Pinholes => Request::Pinholes,
+            CtlCmd::Reload => Request::Reload,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,6 +250,9 @@ Certificate and key; the package creates a self-signed pair here when none exist
 .TP
 \fI/var/log/ftpsgate/xferlog\fR
 Transfer log when \fBtransfer_log\fR is configured; rotated by logrotate.
+.TP
+\fI/run/ftpsgate/control.sock\fR
+Control socket for \fBftpsgate ctl\fR when \fBcontrol.socket\fR names it (the default of \fB--socket\fR).
 .TP
 \fI/usr/share/doc/ftpsgate/examples/example.yaml\fR
 Every configuration key with its default.

@@ -49,6 +49,7 @@ pub(crate) mod backend;
 pub(crate) mod channel;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub(crate) mod data;
 pub mod demo;
 pub mod gateway;

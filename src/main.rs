@@ -1,4 +1,4 @@
-//! The `ftpsgate` command line: `run`, `check`, `demo`, `completions`,
+//! The `ftpsgate` command line: `run`, `check`, `demo`, `ctl`, `completions`,
 //! `self-signed`, `lab-certs`. The clap definitions, `--version`, completions and
 //! man pages are in `cli.rs`; everything else lives in the library.
 
@@ -44,6 +44,11 @@ fn main() -> ExitCode {
         Cmd::Check { config, print } => check(&config, print),
         Cmd::LabCerts { dir } => lab_certs(&dir),
         Cmd::Run { config } => rt.block_on(run(config)),
+        Cmd::Ctl {
+            socket,
+            json,
+            command,
+        } => rt.block_on(ctl(&socket, json, &command)),
         Cmd::Completions { shell } => {
             cli::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -287,7 +292,7 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", path.display());
-                reload_from(&gw, &path);
+                let _ = reload_from(&gw, &path);
                 stamps = mtimes(&gw.watched_files());
             }
             _ = poll, if reload.watch => {
@@ -297,11 +302,16 @@ async fn serve(gw: Gateway, path: PathBuf) -> ExitCode {
                         "configuration files changed (config, certificates or keys): reloading {}",
                         path.display()
                     );
-                    reload_from(&gw, &path);
+                    let _ = reload_from(&gw, &path);
                     // After a failed reload the files stay as they are, so a
                     // broken edit is retried only when the files change again.
                     stamps = mtimes(&gw.watched_files());
                 }
+            }
+            Some(req) = gw.control_reload() => {
+                tracing::info!("control socket: reloading {}", path.display());
+                req.answer(reload_from(&gw, &path));
+                stamps = mtimes(&gw.watched_files());
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -336,34 +346,63 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-fn reload_from(gw: &Gateway, path: &std::path::Path) {
+/// Reload, returning every error (for `ftpsgate ctl reload`).
+fn reload_from(gw: &Gateway, path: &std::path::Path) -> Result<(), Vec<String>> {
     notify(&[
         sd_notify::NotifyState::Reloading,
         sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Ready),
     ]);
     // `systemctl status` shows the last one until the next reload.
-    let status = match reload_config(gw, path) {
+    let res = reload_config(gw, path);
+    let status = match &res {
         Ok(()) => "serving; configuration reloaded".to_string(),
-        Err(first) => format!("serving the previous configuration; reload refused: {first}"),
+        Err(errors) => format!(
+            "serving the previous configuration; reload refused: {}",
+            first_error(errors.iter().cloned())
+        ),
     };
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
     ]);
+    res
 }
 
-/// Load and apply `path`; on refusal the first error (all are logged).
-fn reload_config(gw: &Gateway, path: &std::path::Path) -> Result<(), String> {
+/// Load and apply `path`; on refusal every error (all are logged).
+fn reload_config(gw: &Gateway, path: &std::path::Path) -> Result<(), Vec<String>> {
     match Config::load(path) {
         Ok(config) => gw
             .reload(config)
-            .map_err(|errors| first_error(errors.iter().map(|e| e.to_string()))),
+            .map_err(|errors| errors.iter().map(|e| e.to_string()).collect()),
         Err(errors) => {
             gw.metrics().config_reload(false);
             for e in &errors.0 {
                 tracing::error!(error = %e, "reload refused; keeping the running configuration");
             }
-            Err(first_error(errors.0.iter().map(|e| e.to_string())))
+            Err(errors.0.iter().map(|e| e.to_string()).collect())
+        }
+    }
+}
+
+/// `ftpsgate ctl`: one request; exit 1 when the gateway refused it, 69
+/// (EX_UNAVAILABLE) when the socket cannot be reached.
+async fn ctl(socket: &std::path::Path, json: bool, command: &cli::CtlCmd) -> ExitCode {
+    match ftpsgate::ctl::request(socket, &command.request()).await {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", ftpsgate::ctl::render_table(&r));
+            }
+            if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", socket.display());
+            ExitCode::from(69)
         }
     }
 }

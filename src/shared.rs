@@ -1,11 +1,13 @@
 //! State shared by every session of the process, across reloads: the drain
 //! signals, the count of running sessions, connection counts for limits and
-//! the failed-login throttle. The decisions themselves are pure functions in
-//! `policy`; this module only holds the counters they are applied to.
+//! the failed-login throttle, the registry of running sessions and the
+//! operator's per-backend switches (`ftpsgate ctl`). The decisions themselves
+//! are pure functions in `policy`; this module only holds the state they are
+//! applied to.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{watch, Notify};
@@ -34,6 +36,75 @@ pub struct Shared {
     /// Passive ports held, per listener and client address / user
     /// (`passive.max_per_client`).
     ports: Mutex<HashMap<(String, PortHolder), usize>>,
+    /// Every running session by id, for `ctl sessions|kill|pinholes`; an
+    /// entry lives as long as its session's [`Registration`].
+    sessions: Mutex<BTreeMap<u64, Arc<Entry>>>,
+    next_id: AtomicU64,
+    /// Backends an operator took out of rotation, by name; kept across
+    /// reloads (a backend removed and added again keeps its switch).
+    backend_admin: Mutex<HashMap<String, BackendAdmin>>,
+}
+
+/// An operator's switch on one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendAdmin {
+    /// Chosen by no new session; running sessions go on.
+    Disabled,
+    /// Chosen by no new session; running sessions finish (the operator waits
+    /// for them to reach zero before maintenance).
+    Draining,
+}
+
+/// What a session is doing, as `ctl sessions` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Not (yet) logged in.
+    Login,
+    Idle,
+    Transfer,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Login => "login",
+            SessionState::Idle => "idle",
+            SessionState::Transfer => "transfer",
+        }
+    }
+}
+
+/// One running session as the registry knows it (a copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: u64,
+    /// The login name, once a login succeeded.
+    pub user: Option<String>,
+    pub client: SocketAddr,
+    pub listener: String,
+    /// The backend chosen at `USER`.
+    pub backend: Option<String>,
+    pub state: SessionState,
+    /// Data bytes of the session's finished transfers.
+    pub bytes: u64,
+    pub started: std::time::SystemTime,
+    /// The pinhole waiting for this session's data connection, if any.
+    pub pinhole: Option<SocketAddr>,
+}
+
+/// What the session driver reports after each step (borrowed; copied only
+/// when it changed).
+pub struct SessionUpdate<'a> {
+    pub user: Option<&'a str>,
+    pub backend: Option<&'a str>,
+    pub state: SessionState,
+    pub pinhole: Option<SocketAddr>,
+}
+
+struct Entry {
+    info: Mutex<SessionInfo>,
+    /// Turns true when an operator kills the session.
+    kill: watch::Sender<bool>,
 }
 
 /// Who holds pinhole ports of a listener's range.
@@ -105,9 +176,79 @@ impl Shared {
             idle: Notify::new(),
             conns: Mutex::new(Conns::default()),
             throttle: Mutex::new(throttle(limits)),
+            sessions: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            backend_admin: Mutex::new(HashMap::new()),
             rate: Mutex::new(None),
             ports: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Enter a session into the registry until the registration drops.
+    pub fn register(self: &Arc<Self>, listener: &str, client: SocketAddr) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (kill, killed) = watch::channel(false);
+        let entry = Arc::new(Entry {
+            info: Mutex::new(SessionInfo {
+                id,
+                user: None,
+                client,
+                listener: listener.to_owned(),
+                backend: None,
+                state: SessionState::Login,
+                bytes: 0,
+                started: std::time::SystemTime::now(),
+                pinhole: None,
+            }),
+            kill,
+        });
+        lock(&self.sessions).insert(id, entry.clone());
+        Registration {
+            shared: self.clone(),
+            entry,
+            killed,
+        }
+    }
+
+    /// Every running session, by id.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        lock(&self.sessions)
+            .values()
+            .map(|e| lock(&e.info).clone())
+            .collect()
+    }
+
+    /// Tell session `id` to end (`421`); false when there is no such session.
+    pub fn kill(&self, id: u64) -> bool {
+        match lock(&self.sessions).get(&id) {
+            Some(e) => {
+                e.kill.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Set or clear (`None`) the operator's switch on backend `name`.
+    pub fn set_backend_admin(&self, name: &str, admin: Option<BackendAdmin>) {
+        let mut m = lock(&self.backend_admin);
+        match admin {
+            Some(a) => {
+                m.insert(name.to_owned(), a);
+            }
+            None => {
+                m.remove(name);
+            }
+        }
+    }
+
+    pub fn backend_admin(&self, name: &str) -> Option<BackendAdmin> {
+        lock(&self.backend_admin).get(name).copied()
+    }
+
+    /// May new sessions choose backend `name`?
+    pub fn backend_accepting(&self, name: &str) -> bool {
+        self.backend_admin(name).is_none()
     }
 
     pub fn drain_signal(&self) -> watch::Receiver<bool> {
@@ -290,6 +431,53 @@ impl Shared {
     }
 }
 
+/// A session's entry in the registry; dropping it removes the entry.
+pub struct Registration {
+    shared: Arc<Shared>,
+    entry: Arc<Entry>,
+    killed: watch::Receiver<bool>,
+}
+
+impl Registration {
+    pub fn id(&self) -> u64 {
+        lock(&self.entry.info).id
+    }
+
+    /// Record what the session is doing now.
+    pub fn update(&self, u: SessionUpdate<'_>) {
+        let mut i = lock(&self.entry.info);
+        if i.user.as_deref() != u.user {
+            i.user = u.user.map(str::to_owned);
+        }
+        if i.backend.as_deref() != u.backend {
+            i.backend = u.backend.map(str::to_owned);
+        }
+        i.state = u.state;
+        i.pinhole = u.pinhole;
+    }
+
+    /// Count the data bytes of a finished transfer.
+    pub fn add_bytes(&self, n: u64) {
+        let mut i = lock(&self.entry.info);
+        i.bytes = i.bytes.saturating_add(n);
+    }
+
+    /// Resolves when an operator killed the session (pending forever otherwise).
+    pub async fn killed(&mut self) {
+        if self.killed.wait_for(|k| *k).await.is_err() {
+            // The sender lives in the entry we hold: cannot happen; never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let id = lock(&self.entry.info).id;
+        lock(&self.shared.sessions).remove(&id);
+    }
+}
+
 /// One `PASS` forwarded and not yet answered (see [`Shared::begin_login_attempt`]).
 pub struct LoginAttempt {
     shared: Arc<Shared>,
@@ -391,5 +579,66 @@ impl Drop for ConnGuard {
         dec(&mut c.per_ip, self.ip);
         dec(&mut c.per_listener, self.listener.clone());
         dec(&mut c.per_listener_ip, (self.listener.clone(), self.ip));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        let (_d, drain) = watch::channel(false);
+        let (_f, force) = watch::channel(false);
+        Shared::new(
+            Health::new(std::iter::empty()),
+            drain,
+            force,
+            &Limits::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn sessions_register_update_kill_and_leave() {
+        let s = shared();
+        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let mut a = s.register("edge", client);
+        let b = s.register("edge", client);
+        assert_ne!(a.id(), b.id());
+        a.update(SessionUpdate {
+            user: Some("alice"),
+            backend: Some("vs"),
+            state: SessionState::Idle,
+            pinhole: None,
+        });
+        a.add_bytes(10);
+        a.add_bytes(5);
+        let list = s.sessions();
+        assert_eq!(list.len(), 2);
+        let first = &list[0];
+        assert_eq!(
+            (first.user.as_deref(), first.backend.as_deref(), first.bytes),
+            (Some("alice"), Some("vs"), 15)
+        );
+        assert_eq!(list[1].state, SessionState::Login);
+        assert!(s.kill(a.id()));
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.killed())
+            .await
+            .expect("kill reaches the session");
+        drop(a);
+        assert_eq!(s.sessions().len(), 1);
+        assert!(!s.kill(9999));
+        drop(b);
+        assert!(s.sessions().is_empty());
+    }
+
+    #[test]
+    fn backend_switches_take_it_out_until_enabled() {
+        let s = shared();
+        assert!(s.backend_accepting("vs"));
+        s.set_backend_admin("vs", Some(BackendAdmin::Draining));
+        assert!(!s.backend_accepting("vs"));
+        assert!(s.backend_accepting("other"));
+        s.set_backend_admin("vs", None);
+        assert!(s.backend_accepting("vs"));
     }
 }

@@ -6,7 +6,8 @@
 //! [`policy::balance::order`]; this module only gathers the facts it needs
 //! (cursor, sessions in use, health) and does the connecting. A new balancing
 //! algorithm goes into `policy::balance`; a new run-time fact about backends
-//! (say, a drain flag) goes here and into [`policy::balance::Candidate`].
+//! goes here and into [`policy::balance::Candidate`] (the operator's
+//! disable/drain switch from [`Shared`] is one).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,8 +18,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config;
-use crate::health::Health;
 use crate::policy::{self, balance};
+use crate::shared::Shared;
 
 use super::{Backend, BackendSession};
 
@@ -74,13 +75,14 @@ impl Pool {
     }
 
     /// Backends to try for a route choice, in order: the balancing policy's
-    /// pick first, the others as fallback, unhealthy ones last.
+    /// pick first, the others as fallback, unhealthy ones last; disabled and
+    /// draining ones not at all.
     /// `route_index`: the position of `choice.route` among the listener's routes.
     pub fn candidates(
         &self,
         choice: &policy::RouteChoice<'_>,
         route_index: Option<usize>,
-        health: &Health,
+        shared: &Shared,
     ) -> Vec<Arc<Backend>> {
         let list: Vec<Arc<Backend>> = choice
             .backends
@@ -91,7 +93,8 @@ impl Pool {
             .iter()
             .map(|b| balance::Candidate {
                 in_use: b.active.load(Ordering::Relaxed),
-                healthy: health.backend_healthy(&b.cfg.name),
+                healthy: shared.health.backend_healthy(&b.cfg.name),
+                accepting: shared.backend_accepting(&b.cfg.name),
             })
             .collect();
         // Only a route with more than one candidate turns its cursor, so that
@@ -117,7 +120,7 @@ impl Pool {
         limit: Duration,
         client: (SocketAddr, SocketAddr),
     ) -> Result<(BackendSession, InUse), String> {
-        let mut last = String::from("no backend configured");
+        let mut last = String::from("no backend configured or accepting sessions");
         for backend in candidates {
             match super::connect(&backend, limit, Some(client)).await {
                 Ok((b, _greeting)) => {

@@ -182,6 +182,7 @@ impl Gatherer {
                 ("limits", raw.limits.is_some()),
                 ("shutdown", raw.shutdown.is_some()),
                 ("reload", raw.reload.is_some()),
+                ("control", raw.control.is_some()),
             ] {
                 if given {
                     self.errors.push(ConfigError {

@@ -38,6 +38,21 @@ pub(crate) struct RawConfig {
     pub shutdown: Option<RawShutdown>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reload: Option<RawReload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<RawControl>,
+}
+
+/// `control`: the local control socket for `ftpsgate ctl`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawControl {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One access rule: exactly one of `allow` or `deny`, each a list of CIDRs.

@@ -30,8 +30,10 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "limits",
             "shutdown",
             "reload",
+            "control",
         ],
     ),
+    ("control", &["socket", "mode", "owner", "group"]),
     ("access[]", &["allow", "deny"]),
     (
         "limits",

@@ -34,6 +34,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Whether and how often the config files are polled for changes.
     pub reload: Reload,
+    /// The local control socket (`ftpsgate ctl`); `None`: none is created.
+    pub control: Option<ControlConfig>,
     /// Every file this config was loaded from, the top file first, then included
     /// files in load order (absolute paths); empty for [`Config::from_yaml_str`].
     /// What `reload.watch` polls.
@@ -205,6 +207,21 @@ pub struct SniCert {
     pub cert: PathBuf,
     /// PEM private key, resolved against the config file's directory.
     pub key: PathBuf,
+}
+
+/// `control`: a Unix socket for `ftpsgate ctl` (never a network port). Read at
+/// start only, like `metrics.bind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Resolved against the config file's directory; a stale socket file there
+    /// is replaced at start.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file. Default 0o660.
+    pub mode: u32,
+    /// Numeric owner uid; `None`: the process's.
+    pub owner: Option<u32>,
+    /// Numeric group gid; `None`: the process's.
+    pub group: Option<u32>,
 }
 
 /// `metrics`: where the HTTP endpoint listens (bound at start, like the listeners).

@@ -8,6 +8,9 @@
 //!   new policy for *new* sessions (sessions in flight keep the `Arc` of the
 //!   policy they started with); new listeners are bound, removed ones stop
 //!   accepting while their sessions run on.
+//! - **control**: with `control.socket`, a Unix socket for `ftpsgate ctl`
+//!   is bound at start (like `metrics.bind`, not moved by a reload); reloads
+//!   asked for there come out of [`Gateway::control_reload`].
 //! - **drain** stops accepting, tells idle sessions `421`, lets transfers
 //!   finish up to a grace period, then cuts what is left.
 
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -50,6 +53,11 @@ pub enum StartError {
         index: usize,
         name: String,
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("control.socket: cannot bind {path}: {source}")]
+    ControlBind {
+        path: String,
         source: std::io::Error,
     },
     #[error("metrics.bind: cannot bind {addr}: {source}")]
@@ -233,7 +241,9 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     metrics_addr: Option<SocketAddr>,
     tasks: Mutex<JoinSet<()>>,
-    config: Mutex<Arc<Config>>,
+    config: Arc<Mutex<Arc<Config>>>,
+    /// Reloads asked for over the control socket (never sent without one).
+    control_reloads: tokio::sync::Mutex<mpsc::Receiver<crate::ctl::ReloadRequest>>,
 }
 
 impl Gateway {
@@ -268,6 +278,19 @@ impl Gateway {
                 Ok(l) => Some(l),
                 Err(source) => {
                     errors.push(StartError::MetricsBind { addr, source });
+                    None
+                }
+            },
+        };
+        let control_listener = match &prepared.config.control {
+            None => None,
+            Some(c) => match crate::ctl::bind(c) {
+                Ok(l) => Some((l, c.socket.clone())),
+                Err(source) => {
+                    errors.push(StartError::ControlBind {
+                        path: c.socket.display().to_string(),
+                        source,
+                    });
                     None
                 }
             },
@@ -312,7 +335,23 @@ impl Gateway {
             let shown = local.map_or_else(|| "?".to_string(), |a| a.to_string());
             info!(addr = %shown, "metrics endpoint listening (/metrics, /healthz, /readyz)");
             metrics_addr = local;
-            tasks.spawn(http::serve(l, metrics.clone(), health, stop_http_rx));
+            tasks.spawn(http::serve(
+                l,
+                metrics.clone(),
+                health,
+                stop_http_rx.clone(),
+            ));
+        }
+        let config = Arc::new(Mutex::new(prepared.config));
+        let (reload_tx, control_reloads) = mpsc::channel(1);
+        if let Some((l, path)) = control_listener {
+            let server = Arc::new(crate::ctl::Server {
+                shared: shared.clone(),
+                metrics: metrics.clone(),
+                config: config.clone(),
+                reload: reload_tx,
+            });
+            tasks.spawn(crate::ctl::serve(l, path, server, stop_http_rx));
         }
         Ok(Gateway {
             shared,
@@ -324,7 +363,8 @@ impl Gateway {
             metrics,
             metrics_addr,
             tasks: Mutex::new(tasks),
-            config: Mutex::new(prepared.config),
+            config,
+            control_reloads: tokio::sync::Mutex::new(control_reloads),
         })
     }
 
@@ -367,6 +407,13 @@ impl Gateway {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         lock(&self.config).clone()
+    }
+
+    /// The next reload asked for over the control socket; `None` when there
+    /// is no control socket (then it never resolves to `Some`). The caller
+    /// reloads as for `SIGHUP` and answers the request.
+    pub async fn control_reload(&self) -> Option<crate::ctl::ReloadRequest> {
+        self.control_reloads.lock().await.recv().await
     }
 
     /// What `reload.watch` polls: the config files and every certificate,
@@ -551,7 +598,7 @@ impl Gateway {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind;
     // carrying on is better than taking the whole gateway down.
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -18,7 +18,8 @@
 //! - [`tls`]: TLS handshakes;
 //! - [`backends`]: backend connects, errors, health;
 //! - [`config`]: configuration reloads and load time, build info;
-//! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`).
+//! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`);
+//! - [`control`]: requests over the control socket.
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
 //! recording method) plus its call site; a new area is a new file and one field
@@ -27,6 +28,7 @@
 
 mod backends;
 mod config;
+mod control;
 mod process;
 mod sessions;
 mod tls;
@@ -37,6 +39,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 pub use backends::BackendErrorKind;
+pub use control::ControlCommand;
 pub use sessions::{outcome_label, verb_label, LoginResult};
 pub use tls::{CertExpiry, Handshake, Resumption};
 pub use transfers::{result_label, PinholeRefusal, PortHeld};
@@ -77,6 +80,7 @@ pub struct Metrics {
     tls: tls::Families,
     backends: backends::Families,
     config: config::Families,
+    control: control::Families,
 }
 
 impl Default for Metrics {
@@ -88,6 +92,7 @@ impl Default for Metrics {
         let tls = tls::Families::register(r);
         let backends = backends::Families::register(r);
         let config = config::Families::register(r);
+        let control = control::Families::register(r);
         process::register(r);
         Metrics {
             registry,
@@ -96,6 +101,7 @@ impl Default for Metrics {
             tls,
             backends,
             config,
+            control,
         }
     }
 }

@@ -42,6 +42,7 @@ pub fn outcome_label(outcome: SessionOutcome) -> &'static str {
         SessionOutcome::BackendUnavailable => "backend_unavailable",
         SessionOutcome::Timeout => "timeout",
         SessionOutcome::ClientError => "client_error",
+        SessionOutcome::Killed => "killed",
         SessionOutcome::ClosedWithoutQuit => "closed_without_quit",
         SessionOutcome::Probe => "probe",
         SessionOutcome::Cut => "cut",

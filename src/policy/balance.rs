@@ -10,7 +10,10 @@
 //!    use, ties in configured order);
 //! 2. backends known to be unhealthy go last, keeping that order among the
 //!    healthy and among the unhealthy (a backend without a health check counts
-//!    as healthy): they are still tried when nothing else answers.
+//!    as healthy): they are still tried when nothing else answers;
+//! 3. backends an operator disabled or is draining (`ftpsgate ctl backend
+//!    disable|drain`) are left out: no new session chooses them, even when
+//!    nothing else answers.
 
 use crate::config::Balance;
 
@@ -21,10 +24,12 @@ pub struct Candidate {
     pub in_use: usize,
     /// Its last health-check verdict; `None` when it is not checked.
     pub healthy: Option<bool>,
+    /// False when an operator disabled or drains it: not tried at all.
+    pub accepting: bool,
 }
 
-/// The order in which to try `candidates` (indexes into it; every index
-/// appears once). `cursor` is the route's round-robin counter value for this
+/// The order in which to try `candidates` (indexes into it; every accepting
+/// candidate appears once, the others not at all). `cursor` is the route's round-robin counter value for this
 /// session (ignored by the other policies).
 pub fn order(balance: Balance, candidates: &[Candidate], cursor: usize) -> Vec<usize> {
     let n = candidates.len();
@@ -37,6 +42,7 @@ pub fn order(balance: Balance, candidates: &[Candidate], cursor: usize) -> Vec<u
     }
     // `sort_by_key` is stable: the policy's order holds within each group.
     idx.sort_by_key(|&i| candidates[i].healthy == Some(false));
+    idx.retain(|&i| candidates[i].accepting);
     idx
 }
 
@@ -45,7 +51,34 @@ mod tests {
     use super::*;
 
     fn c(in_use: usize, healthy: Option<bool>) -> Candidate {
-        Candidate { in_use, healthy }
+        Candidate {
+            in_use,
+            healthy,
+            accepting: true,
+        }
+    }
+
+    fn off(mut c: Candidate) -> Candidate {
+        c.accepting = false;
+        c
+    }
+
+    #[test]
+    fn disabled_and_draining_are_left_out_keeping_the_order() {
+        let cands = [c(0, None), off(c(0, None)), c(0, Some(false)), c(0, None)];
+        assert_eq!(order(Balance::RoundRobin, &cands, 0), [0, 3, 2]);
+        assert_eq!(order(Balance::RoundRobin, &cands, 1), [3, 0, 2]);
+        // The rotation still counts the left-out one's place.
+        assert_eq!(order(Balance::RoundRobin, &cands, 2), [3, 0, 2]);
+        let cands = [off(c(0, Some(true))), c(4, None), c(2, None)];
+        assert_eq!(order(Balance::LeastConnections, &cands, 0), [2, 1]);
+    }
+
+    #[test]
+    fn nothing_to_try_when_every_candidate_is_out() {
+        let cands = [off(c(0, None)), off(c(1, Some(true)))];
+        assert!(order(Balance::RoundRobin, &cands, 0).is_empty());
+        assert!(order(Balance::LeastConnections, &cands, 0).is_empty());
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::gateway::admit::Admitted;
 use crate::listener::ListenerCtx;
 use crate::metrics::{Handshake, PinholeRefusal, Resumption, Side};
 use crate::policy;
-use crate::shared::{PortHolder, Shared};
+use crate::shared::{PortHolder, SessionState, SessionUpdate, Shared};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
 use crate::tls::SessionAcceptors;
 
@@ -171,6 +171,9 @@ async fn run_inner(
     let mut client = Channel::new(stream);
     let mut actions: VecDeque<Action> = greeting.into();
     let mut draining = false;
+    // In the registry (`ftpsgate ctl sessions`) until the session ends.
+    let mut reg = d.shared.register(&d.ctx.cfg.name, peer);
+    let mut killed = false;
     // The client sent EOF while its commands waited (lines may remain buffered).
     let mut client_eof = false;
     'session: loop {
@@ -213,6 +216,7 @@ async fn run_inner(
         };
         let keepalive = machine.keepalive_at();
         let transfer_running = machine.transfer_running() && d.transfer.is_some();
+        reg.update(d.registry_update(&machine, transfer_running));
         // While commands wait for the backend the client is not read for
         // lines, but a client that gives up must not sit in CLOSE-WAIT until
         // a timeout: keep reading (bounded) to see its EOF.
@@ -250,6 +254,9 @@ async fn run_inner(
             },
             o = transfer::join(d.transfer.as_mut()), if transfer_running => {
                 d.transfer = None;
+                if let Ok(n) = &o {
+                    reg.add_bytes(*n);
+                }
                 Input::TransferDone(o.map_err(|e| TransferFailure {
                     reply: e.reply(),
                     aborted: matches!(e, TransferError::Aborted),
@@ -265,6 +272,13 @@ async fn run_inner(
                 Input::Shutdown
             }
             _ = force.changed() => Input::Force,
+            _ = reg.killed() => {
+                info!(session = reg.id(), "killed by the operator");
+                let bye = Reply::new(421, "Session terminated by the administrator");
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.send_reply(&bye)).await;
+                killed = true;
+                break 'session;
+            }
         };
         actions.extend(d.feed(&mut machine, input));
     }
@@ -277,7 +291,7 @@ async fn run_inner(
         tokio::io::AsyncWriteExt::shutdown(&mut client.stream),
     )
     .await;
-    Ok(machine.outcome())
+    Ok(if killed { O::Killed } else { machine.outcome() })
 }
 
 /// The I/O half of a session: sockets, TLS, pinholes and the transfer task,
@@ -327,6 +341,25 @@ enum Step {
 }
 
 impl Driver {
+    /// What the registry shows for this session now.
+    fn registry_update<'a>(
+        &'a self,
+        machine: &'a Machine,
+        transfer_running: bool,
+    ) -> SessionUpdate<'a> {
+        let state = match (machine.logged_in(), transfer_running) {
+            (false, _) => SessionState::Login,
+            (true, true) => SessionState::Transfer,
+            (true, false) => SessionState::Idle,
+        };
+        SessionUpdate {
+            user: machine.logged_in().then(|| machine.user()),
+            backend: self.chosen.as_ref().map(|c| c.backend().cfg.name.as_str()),
+            state,
+            pinhole: self.pinhole.as_ref().map(|p| p.local),
+        }
+    }
+
     fn feed(&mut self, machine: &mut Machine, input: Input) -> Vec<Action> {
         let backend = self.chosen.as_ref().map_or_else(
             || self.ctx.pool.default_backend().cfg.name.as_str(),
@@ -497,9 +530,7 @@ impl Driver {
             self.backend = None;
             self.chosen = None;
             let route_index = choice.route.and_then(|r| ctx.route_index(r));
-            let candidates = ctx
-                .pool
-                .candidates(&choice, route_index, &self.shared.health);
+            let candidates = ctx.pool.candidates(&choice, route_index, &self.shared);
             let (session, in_use) = Pool::connect(
                 candidates,
                 ctx.timeouts.connect,

@@ -17,6 +17,8 @@ pub enum SessionOutcome {
     BackendUnavailable,
     Timeout,
     ClientError,
+    /// Ended by an operator (`ftpsgate ctl kill`).
+    Killed,
     /// The client closed between commands, no transfer running, without
     /// `QUIT` (wget, gftp, rclone): a normal end, counted apart.
     ClosedWithoutQuit,

@@ -19,6 +19,7 @@
 //! | `backends.rs` | `backends[]`: address, data mode, keepalive, `send_proxy`, `health_check` |
 //! | `routes.rs` | `access` rules, `routes[]` and their `commands` filter |
 //! | `tls.rs` | listener and backend `tls`: certs, keys, CA, SNI, pins, versions |
+//! | `control.rs` | `control`: the socket path, mode, owner and group |
 //! | `limits.rs` | `limits`, `timeouts`, `shutdown`, `reload`, `metrics`, `transfer_log` |
 //! | `values.rs` | the `parse_*` functions for single values that every section shares |
 //!
@@ -27,6 +28,7 @@
 //! section name.
 
 mod backends;
+mod control;
 mod limits;
 mod listeners;
 mod routes;
@@ -111,6 +113,10 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
     let limits = b.limits(raw.limits.as_ref());
     let shutdown_grace = b.shutdown(raw.shutdown.as_ref());
     let reload = b.reload(raw.reload.as_ref());
+    let control = match raw.control.as_ref() {
+        None => Ok(None),
+        Some(c) => b.control(c).map(Some),
+    };
 
     let assembled = (|| {
         Ok(Config {
@@ -131,6 +137,7 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
             limits: limits?,
             shutdown_grace: shutdown_grace?,
             reload: reload?,
+            control: control?,
             sources,
         })
     })();

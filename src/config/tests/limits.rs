@@ -301,6 +301,62 @@ fn ipv6_prefix_defaults_to_64_and_takes_56() {
 }
 
 #[test]
+fn control_socket_resolves_its_path_and_defaults_mode_0660() {
+    let dir = dir_with(&[]);
+    let yaml = minimal("", "") + "control:\n  socket: run/ctl.sock\n";
+    let c = parse_ok(&yaml, dir.path()).control.expect("control");
+    assert_eq!(
+        c,
+        ControlConfig {
+            socket: dir.path().join("run/ctl.sock"),
+            mode: 0o660,
+            owner: None,
+            group: None,
+        }
+    );
+    let yaml = minimal("", "")
+        + "control: { socket: /run/x.sock, mode: \"0600\", owner: root, group: \"4\" }\n";
+    let c = parse_ok(&yaml, dir.path()).control.expect("control");
+    assert_eq!((c.mode, c.owner, c.group), (0o600, Some(0), Some(4)));
+    assert_eq!(parse_ok(&minimal("", ""), dir.path()).control, None);
+}
+
+#[test]
+fn bad_control_keys_are_reported_with_their_lines() {
+    let dir = dir_with(&[]);
+    let base = minimal("", "");
+    let first = base.lines().count() + 1;
+    let yaml = base
+        + "control:\n  mode: \"0999\"\n  owner: no-such-user-here\n  group: no-such-group-here\n  port: 9\n";
+    let e = Config::from_yaml_str(&yaml, dir.path()).expect_err("invalid");
+    let text = e.to_string();
+    assert!(text.contains("port"), "unknown key refused: {text}");
+    let yaml = minimal("", "")
+        + "control:\n  mode: \"0999\"\n  owner: no-such-user-here\n  group: no-such-group-here\n";
+    let e = Config::from_yaml_str(&yaml, dir.path()).expect_err("invalid");
+    assert_eq!(
+        e.to_string(),
+        [
+            // A missing key is reported where its section's keys start.
+            format!("control.socket (line {}): is required", first + 1),
+            format!(
+                "control.mode (line {}): \"0999\" is not an octal file mode (e.g. \"0660\")",
+                first + 1
+            ),
+            format!(
+                "control.owner (line {}): no user named \"no-such-user-here\" in /etc/passwd",
+                first + 2
+            ),
+            format!(
+                "control.group (line {}): no group named \"no-such-group-here\" in /etc/group",
+                first + 3
+            ),
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
 fn bounds_keys_parse() {
     let dir = dir_with(&[]);
     let yaml = minimal("", "").replace(

@@ -80,6 +80,7 @@ fn example_config_parses_into_typed_value() {
             watch: false,
             interval: Duration::from_secs(2),
         },
+        control: None,
         sources: vec![],
     };
     let config = parse_ok(EXAMPLE, d);
