@@ -385,6 +385,11 @@ impl Driver {
         match action {
             Action::ToClient(reply) => {
                 let limit = self.ctx.timeouts.control_write;
+                if reply.is_preliminary() {
+                    if let Some(t) = self.transfer.as_mut() {
+                        t.client_ready(self.ctx.timeouts.connect).await;
+                    }
+                }
                 match tokio::time::timeout(limit, client.send_reply(&reply)).await {
                     Ok(Ok(())) => Step::Done,
                     Ok(Err(e)) => {

@@ -91,6 +91,10 @@ impl TransferError {
 /// A running transfer task; dropping it aborts the task.
 pub(super) struct Transfer {
     handle: JoinHandle<TransferOutcome>,
+    /// Turns true once the client may be told to start (`1xx`): at once,
+    /// unless the client's data handshake came first and its held TLS 1.3
+    /// tickets are still being written (they must precede the `150`).
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Transfer {
@@ -105,8 +109,27 @@ impl Transfer {
         if let ClientLeg::Pinhole(p) = &client {
             p.set_direction(kind.direction());
         }
-        let handle = tokio::spawn(run(kind.direction(), client, backend, connect, idle, rate));
-        Transfer { handle }
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(run(
+            kind.direction(),
+            client,
+            backend,
+            connect,
+            idle,
+            rate,
+            ready_tx,
+        ));
+        Transfer { handle, ready }
+    }
+
+    /// Wait (at most `limit`) until the client may read the transfer's
+    /// preliminary reply: some servers send `150` before the gateway has
+    /// even connected their data port, and a client that reads that `150`
+    /// before its held tickets arrived uploads, closes with the tickets
+    /// unread, and its kernel resets the connection.
+    pub(super) async fn client_ready(&mut self, limit: Duration) {
+        let mut ready = self.ready.clone();
+        let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
     }
 
     pub(super) fn abort(&mut self) {
@@ -139,6 +162,7 @@ async fn run(
     connect: Duration,
     idle: Duration,
     rate: Option<u64>,
+    ready: tokio::sync::watch::Sender<bool>,
 ) -> TransferOutcome {
     // TLS 1.3 tickets held back by the pinhole (the handshake came before
     // the transfer command) go out as soon as the client leg is there,
@@ -154,11 +178,21 @@ async fn run(
     // and make its kernel reset the connection, cutting the upload (see
     // `stream::HoldIo`).
     let connected_first = matches!(&client, ClientLeg::Pinhole(p) if p.client_connected());
+    if !connected_first {
+        // Nothing held to wait for; the client may even connect only
+        // after the `150`.
+        let _ = ready.send(true);
+    }
     let client_ready = async {
-        let mut c = client.open().await?;
-        c.release_held();
-        let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::flush(&mut c)).await;
-        Ok::<_, PinholeError>(c)
+        let res = async {
+            let mut c = client.open().await?;
+            c.release_held();
+            let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::flush(&mut c)).await;
+            Ok::<_, PinholeError>(c)
+        }
+        .await;
+        let _ = ready.send(true);
+        res
     };
     // Both legs are set up concurrently; when one fails the other is dropped
     // as soon as it is ready, so the backend sees its data connection close
