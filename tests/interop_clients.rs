@@ -444,13 +444,14 @@ async fn gftp_cell(origin: Origin) {
     )
     .unwrap();
     let cmd = format!(
-        "HOME={} exec gftp-text {scheme}://{user}:{pass}@{}/ < {}",
+        "HOME={} exec gftp-text {scheme}://{user}:{pass}@{} < {}",
         home.display(),
         cell.addr(),
         script.display()
     );
     let out = run("sh", &["-c".into(), cmd], Duration::from_secs(60)).await;
     assert!(!out.timed_out, "gftp-text hung: {out}");
+    eprintln!("{out}");
     assert!(out.stdout.contains("down.bin"), "gftp listing: {out}");
     cell.assert_downloaded(&first.join("down.bin"), "gftp");
     cell.assert_stored("up-src.bin", &up_sha, "gftp");
