@@ -61,6 +61,41 @@ async fn curl_upload_then_download_on_tls13() {
     gw.shutdown().await;
 }
 
+/// A refused upload leaves no file behind (issue 20 §3). curl with its TLS session cache
+/// off handshakes the data connection before it sends `STOR`; the gateway refuses that
+/// handshake (it does not resume the control session). vsftpd creates the file as soon
+/// as `STOR` arrives, before it waits for its data connection, so the gateway must not
+/// forward the command: the client gets `425`, vsftpd never sees `STOR`, and the session
+/// after it uploads normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upload_leaves_no_file_on_the_backend() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let gw = GwEnv::start(Frontend::explicit(), Backend::for_vsftpd(&vs), Some(&vs)).await;
+    let curl = Curl::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
+    let work = temp_dir("refused-upload");
+    let up = work.path().join("up.bin");
+    let up_sha = make_file(&up, 64 * KIB);
+    let src = up.display().to_string();
+    let refused = curl
+        .raw(&["--no-sessionid", "-T", &src], "refused.bin")
+        .await;
+    refused.assert_failed();
+    assert!(
+        !vs.root().join("refused.bin").exists() && !vs.log().contains("STOR"),
+        "the refused upload reached vsftpd: {refused}\n--- vsftpd log:\n{}",
+        vs.log()
+    );
+    curl.put(&up, "accepted.bin").await.assert_ok();
+    let stored = vs.root().join("accepted.bin");
+    assert!(
+        stored.is_file() && sha256_file(&stored) == up_sha,
+        "upload after the refused one missing or corrupted\n--- vsftpd log:\n{}",
+        vs.log()
+    );
+    gw.shutdown().await;
+}
+
 /// rclone keeps one TLS session cache for all its connections to a host, so with
 /// `--transfers 4` a data connection offers a ticket that another of its control
 /// sessions received. The default `data_reuse_scope: user` accepts it (same user, same

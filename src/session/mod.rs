@@ -410,6 +410,17 @@ impl Driver {
                 }
             }
             Action::ToBackend(line) => {
+                if let Some(t) = self.transfer.as_mut() {
+                    // An upload command waits for the client leg of a client
+                    // that connected first: refused there, it is not sent, and
+                    // the backend creates no file that would stay empty.
+                    if t.take_command_gate()
+                        && t.client_ready(self.ctx.timeouts.connect).await
+                            == transfer::Gate::Refused
+                    {
+                        return Step::Feed(Input::TransferWithheld);
+                    }
+                }
                 let Some(b) = self.backend.as_mut() else {
                     return Step::Feed(Input::BackendLost("no backend connection".into()));
                 };

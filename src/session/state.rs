@@ -154,6 +154,10 @@ pub enum Input {
     BackendListening(Result<SocketAddr, String>),
     /// The transfer started by [`Action::StartTransfer`] finished its data legs.
     TransferDone(Result<u64, TransferFailure>),
+    /// The upload command after [`Action::StartTransfer`] was not sent: the
+    /// client had connected first and its data leg failed (refused handshake),
+    /// so the backend must not create a file that would stay empty.
+    TransferWithheld,
     /// `keepalive_noop` elapsed on the backend leg during a transfer.
     KeepaliveDue,
     /// [`Machine::deadline`] passed.
@@ -647,6 +651,7 @@ impl Machine {
             Input::PassiveOpened(r) => self.passive_opened(now, r),
             Input::BackendListening(r) => self.backend_listening(now, r),
             Input::TransferDone(o) => self.transfer_done(now, o, env),
+            Input::TransferWithheld => self.transfer_withheld(env),
             Input::KeepaliveDue => {
                 let noops = self.expects.iter().filter(|e| **e == Expect::Noop).count();
                 if self.transfer_running() && self.backend.is_some() {
@@ -1344,15 +1349,18 @@ impl Machine {
         };
         let path = transfer_path(kind, &control::strip_telnet(&line));
         let resolved = cwd::resolve(self.cwd.as_deref(), &path);
-        self.out.push(Action::ToBackend(line));
-        self.expects.push_back(Expect::Transfer);
-        self.last_backend_activity = now;
+        // The data legs first: for an upload whose client connected first,
+        // the driver holds the command until the client leg is open and
+        // answers `TransferWithheld` instead when it failed.
         self.out.push(Action::StartTransfer {
             kind,
             client: pending.client,
             backend: pending.backend,
             protected: self.prot == ProtLevel::Private,
         });
+        self.out.push(Action::ToBackend(line));
+        self.expects.push_back(Expect::Transfer);
+        self.last_backend_activity = now;
         self.transfer = Some(TransferState {
             kind,
             path,
@@ -1627,6 +1635,26 @@ impl Machine {
         if let Some(t) = self.transfer.take() {
             self.finish_transfer(now, t, r, env);
         }
+    }
+
+    /// The driver did not send the upload command (see [`Input::TransferWithheld`]):
+    /// the backend owes nothing for it.
+    fn transfer_withheld(&mut self, env: &mut dyn Env) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        if let Some(at) = self.expects.iter().rposition(|e| *e == Expect::Transfer) {
+            self.expects.remove(at);
+        }
+        self.out.push(Action::AbortTransfer);
+        warn!(
+            kind = t.kind.verb(),
+            file = %t.path,
+            result = %result_label(TransferResult::Failed),
+            "client data connection refused before the upload: command not forwarded"
+        );
+        self.account(&t, TransferResult::Failed, 0, false, env);
+        self.reply(425, "Can't open data connection");
     }
 
     fn transfer_done(&mut self, now: Instant, o: Result<u64, TransferFailure>, env: &mut dyn Env) {

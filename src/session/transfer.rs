@@ -91,10 +91,25 @@ impl TransferError {
 /// A running transfer task; dropping it aborts the task.
 pub(super) struct Transfer {
     handle: JoinHandle<TransferOutcome>,
-    /// Turns true once the client may be told to start (`1xx`): at once,
-    /// unless the client's data handshake came first and its held TLS 1.3
-    /// tickets are still being written (they must precede the `150`).
-    ready: tokio::sync::watch::Receiver<bool>,
+    /// Leaves [`Gate::Wait`] once the client may be told to start (`1xx`):
+    /// at once, unless the client's data handshake came first and its held
+    /// TLS 1.3 tickets are still being written (they must precede the `150`).
+    ready: tokio::sync::watch::Receiver<Gate>,
+    /// An upload whose command has not been sent yet (see [`Transfer::take_command_gate`]).
+    command_gated: bool,
+}
+
+/// What is known about the client's data leg before the transfer command
+/// reaches the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gate {
+    /// The client connected first; its leg is still being opened.
+    Wait,
+    /// Go on: the client leg is open, or the client connects only later.
+    Go,
+    /// The client connected first and its leg failed (refused handshake,
+    /// no resumption): the transfer cannot happen.
+    Refused,
 }
 
 impl Transfer {
@@ -109,7 +124,7 @@ impl Transfer {
         if let ClientLeg::Pinhole(p) = &client {
             p.set_direction(kind.direction());
         }
-        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        let (ready_tx, ready) = tokio::sync::watch::channel(Gate::Wait);
         let handle = tokio::spawn(run(
             kind.direction(),
             client,
@@ -119,7 +134,11 @@ impl Transfer {
             rate,
             ready_tx,
         ));
-        Transfer { handle, ready }
+        Transfer {
+            handle,
+            ready,
+            command_gated: kind.direction() == Direction::Upload,
+        }
     }
 
     /// Wait (at most `limit`) until the client may read the transfer's
@@ -127,9 +146,21 @@ impl Transfer {
     /// even connected their data port, and a client that reads that `150`
     /// before its held tickets arrived uploads, closes with the tickets
     /// unread, and its kernel resets the connection.
-    pub(super) async fn client_ready(&mut self, limit: Duration) {
+    pub(super) async fn client_ready(&mut self, limit: Duration) -> Gate {
         let mut ready = self.ready.clone();
-        let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
+        let gate = match tokio::time::timeout(limit, ready.wait_for(|g| *g != Gate::Wait)).await {
+            Ok(Ok(g)) => *g,
+            // The task ended without a word (aborted) or took too long: the
+            // transfer's own outcome tells the rest.
+            Ok(Err(_)) | Err(_) => Gate::Go,
+        };
+        gate
+    }
+
+    /// True once, for an upload, when its transfer command is about to be
+    /// sent: the driver then waits for [`Transfer::client_ready`] first.
+    pub(super) fn take_command_gate(&mut self) -> bool {
+        std::mem::take(&mut self.command_gated)
     }
 
     pub(super) fn abort(&mut self) {
@@ -162,7 +193,7 @@ async fn run(
     connect: Duration,
     idle: Duration,
     rate: Option<u64>,
-    ready: tokio::sync::watch::Sender<bool>,
+    ready: tokio::sync::watch::Sender<Gate>,
 ) -> TransferOutcome {
     // TLS 1.3 tickets held back by the pinhole (the handshake came before
     // the transfer command) go out as soon as the client leg is there,
@@ -181,7 +212,7 @@ async fn run(
     if !connected_first {
         // Nothing held to wait for; the client may even connect only
         // after the `150`.
-        let _ = ready.send(true);
+        let _ = ready.send(Gate::Go);
     }
     let client_ready = async {
         let res = async {
@@ -191,7 +222,7 @@ async fn run(
             Ok::<_, PinholeError>(c)
         }
         .await;
-        let _ = ready.send(true);
+        let _ = ready.send(if res.is_ok() { Gate::Go } else { Gate::Refused });
         res
     };
     // Both legs are set up concurrently; when one fails the other is dropped

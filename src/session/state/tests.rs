@@ -157,13 +157,13 @@ impl T {
         assert_eq!(
             a,
             vec![
-                Action::ToBackend(b"RETR file".to_vec()),
                 Action::StartTransfer {
                     kind: TransferKind::Retr,
                     client: ClientSide::Pinhole,
                     backend: BackendSide::Passive(200 * 256 + 10),
                     protected: false,
                 },
+                Action::ToBackend(b"RETR file".to_vec()),
             ]
         );
         assert_eq!(codes(&self.backend(150, "Opening")), vec![150]);
@@ -275,6 +275,26 @@ fn a_download_is_reported_only_after_its_data_legs_finished() {
     assert_eq!(t.env.finished[0].result, TransferResult::Ok);
     assert_eq!(t.env.finished[0].bytes, 1234);
     assert_eq!(t.env.finished[0].path, "file");
+}
+
+/// An upload whose client leg failed before the command was sent (issue 20 §3): the
+/// driver withholds `STOR`, the client gets `425`, the backend owes nothing, and the
+/// next command is paired with its own reply.
+#[test]
+fn a_withheld_upload_is_answered_425_and_owes_no_backend_reply() {
+    let mut t = T::new(settings());
+    t.login();
+    t.pasv();
+    let a = t.client("STOR up.bin");
+    assert!(matches!(a[0], Action::StartTransfer { .. }), "{a:?}");
+    assert_eq!(backend_lines(&a), vec!["STOR up.bin"]);
+    let a = t.input(Input::TransferWithheld);
+    assert!(a.contains(&Action::AbortTransfer), "{a:?}");
+    assert_eq!(codes(&a), vec![425]);
+    assert_eq!(t.env.finished.len(), 1);
+    assert_eq!(t.env.finished[0].result, TransferResult::Failed);
+    assert_eq!(backend_lines(&t.client("PWD")), vec!["PWD"]);
+    assert_eq!(codes(&t.backend(257, "\"/\"")), vec![257]);
 }
 
 #[test]
