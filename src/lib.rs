@@ -22,6 +22,8 @@
 //!   throttle);
 //! - [`policy`]: every decision as a pure function — access, routing, command
 //!   filter, login throttle, and [`policy::balance`] (which backend first);
+//! - [`auth`]: authentication at the gateway (password file, LDAP) for
+//!   routes with `auth: gateway`, asked by the session before any backend leg;
 //! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
 //! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
 //! - [`backend`]: the backend control leg and its data connections;
@@ -45,6 +47,7 @@
 //!   typed value and its errors), `policies/example.yaml` (documented).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub(crate) mod backend;
 pub(crate) mod channel;
 pub mod config;
