@@ -335,6 +335,7 @@ async fn unknown_user_and_wrong_password_take_equal_time() {
 async fn ldap_binds_check_logins_and_a_down_server_makes_no_backend_connection() {
     let mut slapd = Slapd::start(&[("alice", LDAP_ALICE_PW), ("bob", LDAP_BOB_PW)]);
     let (url, ca) = (slapd.url(), slapd.certs.ca_pem.clone());
+    let starttls = slapd.starttls_url();
     let auth = format!(
         "auth:
   providers:
@@ -342,7 +343,7 @@ async fn ldap_binds_check_logins_and_a_down_server_makes_no_backend_connection()
       ldap: {{ url: \"{url}\", ca: ldap-ca.pem, user_dn: \"uid={{user}},ou=people,dc=example,dc=org\" }}
     - name: corpsearch
       ldap:
-        url: \"{url}\"
+        url: \"{starttls}\"
         ca: ldap-ca.pem
         search: {{ base: \"ou=people,dc=example,dc=org\", filter: \"(uid={{user}})\", bind_dn: \"{ADMIN_DN}\", bind_password_file: admin.secret }}
 "
@@ -356,7 +357,7 @@ async fn ldap_binds_check_logins_and_a_down_server_makes_no_backend_connection()
         secret_file(&dir.join("admin.secret"), ADMIN_PW);
     })
     .await;
-    // A DN template bind, and a search then bind, both over LDAPS.
+    // A DN template bind over LDAPS, a search then bind after StartTLS.
     env.round_trip(&env.curl("alice", LDAP_ALICE_PW), "ldap-alice.bin", 120_000)
         .await;
     env.round_trip(&env.python("bob", LDAP_BOB_PW), "ldap-bob.bin", 90_000)

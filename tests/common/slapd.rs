@@ -1,7 +1,7 @@
 //! A real OpenLDAP `slapd` (Debian package) for the gateway authentication
 //! tests: a private `slapd.conf` and mdb database in a temp dir, LDAPS on a
-//! free loopback port with an rcgen certificate, one user added with
-//! `ldapadd`, stopped by PID on drop.
+//! free loopback port with an rcgen certificate (and `ldap://` on another,
+//! for StartTLS), users added with `ldapadd`, stopped by PID on drop.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -19,7 +19,10 @@ pub const ADMIN_PW: &str = "slapd-admin-pw";
 
 /// A running slapd.
 pub struct Slapd {
+    /// `ldaps://` (TLS from the first byte).
     pub addr: SocketAddr,
+    /// `ldap://` (clients upgrade with StartTLS).
+    pub starttls_addr: SocketAddr,
     /// The CA its certificate chains to (what the gateway's `ldap.ca` names).
     pub certs: Certs,
     dir: tempfile::TempDir,
@@ -34,14 +37,14 @@ impl Slapd {
         let d = dir.path();
         std::fs::create_dir_all(d.join("db")).unwrap();
         let certs = Certs::generate(d, "ldap");
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let starttls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         std::fs::write(d.join("slapd.conf"), config(d, &certs)).unwrap();
         let child = Command::new("/usr/sbin/slapd")
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldaps://{addr}/"))
+            .arg(format!("ldaps://{addr}/ ldap://{starttls_addr}/"))
             .args(["-d", "0"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("slapd.log")).unwrap())
@@ -50,6 +53,7 @@ impl Slapd {
             .expect("start slapd (apt-get install slapd ldap-utils)");
         let mut s = Slapd {
             addr,
+            starttls_addr,
             certs,
             dir,
             child: Some(child),
@@ -62,6 +66,11 @@ impl Slapd {
     /// `ldaps://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("ldaps://{}", self.addr)
+    }
+
+    /// `ldap://127.0.0.1:PORT` (StartTLS).
+    pub fn starttls_url(&self) -> String {
+        format!("ldap://{}", self.starttls_addr)
     }
 
     /// slapd's own log (for assertion messages).
@@ -79,7 +88,9 @@ impl Slapd {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
+            if std::net::TcpStream::connect(self.addr).is_ok()
+                && std::net::TcpStream::connect(self.starttls_addr).is_ok()
+            {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
