@@ -67,6 +67,16 @@ impl Env {
         self.gw.as_ref().unwrap().local_addr("edge").unwrap()
     }
 
+    /// The value of `ftpsgate_gateway_auth_total{provider,result}` (0 if absent).
+    fn auth_count(&self, provider: &str, result: &str) -> u64 {
+        let text = self.gw.as_ref().unwrap().metrics().encode();
+        let series =
+            format!("ftpsgate_gateway_auth_total{{provider=\"{provider}\",result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     fn curl(&self, user: &str, pass: &str) -> Client {
         let mut c = Curl::new(self.addr(), Security::Explicit, Some(&self.certs.ca_pem));
         (c.user, c.pass) = (user.into(), pass.into());
@@ -260,6 +270,8 @@ async fn password_file_logins_reach_vsftpd_same_and_mapped() {
     env.round_trip(&env.python("alice", ALICE_PW), "py-mapped.bin", 150_000)
         .await;
     assert!(env.proxy.connections() >= 3, "logins reached vsftpd");
+    assert!(env.auth_count("local", "ok") >= 3);
+    assert_eq!(env.auth_count("local", "bad_credentials"), 0);
     let log = env.vs.log();
     assert!(
         !log.contains("alice"),
@@ -301,6 +313,12 @@ async fn failed_logins_never_reach_the_backend_and_are_throttled() {
         env.proxy.connections(),
         0,
         "a failed login reached the backend"
+    );
+    assert_eq!(env.auth_count("local", "bad_credentials"), 3);
+    assert_eq!(
+        env.auth_count("local", "ok"),
+        0,
+        "the cool-down refuses unchecked"
     );
     assert_not_logged(&[wrong, "whatever-Pw-9", ALICE_PW]);
     env.shutdown().await;
@@ -386,6 +404,13 @@ async fn ldap_binds_check_logins_and_a_down_server_makes_no_backend_connection()
     let (code, _, _) = try_login(&env, "alice", LDAP_ALICE_PW).await;
     assert_eq!(code, 421, "LDAP down");
     assert_eq!(env.proxy.connections(), before);
+    assert_eq!(env.auth_count("corp", "unavailable"), 1);
+    assert_eq!(
+        env.auth_count("corpsearch", "ok"),
+        2,
+        "bob: upload and download"
+    );
+    assert_eq!(env.auth_count("corpsearch", "bad_credentials"), 2);
     assert_not_logged(&[LDAP_ALICE_PW, LDAP_BOB_PW, ADMIN_PW, "not-alice-Pw"]);
     env.shutdown().await;
 }
