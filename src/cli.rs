@@ -7,6 +7,7 @@
 //! ([`config_page`]), so the page and the example cannot drift apart.
 
 mod config_page;
+pub mod passwd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -114,6 +115,18 @@ pub enum Cmd {
         json: bool,
         #[command(subcommand)]
         command: CtlCmd,
+    },
+    /// Set USER's password in a password file (`auth.providers[].passwd_file`):
+    /// an argon2id hash with a random salt, replacing USER's line or adding
+    /// one. The password is read from the terminal without echo (asked
+    /// twice), or as one line from stdin when stdin is not a terminal.
+    /// The gateway reads the file at start and reload.
+    Passwd {
+        /// The password file (created with mode 0640 if missing).
+        #[arg(long, short, default_value = "/etc/ftpsgate/passwd")]
+        file: PathBuf,
+        /// The user name (no ':', whitespace or control characters).
+        user: String,
     },
     /// Print a shell completion script to stdout.
     Completions {

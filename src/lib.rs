@@ -22,6 +22,8 @@
 //!   throttle);
 //! - [`policy`]: every decision as a pure function — access, routing, command
 //!   filter, login throttle, and [`policy::balance`] (which backend first);
+//! - [`auth`]: authentication at the gateway (password file, LDAP) for
+//!   routes with `auth: gateway`, asked by the session before any backend leg;
 //! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
 //! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
 //! - [`backend`]: the backend control leg and its data connections;
@@ -46,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub(crate) mod backend;
 pub(crate) mod channel;
 pub mod config;

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             json,
             command,
         } => rt.block_on(ctl(&socket, json, &command)),
+        Cmd::Passwd { file, user } => cli::passwd::run(&file, &user),
         Cmd::Completions { shell } => {
             cli::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS

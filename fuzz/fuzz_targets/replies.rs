@@ -217,7 +217,8 @@ impl Harness {
                     Action::ToBackend(_)
                     | Action::StartTls
                     | Action::ClearControl
-                    | Action::DropPending => {}
+                    | Action::DropPending
+                    | Action::Authenticate { .. } => {}
                 }
             }
             queue = next;

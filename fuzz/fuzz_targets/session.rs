@@ -425,6 +425,9 @@ impl Driver {
                     }
                 }
                 Action::Close => self.closed = true,
+                // Only after `Input::AuthRequired`, which this target never feeds
+                // (its routes authenticate at the backend).
+                Action::Authenticate { .. } => {}
             }
         }
         Ok(())

@@ -183,6 +183,7 @@ impl Gatherer {
                 ("shutdown", raw.shutdown.is_some()),
                 ("reload", raw.reload.is_some()),
                 ("control", raw.control.is_some()),
+                ("auth", raw.auth.is_some()),
             ] {
                 if given {
                     self.errors.push(ConfigError {

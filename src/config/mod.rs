@@ -27,12 +27,13 @@ use std::fmt;
 use std::path::Path;
 
 pub use typed::{
-    AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
-    CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
-    Limits, Listener, ListenerLimits, ListenerTls, ListingsPolicy, LogTime, MetricsConfig,
-    Nftables, Passive, PortRange, PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload,
-    ReuseScope, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig,
-    TransferLogFormat, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
+    AccessRule, Action, Active, AdvertiseRule, AuthKind, AuthProvider, Backend, BackendLogin,
+    BackendTls, BackendVerify, Balance, CommandPolicy, Config, ControlConfig, DataMode,
+    DataProtection, FailedLogins, HealthCheck, LdapAuth, LdapLookup, Limits, Listener,
+    ListenerLimits, ListenerTls, ListingsPolicy, LogTime, MetricsConfig, Nftables, Passive,
+    PortRange, PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route,
+    RouteAuth, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
+    DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
 };
 
 pub use build::TlsSections;

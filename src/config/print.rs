@@ -5,8 +5,9 @@
 //! `listeners`, `backends` and `access` of every included file are appended to
 //! the top file's (in load order, as the build does), `include` is dropped, and
 //! every relative file path (`cert`, `key`, `ca`, `sni[].cert/key`,
-//! `transfer_log.path`) is made absolute against the directory of the file that
-//! named it, so the output means the same wherever it is saved. Values stay as
+//! `transfer_log.path`, `auth` files, `backend_login.password_file`) is made
+//! absolute against the directory of the file that named it, so the output
+//! means the same wherever it is saved. Values stay as
 //! written; defaults are not spelled out (policies/example.yaml lists them).
 //!
 //! Only called for a configuration that already loaded without errors.
@@ -60,6 +61,19 @@ pub(crate) fn resolved(path: &Path) -> Result<String, ConfigErrors> {
     if let Some(log) = top.transfer_log.as_mut() {
         absolute(&mut log.path, &base_dir);
     }
+    for p in top
+        .auth
+        .iter_mut()
+        .flat_map(|a| a.providers.iter_mut().flatten())
+    {
+        absolute(&mut p.passwd_file, &base_dir);
+        if let Some(ldap) = p.ldap.as_mut() {
+            absolute(&mut ldap.ca, &base_dir);
+            if let Some(search) = ldap.search.as_mut() {
+                absolute(&mut search.bind_password_file, &base_dir);
+            }
+        }
+    }
     serde_saphyr::to_string(&top).map_err(|e| failed(format!("cannot render YAML: {e}")))
 }
 
@@ -70,6 +84,11 @@ fn listener_paths(mut l: RawListener, dir: &Path) -> RawListener {
         for sni in tls.sni.iter_mut().flatten() {
             absolute(&mut sni.cert, dir);
             absolute(&mut sni.key, dir);
+        }
+    }
+    for r in l.routes.iter_mut().flatten() {
+        if let Some(login) = r.backend_login.as_mut() {
+            absolute(&mut login.password_file, dir);
         }
     }
     l

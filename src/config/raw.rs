@@ -40,6 +40,54 @@ pub(crate) struct RawConfig {
     pub reload: Option<RawReload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control: Option<RawControl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawAuth>,
+}
+
+/// `auth`: password providers for routes with `auth: gateway`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<RawAuthProvider>>,
+}
+
+/// `auth.providers[i]`: a `name` and exactly one of `passwd_file` or `ldap`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawAuthProvider {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passwd_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<RawLdap>,
+}
+
+/// `auth.providers[i].ldap`: `url`, `ca`, and one of `user_dn` or `search`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawLdap {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_dn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<RawLdapSearch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// `auth.providers[i].ldap.search`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawLdapSearch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_dn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_password_file: Option<String>,
 }
 
 /// `control`: the local control socket for `ftpsgate ctl`.
@@ -132,6 +180,23 @@ pub(crate) struct RawRoute {
     pub balance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commands: Option<RawCommands>,
+    /// `gateway` or `backend` (default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// The `auth.providers` name (optional when exactly one is defined).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_login: Option<RawBackendLogin>,
+}
+
+/// `routes[j].backend_login`: the backend account for gateway-authenticated users.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawBackendLogin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
 }
 
 /// `routes[j].commands`: exactly one of `allow` or `deny`.

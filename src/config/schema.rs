@@ -31,9 +31,20 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "shutdown",
             "reload",
             "control",
+            "auth",
         ],
     ),
     ("control", &["socket", "mode", "owner", "group"]),
+    ("auth", &["providers"]),
+    ("auth.providers[]", &["name", "passwd_file", "ldap"]),
+    (
+        "auth.providers[].ldap",
+        &["url", "ca", "user_dn", "search", "timeout"],
+    ),
+    (
+        "auth.providers[].ldap.search",
+        &["base", "filter", "bind_dn", "bind_password_file"],
+    ),
     ("access[]", &["allow", "deny"]),
     (
         "limits",
@@ -118,7 +129,19 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ),
     (
         "listeners[].routes[]",
-        &["user", "backends", "balance", "commands"],
+        &[
+            "user",
+            "backends",
+            "balance",
+            "commands",
+            "auth",
+            "provider",
+            "backend_login",
+        ],
+    ),
+    (
+        "listeners[].routes[].backend_login",
+        &["user", "password_file"],
     ),
     ("listeners[].routes[].commands", &["allow", "deny"]),
     ("listeners[].proxy_protocol", &["from", "timeout"]),

@@ -9,7 +9,11 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::passwd::Users;
+use crate::auth::Secret;
 
 /// The whole gateway configuration, loaded once at startup (and by `check`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +40,8 @@ pub struct Config {
     pub reload: Reload,
     /// The local control socket (`ftpsgate ctl`); `None`: none is created.
     pub control: Option<ControlConfig>,
+    /// `auth.providers`: names are unique; routes refer to them.
+    pub auth: Vec<Arc<AuthProvider>>,
     /// Every file this config was loaded from, the top file first, then included
     /// files in load order (absolute paths); empty for [`Config::from_yaml_str`].
     /// What `reload.watch` polls.
@@ -201,6 +207,75 @@ pub struct Route {
     pub balance: Balance,
     /// `routes[].commands`: verbs allowed or denied on this route.
     pub commands: CommandPolicy,
+    /// Who checks the password: the backend (default) or the gateway first.
+    pub auth: RouteAuth,
+}
+
+/// `routes[j].auth`: where a login of this route is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum RouteAuth {
+    /// The backend checks `USER`/`PASS` (the gateway relays them).
+    #[default]
+    Backend,
+    /// The gateway answers `USER` itself and checks `PASS` with `provider`
+    /// before any backend connection exists; then it logs in to the backend
+    /// with the same credentials, or with `backend_login`.
+    Gateway {
+        provider: Arc<AuthProvider>,
+        backend_login: Option<BackendLogin>,
+    },
+}
+
+/// `routes[j].backend_login`: the service account the gateway logs in to
+/// the backend as, after the user passed the gateway's check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendLogin {
+    pub user: String,
+    /// From `password_file` (read at build; never in the policy file).
+    pub password: Secret,
+}
+
+/// `auth.providers[i]`: a named way of checking passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AuthProvider {
+    /// Unique; the `provider` label of `ftpsgate_gateway_auth_total`.
+    pub name: String,
+    pub kind: AuthKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AuthKind {
+    /// `passwd_file`: `USER:HASH` lines, read at build (and at every reload).
+    PasswdFile { path: PathBuf, users: Users },
+    /// `ldap`: a simple bind over TLS.
+    Ldap(LdapAuth),
+}
+
+/// `auth.providers[i].ldap`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LdapAuth {
+    /// `ldaps://HOST[:PORT]` (TLS) or `ldap://HOST[:PORT]` (always StartTLS).
+    pub url: String,
+    /// PEM CA certificates the server's certificate must chain to.
+    pub ca: PathBuf,
+    pub lookup: LdapLookup,
+    /// Connect, bind and search each within this. Default 5 s.
+    pub timeout: Duration,
+}
+
+/// How the user's DN is found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LdapLookup {
+    /// `user_dn`: a template with `{user}` (DN-escaped).
+    UserDn(String),
+    /// `search`: bind as `bind_dn`, find exactly one entry under `base` with
+    /// `filter` (`{user}` filter-escaped), bind as it.
+    Search {
+        base: String,
+        filter: String,
+        bind_dn: String,
+        bind_password: Secret,
+    },
 }
 
 /// `listeners[i].tls.sni[j]`: the certificate for clients asking for `names`.

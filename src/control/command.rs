@@ -15,7 +15,7 @@ use super::addr::{parse_eprt_arg, parse_port_arg, render_eprt_arg, render_port_a
 
 /// A password or account string. `Debug` prints stars so that a `{:?}` of a
 /// command, a session state or an error can never leak it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(pub Vec<u8>);
 
 impl fmt::Debug for Secret {

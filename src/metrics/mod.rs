@@ -19,13 +19,15 @@
 //! - [`backends`]: backend connects, errors, health;
 //! - [`config`]: configuration reloads and load time, build info;
 //! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`);
-//! - [`control`]: requests over the control socket.
+//! - [`control`]: requests over the control socket;
+//! - [`auth`]: passwords checked by the gateway (`auth: gateway` routes).
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
 //! recording method) plus its call site; a new area is a new file and one field
 //! and one `register` line here. The areas are registered in the order below,
 //! which is the order families appear in a scrape.
 
+mod auth;
 mod backends;
 mod config;
 mod control;
@@ -38,6 +40,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+pub use auth::AuthResult;
 pub use backends::BackendErrorKind;
 pub use control::ControlCommand;
 pub use sessions::{outcome_label, verb_label, LoginResult};
@@ -83,6 +86,7 @@ pub struct Metrics {
     backends: backends::Families,
     config: config::Families,
     control: control::Families,
+    auth: auth::Families,
 }
 
 impl Default for Metrics {
@@ -95,6 +99,7 @@ impl Default for Metrics {
         let backends = backends::Families::register(r);
         let config = config::Families::register(r);
         let control = control::Families::register(r);
+        let auth = auth::Families::register(r);
         process::register(r);
         Metrics {
             registry,
@@ -104,6 +109,7 @@ impl Default for Metrics {
             backends,
             config,
             control,
+            auth,
         }
     }
 }

@@ -137,12 +137,14 @@ fn routes() -> Vec<Route> {
             backends: vec!["srv-a".into(), "srv-b".into()],
             balance: Balance::LeastConnections,
             commands: CommandPolicy::Any,
+            auth: crate::config::RouteAuth::Backend,
         },
         Route {
             user: "ro-*".into(),
             backends: vec!["srv-a".into()],
             balance: Balance::RoundRobin,
             commands: CommandPolicy::Deny(vec!["STOR".into(), "MKD".into()]),
+            auth: crate::config::RouteAuth::Backend,
         },
     ]
 }

@@ -1,7 +1,9 @@
 //! One client session: the task that owns a client control connection, the
 //! backend control connection behind it, and at most one transfer at a time.
 //!
-//! Flow: greet → (AUTH TLS) → USER opens the backend leg → commands pass
+//! Flow: greet → (AUTH TLS) → USER opens the backend leg (on an
+//! `auth: gateway` route only after `PASS` passed the gateway's own check,
+//! [`crate::auth`]) → commands pass
 //! through; the gateway answers itself what concerns the client leg (AUTH,
 //! PBSZ, PROT, FEAT, EPSV ALL) and rewrites what carries addresses
 //! (PASV/EPSV → its own pinhole). Transfer replies are ordered: the backend's
@@ -29,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::auth::AuthFailure;
 use crate::backend::pool::{InUse, Pool};
 use crate::backend::{BackendListener, BackendSession};
 use crate::channel::{Channel, ReplyReadError};
@@ -39,7 +42,7 @@ use crate::data::pinhole::DataTls;
 use crate::data::{Pinhole, PinholeSpec};
 use crate::gateway::admit::Admitted;
 use crate::listener::ListenerCtx;
-use crate::metrics::{Handshake, PinholeRefusal, Resumption, Side};
+use crate::metrics::{AuthResult, Handshake, PinholeRefusal, Resumption, Side};
 use crate::policy;
 use crate::shared::{PortHolder, SessionState, SessionUpdate, Shared};
 use crate::stream::{ClientStream, HoldIo, MaybeTls};
@@ -431,7 +434,12 @@ impl Driver {
             }
             Action::StartTls => Step::StartTls,
             Action::ClearControl => Step::ClearControl,
-            Action::Route { user } => Step::Feed(Input::Routed(self.route(&user).await)),
+            Action::Route { user, verified } => {
+                Step::Feed(self.route_or_ask(&user, verified).await)
+            }
+            Action::Authenticate { user, password } => Step::Feed(Input::Authenticated(
+                self.authenticate(&user, &password).await,
+            )),
             Action::OpenPassive { protected } => {
                 Step::Feed(Input::PassiveOpened(self.open_pinhole(protected).await))
             }
@@ -521,6 +529,60 @@ impl Driver {
             }
             Err(_) => Err(End(O::TlsFailed, "client TLS handshake timed out".into())),
         }
+    }
+
+    /// A route with `auth: gateway` connects nothing until the gateway has
+    /// checked the password (`verified`): the machine is told to ask for it.
+    async fn route_or_ask(&mut self, user: &str, verified: bool) -> Input {
+        if !verified {
+            let gateway = policy::route(&self.ctx.cfg, user).is_ok_and(|c| {
+                c.route
+                    .is_some_and(|r| matches!(r.auth, config::RouteAuth::Gateway { .. }))
+            });
+            if gateway {
+                self.user = Some(user.to_string());
+                tracing::Span::current().record("user", tracing::field::display(user));
+                return Input::AuthRequired;
+            }
+        }
+        Input::Routed(self.route(user).await)
+    }
+
+    /// Check a password with the provider of `user`'s route (`auth: gateway`)
+    /// within the login deadline; on success the backend account to use
+    /// (`backend_login`), if the route maps one. No backend is contacted.
+    async fn authenticate(
+        &mut self,
+        user: &str,
+        password: &control::Secret,
+    ) -> Result<Option<config::BackendLogin>, AuthFailure> {
+        let ctx = self.ctx.clone();
+        let choice = policy::route(&ctx.cfg, user).map_err(|_| AuthFailure::BadCredentials)?;
+        let Some(config::RouteAuth::Gateway {
+            provider,
+            backend_login,
+        }) = choice.route.map(|r| &r.auth)
+        else {
+            return Err(AuthFailure::Unavailable(
+                "the route does not authenticate at the gateway".into(),
+            ));
+        };
+        let limit = self
+            .login_deadline
+            .saturating_duration_since(Instant::now());
+        let result = crate::auth::authenticate(provider, &choice.login, password, limit).await;
+        let label = match &result {
+            Ok(()) => AuthResult::Ok,
+            Err(AuthFailure::BadCredentials) => AuthResult::BadCredentials,
+            Err(AuthFailure::Unavailable(_)) => AuthResult::Unavailable,
+        };
+        ctx.metrics.gateway_auth(&provider.name, label);
+        info!(
+            provider = %provider.name,
+            result = label.as_str(),
+            "gateway authentication"
+        );
+        result.map(|()| backend_login.clone())
     }
 
     /// Route a login to a backend; reconnect when the route leads elsewhere.

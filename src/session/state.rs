@@ -39,10 +39,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::{CommandPolicy, DataMode, Timeouts, TlsMode};
+use crate::auth::AuthFailure;
+use crate::config::{BackendLogin, CommandPolicy, DataMode, Timeouts, TlsMode};
 use crate::control::{
     self, parse_command, render_227, render_229, Command, CommandError, EpsvArg, FeatOptions,
-    ProtLevel, Reply, TransferKind,
+    ProtLevel, Reply, Secret, TransferKind,
 };
 use crate::metrics::result_label;
 use crate::policy;
@@ -148,6 +149,13 @@ pub enum Input {
     TlsEstablished,
     /// Answer to [`Action::Route`].
     Routed(Result<Routed, RouteFailure>),
+    /// Answer to [`Action::Route`] (not `verified`) for a route with
+    /// `auth: gateway`: no backend was connected; the gateway asks for the
+    /// password itself.
+    AuthRequired,
+    /// Answer to [`Action::Authenticate`]: on success the backend account to
+    /// log in as (`backend_login`), or `None` for the client's own credentials.
+    Authenticated(Result<Option<BackendLogin>, AuthFailure>),
     /// Answer to [`Action::OpenPassive`]: the address and port to advertise.
     PassiveOpened(Result<SocketAddr, String>),
     /// Answer to [`Action::ListenBackend`]: our listener for the backend.
@@ -204,6 +212,16 @@ pub enum Action {
     Route {
         /// The login name as the client sent it.
         user: String,
+        /// The gateway has checked this user's password (`auth: gateway`);
+        /// without it such a route answers [`Input::AuthRequired`] and no
+        /// backend is connected.
+        verified: bool,
+    },
+    /// Check `user`'s `password` with the route's provider (before any
+    /// backend connection), then feed [`Input::Authenticated`].
+    Authenticate {
+        user: String,
+        password: Secret,
     },
     /// Open a pinhole for the client (TLS on it when `protected`: PROT P),
     /// then feed [`Input::PassiveOpened`].
@@ -318,6 +336,8 @@ enum Purpose {
 enum Wait {
     Tls,
     Route,
+    /// The gateway's own password check ([`Action::Authenticate`]).
+    Auth,
     /// The client asked with PASV (227) rather than EPSV (229).
     Passive {
         pasv: bool,
@@ -349,6 +369,30 @@ struct Candidate {
     commands: CommandPolicy,
     /// The backend answered `USER` with `331`/`332`: `PASS`/`ACCT` go on.
     password_due: bool,
+    /// `auth: gateway`: the gateway answered `USER` with `331`; the `PASS`
+    /// goes to its provider, not to a backend.
+    gateway_pass_due: bool,
+    /// The password under check by the gateway.
+    password: Option<Secret>,
+    /// After the gateway's check: the backend login name (`backend_login`),
+    /// instead of the routed name.
+    backend_user: Option<String>,
+    /// After the gateway's check: sent as `PASS` when the backend asks.
+    backend_password: Option<Secret>,
+}
+
+impl Candidate {
+    fn new(user: String) -> Candidate {
+        Candidate {
+            user,
+            commands: CommandPolicy::Any,
+            password_due: false,
+            gateway_pass_due: false,
+            password: None,
+            backend_user: None,
+            backend_password: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -648,6 +692,8 @@ impl Machine {
                 }
             }
             Input::Routed(r) => self.routed(now, r),
+            Input::AuthRequired => self.auth_required(),
+            Input::Authenticated(r) => self.authenticated(r, env),
             Input::PassiveOpened(r) => self.passive_opened(now, r),
             Input::BackendListening(r) => self.backend_listening(now, r),
             Input::TransferDone(o) => self.transfer_done(now, o, env),
@@ -1007,12 +1053,11 @@ impl Machine {
         // A new login may land in another directory (or on another backend).
         self.cwd = None;
         info!(user = %user, "login attempt");
-        self.out.push(Action::Route { user: user.clone() });
-        self.candidate = Some(Candidate {
-            user,
-            commands: CommandPolicy::Any,
-            password_due: false,
+        self.out.push(Action::Route {
+            user: user.clone(),
+            verified: false,
         });
+        self.candidate = Some(Candidate::new(user));
         self.wait = Some(Wait::Route);
     }
 
@@ -1059,8 +1104,104 @@ impl Machine {
                     v4: route.backend_v4,
                     keepalive_noop: route.keepalive_noop,
                 });
-                let line = Command::User(route.login.into_bytes()).canonical();
+                let login = self
+                    .candidate
+                    .as_mut()
+                    .and_then(|c| c.backend_user.take())
+                    .unwrap_or(route.login);
+                let line = Command::User(login.into_bytes()).canonical();
                 self.request(now, line, Purpose::User, self.s.timeouts.login);
+            }
+        }
+    }
+
+    /// `auth: gateway` (the route said so, no backend was connected): the
+    /// gateway asks for the password itself.
+    fn auth_required(&mut self) {
+        if self.wait != Some(Wait::Route) {
+            return;
+        }
+        self.wait = None;
+        if let Some(c) = self.candidate.as_mut() {
+            c.gateway_pass_due = true;
+            self.reply(331, "Password required");
+        }
+    }
+
+    /// The `PASS` after the gateway's own `331`: counted by the throttle, then
+    /// checked by the provider; no backend connection before it succeeds.
+    fn gateway_pass(&mut self, cmd: &Command, env: &mut dyn Env) {
+        let Command::Pass(password) = cmd else {
+            return self.reply(503, "Login with USER and PASS");
+        };
+        if !env.pass_attempt() {
+            warn!(
+                reason = "failed_logins",
+                "PASS refused: cooling down after failed logins"
+            );
+            self.reply(421, "Too many failed logins; try again later");
+            self.close(SessionOutcome::RefusedPolicy);
+            return;
+        }
+        let Some(c) = self.candidate.as_mut() else {
+            return;
+        };
+        c.gateway_pass_due = false;
+        c.password = Some(password.clone());
+        self.out.push(Action::Authenticate {
+            user: c.user.clone(),
+            password: password.clone(),
+        });
+        self.wait = Some(Wait::Auth);
+    }
+
+    /// The provider's answer: on success route (and connect) as a verified
+    /// login; a bad password is a failed login like a backend's `530`.
+    fn authenticated(&mut self, r: Result<Option<BackendLogin>, AuthFailure>, env: &mut dyn Env) {
+        if self.wait != Some(Wait::Auth) {
+            return;
+        }
+        self.wait = None;
+        let Some(c) = self.candidate.as_mut() else {
+            return;
+        };
+        match r {
+            Ok(mapped) => {
+                let password = c.password.take();
+                match mapped {
+                    Some(login) => {
+                        c.backend_user = Some(login.user);
+                        c.backend_password = Some(login.password);
+                    }
+                    None => c.backend_password = password,
+                }
+                info!("gateway authentication succeeded");
+                self.out.push(Action::Route {
+                    user: c.user.clone(),
+                    verified: true,
+                });
+                self.wait = Some(Wait::Route);
+            }
+            Err(AuthFailure::BadCredentials) => {
+                self.candidate = None;
+                info!("login failed: bad credentials (gateway)");
+                if env.login_failed() {
+                    warn!(
+                        reason = "failed_logins",
+                        "too many failed logins; cooling down"
+                    );
+                    self.reply(530, "Login incorrect");
+                    self.reply(421, "Too many failed logins; try again later");
+                    self.close(SessionOutcome::RefusedPolicy);
+                    return;
+                }
+                self.reply(530, "Login incorrect");
+            }
+            Err(AuthFailure::Unavailable(why)) => {
+                self.candidate = None;
+                warn!(error = %why, "login refused: authentication provider unavailable");
+                self.reply(421, "Authentication service unavailable; try again later");
+                self.close(SessionOutcome::BackendUnavailable);
             }
         }
     }
@@ -1072,6 +1213,9 @@ impl Machine {
     fn cmd_pass(&mut self, now: Instant, line: Vec<u8>, env: &mut dyn Env, cmd: &Command) {
         if self.login_refused_clear(env) {
             return;
+        }
+        if self.candidate.as_ref().is_some_and(|c| c.gateway_pass_due) {
+            return self.gateway_pass(cmd, env);
         }
         let due = self.candidate.as_ref().is_some_and(|c| c.password_due);
         let is_pass = matches!(cmd, Command::Pass(_));
@@ -1105,7 +1249,18 @@ impl Machine {
 
     /// The final reply to USER, PASS or ACCT. Only `230` changes who is
     /// logged in, and to the name the backend has just accepted.
-    fn login_reply(&mut self, purpose: Purpose, r: Reply, env: &mut dyn Env) {
+    fn login_reply(&mut self, now: Instant, purpose: Purpose, r: Reply, env: &mut dyn Env) {
+        let verified_password = match self.candidate.as_mut() {
+            Some(c) if r.class() == 3 && purpose == Purpose::User => c.backend_password.take(),
+            _ => None,
+        };
+        if let Some(pw) = verified_password {
+            // `auth: gateway`: the client's PASS was answered by the gateway's
+            // check; the backend gets the verified (or mapped) password now.
+            let line = Command::Pass(pw).canonical();
+            self.request(now, line, Purpose::Pass, self.s.timeouts.login);
+            return;
+        }
         if r.code == 230 {
             let fresh = !self.logged_in;
             if let Some(c) = self.candidate.take() {
@@ -1605,7 +1760,7 @@ impl Machine {
                 self.expects.pop_front();
                 self.internal_deadline = None;
                 match purpose {
-                    Purpose::User | Purpose::Pass => self.login_reply(purpose, r, env),
+                    Purpose::User | Purpose::Pass => self.login_reply(now, purpose, r, env),
                     Purpose::Feat => {
                         let feat = control::gateway_feat(Some(&r), &self.feat_options());
                         self.send(feat);

@@ -17,6 +17,7 @@ pub mod proftpd;
 pub mod pureftpd;
 pub mod raw;
 pub mod scripted;
+pub mod slapd;
 pub mod suppa;
 pub mod vsftpd;
 

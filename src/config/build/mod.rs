@@ -19,6 +19,7 @@
 //! | `backends.rs` | `backends[]`: address, data mode, keepalive, `send_proxy`, `health_check` |
 //! | `routes.rs` | `access` rules, `routes[]` and their `commands` filter |
 //! | `tls.rs` | listener and backend `tls`: certs, keys, CA, SNI, pins, versions |
+//! | `auth.rs` | `auth.providers` (password file, LDAP), routes' `auth`/`provider`/`backend_login`, secrets files |
 //! | `control.rs` | `control`: the socket path, mode, owner and group |
 //! | `limits.rs` | `limits`, `timeouts`, `shutdown`, `reload`, `metrics`, `transfer_log` |
 //! | `values.rs` | the `parse_*` functions for single values that every section shares |
@@ -27,6 +28,7 @@
 //! conversion in the section file above, its tests in `../tests/` under the same
 //! section name.
 
+mod auth;
 mod backends;
 mod control;
 mod limits;
@@ -60,7 +62,15 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
         file: None,
         errors: Vec::new(),
         tls: TlsSections::default(),
+        auth: Vec::new(),
+        auth_names: HashSet::new(),
     };
+
+    // Providers first: routes refer to them (`auth` exists in the top file only).
+    let mut auth_names = HashSet::new();
+    let auth = b.auth(raw.auth.as_ref(), &mut auth_names);
+    b.auth = auth.clone().unwrap_or_default();
+    b.auth_names = auth_names;
 
     // References are checked against the names as written, so a backend with some
     // other error still counts as defined and does not cascade into listener errors.
@@ -138,6 +148,7 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
             shutdown_grace: shutdown_grace?,
             reload: reload?,
             control: control?,
+            auth: auth?,
             sources,
         })
     })();
@@ -189,6 +200,10 @@ struct Builder<'a> {
     errors: Vec<ConfigError>,
     /// Clean `tls` sections, returned by [`build_all`].
     tls: TlsSections,
+    /// `auth.providers` that built, for routes' `provider`.
+    auth: Vec<std::sync::Arc<super::typed::AuthProvider>>,
+    /// Every provider name as written (a broken provider is still defined).
+    auth_names: HashSet<String>,
 }
 
 impl<'a> Builder<'a> {

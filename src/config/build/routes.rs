@@ -119,11 +119,13 @@ impl<'a> Builder<'a> {
             parse_balance,
         );
         let commands = self.commands(&format!("{p}.commands"), raw.commands.as_ref());
+        let auth = self.route_auth(p, raw);
         Ok(Route {
             user: user?,
             backends: backends?,
             balance: balance?.unwrap_or_default(),
             commands: commands?,
+            auth: auth?,
         })
     }
 

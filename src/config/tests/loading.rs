@@ -81,6 +81,7 @@ fn example_config_parses_into_typed_value() {
             interval: Duration::from_secs(2),
         },
         control: None,
+        auth: Vec::new(),
         sources: vec![],
     };
     let config = parse_ok(EXAMPLE, d);

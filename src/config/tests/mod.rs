@@ -5,6 +5,7 @@
 //! helpers and the full `EXAMPLE` config are here. A test for a new key goes in
 //! the file of its section.
 
+mod auth;
 mod backends;
 mod include;
 mod limits;

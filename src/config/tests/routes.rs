@@ -106,6 +106,7 @@ fn policy_keys_parse_into_typed_values() {
             backends: vec!["srv-a".into()],
             balance: Balance::LeastConnections,
             commands: CommandPolicy::Deny(vec!["STOR".into(), "APPE".into()]),
+            auth: crate::config::RouteAuth::Backend,
         }
     );
     assert_eq!(l.routes[0].balance, Balance::RoundRobin);

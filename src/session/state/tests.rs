@@ -109,7 +109,8 @@ impl T {
         assert_eq!(
             a,
             vec![Action::Route {
-                user: "alice".into()
+                user: "alice".into(),
+                verified: false,
             }]
         );
         assert!(!self.m.reads_client());
@@ -1020,4 +1021,111 @@ fn a_stray_200_is_not_taken_for_the_backends_pasv_reply() {
         ))]
     );
     assert_eq!(t.env.unsolicited, 1);
+}
+
+/// `auth: gateway` up to the provider's answer: `331` from the gateway, the
+/// `PASS` counted and handed to the provider, nothing to any backend.
+fn gateway_pass(t: &mut T, user: &str, pass: &str) {
+    let a = t.client(&format!("USER {user}"));
+    assert_eq!(
+        a,
+        vec![Action::Route {
+            user: user.into(),
+            verified: false,
+        }]
+    );
+    assert_eq!(codes(&t.input(Input::AuthRequired)), vec![331]);
+    let a = t.client(&format!("PASS {pass}"));
+    assert_eq!(
+        a,
+        vec![Action::Authenticate {
+            user: user.into(),
+            password: Secret(pass.as_bytes().to_vec()),
+        }]
+    );
+    assert!(!t.m.reads_client(), "the client waits for the check");
+    assert_eq!(t.env.attempts, 1, "the PASS is counted by the throttle");
+}
+
+#[test]
+fn gateway_auth_connects_only_after_the_provider_said_yes() {
+    let mut t = T::new(settings());
+    gateway_pass(&mut t, "alice", "s3cret");
+    // Only now a (verified) route: the driver connects the backend.
+    let a = t.input(Input::Authenticated(Ok(None)));
+    assert_eq!(
+        a,
+        vec![Action::Route {
+            user: "alice".into(),
+            verified: true,
+        }]
+    );
+    let a = t.input(routed("alice", CommandPolicy::Any, true));
+    assert_eq!(backend_lines(&a), vec!["USER alice"]);
+    // The backend's 331 is the gateway's business: it sends the checked password.
+    let a = t.backend(331, "Password");
+    assert_eq!(backend_lines(&a), vec!["PASS s3cret"]);
+    assert!(codes(&a).is_empty());
+    assert_eq!(codes(&t.backend(230, "Welcome")), vec![230]);
+    assert!(t.m.logged_in());
+    assert_eq!((t.env.logins_ok, t.env.fresh_logins), (1, 1));
+}
+
+#[test]
+fn gateway_auth_logs_in_as_the_mapped_service_account() {
+    let mut t = T::new(settings());
+    gateway_pass(&mut t, "alice", "users-pw");
+    let mapped = BackendLogin {
+        user: "svc".into(),
+        password: Secret(b"svc-pw".to_vec()),
+    };
+    t.input(Input::Authenticated(Ok(Some(mapped))));
+    let a = t.input(routed("alice", CommandPolicy::Any, true));
+    assert_eq!(backend_lines(&a), vec!["USER svc"]);
+    assert_eq!(
+        backend_lines(&t.backend(331, "Password")),
+        vec!["PASS svc-pw"]
+    );
+    assert_eq!(codes(&t.backend(230, "Welcome")), vec![230]);
+    // Logs and the transfer log name the gateway user.
+    assert_eq!(t.m.user(), "alice");
+}
+
+#[test]
+fn gateway_auth_failure_counts_as_a_failed_login() {
+    let mut t = T::new(settings());
+    gateway_pass(&mut t, "alice", "wrong");
+    let a = t.input(Input::Authenticated(Err(AuthFailure::BadCredentials)));
+    assert_eq!(codes(&a), vec![530]);
+    assert!(backend_lines(&a).is_empty() && !t.m.is_closed());
+    assert_eq!(t.env.failed, 1);
+    // A PASS now has no USER before it.
+    assert_eq!(codes(&t.client("PASS again")), vec![503]);
+
+    // The failure that starts the cool-down ends the session.
+    let mut t = T::new(settings());
+    t.env.cool_down = true;
+    gateway_pass(&mut t, "alice", "wrong");
+    let a = t.input(Input::Authenticated(Err(AuthFailure::BadCredentials)));
+    assert_eq!(codes(&a), vec![530, 421]);
+    assert_eq!(a.last(), Some(&Action::Close));
+
+    // Provider down: 421, no route, no backend.
+    let mut t = T::new(settings());
+    gateway_pass(&mut t, "alice", "right");
+    let a = t.input(Input::Authenticated(Err(AuthFailure::Unavailable(
+        "ldap down".into(),
+    ))));
+    assert_eq!(codes(&a), vec![421]);
+    assert!(!a.iter().any(|a| matches!(a, Action::Route { .. })));
+    assert_eq!(a.last(), Some(&Action::Close));
+
+    // During a cool-down the PASS is refused before any check.
+    let mut t = T::new(settings());
+    t.client("USER alice");
+    t.input(Input::AuthRequired);
+    t.env.blocked = true;
+    let a = t.client("PASS right");
+    assert_eq!(codes(&a), vec![421]);
+    assert!(!a.iter().any(|a| matches!(a, Action::Authenticate { .. })));
 }
