@@ -140,6 +140,15 @@ pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>,
     })
 }
 
+/// `client_auth.require_user_match`: whether `USER user` may go on, given the
+/// identity of the session's client certificate (`None`: no certificate, or
+/// it has no such name). Without the requirement every name may; with it,
+/// only the identity itself, compared exactly (no case folding, the whole
+/// `USER` argument).
+pub fn cert_user_allowed(require_match: bool, identity: Option<&str>, user: &str) -> bool {
+    !require_match || identity == Some(user)
+}
+
 /// Whether `name` is the listener's default backend or in any of its routes
 /// ([`Listener::routes_to`], which `config` uses for its unused-backend warning).
 pub fn routable(listener: &Listener, name: &str) -> bool {

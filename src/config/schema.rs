@@ -95,9 +95,14 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "allow_clear_data",
             "sni",
             "data_reuse_scope",
+            "client_auth",
         ],
     ),
     ("listeners[].tls.sni[]", &["names", "cert", "key"]),
+    (
+        "listeners[].tls.client_auth",
+        &["ca", "mode", "crl", "identity", "require_user_match"],
+    ),
     (
         "listeners[].passive",
         &["nftables", "ports", "bind", "advertise", "max_per_client"],
@@ -146,6 +151,8 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "min_version",
             "max_version",
             "data_protection",
+            "cert",
+            "key",
         ],
     ),
 ];

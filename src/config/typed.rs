@@ -378,6 +378,45 @@ pub struct ListenerTls {
     /// Extra certificates chosen by the client's SNI; `cert`/`key` serve every
     /// other name and clients without SNI. Always empty with `mode: none`.
     pub sni: Vec<SniCert>,
+    /// `tls.client_auth`: client certificates (mutual TLS). `None` (default):
+    /// none asked for. Always `None` with `mode: none`.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `listeners[].tls.client_auth`: which client certificates a listener accepts
+/// and what a session learns from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM bundle of the CAs a client certificate must chain to (resolved path).
+    pub ca: PathBuf,
+    /// Whether a client without a certificate gets a session.
+    pub mode: ClientAuthMode,
+    /// CRL files (PEM or DER) checked for the client's certificate. Default empty.
+    pub crl: Vec<PathBuf>,
+    /// Which name of the certificate is the session's identity. Default `cn`.
+    pub identity: CertIdentity,
+    /// `USER` must equal the identity, else `530`. Default false.
+    pub require_user_match: bool,
+}
+
+/// `client_auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAuthMode {
+    /// No valid certificate, no session (the handshake fails).
+    Required,
+    /// A client may present no certificate; one it presents must be valid.
+    Optional,
+}
+
+/// `client_auth.identity`: the certificate name that identifies the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertIdentity {
+    /// The subject's first common name (ProFTPD's `TLSUserName CommonName`).
+    Cn,
+    /// The first `rfc822Name` subject alternative name.
+    SanEmail,
+    /// The first `dNSName` subject alternative name.
+    SanDns,
 }
 
 /// How a connection is protected.
@@ -693,6 +732,16 @@ pub struct BackendTls {
     pub max_version: TlsVersion,
     /// PROT level used toward the backend. Default `Private` with TLS.
     pub data_protection: DataProtection,
+    /// `tls.cert`/`tls.key`: the client certificate the gateway presents to
+    /// this backend. `None` (default): none. Always `None` with `mode: none`.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A certificate chain and its key, as PEM files (resolved paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// How the gateway authenticates the backend's certificate.

@@ -107,6 +107,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             allow_ccc: false,
             allow_clear_data: true,
             sni: Vec::new(),
+            client_auth: None,
         },
         passive: Passive {
             ports: PortRange {
@@ -463,4 +464,14 @@ fn shipped_access_policy_loads() {
         check_access(&l.access, &config.access, ip("203.0.113.1")),
         AccessDecision::Deny { rule: None }
     );
+}
+
+#[test]
+fn user_must_equal_the_certificate_identity_only_when_asked() {
+    assert!(cert_user_allowed(false, None, "alice"));
+    assert!(cert_user_allowed(false, Some("bob"), "alice"));
+    assert!(cert_user_allowed(true, Some("alice"), "alice"));
+    assert!(!cert_user_allowed(true, Some("alice"), "Alice"));
+    assert!(!cert_user_allowed(true, Some("alice"), "alice@vs"));
+    assert!(!cert_user_allowed(true, None, "alice"));
 }

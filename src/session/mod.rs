@@ -47,7 +47,7 @@ use crate::tls::SessionAcceptors;
 
 use env::SessionEnv;
 use state::{
-    Action, BackendSide, ClientSide, Input, Machine, RouteFailure, Routed, Settings,
+    Action, BackendSide, CertLogin, ClientSide, Input, Machine, RouteFailure, Routed, Settings,
     TransferFailure,
 };
 use transfer::{Transfer, TransferError};
@@ -99,12 +99,14 @@ async fn run_inner(
         Ok(a) => a,
         Err(e) => return Err(End(O::TlsFailed, format!("cannot set up session TLS: {e}"))),
     };
+    let mut cert_identity = None;
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
             match tokio::time::timeout_at(login_deadline, acc.control.accept(HoldIo::pass(tcp)))
                 .await
             {
                 Ok(Ok(t)) => {
+                    cert_identity = client_cert_identity(acc, t.get_ref().1);
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                     ctx.metrics.tls_handshake(
                         Side::Client,
@@ -125,6 +127,7 @@ async fn run_inner(
                         Handshake::Failed,
                         Resumption::Full,
                     );
+                    crate::tls::client_auth::note_failed_handshake(&e, "control", &ctx.metrics);
                     return Err(End(
                         O::TlsFailed,
                         format!("implicit TLS handshake failed: {e}"),
@@ -153,6 +156,16 @@ async fn run_inner(
             .unwrap_or(state::MAX_UNSOLICITED),
     };
     let (mut machine, greeting) = Machine::new(settings, stream.is_tls(), Instant::now());
+    let require_user_match = ctx
+        .cfg
+        .tls
+        .client_auth
+        .as_ref()
+        .is_some_and(|c| c.require_user_match);
+    machine.set_cert_login(CertLogin {
+        identity: cert_identity,
+        require_user_match,
+    });
     let mut d = Driver {
         ctx,
         shared,
@@ -182,7 +195,12 @@ async fn run_inner(
                 Step::Done => {}
                 Step::Feed(input) => actions.extend(d.feed(&mut machine, input)),
                 Step::StartTls => {
-                    client = d.start_tls(client).await?;
+                    let (upgraded, identity) = d.start_tls(client).await?;
+                    client = upgraded;
+                    machine.set_cert_login(CertLogin {
+                        identity,
+                        require_user_match,
+                    });
                     actions.extend(d.feed(&mut machine, Input::TlsEstablished));
                 }
                 Step::ClearControl => {
@@ -463,10 +481,11 @@ impl Driver {
     }
 
     /// `AUTH TLS` answered with 234: handshake on the control connection.
+    /// Returns the upgraded channel and the client certificate's identity.
     async fn start_tls(
         &mut self,
         client: Channel<ClientStream>,
-    ) -> Result<Channel<ClientStream>, End> {
+    ) -> Result<(Channel<ClientStream>, Option<String>), End> {
         use SessionOutcome as O;
         if client.buffered() > 0 {
             // Bytes sent after AUTH TLS but before the handshake were never
@@ -477,15 +496,17 @@ impl Driver {
             );
             return Err(End(O::ClientError, "plaintext after AUTH TLS".into()));
         }
-        let Some(acceptor) = self.acceptor.as_ref().map(|a| a.control.clone()) else {
+        let Some(session_acceptors) = self.acceptor.clone() else {
             return Err(End(O::TlsFailed, "no TLS acceptor".into()));
         };
+        let acceptor = session_acceptors.control.clone();
         let MaybeTls::Plain(tcp) = client.into_stream() else {
             return Err(End(O::TlsFailed, "already TLS".into()));
         };
         match tokio::time::timeout_at(self.login_deadline, acceptor.accept(HoldIo::pass(tcp))).await
         {
             Ok(Ok(t)) => {
+                let identity = client_cert_identity(&session_acceptors, t.get_ref().1);
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
                 self.ctx.metrics.tls_handshake(
@@ -494,7 +515,7 @@ impl Driver {
                     Handshake::Ok,
                     Resumption::Full,
                 );
-                Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
+                Ok((Channel::new(MaybeTls::Tls(Box::new(t))), identity))
             }
             Ok(Err(e)) => {
                 self.ctx.metrics.tls_handshake(
@@ -503,6 +524,7 @@ impl Driver {
                     Handshake::Failed,
                     Resumption::Full,
                 );
+                crate::tls::client_auth::note_failed_handshake(&e, "control", &self.ctx.metrics);
                 Err(End(
                     O::TlsFailed,
                     format!("client TLS handshake failed: {e}"),
@@ -679,6 +701,19 @@ impl Driver {
 }
 
 struct End(SessionOutcome, String);
+
+/// After a client control handshake: the client certificate's identity (with
+/// `tls.client_auth`), remembered for the session's data connections and logged.
+fn client_cert_identity(
+    acceptors: &SessionAcceptors,
+    conn: &rustls::ServerConnection,
+) -> Option<String> {
+    let identity = acceptors.bind_client_cert(conn);
+    if let Some(id) = &identity {
+        info!(identity = %id, "client certificate accepted");
+    }
+    identity
+}
 
 /// `CCC` (RFC 4217 §6): exchange `close_notify` on the control connection and
 /// carry on over the bare TCP stream.
