@@ -113,6 +113,17 @@ pub enum RouteError {
 /// backends (unless `@x` chose one) and its command filter. No match: the listener's
 /// default `backend`, round-robin, no filter.
 pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>, RouteError> {
+    route_for(listener, login, None)
+}
+
+/// [`route`] for a session whose client certificate gave `identity`: a route
+/// with `cert_identity` applies only when that pattern matches it too (never
+/// without an identity).
+pub fn route_for<'a>(
+    listener: &'a Listener,
+    login: &str,
+    identity: Option<&str>,
+) -> Result<RouteChoice<'a>, RouteError> {
     let mut user = login;
     let mut chosen: Option<&str> = None;
     if listener.user_at_backend {
@@ -125,7 +136,14 @@ pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>,
             }
         }
     }
-    let route = listener.routes.iter().find(|r| user_matches(&r.user, user));
+    let route = listener.routes.iter().find(|r| {
+        let by_cert = match (&r.cert_identity, identity) {
+            (None, _) => true,
+            (Some(p), Some(id)) => user_matches(p, id),
+            (Some(_), None) => false,
+        };
+        by_cert && user_matches(&r.user, user)
+    });
     let balance = route.map_or(Balance::RoundRobin, |r| r.balance);
     let backends = match (chosen, route) {
         (Some(b), _) => vec![b.to_owned()],

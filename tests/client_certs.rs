@@ -376,3 +376,58 @@ async fn backend_requiring_a_client_certificate() {
     out.assert_failed();
     m.shutdown().await;
 }
+
+/// A route with `cert_identity` applies to sessions whose certificate matches
+/// it: alice's certificate gets the read-only route, the test user's does not
+/// (both log in as the test user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_by_certificate_identity() {
+    ensure_tools();
+    let routes = |y: String| {
+        y.replacen(
+            "    backend: vs\n",
+            "    backend: vs\n    routes:\n      - { user: \"*\", cert_identity: alice, backends: [vs], commands: { deny: [STOR] } }\n",
+            1,
+        )
+    };
+    let m = Mtls::start_on(Vsftpd::strict(), Frontend::explicit(), "", routes).await;
+    let work = temp_dir("mtls-route");
+    let up = work.path().join("up.bin");
+    let up_sha = make_file(&up, 64 * KIB);
+    let out = m
+        .curl(Security::Explicit, Some(&m.pki.alice))
+        .put(&up, "by-alice.bin")
+        .await;
+    out.assert_failed();
+    assert!(out.stderr.contains("550"), "{out}");
+    assert!(!m.vs.root().join("by-alice.bin").exists());
+    m.curl(Security::Explicit, Some(&m.pki.good))
+        .put(&up, "by-user.bin")
+        .await
+        .assert_ok();
+    assert_eq!(sha256_file(&m.vs.root().join("by-user.bin")), up_sha);
+    m.shutdown().await;
+}
+
+/// The verifier is rebuilt with the config: a CRL renewed to revoke the good
+/// certificate refuses it after a reload (sessions before it were let in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_crl_applies_after_a_reload() {
+    ensure_tools();
+    let m = Mtls::start(Frontend::explicit(), "").await;
+    let curl = m.curl(Security::Explicit, Some(&m.pki.good));
+    curl.list().await.assert_ok();
+    m.pki
+        .write_crl(&[common::certs::REVOKED_SERIAL, common::certs::GOOD_SERIAL]);
+    let config = ftpsgate::config::Config::from_yaml_str(&m.gw.yaml, m.gw.dir.path())
+        .expect("config reloads");
+    m.gw.gateway
+        .as_ref()
+        .unwrap()
+        .reload(config)
+        .expect("reload applies");
+    let before = m.refused("revoked").await;
+    curl.list().await.assert_failed();
+    assert_eq!(m.refused("revoked").await, before + 1.0);
+    m.shutdown().await;
+}

@@ -126,6 +126,9 @@ pub(crate) struct RawListenerLimits {
 pub(crate) struct RawRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Pattern the client certificate's identity must match too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_identity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -123,7 +123,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ),
     (
         "listeners[].routes[]",
-        &["user", "backends", "balance", "commands"],
+        &["user", "cert_identity", "backends", "balance", "commands"],
     ),
     ("listeners[].routes[].commands", &["allow", "deny"]),
     ("listeners[].proxy_protocol", &["from", "timeout"]),

@@ -192,6 +192,10 @@ pub enum CommandPolicy {
 pub struct Route {
     /// Exact name or glob with `*` and `?` (case-sensitive).
     pub user: String,
+    /// `cert_identity`: the client certificate's identity must match this
+    /// pattern too (same syntax as `user`). `None` (default): any session,
+    /// with or without a certificate. Only on listeners with `tls.client_auth`.
+    pub cert_identity: Option<String>,
     /// Non-empty, distinct, each a defined [`Backend`].
     pub backends: Vec<String>,
     pub balance: Balance,

@@ -537,7 +537,8 @@ impl Driver {
     /// Route a login to a backend; reconnect when the route leads elsewhere.
     async fn route(&mut self, user: &str) -> Result<Routed, RouteFailure> {
         let ctx = self.ctx.clone();
-        let choice = match policy::route(&ctx.cfg, user) {
+        let identity = self.acceptor.as_ref().and_then(|a| a.client_identity());
+        let choice = match policy::route_for(&ctx.cfg, user, identity.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 info!(error = %e, "unknown backend in user@backend");

@@ -138,15 +138,15 @@ pub(crate) fn note_failed_handshake(e: &std::io::Error, leg: &'static str, metri
 pub(crate) struct SessionPeer {
     identity: config::CertIdentity,
     /// The control connection's end-entity certificate (`None`: none given,
-    /// optional mode, or no TLS handshake yet).
-    control: Mutex<Option<CertificateDer<'static>>>,
+    /// optional mode, or no TLS handshake yet) and the identity it gave.
+    control: Mutex<(Option<CertificateDer<'static>>, Option<String>)>,
 }
 
 impl SessionPeer {
     pub(crate) fn new(identity: config::CertIdentity) -> Arc<SessionPeer> {
         Arc::new(SessionPeer {
             identity,
-            control: Mutex::new(None),
+            control: Mutex::new((None, None)),
         })
     }
 
@@ -158,15 +158,20 @@ impl SessionPeer {
             .as_ref()
             .and_then(|c| super::identity::identity(c.as_ref(), self.identity));
         if let Ok(mut slot) = self.control.lock() {
-            *slot = leaf;
+            *slot = (leaf, identity.clone());
         }
         identity
+    }
+
+    /// The identity [`Self::bind_control`] returned last.
+    pub(crate) fn identity(&self) -> Option<String> {
+        self.control.lock().ok().and_then(|c| c.1.clone())
     }
 
     /// A data connection must carry the control connection's certificate
     /// (a resumed session carries it too), or none when that had none.
     pub(crate) fn check_data(&self, conn: &ServerConnection) -> Result<(), ClientCertRefusal> {
-        let control = self.control.lock().map(|c| c.clone()).unwrap_or(None);
+        let control = self.control.lock().map(|c| c.0.clone()).unwrap_or(None);
         same_certificate(control.as_ref(), leaf(conn).as_ref())
     }
 }

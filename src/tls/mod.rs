@@ -293,6 +293,11 @@ impl SessionAcceptors {
         self.peer.as_ref().and_then(|p| p.bind_control(conn))
     }
 
+    /// The identity of the control connection's client certificate, if any.
+    pub fn client_identity(&self) -> Option<String> {
+        self.peer.as_ref().and_then(|p| p.identity())
+    }
+
     /// After a data connection's handshake: with `client_auth`, it must carry
     /// the control connection's certificate (a resumed session carries it).
     /// Refusals are logged and counted here; the caller closes the connection.

@@ -158,7 +158,14 @@ pub struct ClientPki {
     pub revoked: ClientCertFiles,
     /// Same CN as `good`, signed by another CA.
     pub other_ca: ClientCertFiles,
+    /// The CA's signer, for [`ClientPki::write_crl`].
+    issuer: Issuer<'static, KeyPair>,
 }
+
+/// Serial numbers of the [`ClientPki`] certificates (for [`ClientPki::write_crl`]).
+pub const GOOD_SERIAL: u64 = 11;
+/// The serial of `ClientPki::revoked`, listed in the first CRL.
+pub const REVOKED_SERIAL: u64 = 14;
 
 impl ClientPki {
     /// Writes `{prefix}-*.pem/.key` into `dir`; `user` is the CN of the good,
@@ -190,37 +197,21 @@ impl ClientPki {
             let cert = params.signed_by(&key, issuer).expect("sign client cert");
             (cert, key)
         };
-        let (c, k) = leaf(&ca.1, user, 11, false);
+        let (c, k) = leaf(&ca.1, user, GOOD_SERIAL, false);
         let good = write("good", &c, &k);
         let (c, k) = leaf(&ca.1, "alice", 12, false);
         let alice = write("alice", &c, &k);
         let (c, k) = leaf(&ca.1, user, 13, true);
         let expired = write("expired", &c, &k);
-        let (c, k) = leaf(&ca.1, user, 14, false);
+        let (c, k) = leaf(&ca.1, user, REVOKED_SERIAL, false);
         let revoked = write("revoked", &c, &k);
         let (c, k) = leaf(&other.1, user, 11, false);
         let other_ca = write("other-ca", &c, &k);
 
-        let crl = rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2024, 1, 1),
-            next_update: rcgen::date_time_ymd(2099, 1, 1),
-            crl_number: rcgen::SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: vec![rcgen::RevokedCertParams {
-                serial_number: rcgen::SerialNumber::from(14u64),
-                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
-                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&ca.1)
-        .expect("sign CRL");
         let ca_pem = dir.join(format!("{prefix}-ca.pem"));
         let crl_pem = dir.join(format!("{prefix}-ca.crl"));
         std::fs::write(&ca_pem, ca.0.pem()).unwrap();
-        std::fs::write(&crl_pem, crl.pem().expect("CRL PEM")).unwrap();
-        ClientPki {
+        let pki = ClientPki {
             ca_pem,
             crl_pem,
             good,
@@ -228,7 +219,33 @@ impl ClientPki {
             expired,
             revoked,
             other_ca,
+            issuer: ca.1,
+        };
+        pki.write_crl(&[REVOKED_SERIAL]);
+        pki
+    }
+
+    /// (Re)writes `crl_pem`: a CRL of the CA revoking `serials`.
+    pub fn write_crl(&self, serials: &[u64]) {
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(serials.len() as u64 + 1),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
         }
+        .signed_by(&self.issuer)
+        .expect("sign CRL");
+        std::fs::write(&self.crl_pem, crl.pem().expect("CRL PEM")).unwrap();
     }
 }
 

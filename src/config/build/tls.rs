@@ -295,11 +295,24 @@ impl<'a> Builder<'a> {
         let key = self.needed_with_tls(&key_path("key"), key, mode);
         let (min_version, max_version) =
             self.version_range(&key_path("max_version"), min_version, max_version)?;
+        let require = require?.unwrap_or(true);
+        let client_auth = client_auth?;
+        let required_cert = client_auth
+            .as_ref()
+            .is_some_and(|c| c.mode == ClientAuthMode::Required);
+        if required_cert && mode == TlsMode::Explicit && !require {
+            // A login in clear would never show a certificate.
+            self.error(
+                &key_path("require"),
+                "must be true with client_auth mode required (a login without AUTH TLS would skip the certificate)",
+            );
+            return Err(Reported);
+        }
         Ok(ListenerTls {
             mode,
             cert: Some(cert?),
             key: Some(key?),
-            require: require?.unwrap_or(true),
+            require,
             require_data_reuse: reuse?.unwrap_or(true),
             data_reuse_scope: scope?.unwrap_or(ReuseScope::User),
             min_version,
@@ -307,7 +320,7 @@ impl<'a> Builder<'a> {
             allow_ccc: allow_ccc?.unwrap_or(false),
             allow_clear_data: allow_clear_data?.unwrap_or(false),
             sni: sni?,
-            client_auth: client_auth?,
+            client_auth,
         })
     }
 

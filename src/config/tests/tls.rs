@@ -488,3 +488,18 @@ fn check_reports_a_bad_ca_and_a_bad_crl_at_their_lines() {
         .count();
     assert_eq!(about_client_ca, 2, "{errs:#?}");
 }
+
+#[test]
+fn client_auth_required_needs_tls_before_login() {
+    let dir = client_auth_dir();
+    let yaml = with_client_auth("        ca: certs/client-ca.pem\n")
+        .replace("      require: true\n", "      require: false\n");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.require: must be true with client_auth mode required (a login without AUTH TLS would skip the certificate)"]
+    );
+    // Optional certificates: a clear login is the operator's choice.
+    let yaml = with_client_auth("        ca: certs/client-ca.pem\n        mode: optional\n")
+        .replace("      require: true\n", "      require: false\n");
+    assert!(!parse_ok(&yaml, dir.path()).listeners[0].tls.require);
+}
