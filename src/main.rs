@@ -113,11 +113,24 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // A client_auth CA or CRL that cannot be used, at its own key and line;
+    // loading the listener below reports the same error at the section.
+    let client_auth = ftpsgate::gateway::check_client_auth_files(&tls_sections);
+    for e in &client_auth {
+        eprintln!("error: {}", e.located(&top));
+    }
     // TLS material (certificates, keys, CAs) is loaded by the same code `run` uses.
     if let Err(errors) = Prepared::check(&config) {
         for e in errors {
-            eprintln!("error: {}", located_start_error(&e, &config, &top));
+            let repeated = matches!(&e, StartError::Invalid { message, .. }
+                if client_auth.iter().any(|c| &c.message == message));
+            if !repeated {
+                eprintln!("error: {}", located_start_error(&e, &config, &top));
+            }
         }
+        return ExitCode::from(1);
+    }
+    if !client_auth.is_empty() {
         return ExitCode::from(1);
     }
     if print {

@@ -431,3 +431,100 @@ async fn a_renewed_crl_applies_after_a_reload() {
     assert_eq!(m.refused("revoked").await, before + 1.0);
     m.shutdown().await;
 }
+
+/// `ftpsgate check`: the new keys pass with real files and `--print` shows
+/// them with absolute paths (and checks again); a mode typo and a broken CRL
+/// are reported at their own lines in one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_validates_and_prints_the_client_certificate_keys() {
+    const BIN: &str = env!("CARGO_BIN_EXE_ftpsgate");
+    let dir = temp_dir("mtls-check");
+    Certs::generate(dir.path(), "gw");
+    ClientPki::generate(dir.path(), "client", TEST_USER);
+    let yaml = |mode: &str| {
+        format!(
+            r#"listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls:
+      mode: implicit
+      cert: gw.pem
+      key: gw.key
+      client_auth:
+        ca: client-ca.pem
+        mode: {mode}
+        crl: [client-ca.crl]
+        identity: san_email
+        require_user_match: true
+    passive: {{ ports: "50000-50010" }}
+    backend: legacy
+    routes:
+      - {{ user: "*", cert_identity: "*@example.org", backends: [legacy] }}
+backends:
+  - name: legacy
+    address: "127.0.0.1:2120"
+    tls: {{ mode: explicit, ca: gw-ca.pem, cert: client-good.pem, key: client-good.key }}
+"#
+        )
+    };
+    let file = dir.path().join("ftpsgate.yaml");
+    let f = file.display().to_string();
+    std::fs::write(&file, yaml("required")).unwrap();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let printed = run(
+        BIN,
+        &args(&["check", "--print", "--config", &f]),
+        Duration::from_secs(20),
+    )
+    .await;
+    printed.assert_ok();
+    for name in [
+        "client-ca.pem",
+        "client-ca.crl",
+        "client-good.pem",
+        "client-good.key",
+    ] {
+        let absolute = dir.path().join(name).display().to_string();
+        assert!(printed.stdout.contains(&absolute), "{name}: {printed}");
+    }
+    assert!(printed.stdout.contains("cert_identity"), "{printed}");
+    let saved = dir.path().join("printed.yaml");
+    std::fs::write(&saved, &printed.stdout).unwrap();
+    let s = saved.display().to_string();
+    run(
+        BIN,
+        &args(&["check", "--config", &s]),
+        Duration::from_secs(20),
+    )
+    .await
+    .assert_ok();
+
+    std::fs::write(dir.path().join("client-ca.crl"), "not a CRL").unwrap();
+    std::fs::write(&file, yaml("requierd")).unwrap();
+    let out = run(
+        BIN,
+        &args(&["check", "--config", &f]),
+        Duration::from_secs(20),
+    )
+    .await;
+    out.assert_failed();
+    assert!(
+        out.stderr.contains(&format!("{f}:10:")) && out.stderr.contains("client_auth.mode"),
+        "{out}"
+    );
+    // The CRL is checked once the rest of the file is valid.
+    std::fs::write(&file, yaml("required")).unwrap();
+    let out = run(
+        BIN,
+        &args(&["check", "--config", &f]),
+        Duration::from_secs(20),
+    )
+    .await;
+    out.assert_failed();
+    assert!(
+        out.stderr.contains(&format!("{f}:11:"))
+            && out.stderr.contains("listeners[0].tls.client_auth.crl[0]"),
+        "{out}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "reported once: {out}");
+}

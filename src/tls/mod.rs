@@ -53,19 +53,7 @@ pub(crate) use verify::OnLeaf;
 /// [`BackendTls::from_config`] do at start, and reports each failure at its
 /// section: `check` shows these beside errors in other keys of the file.
 pub fn check_sections(sections: &config::TlsSections) -> Vec<config::ConfigError> {
-    let located = |path: &str, at: Option<(u64, u64)>, e: TlsError| config::ConfigError {
-        path: path.to_owned(),
-        line: at.map(|(line, _)| line),
-        column: at.map(|(_, column)| column),
-        key: None,
-        message: e.to_string(),
-    };
-    let mut out = Vec::new();
-    for (path, at, file) in &sections.client_auth {
-        if let Err(e) = client_auth::check_file(file) {
-            out.push(located(path, *at, e));
-        }
-    }
+    let mut out = check_client_auth_files(sections);
     for (path, at, tls) in &sections.listeners {
         if tls.mode == config::TlsMode::None {
             continue;
@@ -85,6 +73,30 @@ pub fn check_sections(sections: &config::TlsSections) -> Vec<config::ConfigError
         }
     }
     out
+}
+
+/// The `client_auth` CA and CRL files that cannot be used, each at its own
+/// key (`listeners[i].tls.client_auth.ca`, `….crl[j]`), as loading the
+/// listener would refuse them (there, the error names only `listeners[i].tls`).
+pub fn check_client_auth_files(sections: &config::TlsSections) -> Vec<config::ConfigError> {
+    sections
+        .client_auth
+        .iter()
+        .filter_map(|(path, at, file)| {
+            let e = client_auth::check_file(file).err()?;
+            Some(located(path, *at, e))
+        })
+        .collect()
+}
+
+fn located(path: &str, at: Option<(u64, u64)>, e: TlsError) -> config::ConfigError {
+    config::ConfigError {
+        path: path.to_owned(),
+        line: at.map(|(line, _)| line),
+        column: at.map(|(_, column)| column),
+        key: None,
+        message: e.to_string(),
+    }
 }
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
