@@ -23,7 +23,8 @@
 //! - [`policy`]: every decision as a pure function — access, routing, command
 //!   filter, login throttle, and [`policy::balance`] (which backend first);
 //! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
-//! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
+//! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches,
+//!   client certificates (`client_auth`: verifier, refusal reasons; `identity`);
 //! - [`backend`]: the backend control leg and its data connections;
 //!   [`backend::pool`] the backends at run time (in-use counts, cursors, fallback);
 //! - [`data`]: pinholes (with their kernel twins) and the byte relay;

@@ -1,4 +1,5 @@
-//! Test PKI made in-process with rcgen: one CA and one leaf (not a CA) signed by it.
+//! Test PKI made in-process with rcgen: one CA and one leaf (not a CA) signed by it;
+//! and a client PKI for mutual TLS ([`ClientPki`]: good, expired, revoked + CRL, other CA).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,15 +29,7 @@ impl Certs {
 
     /// Like [`Certs::generate`], with the leaf's SANs (and CN, the first) set to `names`.
     pub fn generate_for(dir: &Path, prefix: &str, names: &[&str]) -> Certs {
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("ftpsgate test CA {prefix}"));
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
-        let issuer = Issuer::new(ca_params, &ca_key);
+        let (ca_cert, issuer) = test_ca(&format!("ftpsgate test CA {prefix}"));
 
         let leaf_key = KeyPair::generate().expect("leaf key");
         let mut leaf_params =
