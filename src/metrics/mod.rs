@@ -47,7 +47,9 @@ pub use transfers::{result_label, PinholeRefusal, PortHeld};
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
+    /// The client-facing leg.
     Client,
+    /// The backend-facing leg.
     Backend,
 }
 
@@ -107,6 +109,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Empty metric families, ready to register.
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
     }
