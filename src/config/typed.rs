@@ -755,7 +755,9 @@ pub struct BackendTls {
 /// A certificate chain and its key, as PEM files (resolved paths).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCert {
+    /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
+    /// PEM private key of the leaf.
     pub key: PathBuf,
 }
 

@@ -31,7 +31,12 @@ pub enum ClientAuthFile {
     Ca(PathBuf),
     /// One of `client_auth.crl`, with the section's CA (a CRL is checked
     /// against the CAs it is used with).
-    Crl { ca: PathBuf, crl: PathBuf },
+    Crl {
+        /// The section's `ca`.
+        ca: PathBuf,
+        /// The CRL file.
+        crl: PathBuf,
+    },
 }
 
 fn parse_client_auth_mode(s: &str) -> Result<ClientAuthMode, String> {
