@@ -25,7 +25,8 @@
 //! - [`auth`]: authentication at the gateway (password file, LDAP) for
 //!   routes with `auth: gateway`, asked by the session before any backend leg;
 //! - [`control`]: command/reply parsing and rewriting — pure, no I/O;
-//! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches;
+//! - [`tls`]: acceptor/connector, PEM loading, per-session resumption caches,
+//!   client certificates (`client_auth`: verifier, refusal reasons; `identity`);
 //! - [`backend`]: the backend control leg and its data connections;
 //!   [`backend::pool`] the backends at run time (in-use counts, cursors, fallback);
 //! - [`data`]: pinholes (with their kernel twins) and the byte relay;

@@ -114,11 +114,24 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // A client_auth CA or CRL that cannot be used, at its own key and line;
+    // loading the listener below reports the same error at the section.
+    let client_auth = ftpsgate::gateway::check_client_auth_files(&tls_sections);
+    for e in &client_auth {
+        eprintln!("error: {}", e.located(&top));
+    }
     // TLS material (certificates, keys, CAs) is loaded by the same code `run` uses.
     if let Err(errors) = Prepared::check(&config) {
         for e in errors {
-            eprintln!("error: {}", located_start_error(&e, &config, &top));
+            let repeated = matches!(&e, StartError::Invalid { message, .. }
+                if client_auth.iter().any(|c| &c.message == message));
+            if !repeated {
+                eprintln!("error: {}", located_start_error(&e, &config, &top));
+            }
         }
+        return ExitCode::from(1);
+    }
+    if !client_auth.is_empty() {
         return ExitCode::from(1);
     }
     if print {
@@ -136,6 +149,7 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
         for w in config.warnings().into_iter().chain(config.key_warnings()) {
             eprintln!("warning: {top}: {w}");
         }
+        derived_limits_note(&config, &top);
         let files: Vec<String> = config
             .sources
             .iter()
@@ -147,8 +161,41 @@ fn check(path: &std::path::Path, print: bool) -> ExitCode {
     for w in config.warnings().into_iter().chain(config.key_warnings()) {
         eprintln!("warning: {top}: {w}");
     }
+    derived_limits_note(&config, &top);
     out.line(&format!("{top}: ok"));
     ExitCode::SUCCESS
+}
+
+/// On stderr, the session caps the config leaves out and `run` would derive
+/// from this process's descriptor limit (what `limits:` would have to say to
+/// change them), like HAProxy's computed `maxconn`.
+fn derived_limits_note(config: &Config, top: &str) {
+    let nofile = ftpsgate::gateway::fds::soft_nofile();
+    let derived = ftpsgate::policy::bounds::default_limits(nofile);
+    let l = &config.limits;
+    let unset: Vec<String> = [
+        ("max_sessions", l.max_sessions, derived.max_sessions),
+        (
+            "max_sessions_per_ip",
+            l.max_sessions_per_ip,
+            derived.max_sessions_per_ip,
+        ),
+        (
+            "max_unauthenticated_per_ip",
+            l.max_unauthenticated_per_ip,
+            derived.max_unauthenticated_per_ip,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, set, _)| set.is_none())
+    .map(|(key, _, value)| format!("limits.{key}: {value}"))
+    .collect();
+    if !unset.is_empty() {
+        eprintln!(
+            "note: {top}: derived from the open-files limit {nofile}: {}",
+            unset.join(", ")
+        );
+    }
 }
 
 /// A start error as `FILE:LINE:COL: key.path: message` when its key is in the
@@ -417,9 +464,27 @@ fn first_error(mut errors: impl Iterator<Item = String>) -> String {
     }
 }
 
-fn mtimes(paths: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+/// `(mtime, mtime_nsec, ctime, ctime_nsec, size, inode)` of a watched file.
+type FileStamp = (i64, i64, i64, i64, u64, u64);
+
+/// What `reload.watch` compares: per file its modification and change times
+/// (to the nanosecond), size and inode, so an edit in place, a rename over the
+/// file (editors, certbot, Kubernetes secrets) and a same-size rewrite all count.
+fn mtimes(paths: &[PathBuf]) -> Vec<Option<FileStamp>> {
+    use std::os::unix::fs::MetadataExt;
     paths
         .iter()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .map(|p| {
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.len(),
+                    m.ino(),
+                )
+            })
+        })
         .collect()
 }

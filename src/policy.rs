@@ -115,6 +115,17 @@ pub enum RouteError {
 /// backends (unless `@x` chose one) and its command filter. No match: the listener's
 /// default `backend`, round-robin, no filter.
 pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>, RouteError> {
+    route_for(listener, login, None)
+}
+
+/// [`route`] for a session whose client certificate gave `identity`: a route
+/// with `cert_identity` applies only when that pattern matches it too (never
+/// without an identity).
+pub fn route_for<'a>(
+    listener: &'a Listener,
+    login: &str,
+    identity: Option<&str>,
+) -> Result<RouteChoice<'a>, RouteError> {
     let mut user = login;
     let mut chosen: Option<&str> = None;
     if listener.user_at_backend {
@@ -127,7 +138,14 @@ pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>,
             }
         }
     }
-    let route = listener.routes.iter().find(|r| user_matches(&r.user, user));
+    let route = listener.routes.iter().find(|r| {
+        let by_cert = match (&r.cert_identity, identity) {
+            (None, _) => true,
+            (Some(p), Some(id)) => user_matches(p, id),
+            (Some(_), None) => false,
+        };
+        by_cert && user_matches(&r.user, user)
+    });
     let balance = route.map_or(Balance::RoundRobin, |r| r.balance);
     let backends = match (chosen, route) {
         (Some(b), _) => vec![b.to_owned()],
@@ -140,6 +158,15 @@ pub fn route<'a>(listener: &'a Listener, login: &str) -> Result<RouteChoice<'a>,
         backends,
         balance,
     })
+}
+
+/// `client_auth.require_user_match`: whether `USER user` may go on, given the
+/// identity of the session's client certificate (`None`: no certificate, or
+/// it has no such name). Without the requirement every name may; with it,
+/// only the identity itself, compared exactly (no case folding, the whole
+/// `USER` argument).
+pub fn cert_user_allowed(require_match: bool, identity: Option<&str>, user: &str) -> bool {
+    !require_match || identity == Some(user)
 }
 
 /// Whether `name` is the listener's default backend or in any of its routes

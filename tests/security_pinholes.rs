@@ -202,11 +202,11 @@ async fn prot_c_refused_by_default_and_warned_when_enabled() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let out = check("on.yaml");
     assert!(
-        out.contains("warning: listeners[0].tls.allow_clear_data: true"),
+        out.contains("warning: ") && out.contains("listeners[0].tls.allow_clear_data: true"),
         "{out}"
     );
     assert!(!check("ftpsgate.yaml").contains("allow_clear_data"));

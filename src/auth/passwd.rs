@@ -32,14 +32,17 @@ impl fmt::Debug for Users {
 }
 
 impl Users {
+    /// How many users the file names.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// The file names no user.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The file has a line for `user`.
     pub fn contains(&self, user: &str) -> bool {
         self.0.contains_key(user)
     }
@@ -168,19 +171,31 @@ pub fn dummy_hash() -> &'static str {
 /// Errors of [`hash`] and [`update`].
 #[derive(Debug, thiserror::Error)]
 pub enum PasswdError {
+    /// The OS gave no random bytes for the salt.
     #[error("cannot get random bytes for the salt")]
     Random,
+    /// argon2 refused the input.
     #[error("cannot hash: {0}")]
     Hash(String),
+    /// The user name cannot go in the file (empty, `:` or control characters).
     #[error("{0}")]
     User(String),
+    /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// The file is not in the `USER:HASH` format.
     #[error("{path}: {message}")]
-    Bad { path: String, message: String },
+    Bad {
+        /// The file.
+        path: String,
+        /// What is wrong, with the line number.
+        message: String,
+    },
 }
 
 /// A new argon2id hash of `password` (default parameters, 16 random bytes of

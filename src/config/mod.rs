@@ -28,15 +28,16 @@ use std::path::Path;
 
 pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, AuthKind, AuthProvider, Backend, BackendLogin,
-    BackendTls, BackendVerify, Balance, CommandPolicy, Config, ControlConfig, DataMode,
-    DataProtection, FailedLogins, HealthCheck, LdapAuth, LdapLookup, Limits, Listener,
-    ListenerLimits, ListenerTls, ListingsPolicy, LogTime, MetricsConfig, Nftables, Passive,
-    PortRange, PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route,
-    RouteAuth, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat,
-    DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
+    BackendTls, BackendVerify, Balance, CertIdentity, ClientAuth, ClientAuthMode, ClientCert,
+    CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
+    LdapAuth, LdapLookup, Limits, Listener, ListenerLimits, ListenerTls, ListingsPolicy, LogTime,
+    MetricsConfig, Nftables, Passive, PortRange, PortRangeError, PortShare, ProxyProtocol,
+    ProxyVersion, Reload, ReuseScope, Route, RouteAuth, SniCert, Timeouts, TlsMode, TlsVersion,
+    TransferLogConfig, TransferLogFormat, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE,
+    NEVER_FILTERED,
 };
 
-pub use build::TlsSections;
+pub use build::{ClientAuthFile, TlsSections};
 use pattern::pattern_covers;
 pub use pattern::user_matches;
 
@@ -144,9 +145,20 @@ impl Config {
         for (i, l) in self.listeners.iter().enumerate() {
             for (j, r) in l.routes.iter().enumerate() {
                 let p = format!("listeners[{i}].routes[{j}]");
-                let shadow = l.routes[..j]
-                    .iter()
-                    .position(|earlier| pattern_covers(&earlier.user, &r.user));
+                let shadow = l.routes[..j].iter().position(|earlier| {
+                    let identity = match (&earlier.cert_identity, &r.cert_identity) {
+                        (None, _) => true,
+                        (Some(e), Some(l)) => pattern_covers(e, l),
+                        (Some(_), None) => false,
+                    };
+                    identity && pattern_covers(&earlier.user, &r.user)
+                });
+                if r.cert_identity.is_some() && l.tls.client_auth.is_none() {
+                    out.push(format!(
+                        "{p}.cert_identity: never matches: listener \"{}\" has no tls.client_auth",
+                        l.name
+                    ));
+                }
                 if let Some(k) = shadow {
                     out.push(format!(
                         "{p}.user: \"{}\" is never used: every name it matches is matched by \

@@ -5,9 +5,9 @@
 //! `listeners`, `backends` and `access` of every included file are appended to
 //! the top file's (in load order, as the build does), `include` is dropped, and
 //! every relative file path (`cert`, `key`, `ca`, `sni[].cert/key`,
-//! `transfer_log.path`, `auth` files, `backend_login.password_file`) is made
-//! absolute against the directory of the file that named it, so the output
-//! means the same wherever it is saved. Values stay as
+//! `client_auth.ca/crl`, a backend's `cert`/`key`, `transfer_log.path`, `auth`
+//! files, `backend_login.password_file`) is made absolute against the directory
+//! of the file that named it, so the output means the same wherever it is saved. Values stay as
 //! written; defaults are not spelled out (policies/example.yaml lists them).
 //!
 //! Only called for a configuration that already loaded without errors.
@@ -85,6 +85,14 @@ fn listener_paths(mut l: RawListener, dir: &Path) -> RawListener {
             absolute(&mut sni.cert, dir);
             absolute(&mut sni.key, dir);
         }
+        if let Some(ca) = tls.client_auth.as_mut() {
+            absolute(&mut ca.ca, dir);
+            for crl in ca.crl.iter_mut().flatten() {
+                let mut c = Some(std::mem::take(crl));
+                absolute(&mut c, dir);
+                *crl = c.unwrap_or_default();
+            }
+        }
     }
     for r in l.routes.iter_mut().flatten() {
         if let Some(login) = r.backend_login.as_mut() {
@@ -97,6 +105,8 @@ fn listener_paths(mut l: RawListener, dir: &Path) -> RawListener {
 fn backend_paths(mut b: RawBackend, dir: &Path) -> RawBackend {
     if let Some(tls) = b.tls.as_mut() {
         absolute(&mut tls.ca, dir);
+        absolute(&mut tls.cert, dir);
+        absolute(&mut tls.key, dir);
     }
     b
 }

@@ -174,6 +174,9 @@ pub(crate) struct RawListenerLimits {
 pub(crate) struct RawRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Pattern the client certificate's identity must match too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_identity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -320,6 +323,25 @@ pub(crate) struct RawListenerTls {
     pub allow_clear_data: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<Vec<RawSniCert>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<RawClientAuth>,
+}
+
+/// `listeners[i].tls.client_auth`: client certificates (mutual TLS).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawClientAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// `required` or `optional`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl: Option<Vec<String>>,
+    /// `cn`, `san_email` or `san_dns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_user_match: Option<String>,
 }
 
 /// `listeners[i].passive`.
@@ -448,6 +470,11 @@ pub(crate) struct RawBackendTls {
     pub max_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_protection: Option<String>,
+    /// Client certificate presented to the backend (with `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// `timeouts`; each value is a duration string or a bare number of seconds.

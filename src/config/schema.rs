@@ -106,9 +106,14 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "allow_clear_data",
             "sni",
             "data_reuse_scope",
+            "client_auth",
         ],
     ),
     ("listeners[].tls.sni[]", &["names", "cert", "key"]),
+    (
+        "listeners[].tls.client_auth",
+        &["ca", "mode", "crl", "identity", "require_user_match"],
+    ),
     (
         "listeners[].passive",
         &["nftables", "ports", "bind", "advertise", "max_per_client"],
@@ -131,6 +136,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
         "listeners[].routes[]",
         &[
             "user",
+            "cert_identity",
             "backends",
             "balance",
             "commands",
@@ -169,6 +175,8 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "min_version",
             "max_version",
             "data_protection",
+            "cert",
+            "key",
         ],
     ),
 ];

@@ -201,6 +201,10 @@ pub enum CommandPolicy {
 pub struct Route {
     /// Exact name or glob with `*` and `?` (case-sensitive).
     pub user: String,
+    /// `cert_identity`: the client certificate's identity must match this
+    /// pattern too (same syntax as `user`). `None` (default): any session,
+    /// with or without a certificate. Only on listeners with `tls.client_auth`.
+    pub cert_identity: Option<String>,
     /// Non-empty, distinct, each a defined [`Backend`].
     pub backends: Vec<String>,
     /// `routes[].balance`: which of `backends` a session tries first.
@@ -221,7 +225,10 @@ pub enum RouteAuth {
     /// before any backend connection exists; then it logs in to the backend
     /// with the same credentials, or with `backend_login`.
     Gateway {
+        /// `routes[j].provider`: who checks the password.
         provider: Arc<AuthProvider>,
+        /// `routes[j].backend_login`: the service account, or `None` to
+        /// pass the user's own credentials on.
         backend_login: Option<BackendLogin>,
     },
 }
@@ -230,6 +237,7 @@ pub enum RouteAuth {
 /// the backend as, after the user passed the gateway's check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendLogin {
+    /// The backend user name.
     pub user: String,
     /// From `password_file` (read at build; never in the policy file).
     pub password: Secret,
@@ -240,13 +248,20 @@ pub struct BackendLogin {
 pub struct AuthProvider {
     /// Unique; the `provider` label of `ftpsgate_gateway_auth_total`.
     pub name: String,
+    /// How it checks.
     pub kind: AuthKind,
 }
 
+/// `auth.providers[i]`: the kind of check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuthKind {
     /// `passwd_file`: `USER:HASH` lines, read at build (and at every reload).
-    PasswdFile { path: PathBuf, users: Users },
+    PasswdFile {
+        /// The file (watched by reload).
+        path: PathBuf,
+        /// Its entries.
+        users: Users,
+    },
     /// `ldap`: a simple bind over TLS.
     Ldap(LdapAuth),
 }
@@ -258,6 +273,7 @@ pub struct LdapAuth {
     pub url: String,
     /// PEM CA certificates the server's certificate must chain to.
     pub ca: PathBuf,
+    /// How the user's DN is found.
     pub lookup: LdapLookup,
     /// Connect, bind and search each within this. Default 5 s.
     pub timeout: Duration,
@@ -271,9 +287,13 @@ pub enum LdapLookup {
     /// `search`: bind as `bind_dn`, find exactly one entry under `base` with
     /// `filter` (`{user}` filter-escaped), bind as it.
     Search {
+        /// The subtree searched.
         base: String,
+        /// The filter, with `{user}`.
         filter: String,
+        /// The search account.
         bind_dn: String,
+        /// Its password (from `bind_password_file`).
         bind_password: Secret,
     },
 }
@@ -458,6 +478,45 @@ pub struct ListenerTls {
     /// Extra certificates chosen by the client's SNI; `cert`/`key` serve every
     /// other name and clients without SNI. Always empty with `mode: none`.
     pub sni: Vec<SniCert>,
+    /// `tls.client_auth`: client certificates (mutual TLS). `None` (default):
+    /// none asked for. Always `None` with `mode: none`.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `listeners[].tls.client_auth`: which client certificates a listener accepts
+/// and what a session learns from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM bundle of the CAs a client certificate must chain to (resolved path).
+    pub ca: PathBuf,
+    /// Whether a client without a certificate gets a session.
+    pub mode: ClientAuthMode,
+    /// CRL files (PEM or DER) checked for the client's certificate. Default empty.
+    pub crl: Vec<PathBuf>,
+    /// Which name of the certificate is the session's identity. Default `cn`.
+    pub identity: CertIdentity,
+    /// `USER` must equal the identity, else `530`. Default false.
+    pub require_user_match: bool,
+}
+
+/// `client_auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAuthMode {
+    /// No valid certificate, no session (the handshake fails).
+    Required,
+    /// A client may present no certificate; one it presents must be valid.
+    Optional,
+}
+
+/// `client_auth.identity`: the certificate name that identifies the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertIdentity {
+    /// The subject's first common name (ProFTPD's `TLSUserName CommonName`).
+    Cn,
+    /// The first `rfc822Name` subject alternative name.
+    SanEmail,
+    /// The first `dNSName` subject alternative name.
+    SanDns,
 }
 
 /// How a connection is protected.
@@ -779,6 +838,18 @@ pub struct BackendTls {
     pub max_version: TlsVersion,
     /// PROT level used toward the backend. Default `Private` with TLS.
     pub data_protection: DataProtection,
+    /// `tls.cert`/`tls.key`: the client certificate the gateway presents to
+    /// this backend. `None` (default): none. Always `None` with `mode: none`.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A certificate chain and its key, as PEM files (resolved paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf.
+    pub key: PathBuf,
 }
 
 /// How the gateway authenticates the backend's certificate.

@@ -56,6 +56,7 @@ pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeErr
                         Handshake::Failed,
                         Resumption::Full,
                     );
+                    tls::client_auth::note_failed_handshake(&e, "data", &spec.metrics);
                     return Err(PinholeError::Tls(e));
                 }
                 Err(_) => return Err(PinholeError::Expired(spec.limit)),
@@ -72,6 +73,12 @@ pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeErr
                 tracing::warn!(target = %spec.target, reason = "no_reuse", "refused active data connection: TLS session not resumed");
                 spec.metrics.pinhole_refused(PinholeRefusal::NoReuse);
                 return Err(PinholeError::ReuseRequired);
+            }
+            if let Err(why) = acceptors.check_data_cert(conn, &spec.metrics) {
+                return Err(PinholeError::Tls(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("client certificate refused: {}", why.as_str()),
+                )));
             }
             Ok(MaybeTls::Tls(Box::new(t)))
         }

@@ -346,6 +346,14 @@ async fn accept_one(
                         PinholeRefusal::Silent,
                         PinholeError::Tls(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time")),
                     ),
+                    Refused::ClientCert(why) => (
+                        "client_cert",
+                        PinholeRefusal::Handshake,
+                        PinholeError::Tls(io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!("client certificate refused: {}", why.as_str()),
+                        )),
+                    ),
                 };
                 tracing::warn!(
                     port,
@@ -375,6 +383,8 @@ enum Refused {
     Tls(io::Error),
     NoReuse,
     Silent,
+    /// Not the control connection's client certificate (`tls.client_auth`).
+    ClientCert(crate::metrics::ClientCertRefusal),
 }
 
 /// The data TLS handshake of one same-address connection.
@@ -426,6 +436,7 @@ async fn handshake(
         Ok(t) => t,
         Err(e) => {
             metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
+            tls::client_auth::note_failed_handshake(&e, "data", metrics);
             return Err(Refused::Tls(e));
         }
     };
@@ -446,6 +457,9 @@ async fn handshake(
     if require_reuse && !resumed {
         tracing::debug!(port, client = %peer, "data TLS session not resumed");
         return Err(Refused::NoReuse);
+    }
+    if let Err(reason) = acceptors.check_data_cert(t.get_ref().1, metrics) {
+        return Err(Refused::ClientCert(reason));
     }
     Ok(MaybeTls::Tls(Box::new(t)))
 }

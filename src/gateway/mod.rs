@@ -39,6 +39,8 @@ use crate::shared::Shared;
 use crate::tls::ServerTls;
 use crate::xferlog::TransferLog;
 
+/// For `ftpsgate check`: `client_auth` CA and CRL files, located at their keys.
+pub use crate::tls::check_client_auth_files;
 /// For `ftpsgate check`: TLS material of a configuration that did not build.
 pub use crate::tls::check_sections as check_tls_sections;
 

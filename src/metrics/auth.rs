@@ -13,6 +13,7 @@ use super::Metrics;
 /// How one check went: the `result` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthResult {
+    /// The password was right.
     Ok,
     /// Unknown user or wrong password (not told apart).
     BadCredentials,

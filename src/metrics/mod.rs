@@ -44,7 +44,7 @@ pub use auth::AuthResult;
 pub use backends::BackendErrorKind;
 pub use control::ControlCommand;
 pub use sessions::{outcome_label, verb_label, LoginResult};
-pub use tls::{CertExpiry, Handshake, Resumption};
+pub use tls::{CertExpiry, ClientCertRefusal, Handshake, Resumption};
 pub use transfers::{result_label, PinholeRefusal, PortHeld};
 
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.

@@ -5,7 +5,8 @@
 //! `data/` (client data) and `backend.rs` (backend control and data).
 //!
 //! Also the certificates' not-after times (served ones and backend CAs), set
-//! by the gateway from `tls::material` at start and after each applied reload.
+//! by the gateway from `tls::material` at start and after each applied reload,
+//! and the client certificates refused, by reason (`tls::client_auth`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +46,54 @@ impl Resumption {
     }
 }
 
+/// Why a client certificate was refused (the `reason` label of
+/// `ftpsgate_client_cert_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientCertRefusal {
+    /// Past its not-after.
+    Expired,
+    /// Listed in a configured CRL.
+    Revoked,
+    /// Not issued by a CA of `client_auth.ca`.
+    UnknownCa,
+    /// None presented where one is required (also a data connection without
+    /// the control connection's certificate).
+    Missing,
+    /// A data connection presented another certificate than its control connection.
+    Mismatch,
+    /// Any other certificate error (bad signature, wrong usage, not yet valid, …).
+    Other,
+}
+
+impl ClientCertRefusal {
+    /// Every reason, for pre-creating the series at 0.
+    pub const ALL: [ClientCertRefusal; 6] = [
+        ClientCertRefusal::Expired,
+        ClientCertRefusal::Revoked,
+        ClientCertRefusal::UnknownCa,
+        ClientCertRefusal::Missing,
+        ClientCertRefusal::Mismatch,
+        ClientCertRefusal::Other,
+    ];
+
+    /// The label value (and the `reason` field of the log line).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientCertRefusal::Expired => "expired",
+            ClientCertRefusal::Revoked => "revoked",
+            ClientCertRefusal::UnknownCa => "unknown_ca",
+            ClientCertRefusal::Missing => "missing",
+            ClientCertRefusal::Mismatch => "mismatch",
+            ClientCertRefusal::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TlsLabels {
     side: &'static str,
@@ -78,6 +127,7 @@ pub struct CertExpiry {
 pub(super) struct Families {
     handshakes: Family<TlsLabels, Counter>,
     expiry: Family<CertLabels, Gauge<f64, AtomicU64>>,
+    client_cert_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Families {
@@ -85,6 +135,7 @@ impl Families {
         let f = Families {
             handshakes: Family::default(),
             expiry: Family::default(),
+            client_cert_refused: Family::default(),
         };
         r.register(
             "tls_handshakes",
@@ -96,11 +147,31 @@ impl Families {
             "Not-after of each served certificate (scope listener), backend CA and last backend leaf seen (scope backend), Unix seconds",
             f.expiry.clone(),
         );
+        r.register(
+            "client_cert_refused",
+            "Client certificates refused (control or data connection), by reason",
+            f.client_cert_refused.clone(),
+        );
+        for reason in ClientCertRefusal::ALL {
+            drop(f.client_cert_refused.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            }));
+        }
         f
     }
 }
 
 impl Metrics {
+    /// `ftpsgate_client_cert_refused_total{reason}`.
+    pub fn client_cert_refused(&self, reason: ClientCertRefusal) {
+        self.tls
+            .client_cert_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
     /// `ftpsgate_tls_handshakes_total{side,version,result,resumed}`; `version`
     /// is "TLSv1.2", "TLSv1.3" or "none" (failed before agreeing).
     pub fn tls_handshake(
@@ -176,6 +247,27 @@ mod tests {
             ),
             (
                 "ftpsgate_tls_handshakes_total{side=\"backend\",version=\"none\",result=\"failed\",resumed=\"false\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn client_cert_refusals_by_reason() {
+        let m = Metrics::new();
+        m.client_cert_refused(ClientCertRefusal::Revoked);
+        m.client_cert_refused(ClientCertRefusal::Revoked);
+        m.client_cert_refused(ClientCertRefusal::UnknownCa);
+        let text = m.encode();
+        for (series, value) in [
+            (
+                "ftpsgate_client_cert_refused_total{reason=\"revoked\"}",
+                2.0,
+            ),
+            (
+                "ftpsgate_client_cert_refused_total{reason=\"unknown_ca\"}",
                 1.0,
             ),
         ] {

@@ -107,6 +107,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             allow_ccc: false,
             allow_clear_data: true,
             sni: Vec::new(),
+            client_auth: None,
         },
         passive: Passive {
             ports: PortRange {
@@ -134,6 +135,7 @@ fn routes() -> Vec<Route> {
     vec![
         Route {
             user: "alice".into(),
+            cert_identity: None,
             backends: vec!["srv-a".into(), "srv-b".into()],
             balance: Balance::LeastConnections,
             commands: CommandPolicy::Any,
@@ -141,6 +143,7 @@ fn routes() -> Vec<Route> {
         },
         Route {
             user: "ro-*".into(),
+            cert_identity: None,
             backends: vec!["srv-a".into()],
             balance: Balance::RoundRobin,
             commands: CommandPolicy::Deny(vec!["STOR".into(), "MKD".into()]),
@@ -465,4 +468,42 @@ fn shipped_access_policy_loads() {
         check_access(&l.access, &config.access, ip("203.0.113.1")),
         AccessDecision::Deny { rule: None }
     );
+}
+
+#[test]
+fn user_must_equal_the_certificate_identity_only_when_asked() {
+    assert!(cert_user_allowed(false, None, "alice"));
+    assert!(cert_user_allowed(false, Some("bob"), "alice"));
+    assert!(cert_user_allowed(true, Some("alice"), "alice"));
+    assert!(!cert_user_allowed(true, Some("alice"), "Alice"));
+    assert!(!cert_user_allowed(true, Some("alice"), "alice@vs"));
+    assert!(!cert_user_allowed(true, None, "alice"));
+}
+
+#[test]
+fn a_cert_identity_route_needs_a_matching_certificate() {
+    let mut rs = routes();
+    rs.insert(
+        0,
+        Route {
+            user: "*".into(),
+            cert_identity: Some("*@ops.example.org".into()),
+            backends: vec!["srv-b".into()],
+            balance: Balance::RoundRobin,
+            commands: CommandPolicy::Any,
+            auth: crate::config::RouteAuth::Backend,
+        },
+    );
+    let l = listener(rs, false);
+    let ops = route_for(&l, "alice", Some("eve@ops.example.org")).expect("routed");
+    assert_eq!(ops.route, Some(&l.routes[0]));
+    assert_eq!(ops.backends, ["srv-b"]);
+    // Another identity, or none: the next routes by name as before.
+    let other = route_for(&l, "alice", Some("eve@example.org")).expect("routed");
+    assert_eq!(other.route, Some(&l.routes[1]));
+    assert_eq!(
+        route_for(&l, "alice", None).unwrap().route,
+        Some(&l.routes[1])
+    );
+    assert_eq!(route(&l, "carol").unwrap().route, None);
 }

@@ -50,7 +50,7 @@ use crate::tls::SessionAcceptors;
 
 use env::SessionEnv;
 use state::{
-    Action, BackendSide, ClientSide, Input, Machine, RouteFailure, Routed, Settings,
+    Action, BackendSide, CertLogin, ClientSide, Input, Machine, RouteFailure, Routed, Settings,
     TransferFailure,
 };
 use transfer::{Transfer, TransferError};
@@ -102,12 +102,14 @@ async fn run_inner(
         Ok(a) => a,
         Err(e) => return Err(End(O::TlsFailed, format!("cannot set up session TLS: {e}"))),
     };
+    let mut cert_identity = None;
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
             match tokio::time::timeout_at(login_deadline, acc.control.accept(HoldIo::pass(tcp)))
                 .await
             {
                 Ok(Ok(t)) => {
+                    cert_identity = client_cert_identity(acc, t.get_ref().1);
                     let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                     ctx.metrics.tls_handshake(
                         Side::Client,
@@ -128,6 +130,7 @@ async fn run_inner(
                         Handshake::Failed,
                         Resumption::Full,
                     );
+                    crate::tls::client_auth::note_failed_handshake(&e, "control", &ctx.metrics);
                     return Err(End(
                         O::TlsFailed,
                         format!("implicit TLS handshake failed: {e}"),
@@ -156,6 +159,16 @@ async fn run_inner(
             .unwrap_or(state::MAX_UNSOLICITED),
     };
     let (mut machine, greeting) = Machine::new(settings, stream.is_tls(), Instant::now());
+    let require_user_match = ctx
+        .cfg
+        .tls
+        .client_auth
+        .as_ref()
+        .is_some_and(|c| c.require_user_match);
+    machine.set_cert_login(CertLogin {
+        identity: cert_identity,
+        require_user_match,
+    });
     let mut d = Driver {
         ctx,
         shared,
@@ -185,7 +198,12 @@ async fn run_inner(
                 Step::Done => {}
                 Step::Feed(input) => actions.extend(d.feed(&mut machine, input)),
                 Step::StartTls => {
-                    client = d.start_tls(client).await?;
+                    let (upgraded, identity) = d.start_tls(client).await?;
+                    client = upgraded;
+                    machine.set_cert_login(CertLogin {
+                        identity,
+                        require_user_match,
+                    });
                     actions.extend(d.feed(&mut machine, Input::TlsEstablished));
                 }
                 Step::ClearControl => {
@@ -482,10 +500,11 @@ impl Driver {
     }
 
     /// `AUTH TLS` answered with 234: handshake on the control connection.
+    /// Returns the upgraded channel and the client certificate's identity.
     async fn start_tls(
         &mut self,
         client: Channel<ClientStream>,
-    ) -> Result<Channel<ClientStream>, End> {
+    ) -> Result<(Channel<ClientStream>, Option<String>), End> {
         use SessionOutcome as O;
         if client.buffered() > 0 {
             // Bytes sent after AUTH TLS but before the handshake were never
@@ -496,15 +515,17 @@ impl Driver {
             );
             return Err(End(O::ClientError, "plaintext after AUTH TLS".into()));
         }
-        let Some(acceptor) = self.acceptor.as_ref().map(|a| a.control.clone()) else {
+        let Some(session_acceptors) = self.acceptor.clone() else {
             return Err(End(O::TlsFailed, "no TLS acceptor".into()));
         };
+        let acceptor = session_acceptors.control.clone();
         let MaybeTls::Plain(tcp) = client.into_stream() else {
             return Err(End(O::TlsFailed, "already TLS".into()));
         };
         match tokio::time::timeout_at(self.login_deadline, acceptor.accept(HoldIo::pass(tcp))).await
         {
             Ok(Ok(t)) => {
+                let identity = client_cert_identity(&session_acceptors, t.get_ref().1);
                 let version = crate::tls::version_name(t.get_ref().1.protocol_version());
                 info!(version, "client TLS established");
                 self.ctx.metrics.tls_handshake(
@@ -513,7 +534,7 @@ impl Driver {
                     Handshake::Ok,
                     Resumption::Full,
                 );
-                Ok(Channel::new(MaybeTls::Tls(Box::new(t))))
+                Ok((Channel::new(MaybeTls::Tls(Box::new(t))), identity))
             }
             Ok(Err(e)) => {
                 self.ctx.metrics.tls_handshake(
@@ -522,6 +543,7 @@ impl Driver {
                     Handshake::Failed,
                     Resumption::Full,
                 );
+                crate::tls::client_auth::note_failed_handshake(&e, "control", &self.ctx.metrics);
                 Err(End(
                     O::TlsFailed,
                     format!("client TLS handshake failed: {e}"),
@@ -588,7 +610,8 @@ impl Driver {
     /// Route a login to a backend; reconnect when the route leads elsewhere.
     async fn route(&mut self, user: &str) -> Result<Routed, RouteFailure> {
         let ctx = self.ctx.clone();
-        let choice = match policy::route(&ctx.cfg, user) {
+        let identity = self.acceptor.as_ref().and_then(|a| a.client_identity());
+        let choice = match policy::route_for(&ctx.cfg, user, identity.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 info!(error = %e, "unknown backend in user@backend");
@@ -752,6 +775,19 @@ impl Driver {
 }
 
 struct End(SessionOutcome, String);
+
+/// After a client control handshake: the client certificate's identity (with
+/// `tls.client_auth`), remembered for the session's data connections and logged.
+fn client_cert_identity(
+    acceptors: &SessionAcceptors,
+    conn: &rustls::ServerConnection,
+) -> Option<String> {
+    let identity = acceptors.bind_client_cert(conn);
+    if let Some(id) = &identity {
+        info!(identity = %id, "client certificate accepted");
+    }
+    identity
+}
 
 /// `CCC` (RFC 4217 §6): exchange `close_notify` on the control connection and
 /// carry on over the bare TCP stream.

@@ -220,7 +220,9 @@ pub enum Action {
     /// Check `user`'s `password` with the route's provider (before any
     /// backend connection), then feed [`Input::Authenticated`].
     Authenticate {
+        /// The name from `USER`.
         user: String,
+        /// The password from `PASS`.
         password: Secret,
     },
     /// Open a pinhole for the client (TLS on it when `protected`: PROT P),
@@ -472,10 +474,27 @@ pub struct Machine {
     /// The client has sent at least one line (a connection that closes
     /// before is a probe, not a session).
     client_spoke: bool,
+    /// What the client certificate says about logins (`tls.client_auth`).
+    cert: CertLogin,
     out: Vec<Action>,
 }
 
+/// The client certificate's part in logins, given by the driver
+/// ([`Machine::set_cert_login`]) after each control-connection handshake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertLogin {
+    /// The certificate's identity (`client_auth.identity`), if any.
+    pub identity: Option<String>,
+    /// `client_auth.require_user_match`: `USER` must equal `identity`.
+    pub require_user_match: bool,
+}
+
 impl Machine {
+    /// The client certificate's identity and whether `USER` must match it.
+    pub fn set_cert_login(&mut self, cert: CertLogin) {
+        self.cert = cert;
+    }
+
     /// A new session; `client_tls` is true on implicit-TLS listeners.
     /// The greeting is the first action.
     pub fn new(s: Settings, client_tls: bool, now: Instant) -> (Machine, Vec<Action>) {
@@ -509,6 +528,7 @@ impl Machine {
             abort: None,
             unsolicited: 0,
             client_spoke: false,
+            cert: CertLogin::default(),
             out: Vec::new(),
         };
         let greeting = Reply::new(220, &m.s.banner);
@@ -1050,6 +1070,16 @@ impl Machine {
             return;
         }
         let user = String::from_utf8_lossy(name).into_owned();
+        let identity = self.cert.identity.as_deref();
+        if !policy::cert_user_allowed(self.cert.require_user_match, identity, &user) {
+            info!(
+                user = %user,
+                identity = identity.unwrap_or("-"),
+                reason = "cert_identity",
+                "login refused: USER does not match the client certificate"
+            );
+            return self.reply(530, "Login incorrect");
+        }
         // A new login may land in another directory (or on another backend).
         self.cwd = None;
         info!(user = %user, "login attempt");

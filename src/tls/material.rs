@@ -15,7 +15,7 @@ use crate::metrics::CertExpiry;
 
 use super::load_certs;
 
-/// Every certificate, key, CA and SNI file the config's TLS reads, in config
+/// Every certificate, key, CA, CRL and SNI file the config's TLS reads, in config
 /// order (duplicates kept out).
 pub(crate) fn files(config: &Config) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
@@ -35,10 +35,20 @@ pub(crate) fn files(config: &Config) -> Vec<PathBuf> {
             add(&sni.cert);
             add(&sni.key);
         }
+        if let Some(ca) = &l.tls.client_auth {
+            add(&ca.ca);
+            for crl in &ca.crl {
+                add(crl);
+            }
+        }
     }
     for b in &config.backends {
         if let BackendVerify::Ca(p) = &b.tls.verify {
             add(p);
+        }
+        if let Some(c) = &b.tls.client_cert {
+            add(&c.cert);
+            add(&c.key);
         }
     }
     out

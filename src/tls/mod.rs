@@ -9,9 +9,15 @@
 //! fresh session cache): a data handshake can only resume if it carries state
 //! that was handed out on that session's control connection.
 //!
+//! Client certificates (`tls.client_auth`) are verified by the listener's
+//! config (`client_auth`); each session remembers its control connection's
+//! certificate so its data connections must present the same one.
+//!
 //! This module does no FTP and knows nothing about sessions beyond
 //! "one cache per session".
 
+pub(crate) mod client_auth;
+mod identity;
 pub(crate) mod material;
 mod pem;
 mod resume;
@@ -47,20 +53,15 @@ pub(crate) use verify::OnLeaf;
 /// [`BackendTls::from_config`] do at start, and reports each failure at its
 /// section: `check` shows these beside errors in other keys of the file.
 pub fn check_sections(sections: &config::TlsSections) -> Vec<config::ConfigError> {
-    let located = |path: &str, at: Option<(u64, u64)>, e: TlsError| config::ConfigError {
-        path: path.to_owned(),
-        line: at.map(|(line, _)| line),
-        column: at.map(|(_, column)| column),
-        key: None,
-        message: e.to_string(),
-    };
-    let mut out = Vec::new();
+    let mut out = check_client_auth_files(sections);
     for (path, at, tls) in &sections.listeners {
         if tls.mode == config::TlsMode::None {
             continue;
         }
-        if let Err(e) = ServerTls::from_config(tls) {
-            out.push(located(path, *at, e));
+        match ServerTls::from_config(tls) {
+            // Reported above at the file's own key.
+            Err(TlsError::ClientAuth(_)) | Ok(_) => {}
+            Err(e) => out.push(located(path, *at, e)),
         }
     }
     for (path, at, tls) in &sections.backends {
@@ -72,6 +73,30 @@ pub fn check_sections(sections: &config::TlsSections) -> Vec<config::ConfigError
         }
     }
     out
+}
+
+/// The `client_auth` CA and CRL files that cannot be used, each at its own
+/// key (`listeners[i].tls.client_auth.ca`, `….crl[j]`), as loading the
+/// listener would refuse them (there, the error names only `listeners[i].tls`).
+pub fn check_client_auth_files(sections: &config::TlsSections) -> Vec<config::ConfigError> {
+    sections
+        .client_auth
+        .iter()
+        .filter_map(|(path, at, file)| {
+            let e = client_auth::check_file(file).err()?;
+            Some(located(path, *at, e))
+        })
+        .collect()
+}
+
+fn located(path: &str, at: Option<(u64, u64)>, e: TlsError) -> config::ConfigError {
+    config::ConfigError {
+        path: path.to_owned(),
+        line: at.map(|(line, _)| line),
+        column: at.map(|(_, column)| column),
+        key: None,
+        message: e.to_string(),
+    }
 }
 
 /// TLS setup errors, raised at startup or `check` time (never mid-session).
@@ -88,6 +113,9 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("invalid server name {0:?}")]
     ServerName(String),
+    /// A `client_auth` CA or CRL file that cannot be used.
+    #[error("{0}")]
+    ClientAuth(String),
     #[error("{0}")]
     Other(String),
 }
@@ -125,6 +153,8 @@ pub struct ServerTls {
     base: Arc<ServerConfig>,
     /// The listener's login groups in `data_reuse_scope: user`, else `None`.
     groups: Option<Arc<ReuseGroups>>,
+    /// `client_auth.identity` when client certificates are asked for.
+    client_identity: Option<config::CertIdentity>,
 }
 
 impl ServerTls {
@@ -164,10 +194,13 @@ impl ServerTls {
                 by_name.insert(name.to_ascii_lowercase(), ck.clone());
             }
         }
-        let cfg = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions(tls.min_version, tls.max_version))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver { by_name, default }));
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions(tls.min_version, tls.max_version))?;
+        let builder = match &tls.client_auth {
+            Some(ca) => builder.with_client_cert_verifier(client_auth::verifier(ca)?),
+            None => builder.with_no_client_auth(),
+        };
+        let cfg = builder.with_cert_resolver(Arc::new(SniResolver { by_name, default }));
         let groups = match tls.data_reuse_scope {
             ReuseScope::User => Some(Arc::new(ReuseGroups::default())),
             ReuseScope::Session => None,
@@ -175,6 +208,7 @@ impl ServerTls {
         Ok(ServerTls {
             base: Arc::new(cfg),
             groups,
+            client_identity: tls.client_auth.as_ref().map(|c| c.identity),
         })
     }
 
@@ -215,6 +249,7 @@ impl ServerTls {
             download,
             upload: Arc::new(upload),
             ticketer,
+            peer: self.client_identity.map(client_auth::SessionPeer::new),
         })
     }
 }
@@ -245,6 +280,8 @@ pub struct SessionAcceptors {
     pub upload: Arc<ServerConfig>,
     /// The session's ticket key (and, in scope `user`, its login group).
     ticketer: Arc<SessionTicketer>,
+    /// With `client_auth`: the control connection's certificate.
+    peer: Option<Arc<client_auth::SessionPeer>>,
 }
 
 impl SessionAcceptors {
@@ -260,6 +297,38 @@ impl SessionAcceptors {
     /// (see `reuse::SessionTicketer::await_ticket_owner`).
     pub async fn await_ticket_owner(&self, client_hello: &[u8], limit: Duration) {
         self.ticketer.await_ticket_owner(client_hello, limit).await;
+    }
+
+    /// After the control connection's handshake: with `client_auth`, remember
+    /// its certificate and return the identity it gives (else `None`).
+    pub fn bind_client_cert(&self, conn: &rustls::ServerConnection) -> Option<String> {
+        self.peer.as_ref().and_then(|p| p.bind_control(conn))
+    }
+
+    /// The identity of the control connection's client certificate, if any.
+    pub fn client_identity(&self) -> Option<String> {
+        self.peer.as_ref().and_then(|p| p.identity())
+    }
+
+    /// After a data connection's handshake: with `client_auth`, it must carry
+    /// the control connection's certificate (a resumed session carries it).
+    /// Refusals are logged and counted here; the caller closes the connection.
+    pub(crate) fn check_data_cert(
+        &self,
+        conn: &rustls::ServerConnection,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<(), crate::metrics::ClientCertRefusal> {
+        let Some(peer) = &self.peer else {
+            return Ok(());
+        };
+        peer.check_data(conn).inspect_err(|reason| {
+            tracing::warn!(
+                leg = "data",
+                reason = reason.as_str(),
+                "client certificate refused: data connection does not present the control connection's certificate"
+            );
+            metrics.client_cert_refused(*reason);
+        })
     }
 
     /// The config for a data connection carrying a transfer in `direction`.
@@ -331,16 +400,21 @@ impl BackendTls {
             }),
             None => verifier,
         };
+        // `cert`/`key`: the client certificate presented to the backend.
+        let client_cert = match &tls.client_cert {
+            Some(c) => Some((load_certs(&c.cert)?, load_key(&c.key)?)),
+            None => None,
+        };
         let build = |versions: &[&'static SupportedProtocolVersion]| {
-            ClientConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(versions)
-                .map(|b| {
-                    Arc::new(
-                        b.dangerous()
-                            .with_custom_certificate_verifier(verifier.clone())
-                            .with_no_client_auth(),
-                    )
-                })
+            let b = ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(versions)?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone());
+            let cfg = match &client_cert {
+                Some((chain, key)) => b.with_client_auth_cert(chain.clone(), key.clone_key())?,
+                None => b.with_no_client_auth(),
+            };
+            Ok::<_, rustls::Error>(Arc::new(cfg))
         };
         let all = versions(tls.min_version, tls.max_version);
         let prefer_tls12 = tls.data_protection == config::DataProtection::Private

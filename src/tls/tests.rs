@@ -12,6 +12,7 @@ fn backend(min: TlsVersion, max: TlsVersion, data: DataProtection) -> BackendTls
         min_version: min,
         max_version: max,
         data_protection: data,
+        client_cert: None,
     })
     .unwrap()
 }
@@ -92,4 +93,167 @@ fn version_refusals_are_told_from_other_handshake_errors() {
     assert!(!is_version_refusal(&std::io::Error::from(
         std::io::ErrorKind::ConnectionReset
     )));
+}
+
+/// Client certificates: a resumed data handshake still shows the control
+/// connection's certificate (`peer_certificates()` after resumption, TLS 1.2
+/// and 1.3), and a full handshake with another certificate is a mismatch.
+mod client_certs {
+    use std::path::Path;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::{CertIdentity, ClientAuth, ClientAuthMode, ListenerTls, ReuseScope};
+    use crate::metrics::{ClientCertRefusal, Metrics};
+
+    struct Pki {
+        dir: tempfile::TempDir,
+        ca: CertificateDer<'static>,
+        /// (chain, key) of client certificates with CN alice and bob.
+        alice: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+        bob: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    }
+
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, "test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |cn: &str, eku: ExtendedKeyUsagePurpose, sans: Vec<String>| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = vec![eku];
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            (cert, key)
+        };
+        let (server, server_key) = leaf(
+            "localhost",
+            ExtendedKeyUsagePurpose::ServerAuth,
+            vec!["localhost".into()],
+        );
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write("ca.pem", ca_cert.pem());
+        write("server.pem", server.pem());
+        write("server.key", server_key.serialize_pem());
+        let client = |cn: &str| {
+            let (c, k) = leaf(cn, ExtendedKeyUsagePurpose::ClientAuth, vec![]);
+            (
+                vec![c.der().clone()],
+                PrivateKeyDer::try_from(k.serialize_der()).unwrap(),
+            )
+        };
+        Pki {
+            alice: client("alice"),
+            bob: client("bob"),
+            ca: ca_cert.der().clone(),
+            dir,
+        }
+    }
+
+    fn listener(dir: &Path) -> ListenerTls {
+        ListenerTls {
+            mode: config::TlsMode::Implicit,
+            cert: Some(dir.join("server.pem")),
+            key: Some(dir.join("server.key")),
+            require: true,
+            require_data_reuse: true,
+            data_reuse_scope: ReuseScope::Session,
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+            allow_ccc: false,
+            allow_clear_data: false,
+            sni: vec![],
+            client_auth: Some(ClientAuth {
+                ca: dir.join("ca.pem"),
+                mode: ClientAuthMode::Required,
+                crl: vec![],
+                identity: CertIdentity::Cn,
+                require_user_match: false,
+            }),
+        }
+    }
+
+    fn client(
+        pki: &Pki,
+        who: &(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+        version: &'static SupportedProtocolVersion,
+    ) -> Arc<ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca.clone()).unwrap();
+        Arc::new(
+            ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(who.0.clone(), who.1.clone_key())
+                .unwrap(),
+        )
+    }
+
+    /// One handshake over an in-memory pipe, then a byte each way (the client
+    /// reads the TLS 1.3 tickets that came before the server's byte).
+    async fn handshake(
+        client: Arc<ClientConfig>,
+        server: Arc<ServerConfig>,
+    ) -> tokio_rustls::server::TlsStream<tokio::io::DuplexStream> {
+        let (c, s) = tokio::io::duplex(64 * 1024);
+        let name = ServerName::try_from("localhost").unwrap();
+        let (cl, sv) = tokio::join!(
+            TlsConnector::from(client).connect(name, c),
+            TlsAcceptor::from(server).accept(s)
+        );
+        let (mut cl, mut sv) = (cl.unwrap(), sv.unwrap());
+        let mut b = [0u8; 1];
+        cl.write_all(b"x").await.unwrap();
+        sv.read_exact(&mut b).await.unwrap();
+        sv.write_all(b"y").await.unwrap();
+        cl.read_exact(&mut b).await.unwrap();
+        sv
+    }
+
+    #[tokio::test]
+    async fn resumed_data_connections_carry_the_control_certificate() {
+        let pki = pki();
+        let tls = ServerTls::from_config(&listener(pki.dir.path())).unwrap();
+        let metrics = Metrics::new();
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let acc = tls.session_acceptors("127.0.0.1".parse().unwrap()).unwrap();
+            let alice = client(&pki, &pki.alice, version);
+            let control = handshake(alice.clone(), acc.download.clone()).await;
+            assert_eq!(
+                acc.bind_client_cert(control.get_ref().1).as_deref(),
+                Some("alice")
+            );
+            let data = handshake(alice, acc.data(crate::control::Direction::Download)).await;
+            let conn = data.get_ref().1;
+            assert!(was_resumed(conn.handshake_kind()), "{version:?} resumed");
+            assert_eq!(
+                conn.peer_certificates().and_then(|c| c.first()),
+                Some(&pki.alice.0[0]),
+                "{version:?}"
+            );
+            assert_eq!(acc.check_data_cert(conn, &metrics), Ok(()));
+            // bob: valid, but not this session's certificate.
+            let bob = client(&pki, &pki.bob, version);
+            let data = handshake(bob, acc.data(crate::control::Direction::Upload)).await;
+            assert_eq!(
+                acc.check_data_cert(data.get_ref().1, &metrics),
+                Err(ClientCertRefusal::Mismatch)
+            );
+        }
+        assert!(metrics
+            .encode()
+            .contains("ftpsgate_client_cert_refused_total{reason=\"mismatch\"} 2"));
+    }
 }

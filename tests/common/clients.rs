@@ -116,6 +116,8 @@ pub struct Curl {
     pub security: Security,
     /// CA file to verify the server with (`--cacert`).
     pub ca: Option<PathBuf>,
+    /// Client certificate and key (`--cert`/`--key`). Default none.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
 }
 
@@ -128,8 +130,15 @@ impl Curl {
             pass: pass.into(),
             security,
             ca: ca.map(Path::to_path_buf),
+            client_cert: None,
             timeout: CLIENT_TIMEOUT,
         }
+    }
+
+    /// Presents `cert`/`key` as its client certificate.
+    pub fn with_client_cert(mut self, cert: &Path, key: &Path) -> Curl {
+        self.client_cert = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -166,6 +175,12 @@ impl Curl {
         if let Some(ca) = &self.ca {
             args.push("--cacert".into());
             args.push(ca.display().to_string());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            args.push("--cert".into());
+            args.push(cert.display().to_string());
+            args.push("--key".into());
+            args.push(key.display().to_string());
         }
         args
     }
@@ -222,6 +237,8 @@ pub struct Lftp {
     pub ca: Option<PathBuf>,
     /// `ssl:check-hostname` (the test certs have SANs localhost, 127.0.0.1, ::1).
     pub check_hostname: bool,
+    /// Client certificate and key (`ssl:cert-file`/`ssl:key-file`). Default none.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
 }
 
@@ -235,8 +252,15 @@ impl Lftp {
             security,
             ca: ca.map(Path::to_path_buf),
             check_hostname: true,
+            client_cert: None,
             timeout: CLIENT_TIMEOUT,
         }
+    }
+
+    /// Presents `cert`/`key` as its client certificate.
+    pub fn with_client_cert(mut self, cert: &Path, key: &Path) -> Lftp {
+        self.client_cert = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
     }
 
     /// The settings and `open` that precede every script.
@@ -256,6 +280,13 @@ impl Lftp {
             "set ssl:check-hostname {}; ",
             if self.check_hostname { "yes" } else { "no" }
         ));
+        if let Some((cert, key)) = &self.client_cert {
+            s.push_str(&format!(
+                "set ssl:cert-file {}; set ssl:key-file {}; ",
+                cert.display(),
+                key.display()
+            ));
+        }
         match self.security {
             Security::Plain => s.push_str("set ftp:ssl-allow no; "),
             Security::Explicit => s.push_str(

@@ -46,6 +46,12 @@ impl Vsftpd {
     /// Starts vsftpd and waits (up to ~5 s per attempt) until it answers `220`.
     /// Panics with vsftpd's own output if it cannot start.
     pub fn start(mode: VsftpdMode) -> Vsftpd {
+        Vsftpd::start_with(mode, "")
+    }
+
+    /// Like [`Vsftpd::start`], with `extra` lines appended to its config
+    /// (e.g. `require_cert=YES`).
+    pub fn start_with(mode: VsftpdMode, extra: &str) -> Vsftpd {
         test_user();
         let dir = temp_dir("vsftpd");
         let certs = Certs::generate(dir.path(), "vs");
@@ -74,7 +80,7 @@ impl Vsftpd {
             server.addr = SocketAddr::from(([127, 0, 0, 1], port));
             let dir = server.dir.path();
             let conf = dir.join("vsftpd.conf");
-            let text = config_text(
+            let mut text = config_text(
                 mode,
                 server.addr,
                 pasv,
@@ -84,6 +90,7 @@ impl Vsftpd {
                 &server.log,
                 &server.certs,
             );
+            text.push_str(extra);
             std::fs::write(&conf, text).unwrap();
             let out = std::fs::File::create(dir.join("stdout")).unwrap();
             let err = std::fs::File::create(dir.join("stderr")).unwrap();

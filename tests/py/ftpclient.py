@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scripted ftplib client for the ftpsgate tests (run inside a lab namespace).
 
-    ftpclient.py --host H --port P [--ca FILE] [--plain] [--active] STEP...
+    ftpclient.py --host H --port P [--ca FILE] [--cert FILE --key FILE] [--plain] [--active] STEP...
 
 Explicit FTPS (AUTH TLS, PBSZ 0, PROT P) unless --plain. Data connections resume the
 control connection's TLS session (ftplib does not do that by itself; vsftpd and ftpsgate
@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, default=21)
     ap.add_argument("--ca")
+    ap.add_argument("--cert", help="client certificate (PEM) to present")
+    ap.add_argument("--key", help="its private key (PEM)")
     ap.add_argument("--user", default="ftpsgatetest")
     ap.add_argument("--password", default="ftpsgate-pass")
     ap.add_argument("--plain", action="store_true")
@@ -65,6 +67,8 @@ def main():
         ftp = ftplib.FTP()
     else:
         ctx = ssl.create_default_context(cafile=args.ca)
+        if args.cert:
+            ctx.load_cert_chain(certfile=args.cert, keyfile=args.key)
         ftp = ResumingFTP_TLS(context=ctx)
     ftp.trust_server_pasv_ipv4_address = True
     say("GREETING", ftp.connect(args.host, args.port, timeout=args.timeout))

@@ -43,6 +43,7 @@ use std::path::Path;
 use super::include::{Part, Tree};
 use super::typed::{BackendTls, Config, Listener, ListenerTls};
 use super::{ConfigError, ConfigErrors};
+pub use tls::ClientAuthFile;
 use values::parse_name;
 
 /// Builds the typed [`Config`] from every gathered file, or returns every error
@@ -178,6 +179,8 @@ pub struct TlsSections {
     pub listeners: Vec<Section<ListenerTls>>,
     /// `backends[].tls` sections.
     pub backends: Vec<Section<BackendTls>>,
+    /// Each file of the `client_auth` sections, at its own key.
+    pub client_auth: Vec<Section<ClientAuthFile>>,
 }
 
 /// One section: key path (file-prefixed when included), its (line, column), value.

@@ -1,5 +1,6 @@
 //! Who may connect and where a login goes: `access` rules (global and per
-//! listener), `listeners[].routes` (user pattern, backends, balance) and their
+//! listener), `listeners[].routes` (user and certificate identity patterns,
+//! backends, balance) and their
 //! `commands` filter.
 //!
 //! A new access or routing key goes here; the decisions made with these values
@@ -83,6 +84,11 @@ impl<'a> Builder<'a> {
         defined: &HashSet<&str>,
     ) -> Result<Route, Reported> {
         let user = self.required(&format!("{p}.user"), raw.user.as_deref(), parse_user);
+        let cert_identity = self.optional(
+            &format!("{p}.cert_identity"),
+            raw.cert_identity.as_deref(),
+            parse_user,
+        );
         let backends = match raw.backends.as_deref() {
             None => {
                 self.error(&format!("{p}.backends"), "is required");
@@ -122,6 +128,7 @@ impl<'a> Builder<'a> {
         let auth = self.route_auth(p, raw);
         Ok(Route {
             user: user?,
+            cert_identity: cert_identity?,
             backends: backends?,
             balance: balance?.unwrap_or_default(),
             commands: commands?,

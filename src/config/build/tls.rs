@@ -2,7 +2,12 @@
 //! versions, `require`, `require_data_reuse`) and a backend's `tls` (mode, `ca`,
 //! `pin_sha256`, `verify: false`, `server_name`, versions, `data_protection`).
 //!
-//! Files are only checked to exist here; loading them into rustls is `tls/`'s job.
+//! Also `tls.client_auth` (client certificates: `ca`, `mode`, `crl`, `identity`,
+//! `require_user_match`) and a backend's `cert`/`key` (its client certificate).
+//!
+//! Files are only checked to exist here; loading them into rustls is `tls/`'s job
+//! (`tls::check_sections` reports a bad CA or CRL at its own key, from the
+//! [`ClientAuthFile`] sections recorded here).
 //! A new TLS key goes here, refused with `TLS_ONLY` when `mode` is `none`.
 
 use std::collections::HashMap;
@@ -13,15 +18,118 @@ use super::values::{
     parse_server_name, parse_sni_name, parse_version,
 };
 use super::{Builder, Parsed, Reported};
-use crate::config::raw::{RawBackendTls, RawListenerTls, RawPins, RawSniCert};
+use crate::config::raw::{RawBackendTls, RawClientAuth, RawListenerTls, RawPins, RawSniCert};
 use crate::config::typed::{
-    BackendTls, BackendVerify, DataProtection, ListenerTls, ReuseScope, SniCert, TlsMode,
-    TlsVersion,
+    BackendTls, BackendVerify, CertIdentity, ClientAuth, ClientAuthMode, ClientCert,
+    DataProtection, ListenerTls, ReuseScope, SniCert, TlsMode, TlsVersion,
 };
+
+/// A file of a `client_auth` section, for `tls::check_sections` to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthFile {
+    /// `client_auth.ca`.
+    Ca(PathBuf),
+    /// One of `client_auth.crl`, with the section's CA (a CRL is checked
+    /// against the CAs it is used with).
+    Crl {
+        /// The section's `ca`.
+        ca: PathBuf,
+        /// The CRL file.
+        crl: PathBuf,
+    },
+}
+
+fn parse_client_auth_mode(s: &str) -> Result<ClientAuthMode, String> {
+    match s {
+        "required" => Ok(ClientAuthMode::Required),
+        "optional" => Ok(ClientAuthMode::Optional),
+        _ => Err(format!(
+            "\"{s}\" is not a client_auth mode (expected required or optional)"
+        )),
+    }
+}
+
+fn parse_cert_identity(s: &str) -> Result<CertIdentity, String> {
+    match s {
+        "cn" => Ok(CertIdentity::Cn),
+        "san_email" => Ok(CertIdentity::SanEmail),
+        "san_dns" => Ok(CertIdentity::SanDns),
+        _ => Err(format!(
+            "\"{s}\" is not a certificate identity (expected cn, san_email or san_dns)"
+        )),
+    }
+}
 
 const TLS_ONLY: &str = "only allowed when mode is explicit or implicit";
 
 impl<'a> Builder<'a> {
+    /// `tls.client_auth`: `ca` is required, `mode` defaults to `required`,
+    /// `identity` to `cn`; every file must exist. Its files are recorded for
+    /// `check` (see [`ClientAuthFile`]).
+    pub(super) fn client_auth(
+        &mut self,
+        p: &str,
+        raw: &RawClientAuth,
+    ) -> Result<ClientAuth, Reported> {
+        let base = self.base_dir;
+        let ca = self.required(&format!("{p}.ca"), raw.ca.as_deref(), |s| {
+            existing_file(base, s)
+        });
+        let mode = self.optional(
+            &format!("{p}.mode"),
+            raw.mode.as_deref(),
+            parse_client_auth_mode,
+        );
+        let identity = self.optional(
+            &format!("{p}.identity"),
+            raw.identity.as_deref(),
+            parse_cert_identity,
+        );
+        let user_match = self.optional(
+            &format!("{p}.require_user_match"),
+            raw.require_user_match.as_deref(),
+            parse_bool,
+        );
+        let mut crl = Vec::new();
+        let mut crl_failed = false;
+        for (i, s) in raw.crl.iter().flatten().enumerate() {
+            match self.required(&format!("{p}.crl[{i}]"), Some(s), |s| {
+                existing_file(base, s)
+            }) {
+                Ok(path) => crl.push(path),
+                Err(Reported) => crl_failed = true,
+            }
+        }
+        let (ca, mode, identity, user_match) = (ca?, mode?, identity?, user_match?);
+        if crl_failed {
+            return Err(Reported);
+        }
+        let at = |b: &Self, path: &str| b.position(path);
+        let ca_path = format!("{p}.ca");
+        let entry = (
+            ca_path.clone(),
+            at(self, &ca_path),
+            ClientAuthFile::Ca(ca.clone()),
+        );
+        self.tls.client_auth.push(entry);
+        for (i, c) in crl.iter().enumerate() {
+            let path = format!("{p}.crl[{i}]");
+            let file = ClientAuthFile::Crl {
+                ca: ca.clone(),
+                crl: c.clone(),
+            };
+            let entry = (path.clone(), at(self, &path), file);
+            self.tls.client_auth.push(entry);
+        }
+        Ok(ClientAuth {
+            ca,
+            mode: mode.unwrap_or(ClientAuthMode::Required),
+            crl,
+            identity: identity.unwrap_or(CertIdentity::Cn),
+            require_user_match: user_match.unwrap_or(false),
+        })
+    }
+
     /// `tls.sni`: names are unique within the listener; files must exist.
     pub(super) fn sni(&mut self, p: &str, raw: &[RawSniCert]) -> Result<Vec<SniCert>, Reported> {
         let base = self.base_dir;
@@ -134,6 +242,12 @@ impl<'a> Builder<'a> {
             Some(list) if raw.mode.as_deref() != Some("none") => self.sni(&key_path("sni"), list),
             _ => Ok(Vec::new()),
         };
+        let client_auth = match raw.client_auth.as_ref() {
+            Some(ca) if raw.mode.as_deref() != Some("none") => {
+                self.client_auth(&key_path("client_auth"), ca).map(Some)
+            }
+            _ => Ok(None),
+        };
         let mode = mode?;
 
         if mode == TlsMode::None {
@@ -145,6 +259,7 @@ impl<'a> Builder<'a> {
                 ("max_version", raw.max_version.is_some()),
                 ("sni", raw.sni.is_some()),
                 ("data_reuse_scope", raw.data_reuse_scope.is_some()),
+                ("client_auth", raw.client_auth.is_some()),
             ] {
                 if given {
                     self.error(&key_path(k), TLS_ONLY);
@@ -177,6 +292,7 @@ impl<'a> Builder<'a> {
                 // Without TLS there is nothing else.
                 allow_clear_data: true,
                 sni: Vec::new(),
+                client_auth: None,
             });
         }
 
@@ -184,11 +300,24 @@ impl<'a> Builder<'a> {
         let key = self.needed_with_tls(&key_path("key"), key, mode);
         let (min_version, max_version) =
             self.version_range(&key_path("max_version"), min_version, max_version)?;
+        let require = require?.unwrap_or(true);
+        let client_auth = client_auth?;
+        let required_cert = client_auth
+            .as_ref()
+            .is_some_and(|c| c.mode == ClientAuthMode::Required);
+        if required_cert && mode == TlsMode::Explicit && !require {
+            // A login in clear would never show a certificate.
+            self.error(
+                &key_path("require"),
+                "must be true with client_auth mode required (a login without AUTH TLS would skip the certificate)",
+            );
+            return Err(Reported);
+        }
         Ok(ListenerTls {
             mode,
             cert: Some(cert?),
             key: Some(key?),
-            require: require?.unwrap_or(true),
+            require,
             require_data_reuse: reuse?.unwrap_or(true),
             data_reuse_scope: scope?.unwrap_or(ReuseScope::User),
             min_version,
@@ -196,6 +325,7 @@ impl<'a> Builder<'a> {
             allow_ccc: allow_ccc?.unwrap_or(false),
             allow_clear_data: allow_clear_data?.unwrap_or(false),
             sni: sni?,
+            client_auth,
         })
     }
 
@@ -275,6 +405,7 @@ impl<'a> Builder<'a> {
             raw.data_protection.as_deref(),
             parse_data_protection,
         );
+        let client_cert = self.backend_client_cert(p, raw);
         let mode = mode?;
 
         if mode == TlsMode::None {
@@ -286,6 +417,8 @@ impl<'a> Builder<'a> {
                 ("server_name", raw.server_name.is_some()),
                 ("min_version", raw.min_version.is_some()),
                 ("max_version", raw.max_version.is_some()),
+                ("cert", raw.cert.is_some()),
+                ("key", raw.key.is_some()),
             ] {
                 if given {
                     self.error(&key_path(k), TLS_ONLY);
@@ -310,6 +443,7 @@ impl<'a> Builder<'a> {
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 data_protection: DataProtection::Clear,
+                client_cert: None,
             });
         }
 
@@ -327,7 +461,35 @@ impl<'a> Builder<'a> {
             min_version,
             max_version,
             data_protection: data_protection?.unwrap_or(DataProtection::Private),
+            client_cert: client_cert?,
         })
+    }
+
+    /// A backend's `cert` and `key` (its client certificate): both or neither.
+    fn backend_client_cert(
+        &mut self,
+        p: &str,
+        raw: &RawBackendTls,
+    ) -> Result<Option<ClientCert>, Reported> {
+        let base = self.base_dir;
+        let cert = self.optional(&format!("{p}.cert"), raw.cert.as_deref(), |s| {
+            existing_file(base, s)
+        });
+        let key = self.optional(&format!("{p}.key"), raw.key.as_deref(), |s| {
+            existing_file(base, s)
+        });
+        match (cert?, key?) {
+            (Some(cert), Some(key)) => Ok(Some(ClientCert { cert, key })),
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                self.error(&format!("{p}.key"), "is required with cert");
+                Err(Reported)
+            }
+            (None, Some(_)) => {
+                self.error(&format!("{p}.cert"), "is required with key");
+                Err(Reported)
+            }
+        }
     }
 
     /// Exactly one of `ca`, `pin_sha256` or `verify: false` must be given with TLS: a

@@ -24,6 +24,7 @@ fn defaults_for_cleartext_listener_and_plain_backend() {
             allow_ccc: false,
             allow_clear_data: true,
             sni: vec![],
+            client_auth: None,
         }
     );
     assert_eq!(l.passive.bind, LOCALHOST, "defaults to the control bind IP");
@@ -37,6 +38,7 @@ fn defaults_for_cleartext_listener_and_plain_backend() {
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,
             data_protection: DataProtection::Clear,
+            client_cert: None,
         }
     );
     assert_eq!(config.timeouts, Timeouts::default());

@@ -28,6 +28,7 @@ fn example_config_parses_into_typed_value() {
                 // Default since issue 17 (item 13): clear data only when enabled.
                 allow_clear_data: false,
                 sni: vec![],
+                client_auth: None,
             },
             passive: Passive {
                 ports: PortRange {
@@ -64,6 +65,7 @@ fn example_config_parses_into_typed_value() {
                 min_version: TlsVersion::Tls12,
                 max_version: TlsVersion::Tls13,
                 data_protection: DataProtection::Private,
+                client_cert: None,
             },
             health_check: None,
             data_mode: DataMode::Passive,

@@ -103,6 +103,7 @@ fn policy_keys_parse_into_typed_values() {
         l.routes[1],
         Route {
             user: "ro-*".into(),
+            cert_identity: None,
             backends: vec!["srv-a".into()],
             balance: Balance::LeastConnections,
             commands: CommandPolicy::Deny(vec!["STOR".into(), "APPE".into()]),
@@ -255,6 +256,40 @@ fn shadowed_routes_and_unfilterable_verbs_warn() {
             "listeners[0].routes[1].commands: QUIT is never filtered (session management)",
             "listeners[0].routes[2].user: \"alice\" is never used: every name it matches is matched by routes[1] (\"*\") first",
             "listeners[0].routes[3].user: \"ro-b?\" is never used: every name it matches is matched by routes[0] (\"ro-*\") first",
+        ]
+    );
+}
+
+#[test]
+fn cert_identity_routes_parse_shadow_only_their_own_and_need_client_auth() {
+    let dir = dir_with(&[]);
+    let routes = "    routes:
+      - { user: \"*\", cert_identity: \"*@ops.example.org\", backends: [legacy] }
+      - { user: alice, backends: [legacy] }
+      - { user: bob, cert_identity: \"eve@ops.example.org\", backends: [legacy] }
+";
+    let yaml = minimal("", "").replace(
+        "    backend: legacy\n",
+        &format!("    backend: legacy\n{routes}"),
+    );
+    let config = parse_ok(&yaml, dir.path());
+    let l = &config.listeners[0];
+    assert_eq!(
+        l.routes[0].cert_identity.as_deref(),
+        Some("*@ops.example.org")
+    );
+    assert_eq!(l.routes[1].cert_identity, None);
+    let w: Vec<String> = config
+        .warnings()
+        .into_iter()
+        .filter(|w| w.contains("routes"))
+        .collect();
+    assert_eq!(
+        w,
+        [
+            "listeners[0].routes[0].cert_identity: never matches: listener \"edge\" has no tls.client_auth",
+            "listeners[0].routes[2].cert_identity: never matches: listener \"edge\" has no tls.client_auth",
+            "listeners[0].routes[2].user: \"bob\" is never used: every name it matches is matched by routes[0] (\"*\") first",
         ]
     );
 }

@@ -323,3 +323,183 @@ fn readable_private_keys_are_warned_about() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(config.key_warnings().is_empty());
 }
+
+/// `EXAMPLE` with `tls.client_auth` lines (indented under the listener's `tls`).
+fn with_client_auth(lines: &str) -> String {
+    EXAMPLE.replace(
+        "      min_version: \"1.2\"\n    passive:",
+        &format!("      min_version: \"1.2\"\n      client_auth:\n{lines}    passive:"),
+    )
+}
+
+fn client_auth_dir() -> tempfile::TempDir {
+    dir_with(&[
+        "certs/gateway.pem",
+        "certs/gateway.key",
+        "certs/backend-ca.pem",
+        "certs/client-ca.pem",
+        "certs/client.crl",
+    ])
+}
+
+#[test]
+fn client_auth_defaults_and_full_form() {
+    let dir = client_auth_dir();
+    let config = parse_ok(
+        &with_client_auth("        ca: certs/client-ca.pem\n"),
+        dir.path(),
+    );
+    assert_eq!(
+        config.listeners[0].tls.client_auth,
+        Some(ClientAuth {
+            ca: dir.path().join("certs/client-ca.pem"),
+            mode: ClientAuthMode::Required,
+            crl: vec![],
+            identity: CertIdentity::Cn,
+            require_user_match: false,
+        })
+    );
+    let config = parse_ok(
+        &with_client_auth(
+            "        ca: certs/client-ca.pem\n        mode: optional\n        crl: [certs/client.crl]\n        identity: san_email\n        require_user_match: true\n",
+        ),
+        dir.path(),
+    );
+    let ca = config.listeners[0].tls.client_auth.as_ref().unwrap();
+    assert_eq!(ca.mode, ClientAuthMode::Optional);
+    assert_eq!(ca.crl, vec![dir.path().join("certs/client.crl")]);
+    assert_eq!(ca.identity, CertIdentity::SanEmail);
+    assert!(ca.require_user_match);
+}
+
+#[test]
+fn client_auth_errors_name_their_key() {
+    let dir = client_auth_dir();
+    let yaml = with_client_auth(
+        "        mode: requierd\n        identity: uid\n        crl: [certs/none.crl]\n        require_user_match: maybe\n",
+    );
+    let got = errors(&yaml, dir.path());
+    for want in [
+        "listeners[0].tls.client_auth.ca: is required",
+        "listeners[0].tls.client_auth.mode: \"requierd\" is not a client_auth mode (expected required or optional)",
+        "listeners[0].tls.client_auth.identity: \"uid\" is not a certificate identity (expected cn, san_email or san_dns)",
+        "listeners[0].tls.client_auth.crl[0]: file certs/none.crl does not exist",
+    ] {
+        assert!(got.iter().any(|e| e == want), "{want} not in {got:#?}");
+    }
+    assert!(
+        got.iter()
+            .any(|e| e.starts_with("listeners[0].tls.client_auth.require_user_match: ")),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn client_auth_and_backend_client_cert_need_tls() {
+    let dir = client_auth_dir();
+    let yaml = minimal("", "").replace(
+        "      mode: none\n",
+        "      mode: none\n      client_auth: { ca: certs/client-ca.pem }\n",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.client_auth: only allowed when mode is explicit or implicit"]
+    );
+    let yaml = minimal(
+        "",
+        "    tls: { mode: none, cert: certs/gateway.pem, key: certs/gateway.key }\n",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        [
+            "backends[0].tls.cert: only allowed when mode is explicit or implicit",
+            "backends[0].tls.key: only allowed when mode is explicit or implicit"
+        ]
+    );
+}
+
+#[test]
+fn backend_client_cert_needs_both_files() {
+    let dir = client_auth_dir();
+    let config = parse_ok(
+        &EXAMPLE.replace(
+            "      data_protection: private\n",
+            "      data_protection: private\n      cert: certs/gateway.pem\n      key: certs/gateway.key\n",
+        ),
+        dir.path(),
+    );
+    assert_eq!(
+        config.backends[0].tls.client_cert,
+        Some(ClientCert {
+            cert: dir.path().join("certs/gateway.pem"),
+            key: dir.path().join("certs/gateway.key"),
+        })
+    );
+    let yaml = EXAMPLE.replace(
+        "      data_protection: private\n",
+        "      data_protection: private\n      cert: certs/gateway.pem\n",
+    );
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["backends[0].tls.key: is required with cert"]
+    );
+}
+
+/// `check`: an unusable CA or CRL is reported at its own key and line.
+#[test]
+fn check_reports_a_bad_ca_and_a_bad_crl_at_their_lines() {
+    let dir = client_auth_dir();
+    std::fs::write(
+        dir.path().join("certs/client-ca.pem"),
+        "not a certificate\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("certs/client.crl"), "garbage").unwrap();
+    let yaml =
+        with_client_auth("        ca: certs/client-ca.pem\n        crl: [certs/client.crl]\n");
+    let path = dir.path().join("ftpsgate.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let (loaded, sections) = Config::load_for_check(&path);
+    assert!(loaded.is_ok());
+    let errs = crate::tls::check_sections(&sections);
+    let line_of = |needle: &str| {
+        yaml.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i as u64 + 1)
+    };
+    let ca = errs
+        .iter()
+        .find(|e| e.path == "listeners[0].tls.client_auth.ca")
+        .unwrap_or_else(|| panic!("{errs:#?}"));
+    assert_eq!(ca.line, line_of("ca: certs/client-ca.pem"), "{errs:#?}");
+    assert!(ca.message.contains("client-ca.pem"), "{}", ca.message);
+    // The CA is unusable: nothing to check the CRL against, only its format.
+    let crl = errs
+        .iter()
+        .find(|e| e.path == "listeners[0].tls.client_auth.crl[0]")
+        .unwrap_or_else(|| panic!("{errs:#?}"));
+    assert_eq!(crl.line, line_of("crl: [certs/client.crl]"), "{errs:#?}");
+    assert!(crl.message.contains("CRL"), "{}", crl.message);
+    // Reported once, at the files' keys, not again at the section (the
+    // section's own error is about the empty dummy certificate).
+    let about_client_ca = errs
+        .iter()
+        .filter(|e| e.message.contains("client-ca.pem") || e.message.contains("client.crl"))
+        .count();
+    assert_eq!(about_client_ca, 2, "{errs:#?}");
+}
+
+#[test]
+fn client_auth_required_needs_tls_before_login() {
+    let dir = client_auth_dir();
+    let yaml = with_client_auth("        ca: certs/client-ca.pem\n")
+        .replace("      require: true\n", "      require: false\n");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.require: must be true with client_auth mode required (a login without AUTH TLS would skip the certificate)"]
+    );
+    // Optional certificates: a clear login is the operator's choice.
+    let yaml = with_client_auth("        ca: certs/client-ca.pem\n        mode: optional\n")
+        .replace("      require: true\n", "      require: false\n");
+    assert!(!parse_ok(&yaml, dir.path()).listeners[0].tls.require);
+}

@@ -217,6 +217,39 @@ fn tls_required_refuses_login_in_clear_and_sends_nothing_to_a_backend() {
 }
 
 #[test]
+fn user_must_match_the_certificate_identity_when_asked() {
+    let mut t = T::new(settings());
+    t.m.set_cert_login(CertLogin {
+        identity: Some("alice".into()),
+        require_user_match: true,
+    });
+    let a = t.client("USER mallory");
+    assert_eq!(codes(&a), vec![530]);
+    assert!(a.iter().all(|a| !matches!(a, Action::Route { .. })));
+    let a = t.client("USER alice");
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Route { user, .. } if user == "alice")));
+    // No certificate (optional mode): no name matches.
+    let mut t = T::new(settings());
+    t.m.set_cert_login(CertLogin {
+        identity: None,
+        require_user_match: true,
+    });
+    assert_eq!(codes(&t.client("USER alice")), vec![530]);
+    // Not asked: any name goes on.
+    let mut t = T::new(settings());
+    t.m.set_cert_login(CertLogin {
+        identity: Some("alice".into()),
+        require_user_match: false,
+    });
+    assert!(t
+        .client("USER bob")
+        .iter()
+        .any(|a| matches!(a, Action::Route { .. })));
+}
+
+#[test]
 fn plaintext_pipelined_after_auth_tls_closes_the_session() {
     let mut t = T::new(settings());
     let a = t.client("AUTH TLS");
