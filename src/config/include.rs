@@ -183,6 +183,8 @@ impl Gatherer {
                 ("shutdown", raw.shutdown.is_some()),
                 ("reload", raw.reload.is_some()),
                 ("control", raw.control.is_some()),
+                ("tunnels", raw.tunnels.is_some()),
+                ("connect", raw.connect.is_some()),
             ] {
                 if given {
                     self.errors.push(ConfigError {

@@ -28,11 +28,12 @@ use std::path::Path;
 
 pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, Backend, BackendTls, BackendVerify, Balance,
-    CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
-    Limits, Listener, ListenerLimits, ListenerTls, ListingsPolicy, LogTime, MetricsConfig,
-    Nftables, Passive, PortRange, PortRangeError, PortShare, ProxyProtocol, ProxyVersion, Reload,
-    ReuseScope, Route, SniCert, Timeouts, TlsMode, TlsVersion, TransferLogConfig,
-    TransferLogFormat, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
+    CommandPolicy, Config, Connect, ConnectBackend, ControlConfig, DataMode, DataProtection,
+    FailedLogins, HealthCheck, Limits, Listener, ListenerLimits, ListenerTls, ListingsPolicy,
+    LogTime, MetricsConfig, Nftables, Passive, PortRange, PortRangeError, PortShare, ProxyProtocol,
+    ProxyVersion, Reload, ReuseScope, Route, SniCert, Timeouts, TlsMode, TlsVersion,
+    TransferLogConfig, TransferLogFormat, Tunnel, TunnelClientTls, TunnelServerTls, DEFAULT_BANNER,
+    DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
 };
 
 pub use build::TlsSections;

@@ -19,7 +19,8 @@
 //! - [`backends`]: backend connects, errors, health;
 //! - [`config`]: configuration reloads and load time, build info;
 //! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`);
-//! - [`control`]: requests over the control socket.
+//! - [`control`]: requests over the control socket;
+//! - [`tunnel`]: DMZ mode — connectors, streams, bytes, reconnects, refusals.
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
 //! recording method) plus its call site; a new area is a new file and one field
@@ -33,6 +34,7 @@ mod process;
 mod sessions;
 mod tls;
 mod transfers;
+mod tunnel;
 
 use std::sync::Arc;
 
@@ -43,6 +45,7 @@ pub use control::ControlCommand;
 pub use sessions::{outcome_label, verb_label, LoginResult};
 pub use tls::{CertExpiry, Handshake, Resumption};
 pub use transfers::{result_label, PinholeRefusal, PortHeld};
+pub use tunnel::TunnelDirection;
 
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +84,7 @@ pub struct Metrics {
     backends: backends::Families,
     config: config::Families,
     control: control::Families,
+    tunnel: tunnel::Families,
 }
 
 impl Default for Metrics {
@@ -93,6 +97,7 @@ impl Default for Metrics {
         let backends = backends::Families::register(r);
         let config = config::Families::register(r);
         let control = control::Families::register(r);
+        let tunnel = tunnel::Families::register(r);
         process::register(r);
         Metrics {
             registry,
@@ -102,6 +107,7 @@ impl Default for Metrics {
             backends,
             config,
             control,
+            tunnel,
         }
     }
 }
