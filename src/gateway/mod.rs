@@ -446,6 +446,11 @@ impl Gateway {
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`metrics.bind`,
     /// with the OS-chosen port when it was 0); `None` when not configured.
+    /// The UDP address the tunnel `name` listens on (DMZ edge).
+    pub fn tunnel_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.edges.get(name).and_then(|e| e.local_addr())
+    }
+
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }

@@ -26,6 +26,8 @@ pub struct Edge {
     listen: SocketAddr,
     server: quinn::ServerConfig,
     conns: Mutex<Vec<Link>>,
+    /// The UDP address actually bound (port 0 resolved), once bound.
+    bound: std::sync::OnceLock<SocketAddr>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -89,6 +91,7 @@ impl Edge {
             listen: cfg.listen,
             server,
             conns: Mutex::new(Vec::new()),
+            bound: std::sync::OnceLock::new(),
             next_id: AtomicU64::new(0),
             metrics,
         }))
@@ -96,7 +99,14 @@ impl Edge {
 
     /// Binds the UDP endpoint.
     pub fn bind(&self) -> Result<quinn::Endpoint, TunnelError> {
-        Ok(quinn::Endpoint::server(self.server.clone(), self.listen)?)
+        let endpoint = quinn::Endpoint::server(self.server.clone(), self.listen)?;
+        let _ = self.bound.set(endpoint.local_addr()?);
+        Ok(endpoint)
+    }
+
+    /// The UDP address connectors reach, once bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
     }
 
     /// Accepts connectors until `stop`; then closes the endpoint.
