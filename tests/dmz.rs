@@ -172,3 +172,208 @@ async fn loopback_clients_through_tunnel_to_strict_vsftpd() {
     conn.shutdown().await;
     lp.edge.shutdown().await;
 }
+
+/// Waits until `series` is at least `want` (counters).
+async fn wait_at_least(gw: &ftpsgate::Gateway, series: &str, want: f64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = gw.metrics().encode();
+        let now = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+        if now >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {now}, want >= {want}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_thirty_transfers_and_failover_between_two_connectors() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs).await;
+    let a = lp.connector(vs.addr()).await;
+    let b = lp.connector(vs.addr()).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 2.0, Duration::from_secs(10)).await;
+    let sha = vs.make_file("thirty.bin", 64 * KIB);
+    let work = temp_dir("dmz-thirty");
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    let steps: Vec<(Vec<String>, &str)> = (0..30)
+        .map(|i| {
+            let out = work.path().join(format!("t{i}.bin")).display().to_string();
+            (vec!["-o".to_string(), out], "thirty.bin")
+        })
+        .collect();
+    curl.session(&steps).await.assert_ok();
+    for i in 0..30 {
+        assert_eq!(
+            sha256_file(&work.path().join(format!("t{i}.bin"))),
+            sha,
+            "transfer {i}"
+        );
+    }
+    // One connector gone: new sessions go over the other.
+    a.shutdown().await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    round_trip(&curl, &vs, 256 * KIB, "after-failover").await;
+    b.shutdown().await;
+    lp.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_untrusted_connector_is_refused_and_counted() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs).await;
+    // A connector certificate from a CA the edge does not trust.
+    let rogue = temp_dir("dmz-rogue");
+    let certs = Certs::generate_client(rogue.path(), "rogue", &["connector.lan"]);
+    std::fs::copy(&certs.cert_pem, rogue.path().join("conn.pem")).unwrap();
+    std::fs::copy(&certs.key_pem, rogue.path().join("conn.key")).unwrap();
+    std::fs::copy(
+        lp.dir.path().join("edge-ca.pem"),
+        rogue.path().join("edge-ca.pem"),
+    )
+    .unwrap();
+    let yaml = connector_yaml(&lp.tunnel().to_string(), vs.addr());
+    let conn = gateway::start_gateway(&yaml, rogue.path()).await;
+    wait_at_least(
+        &lp.edge,
+        "ftpsgate_tunnel_connectors_refused_total{tunnel=\"lan\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 0.0, Duration::from_secs(1)).await;
+    // No connector: the client is told the service is not available.
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    let out = curl.raw(&["-v"], "").await;
+    out.assert_failed();
+    assert!(out.stderr.contains("< 421"), "{out}");
+    conn.shutdown().await;
+    lp.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs).await;
+    let dir = lp.dir.path().join("conn-other");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
+        std::fs::copy(lp.dir.path().join(f), dir.join(f)).unwrap();
+    }
+    // This connector serves `other`, not the edge's `vs`.
+    let edge = lp.tunnel().to_string();
+    let yaml = connector_yaml(&edge, vs.addr()).replace("name: vs", "name: other");
+    let conn = gateway::start_gateway(&yaml, &dir).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    let out = curl.raw(&["-v"], "").await;
+    out.assert_failed();
+    assert!(out.stderr.contains("< 421"), "{out}");
+    wait_at_least(
+        &conn,
+        &format!(
+            "ftpsgate_tunnel_requests_refused_total{{edge=\"{edge}\",reason=\"unknown_backend\"}}"
+        ),
+        1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    conn.shutdown().await;
+    lp.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_connector_gone_mid_transfer_then_back() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs).await;
+    let conn = lp.connector(vs.addr()).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    vs.make_file("slow.bin", 64 * MIB);
+    let work = temp_dir("dmz-cut");
+    let local = work.path().join("slow.bin").display().to_string();
+    // lftp reads the control reply after a failed transfer (curl stops at
+    // the short data connection): `debug` shows the server's replies.
+    let lftp = Lftp::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    let started = Instant::now();
+    let transfer = tokio::spawn({
+        let lftp = lftp.clone();
+        async move {
+            lftp.script(&format!(
+                "debug 3; set net:limit-rate 2097152; get slow.bin -o {local}"
+            ))
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    conn.shutdown().await;
+    let out = transfer.await.unwrap();
+    out.assert_failed();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "client hung for {:?}: {out}",
+        started.elapsed()
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("<--- 426") || all.contains("<--- 421"),
+        "no 426/421: {out}"
+    );
+    // The connector back: the next session works.
+    let again = lp.connector(vs.addr()).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    round_trip(&curl, &vs, MIB, "after-cut").await;
+    again.shutdown().await;
+    lp.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_edge_restarted_connector_reconnects() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs).await;
+    let conn = lp.connector(vs.addr()).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    let tunnel = lp.tunnel();
+    let Loop {
+        edge,
+        dir,
+        gw_certs,
+    } = lp;
+    edge.shutdown().await;
+    let yaml = edge_yaml(
+        "127.0.0.1:0",
+        "127.0.0.1",
+        &tunnel.to_string(),
+        pasv_range(),
+    );
+    let edge = gateway::start_gateway(&yaml, dir.path()).await;
+    let restarted = Instant::now();
+    wait_metric(&edge, CONNECTORS_UP, 1.0, Duration::from_secs(5)).await;
+    eprintln!("connector back after {:?}", restarted.elapsed());
+    let lp = Loop {
+        edge,
+        dir,
+        gw_certs,
+    };
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    round_trip(&curl, &vs, 256 * KIB, "after-restart").await;
+    conn.shutdown().await;
+    lp.edge.shutdown().await;
+}

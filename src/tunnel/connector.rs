@@ -73,10 +73,9 @@ impl Connector {
         let mut failures = 0u32;
         loop {
             let started = tokio::time::Instant::now();
-            let session = me.clone().session();
-            let result = tokio::select! {
-                r = session => r,
-                _ = stop.changed() => return,
+            let result = match me.clone().session(stop.clone()).await {
+                Some(r) => r,
+                None => return,
             };
             me.metrics.tunnel_edge_up(&me.label, false);
             match result {
@@ -98,8 +97,40 @@ impl Connector {
         }
     }
 
-    /// One connection: dial, then serve streams until it closes.
-    async fn session(self: Arc<Self>) -> Result<quinn::ConnectionError, String> {
+    /// One connection: dial, then serve streams until it closes (`Some`) or
+    /// `stop` turns true (`None`: the connection is closed, which ends every
+    /// stream on it at once).
+    async fn session(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Option<Result<quinn::ConnectionError, String>> {
+        let dial = self.clone().dial();
+        let conn = tokio::select! {
+            c = dial => match c {
+                Ok(c) => c,
+                Err(e) => return Some(Err(e)),
+            },
+            _ = stop.changed() => return None,
+        };
+        loop {
+            tokio::select! {
+                s = conn.accept_bi() => match s {
+                    Ok((send, recv)) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.serve(send, recv).await });
+                    }
+                    Err(e) => return Some(Ok(e)),
+                },
+                _ = stop.changed() => {
+                    conn.close(0u32.into(), b"connector stopping");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Resolves the edge and completes the QUIC + mutual TLS handshake.
+    async fn dial(self: Arc<Self>) -> Result<quinn::Connection, String> {
         let addr = tokio::net::lookup_host((self.cfg.edge_host.as_str(), self.cfg.edge_port))
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", self.label))?
@@ -125,15 +156,7 @@ impl Connector {
         self.metrics.tunnel_connect(&self.label, true);
         self.metrics.tunnel_edge_up(&self.label, true);
         info!(edge = %self.label, addr = %addr, "connected to edge");
-        loop {
-            match conn.accept_bi().await {
-                Ok((send, recv)) => {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.serve(send, recv).await });
-                }
-                Err(e) => return Ok(e),
-            }
-        }
+        Ok(conn)
     }
 
     /// Serves one stream: read the request, decide, connect, answer, relay.

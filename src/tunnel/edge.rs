@@ -126,6 +126,8 @@ impl Edge {
             tokio::spawn(async move { edge.handshake(incoming).await });
         }
         endpoint.close(0u32.into(), b"edge stopping");
+        // Until the UDP socket is released (a restart may bind it again).
+        endpoint.wait_idle().await;
     }
 
     async fn handshake(self: Arc<Self>, incoming: quinn::Incoming) {

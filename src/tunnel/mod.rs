@@ -42,9 +42,9 @@ pub(crate) const ALPN: &[u8] = b"ftpsgate-tunnel/1";
 /// connection was aborted (the other end resets its TCP connection too).
 pub(crate) const CODE_ABORT: u32 = 1;
 /// How long an idle tunnel connection lives without keep-alives answered.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Keep-alive interval (well under [`IDLE_TIMEOUT`] and NAT UDP timeouts).
-const KEEP_ALIVE: Duration = Duration::from_secs(4);
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// Concurrent streams a connector accepts per connection.
 const MAX_STREAMS: u32 = 4096;
 
