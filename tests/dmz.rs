@@ -377,3 +377,297 @@ async fn loopback_edge_restarted_connector_reconnects() {
     conn.shutdown().await;
     lp.edge.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Three namespaces: inet (clients) → dmz (edge) ← lan (vsftpd + connector), with the
+// inner firewall dropping every new connection from the DMZ into the LAN.
+
+use common::netns::{
+    ftplib, NatLab, NsCurl, NsLftp, VsftpdSpec, DMZ_LAN_IP, DMZ_LAN_SIDE, EDGE_WAN,
+};
+
+/// Why the namespace lab cannot run here, if it cannot (not root, no `ip netns`/`nft`).
+fn lab_unavailable() -> Option<String> {
+    let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    for (tool, args) in [("ip", &["netns", "list"][..]), ("nft", &["--version"][..])] {
+        let ok = std::process::Command::new(tool)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return Some(format!("`{tool} {}` unusable", args.join(" ")));
+        }
+    }
+    None
+}
+
+/// A connector process in `lan` (config and certificates in `dir`); its PID.
+fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path) -> u32 {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
+        std::fs::copy(certs_from.join(f), dir.join(f)).unwrap();
+    }
+    let backend: SocketAddr = format!("{DMZ_LAN_IP}:21").parse().unwrap();
+    let config = dir.join("connector.yaml");
+    std::fs::write(
+        &config,
+        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    lab.spawn(
+        "lan",
+        "env",
+        &[
+            "RUST_LOG=ftpsgate=debug",
+            "NO_COLOR=1",
+            env!("CARGO_BIN_EXE_ftpsgate"),
+            "run",
+            "--config",
+            &config,
+        ],
+        &dir.join("stdout"),
+        &dir.join("connector.log"),
+    )
+}
+
+/// The edge's `/readyz` body (served on its loopback in `dmz`).
+fn edge_readyz(lab: &NatLab) -> String {
+    let out = lab.exec("dmz", "curl", &["-s", "http://127.0.0.1:9464/readyz"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until the edge lists `n` connectors on tunnel `lan`; the time it took.
+async fn wait_connectors(
+    lab: &NatLab,
+    n: usize,
+    within: Duration,
+    ctx: &dyn Fn() -> String,
+) -> Duration {
+    let started = Instant::now();
+    let want = format!("tunnel lan: {n} connector(s)");
+    loop {
+        let body = edge_readyz(lab);
+        if body.contains(&want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "edge never listed {want:?}; /readyz:\n{body}\n{}",
+            ctx()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
+    if let Some(why) = lab_unavailable() {
+        eprintln!("SKIP three_namespaces_inner_firewall_drops_dmz_to_lan: {why}");
+        return;
+    }
+    let lab = NatLab::dmz();
+    let vs = lab.vsftpd_in(
+        "lan",
+        VsftpdSpec {
+            mode: VsftpdMode::Explicit {
+                require_reuse: true,
+            },
+            listen: format!("{DMZ_LAN_IP}:21").parse().unwrap(),
+            pasv_address: None,
+            pasv: (30000, 30099),
+        },
+    );
+    // The inner firewall: the DMZ cannot connect into the LAN.
+    assert!(
+        !lab.tcp_open("dmz", &vs.addr()),
+        "dmz reaches vsftpd directly: the inner firewall is not in place"
+    );
+    // The edge in dmz: clients on 203.0.113.1:21, connectors on 198.18.5.1:4433/udp.
+    let edge_dir = lab.dir().join("gateway-dmz");
+    std::fs::create_dir_all(&edge_dir).unwrap();
+    tunnel_certs(&edge_dir);
+    std::fs::copy(vs.ca(), edge_dir.join("vs-ca.pem")).unwrap();
+    let yaml = edge_yaml(
+        "0.0.0.0:21",
+        EDGE_WAN,
+        &format!("{DMZ_LAN_SIDE}:4433"),
+        (50000, 50099),
+    )
+    .replace(
+        "    backend: vs\n",
+        "    active: { enabled: true }\n    backend: vs\n",
+    ) + "metrics: { bind: \"127.0.0.1:9464\" }\n";
+    let public: SocketAddr = format!("{EDGE_WAN}:21").parse().unwrap();
+    let edge = lab.gateway_in("dmz", &yaml, vs.ca(), "inet", public);
+    let conn_dir = lab.dir().join("connector-1");
+    let conn = spawn_connector(&lab, &edge_dir, &conn_dir);
+    let ctx = || {
+        format!(
+            "{}\n--- connector log:\n{}",
+            edge.describe(),
+            std::fs::read_to_string(conn_dir.join("connector.log")).unwrap_or_default()
+        )
+    };
+    wait_connectors(&lab, 1, Duration::from_secs(15), &ctx).await;
+
+    // curl, lftp and ftplib from the internet: 1 MiB both ways, listings.
+    let work = lab.dir().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let sha = vs.make_file("one.bin", MIB);
+    let up = work.join("up.bin");
+    let up_sha = make_file(&up, MIB);
+    let ca = edge.ca().to_path_buf();
+    let curl = NsCurl::new("inet", public, Security::Explicit, &ca);
+    curl.get(&lab, "one.bin", &work.join("curl.bin"))
+        .await
+        .assert_ok();
+    assert_eq!(
+        sha256_file(&work.join("curl.bin")),
+        sha,
+        "curl download\n{}",
+        ctx()
+    );
+    curl.put(&lab, &up, "curl-up.bin").await.assert_ok();
+    assert_eq!(
+        sha256_file(&vs.root().join("curl-up.bin")),
+        up_sha,
+        "curl upload"
+    );
+    let list = curl.raw(&lab, &[], "").await;
+    list.assert_ok();
+    assert!(list.stdout.contains("one.bin"), "curl listing: {list}");
+    let lftp = NsLftp::new("inet", public, Security::Explicit, &ca);
+    lftp.get_put(&lab, "one.bin", &work.join("lftp.bin"), &up, "lftp-up.bin")
+        .await
+        .assert_ok();
+    assert_eq!(sha256_file(&work.join("lftp.bin")), sha, "lftp download");
+    assert_eq!(
+        sha256_file(&vs.root().join("lftp-up.bin")),
+        up_sha,
+        "lftp upload"
+    );
+    let ftplib_args = |active: bool, tag: &str| {
+        let mut a = vec![
+            "--host".to_string(),
+            EDGE_WAN.to_string(),
+            "--ca".to_string(),
+            ca.display().to_string(),
+        ];
+        if active {
+            a.push("--active".into());
+        }
+        a.push(format!(
+            "get~~one.bin~~{}",
+            work.join(format!("{tag}.bin")).display()
+        ));
+        a.push(format!("put~~{}~~{tag}-up.bin", up.display()));
+        a
+    };
+    for (active, tag) in [(false, "ftplib"), (true, "ftplib-active")] {
+        ftplib(&lab, "inet", &ftplib_args(active, tag))
+            .await
+            .assert_ok();
+        assert_eq!(
+            sha256_file(&work.join(format!("{tag}.bin"))),
+            sha,
+            "{tag} download"
+        );
+        assert_eq!(
+            sha256_file(&vs.root().join(format!("{tag}-up.bin"))),
+            up_sha,
+            "{tag} upload"
+        );
+    }
+
+    // 30 transfers in one session (every data connection resumes the TLS session).
+    let gets: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                "get one.bin -o {}",
+                work.join(format!("t{i}.bin")).display()
+            )
+        })
+        .collect();
+    lftp.script(&lab, &gets.join("; ")).await.assert_ok();
+    for i in 0..30 {
+        assert_eq!(
+            sha256_file(&work.join(format!("t{i}.bin"))),
+            sha,
+            "transfer {i}"
+        );
+    }
+
+    // 256 MiB down.
+    let big_sha = vs.make_file("big.bin", 256 * MIB);
+    let started = Instant::now();
+    let mut big = NsCurl::new("inet", public, Security::Explicit, &ca);
+    big.timeout = Duration::from_secs(300);
+    big.get(&lab, "big.bin", &work.join("big.bin"))
+        .await
+        .assert_ok();
+    eprintln!(
+        "256 MiB through edge + tunnel + connector in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sha256_file(&work.join("big.bin")),
+        big_sha,
+        "256 MiB download"
+    );
+    std::fs::remove_file(work.join("big.bin")).unwrap();
+
+    // The connector killed mid-transfer: 426/421, no hang; back after a restart.
+    let started = Instant::now();
+    let local = work.join("cut.bin");
+    let script = format!(
+        "set net:limit-rate 4194304; get big.bin -o {}",
+        local.display()
+    );
+    let transfer = lftp.script(&lab, &script);
+    let killer = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        lab.kill(conn);
+    };
+    let (out, ()) = tokio::join!(transfer, killer);
+    out.assert_failed();
+    assert!(
+        started.elapsed() < Duration::from_secs(35),
+        "client hung for {:?}: {out}",
+        started.elapsed()
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("<--- 426") || all.contains("<--- 421"),
+        "no 426/421 after the connector died: {out}"
+    );
+    let conn = spawn_connector(&lab, &edge_dir, &lab.dir().join("connector-2"));
+    wait_connectors(&lab, 1, Duration::from_secs(20), &ctx).await;
+    curl.get(&lab, "one.bin", &work.join("again.bin"))
+        .await
+        .assert_ok();
+    assert_eq!(
+        sha256_file(&work.join("again.bin")),
+        sha,
+        "after connector restart"
+    );
+
+    // The edge restarted: the connector is back within a few seconds.
+    lab.kill(edge.pid);
+    let edge = lab.gateway_in("dmz", &yaml, vs.ca(), "inet", public);
+    let took = wait_connectors(&lab, 1, Duration::from_secs(20), &ctx).await;
+    eprintln!("connector reconnected {took:?} after the edge was back");
+    let curl = NsCurl::new("inet", public, Security::Explicit, edge.ca());
+    curl.get(&lab, "one.bin", &work.join("again2.bin"))
+        .await
+        .assert_ok();
+    assert_eq!(
+        sha256_file(&work.join("again2.bin")),
+        sha,
+        "after edge restart"
+    );
+    lab.kill(conn);
+}
