@@ -671,3 +671,55 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
     );
     lab.kill(conn);
 }
+
+/// deploy/dmz/: both example policies pass `ftpsgate check` (with generated
+/// certificates where they name files), both nftables rulesets `nft -c`.
+#[test]
+fn deploy_dmz_examples_check() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/dmz");
+    let d = temp_dir("dmz-deploy");
+    let etc = d.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let server = Certs::generate(&etc, "server");
+    let client = Certs::generate_client(&etc, "client", &["connector.lan"]);
+    for (name, from) in [
+        ("gateway.pem", &server.cert_pem),
+        ("gateway.key", &server.key_pem),
+        ("backend-ca.pem", &server.ca_pem),
+        ("edge.pem", &server.cert_pem),
+        ("edge.key", &server.key_pem),
+        ("edge-ca.pem", &server.ca_pem),
+        ("connector.pem", &client.cert_pem),
+        ("connector.key", &client.key_pem),
+        ("connectors-ca.pem", &client.ca_pem),
+    ] {
+        std::fs::copy(from, etc.join(name)).unwrap();
+    }
+    for rel in ["edge.yaml", "connector.yaml"] {
+        let yaml = std::fs::read_to_string(deploy.join(rel))
+            .unwrap()
+            .replace("/etc/ftpsgate/", &format!("{}/", etc.display()));
+        let cfg = d.path().join(rel);
+        std::fs::write(&cfg, yaml).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ftpsgate check deploy/dmz/{rel}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    if let Some(why) = lab_unavailable() {
+        eprintln!("SKIP nft -c on deploy/dmz/*.nft: {why}");
+        return;
+    }
+    let lab = NatLab::single("nft");
+    for rel in ["inner-firewall.nft", "edge-host.nft"] {
+        let path = deploy.join(rel).display().to_string();
+        lab.exec_ok("nft", "nft", &["-c", "-f", &path]);
+    }
+}

@@ -421,3 +421,43 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fuzz target's properties (fuzz/fuzz_targets/tunnel_proto.rs),
+        /// run on every `cargo test`.
+        #[test]
+        fn any_bytes_decode_without_panic_and_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            for input in [&bytes[..], &framed[..]] {
+                if let Ok(Some((req, used))) = decode_request(input) {
+                    prop_assert_eq!(encode_request(&req), Ok(input[..used].to_vec()));
+                }
+                if let Ok(Some((answer, _))) = decode_answer(input) {
+                    let again = decode_answer(&encode_answer(&answer));
+                    prop_assert_eq!(again.map(|o| o.map(|(a, _)| a)), Ok(Some(answer)));
+                }
+            }
+        }
+
+        #[test]
+        fn data_is_only_ever_allowed_to_the_backends_ip_above_1023(ip in any::<[u8; 4]>(), port in any::<u16>()) {
+            let resolved: Vec<SocketAddr> = vec!["10.0.0.5:21".parse().unwrap()];
+            let allowed = [Allowed { name: "b", resolved: &resolved }];
+            let addr = SocketAddr::from((ip, port));
+            let req = Request::Data { backend: "b".into(), addr };
+            match decide(&req, &allowed) {
+                Ok(t) => {
+                    prop_assert!(port >= MIN_DATA_PORT);
+                    prop_assert_eq!(t, vec![SocketAddr::new(resolved[0].ip(), port)]);
+                }
+                Err(_) => prop_assert!(port < MIN_DATA_PORT || addr.ip() != resolved[0].ip()),
+            }
+        }
+    }
+}
