@@ -137,3 +137,22 @@ fn unknown_tunnel_keys_are_reported() {
         ["<yaml>:7:5: unknown field `backend`, did you mean `backends`?"]
     );
 }
+
+#[test]
+fn print_keeps_both_roles_with_absolute_paths_and_reloads_the_same() {
+    let dir = tunnel_files();
+    let yaml = minimal("", "    via: lan\n") + EDGE + CONNECTOR;
+    let path = dir.path().join("ftpsgate.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let printed = Config::resolved_yaml(&path).unwrap();
+    let abs = dir.path().join("t/ca.pem").display().to_string();
+    assert!(printed.contains(&format!("client_ca: {abs}")), "{printed}");
+    assert!(printed.contains(&format!("ca: {abs}")), "{printed}");
+    assert!(printed.contains("via: lan"), "{printed}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let reread = parse_ok(&printed, elsewhere.path());
+    let original = parse_ok(&yaml, dir.path());
+    assert_eq!(reread.tunnels, original.tunnels);
+    assert_eq!(reread.connect, original.connect);
+    assert_eq!(reread.backends, original.backends);
+}
