@@ -24,6 +24,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a TCP connect to a backend may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+/// How long the edge may take to send a stream's request header.
+const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+/// Relay buffer per direction and stream (a connector may carry thousands).
+const RELAY_BUF: usize = 32 * 1024;
 /// Longest request header (magic, kind, name, data address).
 const MAX_REQUEST: usize = 4 + 2 + 255 + 1 + 16 + 2;
 
@@ -161,9 +165,15 @@ impl Connector {
 
     /// Serves one stream: read the request, decide, connect, answer, relay.
     async fn serve(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let req = match read_request(&mut recv).await {
-            Ok(r) => r,
-            Err(e) => {
+        let req = match tokio::time::timeout(REQUEST_LIMIT, read_request(&mut recv)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                warn!(edge = %self.label, error = %e, "bad tunnel request");
+                let _ = send.reset(super::CODE_ABORT.into());
+                return;
+            }
+            Err(_) => {
+                let e = "no request header in time";
                 warn!(edge = %self.label, error = %e, "bad tunnel request");
                 let _ = send.reset(super::CODE_ABORT.into());
                 return;
@@ -297,7 +307,7 @@ async fn relay(mut tcp: TcpStream, mut send: quinn::SendStream, mut recv: quinn:
     let aborted = {
         let (mut rd, mut wr) = tcp.split();
         let up = async {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; RELAY_BUF];
             loop {
                 match recv.read(&mut buf).await {
                     Ok(Some(n)) => {
@@ -315,7 +325,7 @@ async fn relay(mut tcp: TcpStream, mut send: quinn::SendStream, mut recv: quinn:
             }
         };
         let down = async {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; RELAY_BUF];
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) => {
