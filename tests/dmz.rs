@@ -678,7 +678,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
 fn deploy_dmz_examples_check() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/dmz");
     let d = temp_dir("dmz-deploy");
-    let etc = d.path().join("etc");
+    let etc = d.path().join("tls");
     std::fs::create_dir_all(&etc).unwrap();
     let server = Certs::generate(&etc, "server");
     let client = Certs::generate_client(&etc, "client", &["connector.lan"]);
@@ -696,9 +696,7 @@ fn deploy_dmz_examples_check() {
         std::fs::copy(from, etc.join(name)).unwrap();
     }
     for rel in ["edge.yaml", "connector.yaml"] {
-        let yaml = std::fs::read_to_string(deploy.join(rel))
-            .unwrap()
-            .replace("/etc/ftpsgate/", &format!("{}/", etc.display()));
+        let yaml = std::fs::read_to_string(deploy.join(rel)).unwrap();
         let cfg = d.path().join(rel);
         std::fs::write(&cfg, yaml).unwrap();
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
