@@ -721,3 +721,56 @@ fn deploy_dmz_examples_check() {
         lab.exec_ok("nft", "nft", &["-c", "-f", &path]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_slow_stream_does_not_starve_the_others() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs).await;
+    let conn = lp.connector(vs.addr()).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    vs.make_file("slow.bin", 64 * MIB);
+    let fast_sha = vs.make_file("fast.bin", 16 * MIB);
+    let small_sha = vs.make_file("small.bin", 64 * KIB);
+    let work = temp_dir("dmz-fair");
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    // A reader at 256 KiB/s holds its stream's window full the whole time.
+    let slow = tokio::spawn({
+        let (curl, out) = (curl.clone(), work.path().join("slow.bin"));
+        async move {
+            let out = out.display().to_string();
+            curl.raw(
+                &["--limit-rate", "256K", "--max-time", "8", "-o", &out],
+                "slow.bin",
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let fast = work.path().join("fast.bin");
+    curl.get("fast.bin", &fast).await.assert_ok();
+    let took = started.elapsed();
+    assert_eq!(sha256_file(&fast), fast_sha);
+    // 20 sessions at once over the same connector, beside the slow one.
+    let many: Vec<_> = (0..20)
+        .map(|i| {
+            let (curl, out) = (curl.clone(), work.path().join(format!("s{i}.bin")));
+            tokio::spawn(async move { (curl.get("small.bin", &out).await, out) })
+        })
+        .collect();
+    for h in many {
+        let (o, out) = h.await.unwrap();
+        o.assert_ok();
+        assert_eq!(sha256_file(&out), small_sha);
+    }
+    let concurrent = started.elapsed();
+    eprintln!("16 MiB beside a slow stream in {took:?}; +20 sessions in {concurrent:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the fast download waited behind the slow one: {took:?}"
+    );
+    let _ = slow.await;
+    conn.shutdown().await;
+    lp.edge.shutdown().await;
+}
