@@ -41,15 +41,29 @@ const RELOAD_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
+    /// List running sessions.
     Sessions,
-    Kill { id: u64 },
-    Backend { action: BackendAction, name: String },
+    /// End a session with `421`.
+    Kill {
+        /// The session's id.
+        id: u64,
+    },
+    /// Take a backend out of rotation, or put it back.
+    Backend {
+        /// What to do.
+        action: BackendAction,
+        /// The backend's name.
+        name: String,
+    },
+    /// List pinholes waiting for their data connection.
     Pinholes,
+    /// Check the configuration file and swap it in (as `SIGHUP`).
     Reload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+/// What `ftpsgate ctl backend ACTION NAME` does to a backend.
 pub enum BackendAction {
     /// No new sessions choose it; running ones go on.
     Disable,
@@ -63,27 +77,37 @@ pub enum BackendAction {
 /// every config error in `errors`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
+    /// The request was carried out.
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What was done, for people.
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the request failed.
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Every configuration error of a refused reload.
     pub errors: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Answer to [`Request::Sessions`].
     pub sessions: Option<Vec<SessionRow>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Answer to [`Request::Pinholes`].
     pub pinholes: Option<Vec<PinholeRow>>,
 }
 
 /// One running session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRow {
+    /// The session id (as in logs and `kill`).
     pub id: u64,
     /// The login name once a login succeeded.
     pub user: Option<String>,
+    /// The client address (from the PROXY header when behind a balancer).
     pub client: String,
+    /// The listener's name.
     pub listener: String,
+    /// The backend's name once routed.
     pub backend: Option<String>,
     /// `login`, `idle` or `transfer`.
     pub state: String,
@@ -91,13 +115,16 @@ pub struct SessionRow {
     pub bytes: u64,
     /// Unix time the session started.
     pub started: u64,
+    /// Seconds since the session started.
     pub age_seconds: u64,
 }
 
 /// One pinhole waiting for its data connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinholeRow {
+    /// The id of the session that opened it.
     pub session: u64,
+    /// The listener's name.
     pub listener: String,
     /// The gateway's address the data connection must reach.
     pub local: String,

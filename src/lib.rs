@@ -46,6 +46,7 @@
 //! - a new config key: `config::raw` (the YAML shape), `config`'s builder (the
 //!   typed value and its errors), `policies/example.yaml` (documented).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub(crate) mod backend;
 pub(crate) mod channel;

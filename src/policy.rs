@@ -26,12 +26,14 @@ pub use crate::config::{user_matches, DEFAULT_IPV6_PREFIX, NEVER_FILTERED};
 /// Outcome of [`check_access`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccessDecision {
+    /// Let the client in.
     Allow,
     /// `rule` is the index of the deny rule that matched, counted over the
     /// listener's rules followed by the global ones (global rule `i` is
     /// `listener.len() + i`); `None` when no rule matched but some list has an
     /// allow rule (default deny).
     Deny {
+        /// Index of the matching deny rule.
         rule: Option<usize>,
     },
 }
@@ -423,7 +425,10 @@ pub enum Attempt {
     /// A `4xx`/`5xx` to the `PASS`, or the session ended before the reply.
     Failed,
     /// `230`; `fresh` when the session was not logged in before.
-    Succeeded { fresh: bool },
+    Succeeded {
+        /// The session was not logged in before.
+        fresh: bool,
+    },
 }
 
 impl Entry {

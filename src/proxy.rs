@@ -20,17 +20,23 @@ use crate::config::ProxyVersion;
 /// balancer's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proxied {
+    /// The client's address.
     pub source: Option<SocketAddr>,
+    /// The address the client connected to.
     pub destination: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a PROXY header could not be read; the connection is closed.
 pub enum ProxyError {
     #[error("no PROXY header within {0:?}")]
+    /// The header did not arrive in time.
     Timeout(Duration),
     #[error("reading PROXY header: {0}")]
+    /// The connection failed while reading.
     Io(#[from] io::Error),
     #[error("malformed PROXY header: {0}")]
+    /// Not a valid v1 or v2 header.
     Malformed(String),
 }
 

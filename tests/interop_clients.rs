@@ -408,6 +408,89 @@ async fn wget_pureftpd() {
     }
 }
 
+// --- gftp-text -------------------------------------------------------------------------
+
+/// gftp-text 2.9 (OpenSSL; `ftps` is AUTH TLS with PROT P, `ftpsi` implicit) reads its
+/// commands from stdin: listing, download, upload, second download in one session. Its
+/// settings go to `$HOME/.gftp`, so `HOME` is a temp dir; Debian's default does not
+/// verify the server certificate (`verify_ssl_peer=0`).
+async fn gftp_cell(origin: Origin) {
+    if !Path::new("/usr/bin/gftp-text").is_file() {
+        eprintln!("skipped: gftp-text missing (apt-get install gftp-text)");
+        return;
+    }
+    let cell = Cell::start(origin, true).await;
+    let (user, pass) = test_user();
+    let scheme = match cell.origin.security() {
+        Security::Plain => "ftp",
+        Security::Implicit => "ftpsi",
+        _ => "ftps",
+    };
+    let (src, up_sha) = cell.upload_source();
+    let (first, second, home) = (cell.local("g1"), cell.local("g2"), cell.local("home"));
+    for d in [&first, &second, &home] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let script = cell.local("gftp.cmds");
+    std::fs::write(
+        &script,
+        format!(
+            "ls\nlcd {}\nget down.bin\nlcd {}\nput {}\nlcd {}\nget down.bin\nquit\n",
+            first.display(),
+            src.parent().unwrap().display(),
+            src.file_name().unwrap().to_string_lossy(),
+            second.display(),
+        ),
+    )
+    .unwrap();
+    let cmd = format!(
+        "HOME={} exec gftp-text {scheme}://{user}:{pass}@{} < {}",
+        home.display(),
+        cell.addr(),
+        script.display()
+    );
+    let out = run("sh", &["-c".into(), cmd], Duration::from_secs(60)).await;
+    assert!(!out.timed_out, "gftp-text hung: {out}");
+    eprintln!("{out}");
+    assert!(out.stdout.contains("down.bin"), "gftp listing: {out}");
+    cell.assert_downloaded(&first.join("down.bin"), "gftp");
+    cell.assert_stored("up-src.bin", &up_sha, "gftp");
+    cell.assert_downloaded(&second.join("down.bin"), "gftp second");
+    cell.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gftp_vsftpd_explicit() {
+    gftp_cell(Origin::vsftpd(VsftpdMode::Explicit {
+        require_reuse: true,
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gftp_vsftpd_implicit() {
+    gftp_cell(Origin::vsftpd(VsftpdMode::Implicit)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gftp_vsftpd_plain() {
+    gftp_cell(Origin::vsftpd(VsftpdMode::Plain)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gftp_proftpd() {
+    if let Some(o) = proftpd() {
+        gftp_cell(o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gftp_pureftpd() {
+    if let Some(o) = pureftpd() {
+        gftp_cell(o).await;
+    }
+}
+
 // --- Java Apache Commons Net 3.9 -------------------------------------------------------
 
 const COMMONS_NET: &str = "/usr/share/java/commons-net.jar";

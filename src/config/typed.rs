@@ -67,7 +67,9 @@ impl Default for Reload {
 /// Whether an [`AccessRule`] lets matching clients in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// Let matching clients in.
     Allow,
+    /// Refuse matching clients.
     Deny,
 }
 
@@ -75,6 +77,7 @@ pub enum Action {
 /// Networks are truncated to their prefix (`10.1.2.3/8` is `10.0.0.0/8`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccessRule {
+    /// What happens to matching clients.
     pub action: Action,
     /// Never empty.
     pub networks: Vec<ipnet::IpNet>,
@@ -198,7 +201,9 @@ pub struct Route {
     pub user: String,
     /// Non-empty, distinct, each a defined [`Backend`].
     pub backends: Vec<String>,
+    /// `routes[].balance`: which of `backends` a session tries first.
     pub balance: Balance,
+    /// `routes[].commands`: verbs allowed or denied on this route.
     pub commands: CommandPolicy,
 }
 
@@ -438,13 +443,16 @@ pub struct Passive {
 /// range (never less than 1 port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PortShare {
+    /// At most this many ports per client.
     Ports(usize),
+    /// At most this percentage of the range per client.
     Percent(u8),
     /// 10 % of the range or 16 ports, whichever is larger.
     Default,
 }
 
 impl PortShare {
+    /// The default share (see [`PortShare::Default`]).
     pub const DEFAULT: PortShare = PortShare::Default;
 
     /// The cap for a range of `range_len` ports (at least 1, at most the range).
@@ -470,8 +478,11 @@ impl Default for PortShare {
 /// maps the two ranges one to one; same size, checked at load).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdvertiseRule {
+    /// Clients this rule applies to (any client when empty).
     pub networks: Vec<ipnet::IpNet>,
+    /// The address put into `227`/`229` replies.
     pub address: IpAddr,
+    /// The advertised port range, mapped one to one onto `passive.ports`.
     pub ports: Option<PortRange>,
 }
 

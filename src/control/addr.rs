@@ -16,6 +16,7 @@ use super::reply::Reply;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddrError {
     #[error("{0}")]
+    /// The argument does not parse; the text says what and where.
     Malformed(String),
 }
 

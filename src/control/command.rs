@@ -46,12 +46,19 @@ pub enum Direction {
 /// Commands that open a data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferKind {
+    /// `LIST`: a directory listing.
     List,
+    /// `NLST`: file names only.
     Nlst,
+    /// `MLSD`: a machine-readable listing (RFC 3659).
     Mlsd,
+    /// `RETR`: download a file.
     Retr,
+    /// `STOR`: upload a file.
     Stor,
+    /// `STOU`: upload under a unique name the server picks.
     Stou,
+    /// `APPE`: append to a file.
     Appe,
 }
 
@@ -95,38 +102,60 @@ pub enum EpsvArg {
 /// One parsed client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `USER`: the login name, as sent.
     User(Vec<u8>),
+    /// `PASS`: the password (starred in `Debug`).
     Pass(Secret),
+    /// `ACCT`: account information (starred in `Debug`).
     Acct(Secret),
     /// Mechanism, uppercased (`TLS`, `SSL`, `TLS-C`, ...).
     Auth(String),
     /// Protection buffer size, decimal digits as sent.
     Pbsz(String),
+    /// `PROT`: data channel protection.
     Prot(ProtLevel),
+    /// `CCC`: clear the control channel (RFC 4217 §12.3).
     Ccc,
+    /// `PASV`: passive mode, IPv4.
     Pasv,
+    /// `EPSV`: extended passive mode (RFC 2428).
     Epsv(EpsvArg),
+    /// `PORT`: active mode, the client's IPv4 data address.
     Port(SocketAddrV4),
+    /// `EPRT`: active mode, any family (RFC 2428).
     Eprt(SocketAddr),
+    /// `FEAT`: list extensions (RFC 2389); answered by the gateway.
     Feat,
+    /// `SYST`: system type.
     Syst,
+    /// `NOOP`: keepalive.
     Noop,
+    /// `QUIT`: end the session.
     Quit,
+    /// `REIN`: reinitialize (log out); refused by the gateway.
     Rein,
+    /// `ABOR`: cut the running transfer.
     Abor,
+    /// `OPTS`: options for a command, argument as sent.
     Opts(Vec<u8>),
+    /// `REST`: restart offset for the next transfer.
     Rest(u64),
+    /// `TYPE`: representation type, argument as sent.
     Type(Vec<u8>),
     /// A command that opens a data connection; `raw` is the whole line
     /// (after TELNET stripping, without CRLF) to forward as-is.
     Transfer {
+        /// Which transfer command.
         kind: TransferKind,
+        /// The whole line to forward.
         raw: Vec<u8>,
     },
     /// Any other verb, uppercased; `raw` is the whole line (after TELNET
     /// stripping, without CRLF), forwarded byte-for-byte.
     Other {
+        /// The verb, uppercased.
         verb: String,
+        /// The whole line to forward.
         raw: Vec<u8>,
     },
 }
@@ -142,7 +171,12 @@ pub enum CommandError {
     BadVerb(String),
     /// Answer `501`.
     #[error("bad argument for {verb}: {reason}")]
-    BadArgument { verb: &'static str, reason: String },
+    BadArgument {
+        /// The command's verb.
+        verb: &'static str,
+        /// What is wrong with the argument.
+        reason: String,
+    },
     /// Answer `501`.
     #[error("missing argument for {0}")]
     MissingArgument(&'static str),

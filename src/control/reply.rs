@@ -110,6 +110,7 @@ impl Reply {
         self
     }
 
+    /// The first digit of the code (1 preliminary … 5 permanent failure).
     pub fn class(&self) -> u8 {
         u8::try_from(self.code / 100).unwrap_or(u8::MAX)
     }

@@ -25,6 +25,7 @@ use crate::shared::{ConnGuard, Shared};
 
 /// A connection past the front door.
 pub struct Admitted {
+    /// The accepted connection (the PROXY header, if any, already read).
     pub tcp: TcpStream,
     /// The client (from the PROXY header when behind a balancer).
     pub client: SocketAddr,

@@ -47,19 +47,34 @@ pub use crate::tls::check_sections as check_tls_sections;
 use accept::{bind_now, spawn_listener, Running};
 
 #[derive(Debug, thiserror::Error)]
+/// Why the gateway could not start: each names the config key at fault.
 pub enum StartError {
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    /// The configuration is invalid.
+    Invalid {
+        /// The key at fault.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("listeners[{index}] ({name}): cannot bind {addr}: {source}")]
+    /// A listener's address cannot be bound.
     Bind {
+        /// The listener's position in `listeners`.
         index: usize,
+        /// The listener's name.
         name: String,
+        /// The address asked for.
         addr: SocketAddr,
+        /// What the OS said.
         source: std::io::Error,
     },
     #[error("control.socket: cannot bind {path}: {source}")]
+    /// The control socket cannot be bound.
     ControlBind {
+        /// The socket path.
         path: String,
+        /// What the OS said.
         source: std::io::Error,
     },
     #[error("tunnels[{index}] ({name}): cannot bind {addr}: {source}")]
@@ -70,8 +85,11 @@ pub enum StartError {
         source: crate::tunnel::TunnelError,
     },
     #[error("metrics.bind: cannot bind {addr}: {source}")]
+    /// The metrics address cannot be bound.
     MetricsBind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// What the OS said.
         source: std::io::Error,
     },
 }
@@ -98,7 +116,9 @@ impl std::error::Error for StartErrors {}
 pub struct Prepared {
     listeners: Vec<Arc<ListenerCtx>>,
     backends: Vec<Arc<Backend>>,
+    /// The metric families of this process (kept across reloads).
     pub metrics: Arc<Metrics>,
+    /// The transfer log (kept across reloads).
     pub xferlog: Arc<TransferLog>,
     /// `metrics.bind`: where `/metrics`, `/healthz`, `/readyz` are served.
     metrics_bind: Option<SocketAddr>,
@@ -294,6 +314,7 @@ impl Gateway {
         Self::start_prepared(prepared).await
     }
 
+    /// Bind and start what [`Prepared::build`] built; every bind failure is reported.
     pub async fn start_prepared(prepared: Prepared) -> Result<Gateway, StartErrors> {
         let mut bound = Vec::new();
         let mut errors = Vec::new();
@@ -430,6 +451,7 @@ impl Gateway {
         })
     }
 
+    /// The bound address of the listener named `listener` (the OS-chosen port when it was 0).
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
         lock(&self.listeners).get(listener).map(|r| r.local)
     }
@@ -455,6 +477,7 @@ impl Gateway {
         self.metrics_addr
     }
 
+    /// The metric families (shared by every generation).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -658,6 +681,7 @@ impl Gateway {
         self.shutdown_with(grace).await;
     }
 
+    /// Drain with `grace` instead of `shutdown.grace`, then stop.
     pub async fn shutdown_with(self, grace: Duration) {
         self.drain(grace).await;
         let _ = self.stop_http.send(true);

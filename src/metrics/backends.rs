@@ -18,12 +18,19 @@ use super::{ok_label, Metrics};
 /// What went wrong on the backend leg (the `kind` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendErrorKind {
+    /// The backend's name did not resolve.
     Resolve,
+    /// TCP connect failed.
     Connect,
+    /// No answer within `timeouts.connect`.
     Timeout,
+    /// TLS handshake or certificate verification failed.
     Tls,
+    /// The backend refused service (`421` greeting or similar).
     Refused,
+    /// The backend spoke something that is not FTP.
     Protocol,
+    /// The backend closed the connection.
     Closed,
     /// A reply no command asked for, dropped (issue 24).
     Unsolicited,
@@ -182,6 +189,7 @@ impl Metrics {
             .inc();
     }
 
+    /// Count one health check of `backend` and set its up gauge.
     pub fn health_check(&self, backend: &str, ok: bool) {
         self.backends
             .health_checks

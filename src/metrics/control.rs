@@ -12,12 +12,19 @@ use super::{ok_label, Metrics};
 /// What a control request asked for: the `command` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ControlCommand {
+    /// `sessions`.
     Sessions,
+    /// `kill`.
     Kill,
+    /// `backend disable`.
     BackendDisable,
+    /// `backend enable`.
     BackendEnable,
+    /// `backend drain`.
     BackendDrain,
+    /// `pinholes`.
     Pinholes,
+    /// `reload`.
     Reload,
     /// A line that is not a request.
     Invalid,

@@ -50,7 +50,9 @@ pub use tunnel::TunnelDirection;
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
+    /// The client-facing leg.
     Client,
+    /// The backend-facing leg.
     Backend,
 }
 
@@ -113,6 +115,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Empty metric families, ready to register.
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
     }

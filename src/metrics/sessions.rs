@@ -16,7 +16,9 @@ use crate::session::outcome::SessionOutcome;
 /// How a login attempt went (the `result` label of `ftpsgate_logins_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoginResult {
+    /// `230`.
     Ok,
+    /// Refused by the backend (or the throttle).
     Failed,
     /// `USER`/`PASS` before `AUTH TLS` on a listener that requires TLS.
     RefusedNoTls,

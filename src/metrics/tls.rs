@@ -19,7 +19,9 @@ use super::{Metrics, Side};
 /// Whether a TLS handshake completed (the `result` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Handshake {
+    /// The handshake completed.
     Ok,
+    /// The handshake failed.
     Failed,
 }
 

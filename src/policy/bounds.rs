@@ -22,8 +22,11 @@ pub const FDS_PER_SESSION: u64 = 4;
 /// Session caps that apply when the configuration leaves them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultLimits {
+    /// `limits.max_sessions`.
     pub max_sessions: usize,
+    /// `limits.max_sessions_per_ip`.
     pub max_sessions_per_ip: usize,
+    /// `limits.max_unauthenticated_per_ip`.
     pub max_unauthenticated_per_ip: usize,
 }
 
@@ -82,6 +85,7 @@ struct Bucket {
 }
 
 impl ConnectionRate {
+    /// A limiter letting each address open `rate` connections per second (at least 1).
     pub fn new(rate: u32) -> ConnectionRate {
         ConnectionRate {
             rate: rate.max(1),
@@ -90,6 +94,7 @@ impl ConnectionRate {
         }
     }
 
+    /// Connections per second per address.
     pub fn rate(&self) -> u32 {
         self.rate
     }
@@ -138,6 +143,7 @@ impl ConnectionRate {
         self.buckets.len()
     }
 
+    /// No address is tracked.
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }

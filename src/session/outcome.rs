@@ -11,11 +11,17 @@
 /// How a client session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionOutcome {
+    /// A normal end (`QUIT`).
     Ok,
+    /// Refused by policy (access, TLS required, command filter).
     RefusedPolicy,
+    /// The client's TLS handshake failed.
     TlsFailed,
+    /// No backend could serve the session.
     BackendUnavailable,
+    /// An idle or command deadline passed.
     Timeout,
+    /// The client broke the protocol or its connection failed.
     ClientError,
     /// Ended by an operator (`ftpsgate ctl kill`).
     Killed,
@@ -33,6 +39,7 @@ pub enum SessionOutcome {
 /// How one data transfer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransferResult {
+    /// The whole file went through.
     Ok,
     /// A data leg failed (client or backend side).
     Failed,

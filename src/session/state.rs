@@ -65,18 +65,23 @@ const MAX_NOOPS: usize = 4;
 /// What the machine needs to know about its listener; fixed for a session.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Explicit, implicit or no TLS on the listener.
     pub tls_mode: TlsMode,
     /// The listener has a certificate (AUTH TLS possible).
     pub tls_available: bool,
     /// `tls.require`: no login in clear.
     pub require_tls: bool,
+    /// `tls.allow_clear_data`: `PROT C` allowed.
     pub allow_clear_data: bool,
+    /// `tls.allow_ccc`: `CCC` allowed.
     pub allow_ccc: bool,
+    /// `active.enabled`: `PORT`/`EPRT` allowed.
     pub active_enabled: bool,
     /// The client reached us over IPv4 (EPSV network protocol 1).
     pub local_v4: bool,
     /// The client's address (PORT/EPRT targets must match it).
     pub client_ip: IpAddr,
+    /// The listener's timeouts.
     pub timeouts: Timeouts,
     /// `listeners[].banner`: text of the `220` greeting.
     pub banner: String,
@@ -92,16 +97,20 @@ pub struct Settings {
 pub struct Routed {
     /// The login name to send to the backend (`user@backend` stripped).
     pub login: String,
+    /// The route's command filter.
     pub commands: CommandPolicy,
     /// A new backend connection was made (the old one, if any, is gone).
     pub fresh: bool,
+    /// How the gateway reaches the backend's data port.
     pub data_mode: DataMode,
     /// The backend control peer is IPv4 (PASV) rather than IPv6 (EPSV).
     pub backend_v4: bool,
+    /// `backends[].keepalive_noop`: NOOP period toward the backend during transfers.
     pub keepalive_noop: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
+/// Why a `USER` could not be routed.
 pub enum RouteFailure {
     /// `user@backend` named a backend that does not exist.
     UnknownBackend,
@@ -116,6 +125,7 @@ pub struct TransferFailure {
     pub reply: Reply,
     /// Cut by `ABOR` or by the session ending, not by a fault.
     pub aborted: bool,
+    /// What went wrong, for the log.
     pub error: String,
 }
 
@@ -128,6 +138,7 @@ pub enum Input {
     ClientTooLong,
     /// The client closed the connection (EOF).
     ClientClosed,
+    /// The client connection failed (read or TLS error).
     ClientError(String),
     /// One complete backend reply.
     BackendReply(Reply),
@@ -174,6 +185,7 @@ pub enum BackendSide {
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Send one reply to the client.
     ToClient(Reply),
     /// One command line to the backend (CRLF added by the driver).
     ToBackend(Vec<u8>),
@@ -186,11 +198,13 @@ pub enum Action {
     /// Choose (and if needed connect) the backend for this login, then feed
     /// [`Input::Routed`].
     Route {
+        /// The login name as the client sent it.
         user: String,
     },
     /// Open a pinhole for the client (TLS on it when `protected`: PROT P),
     /// then feed [`Input::PassiveOpened`].
     OpenPassive {
+        /// TLS on the pinhole (PROT P).
         protected: bool,
     },
     /// Listen for the backend's data connection, then feed
@@ -200,8 +214,11 @@ pub enum Action {
     DropPending,
     /// The transfer command has been sent: connect both data legs and relay.
     StartTransfer {
+        /// Which transfer command.
         kind: TransferKind,
+        /// The client's data leg (pinhole or active target).
         client: ClientSide,
+        /// The backend's data leg.
         backend: BackendSide,
         /// TLS on the client data leg (PROT P).
         protected: bool,
@@ -215,13 +232,21 @@ pub enum Action {
 /// One finished transfer, for metrics and the transfer log.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// Which transfer command.
     pub kind: TransferKind,
+    /// The path as the client named it.
     pub path: String,
+    /// When the transfer command was sent.
     pub started: Instant,
+    /// How it ended.
     pub result: TransferResult,
+    /// Data bytes relayed.
     pub bytes: u64,
+    /// The backend confirmed it with `226`/`250`.
     pub complete: bool,
+    /// The login name.
     pub user: String,
+    /// `TYPE I` (else ASCII).
     pub binary: bool,
 }
 
@@ -238,9 +263,11 @@ pub trait Env {
     fn login_ok(&mut self, fresh: bool);
     /// The backend refused a password; `true` when the client must now cool down.
     fn login_failed(&mut self) -> bool;
+    /// The client tried to log in before TLS on a listener that requires it.
     fn login_refused_no_tls(&mut self);
     /// A PORT/EPRT target was refused (bounce protection).
     fn active_refused(&mut self);
+    /// A transfer ended (metrics, transfer log).
     fn transfer_finished(&mut self, done: &Finished);
     /// A backend reply no command asked for was dropped (metrics).
     fn unsolicited_reply(&mut self);
@@ -461,6 +488,7 @@ impl Machine {
         !self.client_spoke
     }
 
+    /// The session is over; no more input is accepted.
     pub fn is_closed(&self) -> bool {
         self.closed
     }

@@ -185,7 +185,9 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
 /// `tls` sections that converted cleanly, each with where it is.
 #[derive(Debug, Default)]
 pub struct TlsSections {
+    /// `listeners[].tls` sections.
     pub listeners: Vec<Section<ListenerTls>>,
+    /// `backends[].tls` sections.
     pub backends: Vec<Section<BackendTls>>,
 }
 
