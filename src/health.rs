@@ -30,6 +30,8 @@ pub struct Health {
     listeners_bound: AtomicBool,
     /// One entry per configured backend, in config order (replaced on reload).
     backends: RwLock<Vec<BackendHealth>>,
+    /// DMZ edge tunnels, listed with their connectors in the report.
+    tunnels: RwLock<Vec<Arc<crate::tunnel::edge::Edge>>>,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,11 @@ impl Health {
 
     fn list(&self) -> RwLockReadGuard<'_, Vec<BackendHealth>> {
         self.backends.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tunnels `/readyz` lists (set once at start).
+    pub fn set_tunnels(&self, tunnels: Vec<Arc<crate::tunnel::edge::Edge>>) {
+        *self.tunnels.write().unwrap_or_else(|p| p.into_inner()) = tunnels;
     }
 
     pub fn set_listeners_bound(&self, bound: bool) {
@@ -122,6 +129,25 @@ impl Health {
                 "down"
             };
             out.push_str(&format!("backend {}: {state}\n", b.name));
+        }
+        for t in self
+            .tunnels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let connectors = t.connectors();
+            out.push_str(&format!(
+                "tunnel {}: {} connector(s)\n",
+                t.name,
+                connectors.len()
+            ));
+            for (peer, streams) in connectors {
+                out.push_str(&format!(
+                    "tunnel {} connector {peer}: {streams} stream(s)\n",
+                    t.name
+                ));
+            }
         }
         out
     }

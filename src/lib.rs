@@ -30,6 +30,8 @@
 //! - [`backend`]: the backend control leg and its data connections;
 //!   [`backend::pool`] the backends at run time (in-use counts, cursors, fallback);
 //! - [`data`]: pinholes (with their kernel twins) and the byte relay;
+//! - [`tunnel`]: DMZ mode — the edge end (tunnels connectors dial into) and the
+//!   connector end (dials out, connects only to its own backends);
 //! - [`demo`]: the self-contained demo (in-process backend + generated cert);
 //! - beside the flow: [`metrics`], [`xferlog`] (recorded by sessions), [`health`]
 //!   (readiness, backend checks) and [`http`] (`/metrics`, `/healthz`, `/readyz`);
@@ -71,6 +73,7 @@ pub mod session;
 pub(crate) mod shared;
 pub(crate) mod stream;
 pub(crate) mod tls;
+pub mod tunnel;
 pub(crate) mod xferlog;
 
 pub use gateway::{Gateway, StartError, StartErrors};

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::backend::io::BackendIo;
+
 mod backend;
 mod hold;
 
@@ -18,15 +20,16 @@ pub(crate) use hold::HoldIo;
 
 /// Client-side (gateway is the TLS server) stream.
 pub(crate) type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;
-/// Backend-side (gateway is the TLS client) stream.
-pub(crate) type BackendStream = MaybeTls<BackendTlsStream>;
+/// Backend-side (gateway is the TLS client) stream, over TCP or a tunnel.
+pub(crate) type BackendStream = MaybeTls<BackendTlsStream, BackendIo>;
 
-pub enum MaybeTls<T> {
-    Plain(TcpStream),
+/// `P`: the plain transport (TCP, or for backends `BackendIo`).
+pub enum MaybeTls<T, P = TcpStream> {
+    Plain(P),
     Tls(Box<T>),
 }
 
-impl<T> MaybeTls<T> {
+impl<T, P> MaybeTls<T, P> {
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
     }
@@ -42,7 +45,8 @@ impl ClientStream {
 }
 
 impl BackendStream {
-    pub fn tcp(&self) -> &TcpStream {
+    /// The transport under TLS (if any).
+    pub fn io(&self) -> &BackendIo {
         match self {
             MaybeTls::Plain(s) => s,
             MaybeTls::Tls(t) => t.get_ref().0,
@@ -50,7 +54,7 @@ impl BackendStream {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
+impl<T: AsyncRead + Unpin, P: AsyncRead + Unpin> AsyncRead for MaybeTls<T, P> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -63,7 +67,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
+impl<T: AsyncWrite + Unpin, P: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T, P> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

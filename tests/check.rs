@@ -88,6 +88,17 @@ fn every_shipped_policy_passes_check() {
         let mut yaml = std::fs::read_to_string(file).expect("read policy");
         if dir.starts_with(root.join("deploy")) {
             lab_certs(&dir.join("tls"));
+            if dir.ends_with("deploy/dmz") {
+                // The tunnel's own PKI (deploy/dmz/README.md), from the lab certificates.
+                for (to, from) in [
+                    ("edge.pem", "gateway.pem"),
+                    ("edge.key", "gateway.key"),
+                    ("connectors-ca.pem", "backend-ca.pem"),
+                ] {
+                    std::fs::copy(dir.join("tls").join(from), dir.join("tls").join(to))
+                        .expect("tunnel lab certificate");
+                }
+            }
             // Installed layout: the log directory exists on the target host.
             yaml = yaml.replace("/var/log/ftpsgate/", &format!("{}/", logs.display()));
             std::fs::write(file, yaml).expect("write policy");

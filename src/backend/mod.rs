@@ -6,10 +6,16 @@
 //! address printed in a `227` reply: misconfigured servers behind NAT print
 //! wrong ones, and following a printed address would let a backend steer the
 //! gateway anywhere (RFC 2577 bounce, in reverse).
+//!
+//! A backend with `via` (DMZ mode) is reached through a tunnel instead: the
+//! control connection is a stream "control to backend NAME" over a connector,
+//! and its data connections are streams "data to that backend's IP, port P"
+//! over the same connector connection; TLS and FTP run inside unchanged
+//! ([`io::BackendIo`]).
 
+pub(crate) mod io;
 pub(crate) mod pool;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +30,9 @@ use crate::control::Reply;
 use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
 use crate::stream::{BackendStream, BackendTlsStream, MaybeTls};
 use crate::tls::{self, BackendTls, SessionConnector};
+use crate::tunnel::edge::{Edge, Link, OpenError, Opened};
+use crate::tunnel::proto::Request;
+use io::BackendIo;
 
 /// A configured backend with its TLS built (shared by all sessions).
 pub struct Backend {
@@ -32,6 +41,9 @@ pub struct Backend {
     pub metrics: Arc<Metrics>,
     /// Sessions currently using this backend (least-connections balancing).
     pub active: std::sync::atomic::AtomicUsize,
+    /// The tunnel of `cfg.via`, set when the gateway starts its tunnels;
+    /// unset with `via`: every connect fails (no connector).
+    pub tunnel: std::sync::OnceLock<Arc<Edge>>,
 }
 
 impl Backend {
@@ -49,6 +61,7 @@ impl Backend {
             tls,
             metrics,
             active: std::sync::atomic::AtomicUsize::new(0),
+            tunnel: std::sync::OnceLock::new(),
         })
     }
 }
@@ -60,17 +73,22 @@ pub enum BackendError {
     #[error("cannot resolve backend {0}")]
     Resolve(String),
     #[error("cannot connect to backend {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("backend {0} did not answer in time")]
     Timeout(String),
     #[error("TLS handshake with backend failed: {0}")]
-    Tls(io::Error),
+    Tls(std::io::Error),
     #[error("backend refused: {0}")]
     Refused(String),
     #[error("backend control channel: {0}")]
     Channel(#[from] ReplyReadError),
     #[error("backend I/O: {0}")]
-    Io(#[from] io::Error),
+    Io(#[from] std::io::Error),
+    #[error("backend through tunnel: {0}")]
+    Tunnel(#[from] OpenError),
 }
 
 impl BackendError {
@@ -86,6 +104,8 @@ impl BackendError {
             BackendError::Channel(ReplyReadError::Timeout(_)) => BackendErrorKind::Timeout,
             BackendError::Channel(_) => BackendErrorKind::Protocol,
             BackendError::Io(_) => BackendErrorKind::Closed,
+            BackendError::Tunnel(OpenError::Refused(_)) => BackendErrorKind::Refused,
+            BackendError::Tunnel(_) => BackendErrorKind::Connect,
         }
     }
 }
@@ -112,11 +132,23 @@ pub struct DataTarget {
     pub metrics: Arc<Metrics>,
     /// Some when data connections are TLS (`PROT P` toward the backend).
     pub tls: Option<SessionConnector>,
+    /// Some for a backend reached through a tunnel: data connections go over
+    /// the connector connection that carries the control connection.
+    pub via: Option<(Arc<Edge>, Link)>,
 }
 
 impl DataTarget {
     pub async fn connect(&self, port: u16, limit: Duration) -> Result<BackendStream, BackendError> {
         let addr = SocketAddr::new(self.ip, port);
+        if let Some((edge, link)) = &self.via {
+            let req = Request::Data {
+                backend: self.backend.to_string(),
+                addr,
+            };
+            let opened = edge.open_on(link, &req, limit).await?;
+            let io = BackendIo::Tunnel(Box::new(opened.stream));
+            return self.secure(io, addr, limit).await;
+        }
         let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
@@ -128,12 +160,18 @@ impl DataTarget {
             Err(_) => return Err(BackendError::Timeout(addr.to_string())),
         };
         crate::net::tune(&tcp);
-        self.secure(tcp, addr, limit).await
+        self.secure(BackendIo::Tcp(tcp), addr, limit).await
     }
 
     /// Listen for an active-mode backend (we send it `PORT`/`EPRT`), on an
     /// ephemeral port of `local_ip` (our side of the backend control connection).
     pub fn listen(&self, local_ip: std::net::IpAddr) -> Result<BackendListener, BackendError> {
+        if self.via.is_some() {
+            // `check` refuses `data_mode: active` with `via`.
+            return Err(BackendError::Refused(
+                "active mode toward a backend is not available through a tunnel".into(),
+            ));
+        }
         let std_listener = std::net::TcpListener::bind(SocketAddr::new(local_ip, 0))?;
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
@@ -153,7 +191,7 @@ impl DataTarget {
             loop {
                 let (tcp, peer) = l.listener.accept().await?;
                 if peer.ip().to_canonical() == self.ip.to_canonical() {
-                    return Ok::<_, io::Error>(tcp);
+                    return Ok::<_, std::io::Error>(tcp);
                 }
                 tracing::warn!(intruder = %peer, reason = "stealing", "refused backend data connection from foreign address");
             }
@@ -165,12 +203,12 @@ impl DataTarget {
         };
         drop(l);
         crate::net::tune(&tcp);
-        self.secure(tcp, addr, limit).await
+        self.secure(BackendIo::Tcp(tcp), addr, limit).await
     }
 
     async fn secure(
         &self,
-        tcp: TcpStream,
+        tcp: BackendIo,
         addr: impl ToString,
         limit: Duration,
     ) -> Result<BackendStream, BackendError> {
@@ -320,52 +358,42 @@ async fn connect_once(
     session_tls: Option<SessionConnector>,
 ) -> Result<(BackendSession, Reply), BackendError> {
     let cfg = &backend.cfg;
-    let target = display_addr(cfg);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
-        .await
-        .map_err(|_| BackendError::Resolve(target.clone()))?
-        .collect();
-    let mut last_err = None;
-    let mut tcp = None;
-    for a in addrs {
-        match TcpStream::connect(a).await {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last_err = Some(e),
+    let (mut io, peer, local, via) = match &cfg.via {
+        Some(_) => {
+            let edge = backend.tunnel.get().ok_or_else(|| {
+                BackendError::Resolve(format!("tunnel {:?} not started", cfg.via))
+            })?;
+            let req = Request::Control {
+                backend: cfg.name.clone(),
+            };
+            let Opened {
+                stream,
+                peer,
+                local,
+                link,
+            } = edge.open(&req, limit).await?;
+            let via = Some((edge.clone(), link));
+            (BackendIo::Tunnel(Box::new(stream)), peer, local, via)
         }
-    }
-    let tcp = match tcp {
-        Some(t) => t,
         None => {
-            return Err(match last_err {
-                Some(source) => BackendError::Connect {
-                    addr: target,
-                    source,
-                },
-                None => BackendError::Resolve(target),
-            })
+            let (tcp, peer, local) = connect_tcp(cfg).await?;
+            (BackendIo::Tcp(tcp), peer, local, None)
         }
     };
-    crate::net::tune(&tcp);
-    let peer = tcp.peer_addr()?;
-    let local = tcp.local_addr()?;
-    let mut tcp = tcp;
     if let Some(version) = cfg.send_proxy {
         // First bytes on the connection, before TLS and the greeting.
         let header = crate::proxy::header(version, client);
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &header).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut io, &header).await?;
     }
 
     let stream = match (cfg.tls.mode, &session_tls) {
         (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(BackendTlsStream::control(
             c.connector
-                .connect(c.server_name.clone(), tcp)
+                .connect(c.server_name.clone(), io)
                 .await
                 .map_err(BackendError::Tls)?,
         ))),
-        _ => MaybeTls::Plain(tcp),
+        _ => MaybeTls::Plain(io),
     };
     let mut chan = Channel::new(stream);
     let greeting = read_final(&mut chan, limit).await?;
@@ -424,12 +452,52 @@ async fn connect_once(
                 backend: Arc::from(cfg.name.as_str()),
                 metrics: backend.metrics.clone(),
                 tls: data_tls,
+                via,
             },
             tls_version,
             connect_latency: Duration::ZERO,
         },
         greeting,
     ))
+}
+
+/// The gateway's own TCP connection to the backend's address (the first of
+/// its resolved addresses that accepts): the stream, its peer and our end.
+async fn connect_tcp(
+    cfg: &config::Backend,
+) -> Result<(TcpStream, SocketAddr, SocketAddr), BackendError> {
+    let target = display_addr(cfg);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((cfg.host.as_str(), cfg.port))
+        .await
+        .map_err(|_| BackendError::Resolve(target.clone()))?
+        .collect();
+    let mut last_err = None;
+    let mut tcp = None;
+    for a in addrs {
+        match TcpStream::connect(a).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let tcp = match tcp {
+        Some(t) => t,
+        None => {
+            return Err(match last_err {
+                Some(source) => BackendError::Connect {
+                    addr: target,
+                    source,
+                },
+                None => BackendError::Resolve(target),
+            })
+        }
+    };
+    crate::net::tune(&tcp);
+    let peer = tcp.peer_addr()?;
+    let local = tcp.local_addr()?;
+    Ok((tcp, peer, local))
 }
 
 /// Read replies until a final (non-1xx) one, e.g. `120` then `220`.

@@ -184,6 +184,8 @@ impl Gatherer {
                 ("reload", raw.reload.is_some()),
                 ("control", raw.control.is_some()),
                 ("auth", raw.auth.is_some()),
+                ("tunnels", raw.tunnels.is_some()),
+                ("connect", raw.connect.is_some()),
             ] {
                 if given {
                     self.errors.push(ConfigError {

@@ -29,12 +29,12 @@ use std::path::Path;
 pub use typed::{
     AccessRule, Action, Active, AdvertiseRule, AuthKind, AuthProvider, Backend, BackendLogin,
     BackendTls, BackendVerify, Balance, CertIdentity, ClientAuth, ClientAuthMode, ClientCert,
-    CommandPolicy, Config, ControlConfig, DataMode, DataProtection, FailedLogins, HealthCheck,
-    LdapAuth, LdapLookup, Limits, Listener, ListenerLimits, ListenerTls, ListingsPolicy, LogTime,
-    MetricsConfig, Nftables, Passive, PortRange, PortRangeError, PortShare, ProxyProtocol,
-    ProxyVersion, Reload, ReuseScope, Route, RouteAuth, SniCert, Timeouts, TlsMode, TlsVersion,
-    TransferLogConfig, TransferLogFormat, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE,
-    NEVER_FILTERED,
+    CommandPolicy, Config, Connect, ConnectBackend, ControlConfig, DataMode, DataProtection,
+    FailedLogins, HealthCheck, LdapAuth, LdapLookup, Limits, Listener, ListenerLimits, ListenerTls,
+    ListingsPolicy, LogTime, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
+    PortShare, ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route, RouteAuth, SniCert,
+    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, Tunnel, TunnelClientTls,
+    TunnelServerTls, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
 };
 
 pub use build::{ClientAuthFile, TlsSections};

@@ -74,6 +74,21 @@ pub(crate) fn resolved(path: &Path) -> Result<String, ConfigErrors> {
             }
         }
     }
+    let tunnel_tls = top
+        .tunnels
+        .iter_mut()
+        .flatten()
+        .filter_map(|t| t.tls.as_mut());
+    let connect_tls = top
+        .connect
+        .iter_mut()
+        .flatten()
+        .filter_map(|c| c.tls.as_mut());
+    for tls in tunnel_tls.chain(connect_tls) {
+        for p in [&mut tls.cert, &mut tls.key, &mut tls.client_ca, &mut tls.ca] {
+            absolute(p, &base_dir);
+        }
+    }
     serde_saphyr::to_string(&top).map_err(|e| failed(format!("cannot render YAML: {e}")))
 }
 

@@ -42,6 +42,12 @@ pub(crate) struct RawConfig {
     pub control: Option<RawControl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<RawAuth>,
+    /// DMZ edge: tunnels connectors dial into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnels: Option<Vec<RawTunnel>>,
+    /// DMZ connector: edges to dial out to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Vec<RawConnect>>,
 }
 
 /// `auth`: password providers for routes with `auth: gateway`.
@@ -88,6 +94,52 @@ pub(crate) struct RawLdapSearch {
     pub bind_dn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_password_file: Option<String>,
+}
+
+/// `tunnels[i]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawTunnel {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTunnelTls>,
+}
+
+/// `tunnels[i].tls` and `connect[i].tls` (each uses its own keys).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawTunnelTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+/// `connect[i]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawConnect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTunnelTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<RawConnectBackend>>,
+}
+
+/// `connect[i].backends[j]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct RawConnectBackend {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// `control`: the local control socket for `ftpsgate ctl`.
@@ -440,6 +492,8 @@ pub(crate) struct RawBackend {
     pub keepalive_noop: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_proxy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// `backends[i].health_check`; each value is a duration like `timeouts`.

@@ -42,6 +42,10 @@ pub struct Config {
     pub control: Option<ControlConfig>,
     /// `auth.providers`: names are unique; routes refer to them.
     pub auth: Vec<Arc<AuthProvider>>,
+    /// DMZ edge role: tunnels that connectors dial into (`tunnels`).
+    pub tunnels: Vec<Tunnel>,
+    /// DMZ connector role: edges this process dials out to (`connect`).
+    pub connect: Vec<Connect>,
     /// Every file this config was loaded from, the top file first, then included
     /// files in load order (absolute paths); empty for [`Config::from_yaml_str`].
     /// What `reload.watch` polls.
@@ -791,6 +795,9 @@ pub struct Backend {
     /// backend sees (and logs, and applies its own rules to) the real client
     /// address. `None` (default): no header.
     pub send_proxy: Option<ProxyVersion>,
+    /// `via`: the tunnel whose connectors reach this backend (DMZ mode); the
+    /// edge then never connects to `host`/`port` itself. `None`: direct.
+    pub via: Option<String>,
 }
 
 /// PROXY protocol version sent to a backend (`backends[i].send_proxy`).
@@ -958,4 +965,65 @@ impl fmt::Display for Action {
             Action::Deny => "deny",
         })
     }
+}
+
+/// `tunnels[]`: a QUIC endpoint in the DMZ that connectors dial into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Unique; what `backends[].via` refers to.
+    pub name: String,
+    /// UDP address the edge listens on.
+    pub listen: SocketAddr,
+    /// Its certificate and the connectors' CA.
+    pub tls: TunnelServerTls,
+}
+
+/// `tunnels[].tls`: the edge's certificate and the CA its connectors' client
+/// certificates must chain to (mutual TLS 1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelServerTls {
+    /// The edge's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA connectors' certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
+/// `connect[]`: an edge this process (the connector) dials out to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// Edge host (IP literal or DNS name) and UDP port.
+    pub edge_host: String,
+    /// Edge UDP port.
+    pub edge_port: u16,
+    /// The name the edge certificate must carry; default: `edge_host`.
+    pub server_name: String,
+    /// The connector's certificate and the edge's CA.
+    pub tls: TunnelClientTls,
+    /// The only places the edge may make this connector connect to.
+    pub backends: Vec<ConnectBackend>,
+}
+
+/// `connect[].tls`: the connector's client certificate and the CA the edge's
+/// certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelClientTls {
+    /// The connector's client certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA the edge's certificate must chain to.
+    pub ca: PathBuf,
+}
+
+/// `connect[].backends[]`: a backend the edge may ask for by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectBackend {
+    /// What the edge's `backends[].name` asks for.
+    pub name: String,
+    /// Host (IP literal or DNS name), resolved at connect time.
+    pub host: String,
+    /// TCP port of its control connection.
+    pub port: u16,
 }

@@ -37,6 +37,8 @@ use crate::listener::ListenerCtx;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
 use crate::tls::ServerTls;
+use crate::tunnel::connector::Connector;
+use crate::tunnel::edge::Edge;
 use crate::xferlog::TransferLog;
 
 /// For `ftpsgate check`: `client_auth` CA and CRL files, located at their keys.
@@ -77,6 +79,18 @@ pub enum StartError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A tunnel's UDP address cannot be bound (DMZ edge).
+    #[error("tunnels[{index}] ({name}): cannot bind {addr}: {source}")]
+    TunnelBind {
+        /// Its index in `tunnels`.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: crate::tunnel::TunnelError,
+    },
     #[error("metrics.bind: cannot bind {addr}: {source}")]
     /// The metrics address cannot be bound.
     MetricsBind {
@@ -116,6 +130,10 @@ pub struct Prepared {
     /// `metrics.bind`: where `/metrics`, `/healthz`, `/readyz` are served.
     metrics_bind: Option<SocketAddr>,
     config: Arc<Config>,
+    /// DMZ edge: the tunnels (not bound yet).
+    edges: Vec<Arc<Edge>>,
+    /// DMZ connector: the edges to dial (not started yet).
+    connectors: Vec<Connector>,
 }
 
 impl Prepared {
@@ -180,6 +198,26 @@ impl Prepared {
             }
         }
         let backends = Arc::new(backends);
+        let mut edges = Vec::new();
+        for (i, t) in config.tunnels.iter().enumerate() {
+            match Edge::new(t, metrics.clone()) {
+                Ok(e) => edges.push(e),
+                Err(e) => errors.push(StartError::Invalid {
+                    path: format!("tunnels[{i}].tls"),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        let mut connectors = Vec::new();
+        for (i, c) in config.connect.iter().enumerate() {
+            match Connector::new(c, metrics.clone()) {
+                Ok(c) => connectors.push(c),
+                Err(e) => errors.push(StartError::Invalid {
+                    path: format!("connect[{i}].tls"),
+                    message: e.to_string(),
+                }),
+            }
+        }
         let mut listeners = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let tls = match l.tls.mode {
@@ -243,6 +281,8 @@ impl Prepared {
                 xferlog,
                 metrics_bind: config.metrics.as_ref().map(|m| m.bind),
                 config: Arc::new(config.clone()),
+                edges,
+                connectors,
             })
         } else {
             Err(errors)
@@ -266,6 +306,8 @@ pub struct Gateway {
     config: Arc<Mutex<Arc<Config>>>,
     /// Reloads asked for over the control socket (never sent without one).
     control_reloads: tokio::sync::Mutex<mpsc::Receiver<crate::ctl::ReloadRequest>>,
+    /// DMZ edge tunnels by name; bound once at start, kept across reloads.
+    edges: HashMap<String, Arc<Edge>>,
 }
 
 impl Gateway {
@@ -291,6 +333,18 @@ impl Gateway {
                     index,
                     name: ctx.cfg.name.clone(),
                     addr,
+                    source,
+                }),
+            }
+        }
+        let mut edges = Vec::new();
+        for (index, edge) in prepared.edges.iter().enumerate() {
+            match edge.bind() {
+                Ok(endpoint) => edges.push((edge.clone(), endpoint)),
+                Err(source) => errors.push(StartError::TunnelBind {
+                    index,
+                    name: edge.name.to_string(),
+                    addr: prepared.config.tunnels[index].listen,
                     source,
                 }),
             }
@@ -322,6 +376,11 @@ impl Gateway {
             return Err(StartErrors(errors));
         }
         let metrics = prepared.metrics;
+        let edges_by_name: HashMap<String, Arc<Edge>> = edges
+            .iter()
+            .map(|(e, _)| (e.name.to_string(), e.clone()))
+            .collect();
+        wire_tunnels(&prepared.backends, &edges_by_name);
         let health = Health::new(
             prepared
                 .backends
@@ -345,6 +404,13 @@ impl Gateway {
         }
         health.set_listeners_bound(true);
         let mut tasks = JoinSet::new();
+        health.set_tunnels(edges.iter().map(|(e, _)| e.clone()).collect());
+        for (edge, endpoint) in edges {
+            tasks.spawn(edge.serve(endpoint, stop_http_rx.clone()));
+        }
+        for c in prepared.connectors {
+            tasks.spawn(c.run(stop_http_rx.clone()));
+        }
         health::spawn_checks(
             &mut tasks,
             prepared.backends.clone(),
@@ -388,6 +454,7 @@ impl Gateway {
             tasks: Mutex::new(tasks),
             config,
             control_reloads: tokio::sync::Mutex::new(control_reloads),
+            edges: edges_by_name,
         })
     }
 
@@ -404,6 +471,11 @@ impl Gateway {
             .collect();
         v.sort();
         v
+    }
+
+    /// The UDP address the tunnel `name` listens on (DMZ edge).
+    pub fn tunnel_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.edges.get(name).and_then(|e| e.local_addr())
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`metrics.bind`,
@@ -474,6 +546,12 @@ impl Gateway {
             warn!("{w}");
         }
         let prepared = Prepared::build_with(&config, self.metrics.clone())?;
+        if prepared.config.tunnels != lock(&self.config).tunnels
+            || prepared.config.connect != lock(&self.config).connect
+        {
+            warn!("tunnels and connect take effect at restart only; the running ones are kept");
+        }
+        wire_tunnels(&prepared.backends, &self.edges);
         let mut running = lock(&self.listeners);
         // Bind every new address first, so a failure changes nothing.
         let mut fresh = Vec::new();
@@ -621,6 +699,15 @@ impl Gateway {
         }
         let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Points each backend with `via` at its running tunnel.
+fn wire_tunnels(backends: &[Arc<Backend>], edges: &HashMap<String, Arc<Edge>>) {
+    for b in backends {
+        if let Some(edge) = b.cfg.via.as_ref().and_then(|v| edges.get(v)) {
+            let _ = b.tunnel.set(edge.clone());
+        }
     }
 }
 

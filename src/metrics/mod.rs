@@ -21,6 +21,7 @@
 //! - [`process`]: open fds and their limit, RSS, CPU, start time (`/proc`);
 //! - [`control`]: requests over the control socket;
 //! - [`auth`]: passwords checked by the gateway (`auth: gateway` routes).
+//! - [`tunnel`]: DMZ mode — connectors, streams, bytes, reconnects, refusals.
 //!
 //! A new metric goes into its area's file (a field, one `register` call, one
 //! recording method) plus its call site; a new area is a new file and one field
@@ -35,6 +36,7 @@ mod process;
 mod sessions;
 mod tls;
 mod transfers;
+mod tunnel;
 
 use std::sync::Arc;
 
@@ -46,6 +48,7 @@ pub use control::ControlCommand;
 pub use sessions::{outcome_label, verb_label, LoginResult};
 pub use tls::{CertExpiry, ClientCertRefusal, Handshake, Resumption};
 pub use transfers::{result_label, PinholeRefusal, PortHeld};
+pub use tunnel::TunnelDirection;
 
 /// Which leg of the gateway: the `side` label of handshakes and data bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +90,7 @@ pub struct Metrics {
     config: config::Families,
     control: control::Families,
     auth: auth::Families,
+    tunnel: tunnel::Families,
 }
 
 impl Default for Metrics {
@@ -100,6 +104,7 @@ impl Default for Metrics {
         let config = config::Families::register(r);
         let control = control::Families::register(r);
         let auth = auth::Families::register(r);
+        let tunnel = tunnel::Families::register(r);
         process::register(r);
         Metrics {
             registry,
@@ -110,6 +115,7 @@ impl Default for Metrics {
             config,
             control,
             auth,
+            tunnel,
         }
     }
 }

@@ -247,7 +247,7 @@ async fn run(
             // dropped without close_notify, which lenient servers accept)
             // would store the partial file as complete. A reset cannot be
             // mistaken. Cleared once the upload is complete.
-            crate::net::abort(b.tcp());
+            b.io().arm_abort();
         }
     }
     let mut client = client?;
@@ -270,7 +270,7 @@ async fn run(
             let relayed = relay::relay(&mut client, "client", &mut backend, "backend", opts).await;
             // On error the backend leg is dropped with its reset armed.
             let n = relayed?;
-            crate::net::unabort(backend.tcp());
+            backend.io().disarm_abort();
             // Our close_notify on the client leg too (RFC 4217 §8: a TLS data
             // connection ends with close_notify from both sides).
             let _ = tokio::time::timeout(connect, tokio::io::AsyncWriteExt::shutdown(&mut client))

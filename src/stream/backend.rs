@@ -20,6 +20,10 @@
 //! backend finishes, answers on the control connection and its session goes
 //! on; the tickets it sends arrive the normal way. A connection armed to be
 //! reset (an incomplete upload, `net::abort`) is reset at once as intended.
+//!
+//! The transport under TLS is TCP or a tunnel stream ([`BackendIo`]); over a
+//! tunnel the salvage polls the stream once without waiting instead of
+//! reading the socket.
 
 use std::io::{self, Read};
 use std::pin::Pin;
@@ -27,8 +31,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use crate::backend::io::BackendIo;
 
 /// Upper bound of bytes read from the socket on drop (the tickets come first;
 /// a download's data behind them is not needed).
@@ -41,14 +46,14 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 /// A client-side TLS stream to a backend.
 pub struct BackendTlsStream {
     /// Always `Some` until dropped.
-    inner: Option<TlsStream<TcpStream>>,
+    inner: Option<TlsStream<BackendIo>>,
     /// A data connection: read to its end in the background when dropped.
     linger: bool,
 }
 
 impl BackendTlsStream {
     /// The backend control connection.
-    pub fn control(inner: TlsStream<TcpStream>) -> Self {
+    pub fn control(inner: TlsStream<BackendIo>) -> Self {
         BackendTlsStream {
             inner: Some(inner),
             linger: false,
@@ -56,14 +61,14 @@ impl BackendTlsStream {
     }
 
     /// A backend data connection.
-    pub fn data(inner: TlsStream<TcpStream>) -> Self {
+    pub fn data(inner: TlsStream<BackendIo>) -> Self {
         BackendTlsStream {
             inner: Some(inner),
             linger: true,
         }
     }
 
-    pub fn get_ref(&self) -> (&TcpStream, &rustls::ClientConnection) {
+    pub fn get_ref(&self) -> (&BackendIo, &rustls::ClientConnection) {
         match &self.inner {
             Some(s) => s.get_ref(),
             // Only `drop` takes it.
@@ -71,7 +76,7 @@ impl BackendTlsStream {
         }
     }
 
-    fn io(&mut self) -> io::Result<&mut TlsStream<TcpStream>> {
+    fn io(&mut self) -> io::Result<&mut TlsStream<BackendIo>> {
         self.inner
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
@@ -81,12 +86,18 @@ impl BackendTlsStream {
 /// Processes TLS records already received by the kernel, without waiting, so
 /// post-handshake messages (session tickets) reach the session store.
 /// Returns the number of bytes taken from the socket.
-fn salvage_tickets(stream: &mut TlsStream<TcpStream>) -> usize {
-    let (tcp, conn) = stream.get_mut();
-    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+fn salvage_tickets(stream: &mut TlsStream<BackendIo>) -> usize {
+    if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
         // TLS 1.2 resumes by session id, which stays in the store.
         return 0;
     }
+    if matches!(stream.get_ref().0, BackendIo::Tunnel(_)) {
+        return salvage_polled(stream);
+    }
+    let (io, conn) = stream.get_mut();
+    let BackendIo::Tcp(tcp) = io else {
+        return 0;
+    };
     let sock = socket2::SockRef::from(&*tcp);
     let mut buf = [0u8; 16 * 1024];
     let mut taken = 0;
@@ -112,13 +123,32 @@ fn salvage_tickets(stream: &mut TlsStream<TcpStream>) -> usize {
     taken
 }
 
-/// True when the socket is armed to send a reset on close (`net::abort`).
-fn reset_armed(tcp: &TcpStream) -> bool {
-    matches!(socket2::SockRef::from(tcp).linger(), Ok(Some(d)) if d.is_zero())
+/// [`salvage_tickets`] over a transport without a socket: reads through TLS
+/// with a waker that is never woken, until nothing more is ready.
+fn salvage_polled(stream: &mut TlsStream<BackendIo>) -> usize {
+    let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+    let mut cx = Context::from_waker(&waker);
+    let mut buf = [0u8; 16 * 1024];
+    let mut taken = 0;
+    while taken < SALVAGE_LIMIT {
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut *stream).poll_read(&mut cx, &mut rb) {
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => taken += rb.filled().len(),
+            _ => break,
+        }
+    }
+    taken
+}
+
+/// A waker for one look at what is ready now (`Waker::noop` needs Rust 1.85).
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: std::sync::Arc<Self>) {}
 }
 
 /// Reads a dropped data connection until the backend closes it (bounded).
-async fn linger(mut stream: TlsStream<TcpStream>) {
+async fn linger(mut stream: TlsStream<BackendIo>) {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut buf = vec![0u8; 16 * 1024];
         let mut total = 0;
@@ -138,7 +168,7 @@ impl Drop for BackendTlsStream {
             return;
         };
         salvage_tickets(&mut stream);
-        if !self.linger || reset_armed(stream.get_ref().0) {
+        if !self.linger || stream.get_ref().0.abort_armed() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

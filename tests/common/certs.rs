@@ -29,6 +29,16 @@ impl Certs {
 
     /// Like [`Certs::generate`], with the leaf's SANs (and CN, the first) set to `names`.
     pub fn generate_for(dir: &Path, prefix: &str, names: &[&str]) -> Certs {
+        Certs::generate_usage(dir, prefix, names, false)
+    }
+
+    /// Like [`Certs::generate_for`], with a leaf usable as a TLS client
+    /// certificate too (extended key usage clientAuth beside serverAuth).
+    pub fn generate_client(dir: &Path, prefix: &str, names: &[&str]) -> Certs {
+        Certs::generate_usage(dir, prefix, names, true)
+    }
+
+    fn generate_usage(dir: &Path, prefix: &str, names: &[&str], client: bool) -> Certs {
         let (ca_cert, issuer) = test_ca(&format!("ftpsgate test CA {prefix}"));
 
         let leaf_key = KeyPair::generate().expect("leaf key");
@@ -42,6 +52,11 @@ impl Certs {
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        if client {
+            leaf_params
+                .extended_key_usages
+                .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        }
         let leaf_cert = leaf_params
             .signed_by(&leaf_key, &issuer)
             .expect("sign leaf");

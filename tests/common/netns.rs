@@ -58,6 +58,13 @@ pub const BOGUS_PASV: &str = "203.0.113.99";
 /// vsftpd's passive range in the lab.
 pub const SRV_PASV: (u16, u16) = (30000, 30099);
 
+/// DMZ lab ([`NatLab::dmz`]): the internet client.
+pub const DMZ_INET_IP: &str = "203.0.113.10";
+/// DMZ lab: the edge's address toward the LAN (where connectors dial to).
+pub const DMZ_LAN_SIDE: &str = "198.18.5.1";
+/// DMZ lab: the LAN host (vsftpd and the connector).
+pub const DMZ_LAN_IP: &str = "198.18.5.10";
+
 /// Short names of the lab namespaces (the real names carry the lab prefix).
 pub const NAMESPACES: &[&str] = &["inet", "home", "edge", "sw", "gw", "lan", "srv", "thf"];
 
@@ -320,6 +327,62 @@ impl NatLab {
 "
         );
         lab.nft("edge", &edge_rules);
+        lab
+    }
+
+    /// The DMZ layout (issue 22), three namespaces and no router between them:
+    /// `inet` 203.0.113.10 ── `dmz` (wan0 203.0.113.1 | lan0 198.18.5.1) ── `lan`
+    /// 198.18.5.10. The inner firewall (in `lan`) drops every new connection
+    /// arriving from the DMZ side; `lan` may open connections to `dmz`.
+    pub fn dmz() -> NatLab {
+        let lab = NatLab::single("inet");
+        let mut lab = lab;
+        for short in ["dmz", "lan"] {
+            let full = lab.ns(short);
+            lab.host_ok("ip", &["netns", "add", &full]);
+            lab.created.push(full);
+            lab.ip(short, &["link", "set", "lo", "up"]);
+        }
+        for (a, a_if, b, b_if) in [
+            ("inet", "eth0", "dmz", "wan0"),
+            ("lan", "eth0", "dmz", "lan0"),
+        ] {
+            let b_full = lab.ns(b);
+            lab.ip(
+                a,
+                &[
+                    "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b_full,
+                ],
+            );
+            lab.ip(a, &["link", "set", a_if, "up"]);
+            lab.ip(b, &["link", "set", b_if, "up"]);
+        }
+        lab.ip(
+            "inet",
+            &["addr", "add", &format!("{DMZ_INET_IP}/24"), "dev", "eth0"],
+        );
+        lab.ip(
+            "dmz",
+            &["addr", "add", &format!("{EDGE_WAN}/24"), "dev", "wan0"],
+        );
+        lab.ip(
+            "dmz",
+            &["addr", "add", &format!("{DMZ_LAN_SIDE}/24"), "dev", "lan0"],
+        );
+        lab.ip(
+            "lan",
+            &["addr", "add", &format!("{DMZ_LAN_IP}/24"), "dev", "eth0"],
+        );
+        lab.ip("lan", &["route", "add", "default", "via", DMZ_LAN_SIDE]);
+        let inner = "table inet fginner {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname \"eth0\" ct state established,related accept
+    iifname \"eth0\" counter drop
+  }
+}
+";
+        lab.nft("lan", inner);
         lab
     }
 

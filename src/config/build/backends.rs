@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::values::parse_host_port;
+use super::values::{parse_host_port, parse_name};
 use super::{Builder, Reported};
 use crate::config::duration;
 use crate::config::raw::{RawBackend, RawHealthCheck};
@@ -20,11 +20,17 @@ impl<'a> Builder<'a> {
         names: &mut HashMap<String, Option<&'a str>>,
     ) -> Result<Backend, Reported> {
         let name = self.unique_name(&format!("{p}.name"), raw.name.as_deref(), "backend", names);
-        let address = self.required(
-            &format!("{p}.address"),
-            raw.address.as_deref(),
-            parse_host_port,
-        );
+        let via = self.optional(&format!("{p}.via"), raw.via.as_deref(), parse_name);
+        // Through a tunnel the address is the connector's business: optional
+        // here (it names the TLS server name default when given).
+        let address = match (&via, raw.address.as_deref()) {
+            (Ok(Some(_)), None) => Ok((raw.name.clone().unwrap_or_default(), 21)),
+            _ => self.required(
+                &format!("{p}.address"),
+                raw.address.as_deref(),
+                parse_host_port,
+            ),
+        };
         let host = address.as_ref().ok().map(|(h, _)| h.as_str());
         let tls = self.backend_tls(&format!("{p}.tls"), raw.tls.as_ref(), host);
         if let Ok(t) = &tls {
@@ -74,6 +80,7 @@ impl<'a> Builder<'a> {
             data_mode: data_mode?.unwrap_or(DataMode::Passive),
             keepalive_noop: keepalive_noop?,
             send_proxy: send_proxy?,
+            via: via?,
         })
     }
 

@@ -20,6 +20,7 @@
 //! | `routes.rs` | `access` rules, `routes[]` and their `commands` filter |
 //! | `tls.rs` | listener and backend `tls`: certs, keys, CA, SNI, pins, versions |
 //! | `auth.rs` | `auth.providers` (password file, LDAP), routes' `auth`/`provider`/`backend_login`, secrets files |
+//! | `tunnels.rs` | `tunnels[]`, `connect[]` (DMZ mode) and `backends[].via` |
 //! | `control.rs` | `control`: the socket path, mode, owner and group |
 //! | `limits.rs` | `limits`, `timeouts`, `shutdown`, `reload`, `metrics`, `transfer_log` |
 //! | `values.rs` | the `parse_*` functions for single values that every section shares |
@@ -35,6 +36,7 @@ mod limits;
 mod listeners;
 mod routes;
 mod tls;
+mod tunnels;
 mod values;
 
 use std::collections::{HashMap, HashSet};
@@ -81,8 +83,13 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
         .filter_map(|r| r.name.as_deref())
         .collect();
 
-    if parts.iter().all(|p| p.listeners.is_empty()) {
-        b.error("listeners", "at least one listener is required");
+    // A connector-only policy (`connect` alone) serves no clients.
+    let connector_only = raw.connect.as_ref().is_some_and(|c| !c.is_empty());
+    if parts.iter().all(|p| p.listeners.is_empty()) && !connector_only {
+        b.error(
+            "listeners",
+            "at least one listener is required (or `connect` for a connector)",
+        );
     }
     // Each entry with the key path it is reported under (file-prefixed when included).
     let mut names = HashMap::new();
@@ -102,10 +109,14 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
 
     let mut names = HashMap::new();
     let mut backends = Vec::new();
+    let mut vias = Vec::new();
     for part in &parts {
         b.enter(part);
         for (i, r) in part.backends.iter().enumerate() {
             let p = format!("{}backends[{i}]", b.prefix());
+            if let Some(via) = r.via.as_deref() {
+                vias.push((p.clone(), via, r.data_mode.as_deref()));
+            }
             backends.push(b.backend(&p, r, &mut names));
         }
     }
@@ -128,6 +139,15 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
         None => Ok(None),
         Some(c) => b.control(c).map(Some),
     };
+    let tunnels = b.tunnels(raw.tunnels.as_deref().unwrap_or_default());
+    let tunnel_names: Vec<&str> = raw
+        .tunnels
+        .iter()
+        .flatten()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    b.check_via(&vias, &tunnel_names);
+    let connect = b.connects(raw.connect.as_deref().unwrap_or_default());
 
     let assembled = (|| {
         Ok(Config {
@@ -150,6 +170,8 @@ pub(crate) fn build_all(tree: Tree) -> (Result<Config, ConfigErrors>, TlsSection
             reload: reload?,
             control: control?,
             auth: auth?,
+            tunnels: tunnels.into_iter().collect::<Result<_, _>>()?,
+            connect: connect.into_iter().collect::<Result<_, _>>()?,
             sources,
         })
     })();

@@ -71,6 +71,7 @@ fn example_config_parses_into_typed_value() {
             data_mode: DataMode::Passive,
             keepalive_noop: None,
             send_proxy: None,
+            via: None,
         }],
         timeouts: Timeouts::default(),
         metrics: None,
@@ -84,6 +85,8 @@ fn example_config_parses_into_typed_value() {
         },
         control: None,
         auth: Vec::new(),
+        tunnels: vec![],
+        connect: vec![],
         sources: vec![],
     };
     let config = parse_ok(EXAMPLE, d);
@@ -187,7 +190,7 @@ fn at_least_one_listener() {
     ] {
         assert_eq!(
             errors(yaml, dir.path()),
-            ["listeners: at least one listener is required"],
+            ["listeners: at least one listener is required (or `connect` for a connector)"],
             "{yaml:?}"
         );
     }

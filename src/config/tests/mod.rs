@@ -14,6 +14,7 @@ mod loading;
 mod pattern;
 mod routes;
 mod tls;
+mod tunnels;
 mod values;
 
 use std::net::{IpAddr, Ipv4Addr};

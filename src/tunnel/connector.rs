@@ -1,0 +1,390 @@
+//! The connector (inside) end of a tunnel: dials the edge (`connect[i]`), keeps
+//! the connection up — reconnecting with capped exponential backoff and
+//! jitter — and serves the streams the edge opens: each is one TCP
+//! connection to one of *its own* backends, decided by [`proto::decide`];
+//! anything else is answered "refused", logged and counted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::proto::{self, Allowed, Answer, Request};
+use super::TunnelError;
+use crate::config::{self, ConnectBackend};
+use crate::metrics::Metrics;
+
+/// First wait after a failed or lost connection.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest wait between attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a TCP connect to a backend may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+/// How long the edge may take to send a stream's request header.
+const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+/// Relay buffer per direction and stream (a connector may carry thousands).
+const RELAY_BUF: usize = 32 * 1024;
+/// Longest request header (magic, kind, name, data address).
+const MAX_REQUEST: usize = 4 + 2 + 255 + 1 + 16 + 2;
+
+/// The wait before attempt `failures + 1`: doubling from [`BACKOFF_MIN`],
+/// capped at [`BACKOFF_MAX`], then reduced by up to half by `jitter` (0..1)
+/// so connectors restarted together do not hammer the edge in step. Pure.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let exp = BACKOFF_MIN.saturating_mul(1u32 << failures.min(16));
+    let capped = exp.min(BACKOFF_MAX);
+    capped.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// A jitter value in 0..1 from the clock (no cryptographic quality needed).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// One `connect[i]` at run time.
+pub struct Connector {
+    cfg: config::Connect,
+    client: quinn::ClientConfig,
+    /// The `edge` metric label: as configured.
+    label: Arc<str>,
+    metrics: Arc<Metrics>,
+}
+
+impl Connector {
+    /// Builds the TLS/QUIC config (reads the cert, key and CA).
+    pub fn new(cfg: &config::Connect, metrics: Arc<Metrics>) -> Result<Connector, TunnelError> {
+        let client = super::client_config(&cfg.tls)?;
+        let label = Arc::from(display(&cfg.edge_host, cfg.edge_port).as_str());
+        Ok(Connector {
+            cfg: cfg.clone(),
+            client,
+            label,
+            metrics,
+        })
+    }
+
+    /// Dials and serves until `stop`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let me = Arc::new(self);
+        let mut failures = 0u32;
+        loop {
+            let started = tokio::time::Instant::now();
+            let result = match me.clone().session(stop.clone()).await {
+                Some(r) => r,
+                None => return,
+            };
+            me.metrics.tunnel_edge_up(&me.label, false);
+            match result {
+                Ok(why) => {
+                    warn!(edge = %me.label, reason = %why, "tunnel to edge lost; reconnecting")
+                }
+                Err(e) => warn!(edge = %me.label, error = %e, "cannot connect to edge"),
+            }
+            // A connection that lasted resets the backoff.
+            if started.elapsed() > BACKOFF_MAX {
+                failures = 0;
+            }
+            let wait = backoff(failures, jitter());
+            failures = failures.saturating_add(1);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One connection: dial, then serve streams until it closes (`Some`) or
+    /// `stop` turns true (`None`: the connection is closed, which ends every
+    /// stream on it at once).
+    async fn session(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Option<Result<quinn::ConnectionError, String>> {
+        let dial = self.clone().dial();
+        let conn = tokio::select! {
+            c = dial => match c {
+                Ok(c) => c,
+                Err(e) => return Some(Err(e)),
+            },
+            _ = stop.changed() => return None,
+        };
+        loop {
+            tokio::select! {
+                s = conn.accept_bi() => match s {
+                    Ok((send, recv)) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.serve(send, recv).await });
+                    }
+                    Err(e) => return Some(Ok(e)),
+                },
+                _ = stop.changed() => {
+                    conn.close(0u32.into(), b"connector stopping");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Resolves the edge and completes the QUIC + mutual TLS handshake.
+    async fn dial(self: Arc<Self>) -> Result<quinn::Connection, String> {
+        let addr = tokio::net::lookup_host((self.cfg.edge_host.as_str(), self.cfg.edge_port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", self.label))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to nothing", self.label))?;
+        let bind: SocketAddr = if addr.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
+        endpoint.set_default_client_config(self.client.clone());
+        let connecting = endpoint
+            .connect(addr, &self.cfg.server_name)
+            .map_err(|e| e.to_string())?;
+        let conn = match connecting.await {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.tunnel_connect(&self.label, false);
+                return Err(e.to_string());
+            }
+        };
+        self.metrics.tunnel_connect(&self.label, true);
+        self.metrics.tunnel_edge_up(&self.label, true);
+        info!(edge = %self.label, addr = %addr, "connected to edge");
+        Ok(conn)
+    }
+
+    /// Serves one stream: read the request, decide, connect, answer, relay.
+    async fn serve(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let req = match tokio::time::timeout(REQUEST_LIMIT, read_request(&mut recv)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                warn!(edge = %self.label, error = %e, "bad tunnel request");
+                let _ = send.reset(super::CODE_ABORT.into());
+                return;
+            }
+            Err(_) => {
+                let e = "no request header in time";
+                warn!(edge = %self.label, error = %e, "bad tunnel request");
+                let _ = send.reset(super::CODE_ABORT.into());
+                return;
+            }
+        };
+        let resolved = resolve(&self.cfg.backends, req.backend()).await;
+        let allowed: Vec<Allowed<'_>> = self
+            .cfg
+            .backends
+            .iter()
+            .map(|b| Allowed {
+                name: &b.name,
+                resolved: if b.name == req.backend() {
+                    &resolved
+                } else {
+                    &[]
+                },
+            })
+            .collect();
+        let targets = match proto::decide(&req, &allowed) {
+            Ok(t) => t,
+            Err(refusal) => {
+                self.metrics.tunnel_request_refused(&self.label, refusal);
+                warn!(
+                    edge = %self.label,
+                    request = ?req,
+                    reason = refusal.as_str(),
+                    "refused an edge request for an address that is not one of this connector's backends"
+                );
+                let answer = Answer::Refused(format!("{} ({})", req.backend(), refusal.as_str()));
+                let _ = send.write_all(&proto::encode_answer(&answer)).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        let tcp = match connect_any(&targets).await {
+            Ok(t) => t,
+            Err(why) => {
+                debug!(edge = %self.label, request = ?req, error = %why, "backend unreachable");
+                let _ = send
+                    .write_all(&proto::encode_answer(&Answer::Unreachable(why)))
+                    .await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        crate::net::tune(&tcp);
+        let (Ok(peer), Ok(local)) = (tcp.peer_addr(), tcp.local_addr()) else {
+            let _ = send.reset(super::CODE_ABORT.into());
+            return;
+        };
+        if send
+            .write_all(&proto::encode_answer(&Answer::Ok { peer, local }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        relay(tcp, send, recv).await;
+    }
+}
+
+/// `host:port`, bracketing an IPv6 literal.
+fn display(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The addresses of the backend named `name` (empty when unknown or when it
+/// does not resolve: the decision then refuses).
+async fn resolve(backends: &[ConnectBackend], name: &str) -> Vec<SocketAddr> {
+    let Some(b) = backends.iter().find(|b| b.name == name) else {
+        return Vec::new();
+    };
+    match tokio::net::lookup_host((b.host.as_str(), b.port)).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            warn!(backend = %b.name, error = %e, "cannot resolve backend");
+            Vec::new()
+        }
+    }
+}
+
+async fn connect_any(targets: &[SocketAddr]) -> Result<TcpStream, String> {
+    let mut last = String::from("no address");
+    for t in targets {
+        match tokio::time::timeout(CONNECT_LIMIT, TcpStream::connect(t)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = format!("{t}: {e}"),
+            Err(_) => last = format!("{t}: timed out"),
+        }
+    }
+    Err(last)
+}
+
+/// Reads the request header byte-exactly (the edge sends nothing after it
+/// before our answer).
+async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, String> {
+    let mut buf = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    loop {
+        if let Some((r, _)) = proto::decode_request(&buf).map_err(|e| e.to_string())? {
+            return Ok(r);
+        }
+        if buf.len() >= MAX_REQUEST {
+            return Err("request header too long".into());
+        }
+        recv.read_exact(&mut byte)
+            .await
+            .map_err(|e| e.to_string())?;
+        buf.push(byte[0]);
+    }
+}
+
+/// How one direction of the relay ended.
+enum End {
+    /// Clean end of stream (FIN / finish).
+    Eof,
+    /// The other side aborted: reset ours too.
+    Abort,
+}
+
+/// Relays between the backend TCP connection and the stream until both
+/// directions end. A reset stream from the edge resets the TCP connection
+/// (an aborted upload stays visibly incomplete to the backend); a TCP error
+/// from the backend resets the stream.
+async fn relay(mut tcp: TcpStream, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let aborted = {
+        let (mut rd, mut wr) = tcp.split();
+        let up = async {
+            let mut buf = vec![0u8; RELAY_BUF];
+            loop {
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => {
+                        if wr.write_all(&buf[..n]).await.is_err() {
+                            let _ = recv.stop(super::CODE_ABORT.into());
+                            return End::Abort;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = wr.shutdown().await;
+                        return End::Eof;
+                    }
+                    Err(_) => return End::Abort,
+                }
+            }
+        };
+        let down = async {
+            let mut buf = vec![0u8; RELAY_BUF];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) => {
+                        let _ = send.finish();
+                        return End::Eof;
+                    }
+                    Ok(n) => {
+                        if send.write_all(&buf[..n]).await.is_err() {
+                            // The edge stopped reading: nothing more to do.
+                            return End::Eof;
+                        }
+                    }
+                    Err(_) => {
+                        let _ = send.reset(super::CODE_ABORT.into());
+                        return End::Abort;
+                    }
+                }
+            }
+        };
+        tokio::pin!(up, down);
+        let (mut up_done, mut down_done) = (false, false);
+        loop {
+            tokio::select! {
+                e = &mut up, if !up_done => {
+                    if matches!(e, End::Abort) { break true; }
+                    up_done = true;
+                }
+                e = &mut down, if !down_done => {
+                    if matches!(e, End::Abort) { break true; }
+                    down_done = true;
+                }
+            }
+            if up_done && down_done {
+                break false;
+            }
+        }
+    };
+    if aborted {
+        crate::net::abort(&tcp);
+    } else {
+        // Wait until the edge has every byte (dropping earlier may lose the tail).
+        let _ = send.stopped().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_down() {
+        assert_eq!(backoff(0, 0.0), BACKOFF_MIN);
+        assert_eq!(backoff(1, 0.0), BACKOFF_MIN * 2);
+        assert_eq!(backoff(3, 0.0), BACKOFF_MIN * 8);
+        assert_eq!(backoff(30, 0.0), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX, 0.0), BACKOFF_MAX);
+        assert_eq!(backoff(30, 1.0), BACKOFF_MAX / 2);
+        assert!(backoff(2, 0.5) < backoff(2, 0.0));
+        // Out-of-range jitter is clamped.
+        assert_eq!(backoff(0, 7.0), BACKOFF_MIN / 2);
+    }
+}

@@ -1,0 +1,249 @@
+//! The edge (DMZ) end of a tunnel: a QUIC endpoint that accepts connectors
+//! (client certificate required, verified against `tunnels[].tls.client_ca`),
+//! keeps the list of connected ones, and opens streams over them on behalf of
+//! backend legs: least streams first, the next connector when one is gone.
+//!
+//! It never connects anywhere itself: what a stream reaches is the
+//! connector's decision ([`super::proto::decide`]).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::proto::{self, Answer, Request};
+use super::{Meter, TunnelError, TunnelStream};
+use crate::config;
+use crate::metrics::Metrics;
+
+/// One tunnel (`tunnels[i]`) at run time.
+pub struct Edge {
+    pub name: Arc<str>,
+    listen: SocketAddr,
+    server: quinn::ServerConfig,
+    conns: Mutex<Vec<Link>>,
+    /// The UDP address actually bound (port 0 resolved), once bound.
+    bound: std::sync::OnceLock<SocketAddr>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One connected connector (one QUIC connection).
+#[derive(Clone)]
+pub struct Link {
+    id: u64,
+    conn: quinn::Connection,
+    /// Streams open over this connection now.
+    open: Arc<AtomicUsize>,
+}
+
+impl Link {
+    pub fn peer(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("no connector is connected to tunnel {0}")]
+    NoConnector(Arc<str>),
+    #[error("tunnel connection lost: {0}")]
+    Lost(String),
+    #[error("connector refused: {0}")]
+    Refused(String),
+    #[error("connector could not connect: {0}")]
+    Unreachable(String),
+    #[error("bad answer from connector: {0}")]
+    Protocol(String),
+}
+
+/// A stream that reached the backend, with the addresses the connector saw.
+pub struct Opened {
+    pub stream: TunnelStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The connection it went over (data connections follow their control
+    /// connection: the backend sees them from the same connector address).
+    pub link: Link,
+}
+
+impl Edge {
+    /// Builds the TLS/QUIC config (reads the cert, key and CA); binds nothing.
+    pub fn new(cfg: &config::Tunnel, metrics: Arc<Metrics>) -> Result<Arc<Edge>, TunnelError> {
+        let server = super::server_config(&cfg.tls)?;
+        metrics.tunnel_connectors(&cfg.name, 0);
+        Ok(Arc::new(Edge {
+            name: Arc::from(cfg.name.as_str()),
+            listen: cfg.listen,
+            server,
+            conns: Mutex::new(Vec::new()),
+            bound: std::sync::OnceLock::new(),
+            next_id: AtomicU64::new(0),
+            metrics,
+        }))
+    }
+
+    /// Binds the UDP endpoint.
+    pub fn bind(&self) -> Result<quinn::Endpoint, TunnelError> {
+        let endpoint = quinn::Endpoint::server(self.server.clone(), self.listen)?;
+        let _ = self.bound.set(endpoint.local_addr()?);
+        Ok(endpoint)
+    }
+
+    /// The UDP address connectors reach, once bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
+
+    /// Accepts connectors until `stop`; then closes the endpoint.
+    pub async fn serve(
+        self: Arc<Self>,
+        endpoint: quinn::Endpoint,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        info!(tunnel = %self.name, addr = ?endpoint.local_addr().ok(), "tunnel edge listening for connectors (QUIC)");
+        loop {
+            let incoming = tokio::select! {
+                i = endpoint.accept() => i,
+                _ = stop.changed() => break,
+            };
+            let Some(incoming) = incoming else { break };
+            let edge = self.clone();
+            tokio::spawn(async move { edge.handshake(incoming).await });
+        }
+        endpoint.close(0u32.into(), b"edge stopping");
+        // Until the UDP socket is released (a restart may bind it again).
+        endpoint.wait_idle().await;
+    }
+
+    async fn handshake(self: Arc<Self>, incoming: quinn::Incoming) {
+        let from = incoming.remote_address();
+        let conn = match incoming.await {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.tunnel_connector_refused(&self.name);
+                warn!(tunnel = %self.name, peer = %from, error = %e, "connector refused: tunnel handshake failed (untrusted or missing client certificate?)");
+                return;
+            }
+        };
+        let link = Link {
+            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            conn: conn.clone(),
+            open: Arc::new(AtomicUsize::new(0)),
+        };
+        let up = {
+            let mut conns = crate::gateway::lock(&self.conns);
+            conns.push(link.clone());
+            conns.len()
+        };
+        self.metrics.tunnel_connectors(&self.name, up);
+        info!(tunnel = %self.name, peer = %from, connectors = up, "connector connected");
+        let why = conn.closed().await;
+        let up = {
+            let mut conns = crate::gateway::lock(&self.conns);
+            conns.retain(|l| l.id != link.id);
+            conns.len()
+        };
+        self.metrics.tunnel_connectors(&self.name, up);
+        warn!(tunnel = %self.name, peer = %from, connectors = up, reason = %why, "connector gone");
+    }
+
+    /// Connected connectors: (peer address, streams open).
+    pub fn connectors(&self) -> Vec<(SocketAddr, usize)> {
+        crate::gateway::lock(&self.conns)
+            .iter()
+            .map(|l| (l.peer(), l.open.load(Ordering::SeqCst)))
+            .collect()
+    }
+
+    /// Opens a stream for `req` over the connector with the fewest streams;
+    /// a connector whose connection fails is skipped for the next.
+    pub async fn open(&self, req: &Request, limit: Duration) -> Result<Opened, OpenError> {
+        let mut links = crate::gateway::lock(&self.conns).clone();
+        links.sort_by_key(|l| l.open.load(Ordering::SeqCst));
+        let mut last = OpenError::NoConnector(self.name.clone());
+        for link in links {
+            match self.open_on(&link, req, limit).await {
+                Ok(o) => return Ok(o),
+                // Another connector may still be up (or reach the backend).
+                Err(e @ (OpenError::Lost(_) | OpenError::Unreachable(_))) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Opens a stream for `req` over this very connection.
+    pub async fn open_on(
+        &self,
+        link: &Link,
+        req: &Request,
+        limit: Duration,
+    ) -> Result<Opened, OpenError> {
+        let header = proto::encode_request(req).map_err(|e| OpenError::Protocol(e.to_string()))?;
+        let work = async {
+            let (mut send, mut recv) = link
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| OpenError::Lost(e.to_string()))?;
+            let meter = Meter::new(self.name.clone(), link.open.clone(), self.metrics.clone());
+            send.write_all(&header)
+                .await
+                .map_err(|e| OpenError::Lost(e.to_string()))?;
+            send.flush()
+                .await
+                .map_err(|e| OpenError::Lost(e.to_string()))?;
+            let answer = read_answer(&mut recv).await?;
+            match answer {
+                Answer::Ok { peer, local } => Ok(Opened {
+                    stream: TunnelStream::new(send, recv, meter),
+                    peer,
+                    local,
+                    link: link.clone(),
+                }),
+                Answer::Refused(why) => Err(OpenError::Refused(why)),
+                Answer::Unreachable(why) => Err(OpenError::Unreachable(why)),
+            }
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => Err(OpenError::Unreachable(
+                "no answer from connector in time".into(),
+            )),
+        }
+    }
+}
+
+/// Reads exactly one answer header (nothing after it: relayed bytes follow).
+async fn read_answer(recv: &mut quinn::RecvStream) -> Result<Answer, OpenError> {
+    let lost = |e: quinn::ReadExactError| OpenError::Lost(e.to_string());
+    let mut head = [0u8; 3];
+    recv.read_exact(&mut head).await.map_err(lost)?;
+    let len = usize::from(u16::from_be_bytes([head[1], head[2]]));
+    if len > proto::MAX_TEXT {
+        return Err(OpenError::Protocol("answer text too long".into()));
+    }
+    let mut buf = head.to_vec();
+    buf.resize(3 + len, 0);
+    recv.read_exact(&mut buf[3..]).await.map_err(lost)?;
+    match proto::decode_answer(&buf) {
+        Ok(Some((a, _))) => Ok(a),
+        Ok(None) => Err(OpenError::Protocol("short answer".into())),
+        Err(e) => Err(OpenError::Protocol(e.to_string())),
+    }
+}

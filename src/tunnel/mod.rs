@@ -1,0 +1,259 @@
+//! DMZ mode: the inside dials out. An **edge** (in the DMZ, `tunnels:`) accepts
+//! QUIC connections from **connectors** (inside, `connect:`), authenticated both
+//! ways by certificate (mutual TLS 1.3). For a backend with `via`, the edge opens
+//! one QUIC stream per backend TCP connection (control or data) over a
+//! connector's connection; the connector connects to that backend — only to the
+//! backends it was given, data only to their IPs on ports ≥ 1024 — and relays.
+//! The edge's FTPS client to the backend (TLS, session reuse) runs end to end
+//! inside the stream; the connector sees only ciphertext.
+//!
+//! - [`proto`]: the request/answer header of a stream and the connector's
+//!   "may I connect there?" decision — pure, no I/O;
+//! - [`edge`]: the edge's QUIC endpoint, its connected connectors, opening
+//!   streams (least streams first, failing over);
+//! - [`connector`]: dialling the edge with capped exponential backoff and
+//!   jitter, serving stream requests;
+//! - this file: the QUIC/TLS configs and [`TunnelStream`], the edge's end of a
+//!   stream as one byte stream (the backend leg's transport beside TCP).
+//!
+//! Multiplexing, per-stream flow control and framing are QUIC's (`quinn`); the
+//! only bytes of our own are the header in [`proto`]. Nothing here touches
+//! sessions, policy or files: the edge keeps nothing at rest.
+
+pub(crate) mod connector;
+pub(crate) mod edge;
+pub mod proto;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::metrics::{Metrics, TunnelDirection};
+use crate::tls::{self, load_certs, load_key, TlsError};
+
+/// The ALPN protocol of a tunnel connection.
+pub(crate) const ALPN: &[u8] = b"ftpsgate-tunnel/1";
+/// QUIC application error code: stream reset because the relayed TCP
+/// connection was aborted (the other end resets its TCP connection too).
+pub(crate) const CODE_ABORT: u32 = 1;
+/// How long an idle tunnel connection lives without keep-alives answered.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
+/// Keep-alive interval (well under [`IDLE_TIMEOUT`] and NAT UDP timeouts).
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// Concurrent streams a connector accepts per connection.
+const MAX_STREAMS: u32 = 4096;
+
+/// Errors setting up a tunnel endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// The certificate, key or CA cannot be used.
+    #[error("tunnel TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// quinn refused the configuration.
+    #[error("tunnel QUIC setup: {0}")]
+    Quic(String),
+    /// The UDP socket failed.
+    #[error("tunnel endpoint: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Bounded by the constant above: always a valid VarInt/idle timeout.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_concurrent_bidi_streams(MAX_STREAMS.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    // Per-stream and per-connection windows large enough for a fast transfer
+    // over a LAN/DMZ round trip; per-stream limits keep one slow stream from
+    // starving the others.
+    t.stream_receive_window((4u32 * 1024 * 1024).into());
+    t.receive_window((64u32 * 1024 * 1024).into());
+    t.send_window(64 * 1024 * 1024);
+    Arc::new(t)
+}
+
+fn roots(ca: &std::path::Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c)?;
+    }
+    Ok(roots)
+}
+
+/// The edge's QUIC server config: its certificate, client certificates
+/// required and verified against `client_ca`, TLS 1.3 only.
+pub(crate) fn server_config(
+    t: &crate::config::TunnelServerTls,
+) -> Result<quinn::ServerConfig, TunnelError> {
+    let provider = tls::provider();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(&t.client_ca)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsError::Other(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::from)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&t.cert)?, load_key(&t.key)?)
+        .map_err(TlsError::from)?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
+        .map_err(|e| TunnelError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport());
+    Ok(server)
+}
+
+/// The connector's QUIC client config: the edge verified against `ca`, our
+/// client certificate presented, TLS 1.3 only.
+pub(crate) fn client_config(
+    t: &crate::config::TunnelClientTls,
+) -> Result<quinn::ClientConfig, TunnelError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::from)?
+        .with_root_certificates(roots(&t.ca)?)
+        .with_client_auth_cert(load_certs(&t.cert)?, load_key(&t.key)?)
+        .map_err(TlsError::from)?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
+        .map_err(|e| TunnelError::Quic(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    client.transport_config(transport());
+    Ok(client)
+}
+
+/// The edge's end of one tunnel stream: one backend TCP connection.
+///
+/// Closing: shutting down (or dropping) finishes the stream, and the
+/// connector half-closes its TCP connection (a FIN to the backend). After
+/// [`TunnelStream::arm_abort`] a drop resets the stream instead, and the
+/// connector resets its TCP connection — what `net::abort` is for TCP (an
+/// incomplete upload must not read as complete to the backend).
+pub struct TunnelStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    abort: AtomicBool,
+    /// Counts this stream as open while it lives; records bytes.
+    meter: Meter,
+}
+
+/// Streams open and bytes of one tunnel (metrics and least-streams choice).
+pub(crate) struct Meter {
+    pub(crate) tunnel: Arc<str>,
+    pub(crate) open: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Meter {
+    pub(crate) fn new(
+        tunnel: Arc<str>,
+        open: Arc<std::sync::atomic::AtomicUsize>,
+        metrics: Arc<Metrics>,
+    ) -> Meter {
+        open.fetch_add(1, Ordering::SeqCst);
+        metrics.tunnel_stream_opened(&tunnel);
+        Meter {
+            tunnel,
+            open,
+            metrics,
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.tunnel_stream_closed(&self.tunnel);
+    }
+}
+
+impl TunnelStream {
+    pub(crate) fn new(send: quinn::SendStream, recv: quinn::RecvStream, meter: Meter) -> Self {
+        TunnelStream {
+            send,
+            recv,
+            abort: AtomicBool::new(false),
+            meter,
+        }
+    }
+
+    /// From now on a drop resets the stream (see the type's doc).
+    pub fn arm_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Undo [`Self::arm_abort`] (the upload completed).
+    pub fn disarm_abort(&self) {
+        self.abort.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the next stream is to be aborted (test hook).
+    pub fn abort_armed(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TunnelStream {
+    fn drop(&mut self) {
+        if self.abort_armed() {
+            let _ = self.send.reset(CODE_ABORT.into());
+            let _ = self.recv.stop(CODE_ABORT.into());
+        }
+        // Otherwise quinn finishes the send side on drop.
+    }
+}
+
+impl AsyncRead for TunnelStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = AsyncRead::poll_read(Pin::new(&mut this.recv), cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.meter
+                .metrics
+                .tunnel_bytes(&this.meter.tunnel, TunnelDirection::In, n as u64);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for TunnelStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = AsyncWrite::poll_write(Pin::new(&mut this.send), cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.meter
+                .metrics
+                .tunnel_bytes(&this.meter.tunnel, TunnelDirection::Out, n as u64);
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().send), cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().send), cx)
+    }
+}
