@@ -106,9 +106,26 @@ fn escape_line(line: &str) -> String {
 
 /// roff escapes: backslash, and `-` as a plain minus so that it renders as
 /// ASCII `-` (a key such as `max-sessions` or a range `50000-50099` stays
-/// copy-pasteable).
+/// copy-pasteable). Typographic characters become groff's named glyphs or
+/// ASCII, which every output device has (`man` on a terminal warns about, and
+/// drops, a character its font lacks, such as U+2026).
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\e").replace('-', "\\-")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\e"),
+            '-' => out.push_str("\\-"),
+            '\u{2026}' => out.push_str("..."),
+            '\u{2014}' => out.push_str("\\(em"),
+            '\u{2013}' => out.push_str("\\(en"),
+            '\u{2192}' => out.push_str("\\(->"),
+            '\u{2265}' => out.push_str("\\(>="),
+            '\u{2264}' => out.push_str("\\(<="),
+            '\u{00d7}' => out.push_str("\\(mu"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -150,5 +167,6 @@ mod tests {
     fn leading_dots_are_escaped() {
         assert_eq!(escape_line(".x"), "\\&.x\n");
         assert_eq!(escape("a-b\\c"), "a\\-b\\ec");
+        assert_eq!(escape("$2b$\u{2026} \u{2014} x"), "$2b$... \\(em x");
     }
 }
