@@ -133,6 +133,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_is_ascii() {
+        // tests/packaging.rs compares the rendered page with the example line by
+        // line; a typographic character would render differently.
+        for (n, line) in EXAMPLE.lines().enumerate() {
+            assert!(line.is_ascii(), "policies/example.yaml:{}: {line}", n + 1);
+        }
+    }
+
+    #[test]
     fn every_line_of_the_example_is_in_the_page() {
         let page = render("0");
         let mut rest = page.as_str();
