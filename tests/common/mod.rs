@@ -131,12 +131,21 @@ pub fn chown_to_test_user(path: &Path) {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+/// Below the passive ranges [`pasv_range`] hands out (41000 and up): Linux's
+/// ephemeral range (32768–60999) overlaps them, and a control port inside a
+/// listener's own passive range is refused by the config check.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Held until the loop ends so the kernel does not offer the same port again.
+    let mut rejected = Vec::new();
+    for _ in 0..2000 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if port < 41000 {
+            return port;
+        }
+        rejected.push(l);
+    }
+    panic!("no free port below 41000 on 127.0.0.1");
 }
 
 /// An address on 127.0.0.1 where nothing listens (for "backend down" tests).
