@@ -1111,6 +1111,7 @@ fn gateway_auth_logs_in_as_the_mapped_service_account() {
     let mapped = BackendLogin {
         user: "svc".into(),
         password: Secret(b"svc-pw".to_vec()),
+        password_file: "svc.secret".into(),
     };
     t.input(Input::Authenticated(Ok(Some(mapped))));
     let a = t.input(routed("alice", CommandPolicy::Any, true));
