@@ -571,6 +571,22 @@ async fn ctl_sessions_show_the_certificate_identity_and_gateway_auth() {
         edit,
     )
     .await;
+    // reload.watch polls the client_auth CA and CRL and the files gateway
+    // authentication reads.
+    let watched = m.gw.gateway.as_ref().unwrap().watched_files();
+    let dir = m.gw.dir.path();
+    for f in [
+        dir.join("client-ca.pem"),
+        dir.join("client-ca.crl"),
+        passwd.clone(),
+        secret.clone(),
+    ] {
+        assert!(
+            watched.contains(&f),
+            "{} not watched: {watched:?}",
+            f.display()
+        );
+    }
     let tls = m.gw.certs.client_config_with_cert(&m.pki.alice);
     let mut alice = RawFtp::connect_explicit(m.gw.addr(), tls).await;
     alice.login("alice", ALICE_PW).await;
