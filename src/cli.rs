@@ -157,7 +157,8 @@ pub enum Cmd {
 /// `ftpsgate ctl …` requests.
 #[derive(Subcommand)]
 pub enum CtlCmd {
-    /// List running sessions (id, user, client, listener, backend, state, bytes, age).
+    /// List running sessions (id, user, certificate identity, auth, client,
+    /// listener, backend, state, bytes, age).
     Sessions,
     /// End a session: the client gets 421.
     Kill {

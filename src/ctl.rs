@@ -103,6 +103,14 @@ pub struct SessionRow {
     pub id: u64,
     /// The login name once a login succeeded.
     pub user: Option<String>,
+    /// The client certificate's identity (`tls.client_auth.identity`);
+    /// `None` without a certificate (or on a listener without `client_auth`).
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// Who checked the logged-in user's password: `gateway` (`auth: gateway`)
+    /// or `backend`; `None` before a login.
+    #[serde(default)]
+    pub auth: Option<String>,
     /// The client address (from the PROXY header when behind a balancer).
     pub client: String,
     /// The listener's name.
@@ -323,7 +331,12 @@ impl Server {
             .into_iter()
             .map(|s| SessionRow {
                 id: s.id,
+                auth: s
+                    .user
+                    .is_some()
+                    .then(|| if s.gateway_auth { "gateway" } else { "backend" }.to_owned()),
                 user: s.user,
+                identity: s.identity,
                 client: s.client.to_string(),
                 listener: s.listener,
                 backend: s.backend,
@@ -447,7 +460,8 @@ pub fn render_table(r: &Response) -> String {
     let mut out = String::new();
     if let Some(rows) = &r.sessions {
         let mut t = vec![[
-            "ID", "USER", "CLIENT", "LISTENER", "BACKEND", "STATE", "BYTES", "AGE",
+            "ID", "USER", "IDENTITY", "AUTH", "CLIENT", "LISTENER", "BACKEND", "STATE", "BYTES",
+            "AGE",
         ]
         .map(String::from)
         .to_vec()];
@@ -455,6 +469,8 @@ pub fn render_table(r: &Response) -> String {
             t.push(vec![
                 s.id.to_string(),
                 s.user.clone().unwrap_or_else(|| "-".into()),
+                s.identity.clone().unwrap_or_else(|| "-".into()),
+                s.auth.clone().unwrap_or_else(|| "-".into()),
                 s.client.clone(),
                 s.listener.clone(),
                 s.backend.clone().unwrap_or_else(|| "-".into()),
@@ -547,6 +563,8 @@ mod tests {
             sessions: Some(vec![SessionRow {
                 id: 12,
                 user: Some("alice".into()),
+                identity: Some("alice@example.org".into()),
+                auth: Some("gateway".into()),
                 client: "127.0.0.1:5000".into(),
                 listener: "edge".into(),
                 backend: None,
@@ -560,8 +578,14 @@ mod tests {
         let t = render_table(&r);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2, "{t}");
-        assert!(lines[0].starts_with("ID  USER   CLIENT"), "{t}");
-        assert!(lines[1].starts_with("12  alice  127.0.0.1:5000"), "{t}");
+        assert!(
+            lines[0].starts_with("ID  USER   IDENTITY           AUTH     CLIENT"),
+            "{t}"
+        );
+        assert!(
+            lines[1].starts_with("12  alice  alice@example.org  gateway  127.0.0.1:5000"),
+            "{t}"
+        );
         assert!(
             lines[1].contains("  -  ") && lines[1].ends_with("3s"),
             "{t}"

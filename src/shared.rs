@@ -90,6 +90,11 @@ pub struct SessionInfo {
     pub started: std::time::SystemTime,
     /// The pinhole waiting for this session's data connection, if any.
     pub pinhole: Option<SocketAddr>,
+    /// The client certificate's identity (`tls.client_auth.identity`), if any.
+    pub identity: Option<String>,
+    /// The logged-in user's password was checked by the gateway
+    /// (`auth: gateway`); false before a login and for `auth: backend`.
+    pub gateway_auth: bool,
 }
 
 /// What the session driver reports after each step (borrowed; copied only
@@ -99,6 +104,10 @@ pub struct SessionUpdate<'a> {
     pub backend: Option<&'a str>,
     pub state: SessionState,
     pub pinhole: Option<SocketAddr>,
+    /// The client certificate's identity, if any.
+    pub identity: Option<&'a str>,
+    /// The gateway checked the logged-in user's password.
+    pub gateway_auth: bool,
 }
 
 struct Entry {
@@ -199,6 +208,8 @@ impl Shared {
                 bytes: 0,
                 started: std::time::SystemTime::now(),
                 pinhole: None,
+                identity: None,
+                gateway_auth: false,
             }),
             kill,
         });
@@ -452,8 +463,12 @@ impl Registration {
         if i.backend.as_deref() != u.backend {
             i.backend = u.backend.map(str::to_owned);
         }
+        if i.identity.as_deref() != u.identity {
+            i.identity = u.identity.map(str::to_owned);
+        }
         i.state = u.state;
         i.pinhole = u.pinhole;
+        i.gateway_auth = u.gateway_auth;
     }
 
     /// Count the data bytes of a finished transfer.
@@ -609,6 +624,8 @@ mod tests {
             backend: Some("vs"),
             state: SessionState::Idle,
             pinhole: None,
+            identity: Some("alice@example.org"),
+            gateway_auth: true,
         });
         a.add_bytes(10);
         a.add_bytes(5);
@@ -619,7 +636,18 @@ mod tests {
             (first.user.as_deref(), first.backend.as_deref(), first.bytes),
             (Some("alice"), Some("vs"), 15)
         );
-        assert_eq!(list[1].state, SessionState::Login);
+        assert_eq!(
+            (first.identity.as_deref(), first.gateway_auth),
+            (Some("alice@example.org"), true)
+        );
+        assert_eq!(
+            (
+                list[1].state,
+                list[1].identity.as_deref(),
+                list[1].gateway_auth
+            ),
+            (SessionState::Login, None, false)
+        );
         assert!(s.kill(a.id()));
         tokio::time::timeout(std::time::Duration::from_secs(1), a.killed())
             .await

@@ -295,3 +295,97 @@ backends:
         "{stderr}"
     );
 }
+
+/// Sets `path`'s permission bits.
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn readable_password_files_are_warned_about_and_readable_secrets_refused() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    lab_certs(tmp.path());
+    // A real password file, written by `ftpsgate passwd` (new files: 0640).
+    let passwd = tmp.path().join("passwd");
+    let mut child = Command::new(BIN)
+        .args(["passwd", "--file"])
+        .arg(&passwd)
+        .arg("alice")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ftpsgate passwd");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "alice-Pw-check-1").expect("write password");
+    drop(stdin);
+    let out = child.wait_with_output().expect("ftpsgate passwd");
+    assert!(out.status.success(), "passwd: {:?}", out);
+    let secret = tmp.path().join("svc.secret");
+    std::fs::write(&secret, "svc-Pw-check-2\n").expect("write secret");
+    chmod(&secret, 0o600);
+    let file = tmp.path().join("gw.yaml");
+    std::fs::write(
+        &file,
+        r#"auth:
+  providers:
+    - { name: local, passwd_file: passwd }
+listeners:
+  - name: edge
+    bind: "127.0.0.1:2021"
+    tls: { mode: explicit, cert: gateway.pem, key: gateway.key }
+    passive: { ports: "50000-50010" }
+    backend: legacy
+    routes:
+      - { user: "*", backends: [legacy], auth: gateway, backend_login: { user: svc, password_file: svc.secret } }
+backends:
+  - name: legacy
+    address: "127.0.0.1:2120"
+"#,
+    )
+    .expect("write config");
+    chmod(&tmp.path().join("gateway.key"), 0o600);
+    let f = file.display().to_string();
+    let warning = format!("warning: {f}: auth.providers[0].passwd_file: password file ");
+
+    for mode in [0o640, 0o604] {
+        chmod(&passwd, mode);
+        let out = ftpsgate(&["check", "--config", &f]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&warning))
+            .unwrap_or_else(|| panic!("mode {mode:o}: no warning in:\n{stderr}"));
+        assert!(
+            line.contains(&format!("is readable by group or others (mode {mode:03o})")),
+            "{line}"
+        );
+        assert!(line.contains("chmod 600"), "{line}");
+        // Neither the hash nor the secret is shown.
+        assert!(!stderr.contains("$argon2id$"), "{stderr}");
+        assert!(!stderr.contains("svc-Pw-check-2"), "{stderr}");
+    }
+
+    chmod(&passwd, 0o600);
+    let out = ftpsgate(&["check", "--config", &f]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+
+    // A secrets file others can read is not a warning but an error.
+    chmod(&secret, 0o644);
+    let out = ftpsgate(&["check", "--config", &f]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "listeners[0].routes[0].backend_login.password_file: secrets file svc.secret \
+             is readable by group or others (mode 644)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("svc-Pw-check-2"), "{stderr}");
+}

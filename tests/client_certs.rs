@@ -528,3 +528,151 @@ backends:
     );
     assert_eq!(out.stderr.lines().count(), 1, "reported once: {out}");
 }
+
+/// `ftpsgate ctl sessions` shows each session's certificate identity and who
+/// checked its password: alice (certificate CN `alice`) logged in through an
+/// `auth: gateway` route, the test user (its own certificate) through the
+/// backend, and a client without a certificate (`mode: optional`) has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_sessions_show_the_certificate_identity_and_gateway_auth() {
+    use std::os::unix::fs::PermissionsExt;
+    const ALICE_PW: &str = "alice-ctl-Pw-19c";
+    ensure_tools();
+    // The password file and the service account's secret, outside the
+    // gateway's dir (named by absolute path).
+    let side = temp_dir("mtls-ctl");
+    let passwd = side.path().join("passwd");
+    ftpsgate::auth::passwd::update(
+        &passwd,
+        "alice",
+        &ftpsgate::auth::Secret(ALICE_PW.as_bytes().to_vec()),
+    )
+    .expect("write the password file");
+    let secret = side.path().join("svc.secret");
+    std::fs::write(&secret, format!("{TEST_PASS}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let socket = side.path().join("control.sock");
+    let edit = |y: String| {
+        let routes = format!(
+            "    backend: vs\n    routes:\n      - {{ user: alice, backends: [vs], auth: gateway, backend_login: {{ user: {TEST_USER}, password_file: \"{}\" }} }}\n      - {{ user: \"*\", backends: [vs] }}\n",
+            secret.display()
+        );
+        format!(
+            "{}auth:\n  providers:\n    - {{ name: local, passwd_file: \"{}\" }}\ncontrol: {{ socket: \"{}\", mode: \"0600\" }}\n",
+            y.replacen("    backend: vs\n", &routes, 1),
+            passwd.display(),
+            socket.display()
+        )
+    };
+    let m = Mtls::start_on(
+        Vsftpd::strict(),
+        Frontend::explicit(),
+        "mode: optional",
+        edit,
+    )
+    .await;
+    // reload.watch polls the client_auth CA and CRL and the files gateway
+    // authentication reads.
+    let watched = m.gw.gateway.as_ref().unwrap().watched_files();
+    let dir = m.gw.dir.path();
+    for f in [
+        dir.join("client-ca.pem"),
+        dir.join("client-ca.crl"),
+        passwd.clone(),
+        secret.clone(),
+    ] {
+        assert!(
+            watched.contains(&f),
+            "{} not watched: {watched:?}",
+            f.display()
+        );
+    }
+    let tls = m.gw.certs.client_config_with_cert(&m.pki.alice);
+    let mut alice = RawFtp::connect_explicit(m.gw.addr(), tls).await;
+    alice.login("alice", ALICE_PW).await;
+    let tls = m.gw.certs.client_config_with_cert(&m.pki.good);
+    let mut user = RawFtp::connect_explicit(m.gw.addr(), tls).await;
+    user.login(TEST_USER, TEST_PASS).await;
+    let mut anon = RawFtp::connect_explicit(m.gw.addr(), m.gw.certs.client_config()).await;
+    anon.login(TEST_USER, TEST_PASS).await;
+
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run ftpsgate ctl");
+        assert!(out.status.success(), "ctl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    };
+    // The registry updates after each step: poll until all three logged in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&ctl(&["--json", "sessions"])).expect("--json is JSON");
+        let rows = json["sessions"].as_array().cloned().unwrap_or_default();
+        if rows.len() == 3 && rows.iter().all(|r| r["user"].is_string()) {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never logged in: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_client = |port: u16| {
+        rows.iter()
+            .find(|r| {
+                r["client"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with(&format!(":{port}")))
+            })
+            .unwrap_or_else(|| panic!("no session from port {port}: {rows:?}"))
+    };
+    let a = by_client(alice.local_addr().expect("connected").port());
+    assert_eq!(
+        (a["user"].as_str(), a["identity"].as_str()),
+        (Some("alice"), Some("alice")),
+        "{a}"
+    );
+    assert_eq!(a["auth"].as_str(), Some("gateway"), "{a}");
+    let u = by_client(user.local_addr().expect("connected").port());
+    assert_eq!(u["identity"].as_str(), Some(TEST_USER), "{u}");
+    assert_eq!(u["auth"].as_str(), Some("backend"), "{u}");
+    let n = by_client(anon.local_addr().expect("connected").port());
+    assert!(n["identity"].is_null(), "{n}");
+    assert_eq!(n["auth"].as_str(), Some("backend"), "{n}");
+
+    // The table for people: IDENTITY and AUTH columns, `-` without a certificate.
+    let table = ctl(&["sessions"]);
+    let mut lines = table.lines();
+    let head: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&head[..4], ["ID", "USER", "IDENTITY", "AUTH"], "{table}");
+    let cells: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    assert!(
+        cells
+            .iter()
+            .any(|c| c[1..4] == ["alice", "alice", "gateway"]),
+        "{table}"
+    );
+    assert!(
+        cells
+            .iter()
+            .any(|c| c[1..4] == [TEST_USER, TEST_USER, "backend"]),
+        "{table}"
+    );
+    assert!(
+        cells.iter().any(|c| c[1..4] == [TEST_USER, "-", "backend"]),
+        "{table}"
+    );
+    alice.quit().await;
+    user.quit().await;
+    anon.quit().await;
+    m.shutdown().await;
+}

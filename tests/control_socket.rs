@@ -98,8 +98,12 @@ async fn sessions_are_listed_and_a_killed_one_gets_421() {
         assert_eq!(me.backend.as_deref(), Some("vs"));
         assert_eq!(me.state, "idle");
         assert!(me.age_seconds < 60);
+        // No client certificate on this listener; vsftpd checked the password.
+        assert_eq!(me.identity, None);
+        assert_eq!(me.auth.as_deref(), Some("backend"));
         let other = list.iter().find(|r| r.user.is_none()).unwrap();
         assert_eq!(other.state, "login");
+        assert_eq!(other.auth, None);
         assert_eq!(other.backend, None);
         assert!(other.client.starts_with("127.0.0.2:"), "{other:?}");
 
@@ -289,7 +293,7 @@ fn ctl_binary_lists_sessions_and_reloads_with_errors() {
 
     let (code, out, err) = ctl(&socket, &["sessions"]);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.starts_with("ID  USER  CLIENT"), "{out}");
+    assert!(out.starts_with("ID  USER  IDENTITY  AUTH  CLIENT"), "{out}");
     let (code, out, _) = ctl(&socket, &["--json", "sessions"]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&out).expect("--json is JSON");

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use common::faultproxy::{Fault, FaultProxy};
 use common::gateway::gateway_yaml;
-use common::harness::{captured_logs, init_logs};
+use common::harness::{bounded, captured_logs, init_logs};
+use common::process::GwProcess;
 use common::slapd::{Slapd, ADMIN_DN, ADMIN_PW};
 use common::{
-    clients, make_file, pasv_range, sha256_file, start_gateway, temp_dir, Backend, Certs, Curl,
-    Frontend, Lftp, RawFtp, Security, Vsftpd, TEST_PASS, TEST_USER,
+    clients, free_port, make_file, pasv_range, sha256_file, start_gateway, temp_dir, Backend,
+    Certs, Curl, Frontend, Lftp, RawFtp, Security, Vsftpd, TEST_PASS, TEST_USER,
 };
 
 const ALICE_PW: &str = "alice-gw-Pw-81x";
@@ -413,4 +414,70 @@ async fn ldap_binds_check_logins_and_a_down_server_makes_no_backend_connection()
     assert_eq!(env.auth_count("corpsearch", "bad_credentials"), 2);
     assert_not_logged(&[LDAP_ALICE_PW, LDAP_BOB_PW, ADMIN_PW, "not-alice-Pw"]);
     env.shutdown().await;
+}
+
+/// `reload.watch` polls the password file too: a user added with
+/// `ftpsgate passwd` can log in without a SIGHUP (the real binary, its own
+/// watch loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_added_with_ftpsgate_passwd_is_picked_up_by_reload_watch() {
+    const CAROL_PW: &str = "carol-watch-Pw-64k";
+    let vs = Vsftpd::strict();
+    let dir = temp_dir("gwauth-watch");
+    let certs = Certs::generate(dir.path(), "gw");
+    std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
+    passwd(&dir.path().join("passwd"), "alice", ALICE_PW);
+    secret_file(&dir.path().join("svc.secret"), TEST_PASS);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let yaml = gateway_yaml(
+        &Frontend::explicit(),
+        &Backend::for_vsftpd(&vs),
+        pasv_range(),
+        "5s",
+    )
+    .replace("127.0.0.1:0", &addr.to_string())
+    .replace(
+        "    backend: vs\n",
+        "    backend: vs\n    routes:\n      - { user: \"*\", backends: [vs], auth: gateway, backend_login: { user: ftpsgatetest, password_file: svc.secret } }\n",
+    );
+    let yaml = format!("{yaml}{LOCAL_AUTH}reload: {{ watch: true, interval: 1s }}\n");
+    let gw = GwProcess::start(&yaml, dir.path(), None, addr);
+    let login = |user: &'static str, pass: &'static str| {
+        let tls = certs.client_config();
+        async move {
+            let mut ftp = RawFtp::connect_explicit(addr, tls).await;
+            let r = ftp.cmd(&format!("USER {user}")).await.expect("USER");
+            assert_eq!(r.code, 331, "USER {user}: {r}");
+            ftp.cmd(&format!("PASS {pass}")).await.expect("PASS").code
+        }
+    };
+    bounded(90, "password file watch", async {
+        // alice is in the file; carol is not yet.
+        assert_eq!(login("alice", ALICE_PW).await, 230, "{}", gw.log());
+        assert_eq!(login("carol", CAROL_PW).await, 530, "{}", gw.log());
+        passwd(&dir.path().join("passwd"), "carol", CAROL_PW);
+        // No signal: the watch sees the file change and reloads.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if login("carol", CAROL_PW).await == 230 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "carol was never accepted\n{}",
+                gw.log()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let log = gw.log();
+        assert!(log.contains("configuration files changed"), "{log}");
+        assert!(log.contains("configuration reloaded"), "{log}");
+        // alice still logs in; the passwords never reached the log.
+        assert_eq!(login("alice", ALICE_PW).await, 230, "{}", gw.log());
+        let log = gw.log();
+        for secret in [ALICE_PW, CAROL_PW, TEST_PASS] {
+            assert!(!log.contains(secret), "a password reached the log");
+        }
+    })
+    .await;
 }

@@ -62,6 +62,7 @@ pub(super) async fn authenticate(
             filter,
             bind_dn,
             bind_password,
+            ..
         } => {
             let service_pw = std::str::from_utf8(&bind_password.0).unwrap_or_default();
             let r = ldap

@@ -211,11 +211,65 @@ pub fn position_in_file(file: &Path, key: &str) -> Option<(u64, u64)> {
 }
 
 impl Config {
-    /// Private keys that group or others may read, one line each with its key
-    /// path (reads file metadata, so it is not part of the pure
-    /// [`Config::warnings`]). Printed by `check`, logged at start and reload.
+    /// The files authentication at the gateway reads, in config order without
+    /// duplicates: each `auth.providers[].passwd_file`, LDAP `ca` and
+    /// `search.bind_password_file`, then each route's
+    /// `backend_login.password_file`. `reload.watch` polls them, so an
+    /// `ftpsgate passwd` edit takes effect without a signal.
+    pub fn auth_files(&self) -> Vec<std::path::PathBuf> {
+        let mut out: Vec<std::path::PathBuf> = Vec::new();
+        let mut add = |p: &Path| {
+            if !out.iter().any(|q| q == p) {
+                out.push(p.to_path_buf());
+            }
+        };
+        for provider in &self.auth {
+            match &provider.kind {
+                AuthKind::PasswdFile { path, .. } => add(path),
+                AuthKind::Ldap(ldap) => {
+                    add(&ldap.ca);
+                    if let LdapLookup::Search {
+                        bind_password_file, ..
+                    } = &ldap.lookup
+                    {
+                        add(bind_password_file);
+                    }
+                }
+            }
+        }
+        for l in &self.listeners {
+            for r in &l.routes {
+                if let RouteAuth::Gateway {
+                    backend_login: Some(b),
+                    ..
+                } = &r.auth
+                {
+                    add(&b.password_file);
+                }
+            }
+        }
+        out
+    }
+
+    /// Private keys and password files (`auth.providers[].passwd_file`) that
+    /// group or others may read, one line each with its key path (reads file
+    /// metadata, so it is not part of the pure [`Config::warnings`]). Printed
+    /// by `check`, logged at start and reload. (Secrets files that group or
+    /// others may read are errors, not warnings: see `backend_login`.)
     pub fn key_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (i, provider) in self.auth.iter().enumerate() {
+            if let AuthKind::PasswdFile { path, .. } = &provider.kind {
+                if let Some(mode) = key_exposed(path) {
+                    out.push(format!(
+                        "auth.providers[{i}].passwd_file: password file {} is readable by group \
+                         or others (mode {mode:03o}); its hashes can be attacked offline: \
+                         chmod 600 it (owned by the user ftpsgate runs as)",
+                        path.display()
+                    ));
+                }
+            }
+        }
         for (i, l) in self.listeners.iter().enumerate() {
             let p = format!("listeners[{i}].tls");
             let sni = l.tls.sni.iter().enumerate();

@@ -245,6 +245,8 @@ pub struct BackendLogin {
     pub user: String,
     /// From `password_file` (read at build; never in the policy file).
     pub password: Secret,
+    /// `password_file` itself, resolved (watched by `reload.watch`).
+    pub password_file: PathBuf,
 }
 
 /// `auth.providers[i]`: a named way of checking passwords.
@@ -299,6 +301,8 @@ pub enum LdapLookup {
         bind_dn: String,
         /// Its password (from `bind_password_file`).
         bind_password: Secret,
+        /// `bind_password_file` itself, resolved (watched by `reload.watch`).
+        bind_password_file: PathBuf,
     },
 }
 

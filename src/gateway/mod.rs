@@ -513,12 +513,21 @@ impl Gateway {
         self.control_reloads.lock().await.recv().await
     }
 
-    /// What `reload.watch` polls: the config files and every certificate,
-    /// key, CA and SNI file they name (a renewed certificate is a change).
+    /// What `reload.watch` polls: the config files, every certificate, key,
+    /// CA, CRL and SNI file they name (a renewed certificate is a change),
+    /// and the files gateway authentication reads ([`Config::auth_files`]:
+    /// password files, LDAP CAs, secrets files).
     pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
         let config = self.config();
         let mut files = config.sources.clone();
-        files.extend(crate::tls::material::files(&config));
+        for f in crate::tls::material::files(&config)
+            .into_iter()
+            .chain(config.auth_files())
+        {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
         files
     }
 

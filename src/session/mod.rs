@@ -378,6 +378,8 @@ impl Driver {
             backend: self.chosen.as_ref().map(|c| c.backend().cfg.name.as_str()),
             state,
             pinhole: self.pinhole.as_ref().map(|p| p.local),
+            identity: machine.cert_identity(),
+            gateway_auth: machine.gateway_authenticated(),
         }
     }
 

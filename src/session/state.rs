@@ -381,6 +381,8 @@ struct Candidate {
     backend_user: Option<String>,
     /// After the gateway's check: sent as `PASS` when the backend asks.
     backend_password: Option<Secret>,
+    /// The gateway's provider accepted this login's password (`auth: gateway`).
+    gateway_auth: bool,
 }
 
 impl Candidate {
@@ -393,6 +395,7 @@ impl Candidate {
             password: None,
             backend_user: None,
             backend_password: None,
+            gateway_auth: false,
         }
     }
 }
@@ -476,6 +479,8 @@ pub struct Machine {
     client_spoke: bool,
     /// What the client certificate says about logins (`tls.client_auth`).
     cert: CertLogin,
+    /// The confirmed login was checked by the gateway (`auth: gateway`).
+    gateway_auth: bool,
     out: Vec<Action>,
 }
 
@@ -529,6 +534,7 @@ impl Machine {
             unsolicited: 0,
             client_spoke: false,
             cert: CertLogin::default(),
+            gateway_auth: false,
             out: Vec::new(),
         };
         let greeting = Reply::new(220, &m.s.banner);
@@ -569,6 +575,18 @@ impl Machine {
     /// A login has succeeded (and the backend confirmed no REIN since).
     pub fn logged_in(&self) -> bool {
         self.logged_in
+    }
+
+    /// The confirmed login's password was checked by the gateway's provider
+    /// (`auth: gateway`), not only by the backend; false before a login.
+    pub fn gateway_authenticated(&self) -> bool {
+        self.logged_in && self.gateway_auth
+    }
+
+    /// The client certificate's identity on the control connection
+    /// (`tls.client_auth.identity`), if one was presented and mapped.
+    pub fn cert_identity(&self) -> Option<&str> {
+        self.cert.identity.as_deref()
     }
 
     /// The confirmed login's command filter (`Any` before a login).
@@ -1024,6 +1042,7 @@ impl Machine {
         if r.code == 220 {
             info!(user = %self.user, "logged out by REIN");
             self.logged_in = false;
+            self.gateway_auth = false;
             self.user.clear();
             self.commands = CommandPolicy::Any;
             self.candidate = None;
@@ -1123,6 +1142,7 @@ impl Machine {
                     self.dir_commands.clear();
                     self.internal_deadline = None;
                     self.logged_in = false;
+                    self.gateway_auth = false;
                     self.user.clear();
                     self.commands = CommandPolicy::Any;
                     if self.pending.is_some() || self.setup.is_some() {
@@ -1198,6 +1218,7 @@ impl Machine {
         match r {
             Ok(mapped) => {
                 let password = c.password.take();
+                c.gateway_auth = true;
                 match mapped {
                     Some(login) => {
                         c.backend_user = Some(login.user);
@@ -1296,6 +1317,7 @@ impl Machine {
             if let Some(c) = self.candidate.take() {
                 self.user = c.user;
                 self.commands = c.commands;
+                self.gateway_auth = c.gateway_auth;
                 self.logged_in = true;
                 info!(user = %self.user, fresh, "logged in");
                 env.login_ok(fresh);

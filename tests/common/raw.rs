@@ -552,6 +552,16 @@ impl RawFtp {
             .assert_ok();
     }
 
+    /// The client side's address of the control connection (how the gateway
+    /// lists this session); `None` once closed.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.conn {
+            Conn::Plain(s) => s.get_ref().local_addr().ok(),
+            Conn::Tls(s) => s.get_ref().get_ref().0.local_addr().ok(),
+            Conn::Closed => None,
+        }
+    }
+
     /// `QUIT` (best effort) and close.
     pub async fn quit(mut self) {
         let _ = self.cmd("QUIT").await;

@@ -139,11 +139,13 @@ impl<'a> Builder<'a> {
                     s.bind_password_file.as_deref(),
                     |w| read_secret(base, w),
                 );
+                let (bind_password_file, bind_password) = bind_password?;
                 Ok(LdapLookup::Search {
                     base: base_dn?,
                     filter: filter?,
                     bind_dn: bind_dn?,
-                    bind_password: bind_password?,
+                    bind_password,
+                    bind_password_file,
                 })
             }
             (Some(_), Some(_)) => {
@@ -256,9 +258,11 @@ impl<'a> Builder<'a> {
             raw.password_file.as_deref(),
             |w| read_secret(base, w),
         );
+        let (password_file, password) = password?;
         Ok(BackendLogin {
             user: user?,
-            password: password?,
+            password,
+            password_file,
         })
     }
 }
@@ -289,9 +293,9 @@ fn with_placeholder(s: &str, what: &str) -> Result<String, String> {
     }
 }
 
-/// The first line of a secrets file that only its owner may read. The
-/// file's content never appears in an error.
-fn read_secret(base: &Path, written: &str) -> Result<Secret, String> {
+/// The resolved path and first line of a secrets file that only its owner
+/// may read. The file's content never appears in an error.
+fn read_secret(base: &Path, written: &str) -> Result<(PathBuf, Secret), String> {
     let path: PathBuf = existing_file(base, written)?;
     if let Some(mode) = crate::config::key_exposed(&path) {
         return Err(format!(
@@ -304,7 +308,7 @@ fn read_secret(base: &Path, written: &str) -> Result<Secret, String> {
     if line.is_empty() {
         return Err(format!("secrets file {written} is empty"));
     }
-    Ok(Secret(line.to_vec()))
+    Ok((path, Secret(line.to_vec())))
 }
 
 #[cfg(test)]

@@ -151,3 +151,41 @@ fn gateway_auth_without_providers_is_refused() {
         vec!["listeners[0].routes[0].auth: auth: gateway needs a provider in auth.providers"]
     );
 }
+
+#[test]
+fn auth_files_name_every_file_gateway_auth_reads() {
+    let dir = auth_dir();
+    let yaml = with_routes(
+        "      - { user: alice, backends: [legacy], auth: gateway, provider: local, backend_login: { user: svc, password_file: svc.secret } }
+      - { user: bob, backends: [legacy], auth: gateway, provider: local, backend_login: { user: svc, password_file: svc.secret } }
+      - { user: \"*\", backends: [legacy], auth: gateway, provider: corp }
+",
+        "auth:
+  providers:
+    - { name: local, passwd_file: passwd }
+    - name: corp
+      ldap: { url: \"ldaps://x\", ca: ldap-ca.pem, search: { base: \"dc=x\", filter: \"(uid={user})\", bind_dn: \"cn=a\", bind_password_file: svc.secret } }
+",
+    );
+    let c = parse_ok(&yaml, dir.path());
+    let names: Vec<_> = c
+        .auth_files()
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    // Each once, in config order.
+    assert_eq!(names, ["passwd", "ldap-ca.pem", "svc.secret"]);
+    assert!(c.auth_files().iter().all(|p| p.is_absolute()));
+    // A password file group or others may read is a warning (not an error).
+    let passwd = dir.path().join("passwd");
+    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let w = c.key_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("auth.providers[0].passwd_file: password file ")
+            && w[0].contains("readable by group or others (mode 640)"),
+        "{w:?}"
+    );
+    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(c.key_warnings().is_empty());
+}

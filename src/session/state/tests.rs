@@ -1111,6 +1111,7 @@ fn gateway_auth_logs_in_as_the_mapped_service_account() {
     let mapped = BackendLogin {
         user: "svc".into(),
         password: Secret(b"svc-pw".to_vec()),
+        password_file: "svc.secret".into(),
     };
     t.input(Input::Authenticated(Ok(Some(mapped))));
     let a = t.input(routed("alice", CommandPolicy::Any, true));
@@ -1122,6 +1123,23 @@ fn gateway_auth_logs_in_as_the_mapped_service_account() {
     assert_eq!(codes(&t.backend(230, "Welcome")), vec![230]);
     // Logs and the transfer log name the gateway user.
     assert_eq!(t.m.user(), "alice");
+    // `ftpsgate ctl sessions` shows who checked the password.
+    assert!(t.m.gateway_authenticated());
+}
+
+#[test]
+fn gateway_authenticated_only_for_a_login_the_gateway_checked() {
+    let mut t = T::new(settings());
+    assert!(!t.m.gateway_authenticated());
+    t.login();
+    assert!(t.m.logged_in());
+    assert!(!t.m.gateway_authenticated(), "the backend checked this one");
+    assert_eq!(t.m.cert_identity(), None);
+    t.m.set_cert_login(CertLogin {
+        identity: Some("alice@example.org".into()),
+        require_user_match: false,
+    });
+    assert_eq!(t.m.cert_identity(), Some("alice@example.org"));
 }
 
 #[test]
