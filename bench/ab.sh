@@ -3,9 +3,9 @@
 # FTPS with PROT P on both legs, one gateway per binary in front of the same vsftpd.
 # Downloads and uploads are interleaved (A, B, A, B, ... with the order rotated each
 # round) so that load from other processes hits every binary alike. The figure is the
-# gateway's CPU time (sum of its threads' /proc/PID/task/*/schedstat, ns) per 256 MiB,
-# median over the rounds, next to the AES-GCM floor measured in the same run. See
-# bench/README.md.
+# gateway's CPU time per 256 MiB (`perf stat -e task-clock -p PID` around the transfer,
+# ns; /proc/PID/stat clock ticks without perf), median over the rounds, next to the
+# AES-GCM floor measured in the same run. See bench/README.md.
 #
 #   sudo ./bench/ab.sh old=/tmp/ftpsgate.old new=target/release/ftpsgate
 #
@@ -92,7 +92,12 @@ for name in "${NAMES[@]}"; do
 done
 
 measure() { # measure NAME download|upload -> CPU seconds of that gateway for one transfer
-    local name=$1 kind=$2 pid=${PIDS[$1]} c0 c1 got
+    local name=$1 kind=$2 pid=${PIDS[$1]} c0 c1 got ms perf_pid=""
+    if [[ $HAVE_PERF == 1 ]]; then
+        perf stat -e task-clock -x, -p "$pid" -o "$TMP/task-clock" &
+        perf_pid=$!
+        sleep 0.3          # attached before the transfer starts
+    fi
     c0=$(cpu_ns "$pid")
     if [[ $kind == download ]]; then
         "${CURL[@]}" -o /dev/null "ftp://localhost:${PORTS[$name]}/big.bin" || die "$name: download failed"
@@ -100,17 +105,29 @@ measure() { # measure NAME download|upload -> CPU seconds of that gateway for on
         "${CURL[@]}" -T "$FTPROOT/big.bin" "ftp://localhost:${PORTS[$name]}/up-$name.bin" || die "$name: upload failed"
     fi
     c1=$(cpu_ns "$pid")
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        ms=$(awk -F, '$3 == "task-clock" { print $1 }' "$TMP/task-clock")
+    else
+        ms=$(awk -v d=$((c1 - c0)) 'BEGIN { print d / 1e6 }')
+    fi
     kill -0 "$pid" 2>/dev/null || die "ftpsgate $name died"
+    log "$name $kind: ${ms} ms"
     if [[ $kind == upload ]]; then
         got=$(sha256sum "$FTPROOT/up-$name.bin" | cut -d' ' -f1)
         [[ $got == "$BIG_SHA" ]] || die "$name: upload checksum mismatch"
         rm -f "$FTPROOT/up-$name.bin"
     fi
-    awk -v d=$((c1 - c0)) -v m="$BIG_MIB" 'BEGIN { printf "%.4f\n", d / 1e9 * 256 / m }'
+    awk -v ms="$ms" -v m="$BIG_MIB" 'BEGIN { printf "%.4f\n", ms / 1e3 * 256 / m }'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'; }
 
+HAVE_PERF=0
+if command -v perf >/dev/null && perf stat -e task-clock -x, -o /dev/null true 2>/dev/null; then
+    HAVE_PERF=1
+fi
 declare -A DL UL
 AES256=$(aes_gcm_mibs 256)
 AES128=$(aes_gcm_mibs 128)
@@ -118,8 +135,10 @@ for r in $(seq "$ROUNDS"); do
     n=${#NAMES[@]}
     for k in $(seq 0 $((n - 1))); do
         name=${NAMES[$(((k + r) % n))]}
-        DL[$name]+="$(measure "$name" download) "
-        UL[$name]+="$(measure "$name" upload) "
+        v=$(measure "$name" download) || exit 1
+        DL[$name]+="$v "
+        v=$(measure "$name" upload) || exit 1
+        UL[$name]+="$v "
     done
     log "round $r done"
 done

@@ -371,8 +371,10 @@ start_vsftpd() { # vsftpd in the foreground on $TMP/vsftpd.conf -> VS_PID, waits
     wait_listen "$VS_PORT" "$VS_PID" vsftpd
 }
 
-cpu_ns() { # CPU time of every live thread of PID in ns (/proc/PID/task/*/schedstat, ns resolution)
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'
+cpu_ns() { # CPU time of PID (all threads, exited ones included) in ns; clock-tick resolution
+    # /proc/PID/stat utime+stime. (The threads' schedstat has ns resolution but is only
+    # brought up to date when a thread is switched out, so a busy thread reads stale.)
+    awk -v t="$(cpu_ticks "$1")" -v hz="$CLK_TCK" 'BEGIN { printf "%d\n", t * 1e9 / hz }'
 }
 
 aes_gcm_mibs() { # aes_gcm_mibs 128|256 -> MiB/s of `openssl speed -evp aes-N-gcm` at 16 KiB blocks, one core
