@@ -12,9 +12,11 @@ use tokio::net::TcpStream;
 
 mod backend;
 mod hold;
+mod readahead;
 
 pub(crate) use backend::BackendTlsStream;
 pub(crate) use hold::HoldIo;
+pub(crate) use readahead::ReadAhead;
 
 /// Client-side (gateway is the TLS server) stream.
 pub(crate) type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;

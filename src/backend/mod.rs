@@ -22,7 +22,7 @@ use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
 use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
-use crate::stream::{BackendStream, BackendTlsStream, MaybeTls};
+use crate::stream::{BackendStream, BackendTlsStream, MaybeTls, ReadAhead};
 use crate::tls::{self, BackendTls, SessionConnector};
 
 /// A configured backend with its TLS built (shared by all sessions).
@@ -177,7 +177,9 @@ impl DataTarget {
         match &self.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some(c) => {
-                let hs = c.connector.connect(c.server_name.clone(), tcp);
+                let hs = c
+                    .connector
+                    .connect(c.server_name.clone(), ReadAhead::bulk(tcp));
                 match tokio::time::timeout(limit, hs).await {
                     Ok(Ok(t)) => {
                         let conn = t.get_ref().1;
@@ -361,7 +363,7 @@ async fn connect_once(
     let stream = match (cfg.tls.mode, &session_tls) {
         (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(BackendTlsStream::control(
             c.connector
-                .connect(c.server_name.clone(), tcp)
+                .connect(c.server_name.clone(), ReadAhead::pass(tcp))
                 .await
                 .map_err(BackendError::Tls)?,
         ))),
@@ -384,7 +386,7 @@ async fn connect_once(
         };
         let t = c
             .connector
-            .connect(c.server_name.clone(), tcp)
+            .connect(c.server_name.clone(), ReadAhead::pass(tcp))
             .await
             .map_err(BackendError::Tls)?;
         chan = Channel::new(MaybeTls::Tls(Box::new(BackendTlsStream::control(t))));

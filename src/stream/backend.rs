@@ -28,7 +28,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+
+use super::ReadAhead;
+
+/// The TLS client stream over the backend socket (data connections read
+/// ahead, see [`ReadAhead`]).
+pub type TlsStream = tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>;
 
 /// Upper bound of bytes read from the socket on drop (the tickets come first;
 /// a download's data behind them is not needed).
@@ -41,14 +46,14 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 /// A client-side TLS stream to a backend.
 pub struct BackendTlsStream {
     /// Always `Some` until dropped.
-    inner: Option<TlsStream<TcpStream>>,
+    inner: Option<TlsStream>,
     /// A data connection: read to its end in the background when dropped.
     linger: bool,
 }
 
 impl BackendTlsStream {
     /// The backend control connection.
-    pub fn control(inner: TlsStream<TcpStream>) -> Self {
+    pub fn control(inner: TlsStream) -> Self {
         BackendTlsStream {
             inner: Some(inner),
             linger: false,
@@ -56,7 +61,7 @@ impl BackendTlsStream {
     }
 
     /// A backend data connection.
-    pub fn data(inner: TlsStream<TcpStream>) -> Self {
+    pub fn data(inner: TlsStream) -> Self {
         BackendTlsStream {
             inner: Some(inner),
             linger: true,
@@ -65,13 +70,16 @@ impl BackendTlsStream {
 
     pub fn get_ref(&self) -> (&TcpStream, &rustls::ClientConnection) {
         match &self.inner {
-            Some(s) => s.get_ref(),
+            Some(s) => {
+                let (io, conn) = s.get_ref();
+                (io.get_ref(), conn)
+            }
             // Only `drop` takes it.
             None => unreachable!("backend TLS stream used after drop"),
         }
     }
 
-    fn io(&mut self) -> io::Result<&mut TlsStream<TcpStream>> {
+    fn io(&mut self) -> io::Result<&mut TlsStream> {
         self.inner
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
@@ -81,15 +89,21 @@ impl BackendTlsStream {
 /// Processes TLS records already received by the kernel, without waiting, so
 /// post-handshake messages (session tickets) reach the session store.
 /// Returns the number of bytes taken from the socket.
-fn salvage_tickets(stream: &mut TlsStream<TcpStream>) -> usize {
-    let (tcp, conn) = stream.get_mut();
+fn salvage_tickets(stream: &mut TlsStream) -> usize {
+    let (io, conn) = stream.get_mut();
     if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
         // TLS 1.2 resumes by session id, which stays in the store.
         return 0;
     }
-    let sock = socket2::SockRef::from(&*tcp);
+    // What was read ahead comes first, then what the kernel holds.
+    let ahead = io.buffered().to_vec();
+    io.consume(ahead.len());
+    if !feed(conn, &ahead) {
+        return ahead.len();
+    }
+    let sock = socket2::SockRef::from(io.get_ref());
     let mut buf = [0u8; 16 * 1024];
-    let mut taken = 0;
+    let mut taken = ahead.len();
     while taken < SALVAGE_LIMIT {
         // The socket is non-blocking (tokio): an empty buffer is WouldBlock.
         let n = match (&*sock).read(&mut buf) {
@@ -97,19 +111,26 @@ fn salvage_tickets(stream: &mut TlsStream<TcpStream>) -> usize {
             Ok(n) => n,
         };
         taken += n;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            // Errors (a full plaintext buffer, a bad record) end the
-            // salvage; tickets come before any data, so they are in.
-            if conn.read_tls(&mut rest).is_err() || conn.process_new_packets().is_err() {
-                return taken;
-            }
-            // Plaintext is not wanted here; drain it so rustls keeps room.
-            let mut sink = [0u8; 4096];
-            while matches!(conn.reader().read(&mut sink), Ok(m) if m > 0) {}
+        if !feed(conn, &buf[..n]) {
+            break;
         }
     }
     taken
+}
+
+/// Passes TLS bytes through rustls, discarding plaintext. False when rustls
+/// refused them (a full plaintext buffer, a bad record): the salvage ends
+/// there; tickets come before any data, so they are in.
+fn feed(conn: &mut rustls::ClientConnection, mut rest: &[u8]) -> bool {
+    while !rest.is_empty() {
+        if conn.read_tls(&mut rest).is_err() || conn.process_new_packets().is_err() {
+            return false;
+        }
+        // Plaintext is not wanted here; drain it so rustls keeps room.
+        let mut sink = [0u8; 4096];
+        while matches!(conn.reader().read(&mut sink), Ok(m) if m > 0) {}
+    }
+    true
 }
 
 /// True when the socket is armed to send a reset on close (`net::abort`).
@@ -118,7 +139,7 @@ fn reset_armed(tcp: &TcpStream) -> bool {
 }
 
 /// Reads a dropped data connection until the backend closes it (bounded).
-async fn linger(mut stream: TlsStream<TcpStream>) {
+async fn linger(mut stream: TlsStream) {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut buf = vec![0u8; 16 * 1024];
         let mut total = 0;
@@ -138,7 +159,7 @@ impl Drop for BackendTlsStream {
             return;
         };
         salvage_tickets(&mut stream);
-        if !self.linger || reset_armed(stream.get_ref().0) {
+        if !self.linger || reset_armed(stream.get_ref().0.get_ref()) {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -37,6 +37,8 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::ReadAhead;
+
 /// TLS record content type of application data (and of every encrypted
 /// TLS 1.3 record).
 const APPLICATION_DATA: u8 = 0x17;
@@ -46,7 +48,8 @@ const HEADER: usize = 5;
 const HELLO_CAP: usize = 16 * 1024 + HEADER;
 
 pub struct HoldIo {
-    io: TcpStream,
+    /// Data connections read ahead in large chunks (see [`ReadAhead`]).
+    io: ReadAhead<TcpStream>,
     /// Hold writes once the client's first application-data record is read.
     armed: Arc<AtomicBool>,
     holding: bool,
@@ -64,15 +67,19 @@ pub struct HoldIo {
 impl HoldIo {
     /// Never holds (control connections, data connections whose direction is known).
     pub fn pass(io: TcpStream) -> HoldIo {
-        let mut h = HoldIo::new(io, Arc::new(AtomicBool::new(false)));
+        let mut h = HoldIo::with(ReadAhead::pass(io), Arc::new(AtomicBool::new(false)));
         h.released = true;
         h.capture = false;
         h
     }
 
     /// Holds once `armed` is set and the client's first application-data
-    /// record has been read.
+    /// record has been read. For data connections: reads ahead.
     pub fn new(io: TcpStream, armed: Arc<AtomicBool>) -> HoldIo {
+        HoldIo::with(ReadAhead::bulk(io), armed)
+    }
+
+    fn with(io: ReadAhead<TcpStream>, armed: Arc<AtomicBool>) -> HoldIo {
         HoldIo {
             io,
             armed,
@@ -94,11 +101,13 @@ impl HoldIo {
     }
 
     pub fn get_ref(&self) -> &TcpStream {
-        &self.io
+        self.io.get_ref()
     }
 
+    /// The socket; only for streams that never read ahead (control
+    /// connections), so nothing read is lost.
     pub fn into_inner(self) -> TcpStream {
-        self.io
+        self.io.into_inner()
     }
 
     /// Bytes held back so far (the tickets).
