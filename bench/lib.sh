@@ -87,9 +87,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- build, temp dir, certificates
-cargo_build() { # cargo_build [CARGO ARGS] -> cargo build --release --quiet ARGS in $REPO
-    log "building (cargo build --release${*:+ $*})"
-    (cd "$REPO" && cargo build --release --quiet "$@") >&2 || die "cargo build --release${*:+ $*} failed"
+# Cargo profile of the binaries the scripts build and run (target/$BENCH_PROFILE/).
+BENCH_PROFILE=${BENCH_PROFILE:-release}
+cargo_build() { # cargo_build [CARGO ARGS] -> cargo build --profile $BENCH_PROFILE --quiet ARGS in $REPO
+    log "building (cargo build --profile $BENCH_PROFILE${*:+ $*})"
+    (cd "$REPO" && cargo build --profile "$BENCH_PROFILE" --quiet "$@") >&2 \
+        || die "cargo build --profile $BENCH_PROFILE${*:+ $*} failed"
 }
 
 bin_note() { # where BIN comes from, for the report header
@@ -205,9 +208,9 @@ build_loadgen_binaries() { # cargo build (unless BENCH_NO_BUILD=1) -> BIN, LOADG
     if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
         cargo_build --bins --examples
     fi
-    BIN=${FTPSGATE_BIN:-$REPO/target/release/ftpsgate}
-    LOADGEN=$REPO/target/release/examples/loadgen
-    BACKEND=$REPO/target/release/examples/bench_backend
+    BIN=${FTPSGATE_BIN:-$REPO/target/$BENCH_PROFILE/ftpsgate}
+    LOADGEN=$REPO/target/$BENCH_PROFILE/examples/loadgen
+    BACKEND=$REPO/target/$BENCH_PROFILE/examples/bench_backend
     local b
     for b in "$BIN" "$LOADGEN" "$BACKEND"; do [[ -x $b ]] || die "no executable at $b"; done
     BIN_NOTE=$(bin_note)
