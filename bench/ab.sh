@@ -9,7 +9,8 @@
 #
 #   sudo ./bench/ab.sh old=/tmp/ftpsgate.old new=target/release/ftpsgate
 #
-# Environment: AB_ROUNDS (default 5), BENCH_MIB (default 256), BENCH_KEEP=1.
+# Environment: AB_ROUNDS (default 5), BENCH_MIB (default 256), BENCH_KEEP=1,
+# AB_EVENTS (more perf events per transfer, logged; e.g. syscalls:sys_enter_writev).
 set -euo pipefail
 
 ROUNDS=${AB_ROUNDS:-5}
@@ -94,7 +95,7 @@ done
 measure() { # measure NAME download|upload -> CPU seconds of that gateway for one transfer
     local name=$1 kind=$2 pid=${PIDS[$1]} c0 c1 got ms perf_pid=""
     if [[ $HAVE_PERF == 1 ]]; then
-        perf stat -e task-clock -x, -p "$pid" -o "$TMP/task-clock" &
+        perf stat -e "task-clock${AB_EVENTS:+,$AB_EVENTS}" -x, -p "$pid" -o "$TMP/task-clock" &
         perf_pid=$!
         sleep 0.3          # attached before the transfer starts
     fi
@@ -109,6 +110,8 @@ measure() { # measure NAME download|upload -> CPU seconds of that gateway for on
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
         ms=$(awk -F, '$3 == "task-clock" { print $1 }' "$TMP/task-clock")
+        # AB_EVENTS: further perf events counted per transfer, in the log.
+        [[ -z ${AB_EVENTS:-} ]] || log "$name $kind events: $(awk -F, '$3 != "task-clock" && $3 != "" { printf "%s=%s ", $3, $1 }' "$TMP/task-clock")"
     else
         ms=$(awk -v d=$((c1 - c0)) 'BEGIN { print d / 1e6 }')
     fi
