@@ -87,9 +87,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- build, temp dir, certificates
-cargo_build() { # cargo_build [CARGO ARGS] -> cargo build --release --quiet ARGS in $REPO
-    log "building (cargo build --release${*:+ $*})"
-    (cd "$REPO" && cargo build --release --quiet "$@") >&2 || die "cargo build --release${*:+ $*} failed"
+# Cargo profile of the binaries the scripts build and run (target/$BENCH_PROFILE/).
+BENCH_PROFILE=${BENCH_PROFILE:-release}
+cargo_build() { # cargo_build [CARGO ARGS] -> cargo build --profile $BENCH_PROFILE --quiet ARGS in $REPO
+    log "building (cargo build --profile $BENCH_PROFILE${*:+ $*})"
+    (cd "$REPO" && cargo build --profile "$BENCH_PROFILE" --quiet "$@") >&2 \
+        || die "cargo build --profile $BENCH_PROFILE${*:+ $*} failed"
 }
 
 bin_note() { # where BIN comes from, for the report header
@@ -205,9 +208,9 @@ build_loadgen_binaries() { # cargo build (unless BENCH_NO_BUILD=1) -> BIN, LOADG
     if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
         cargo_build --bins --examples
     fi
-    BIN=${FTPSGATE_BIN:-$REPO/target/release/ftpsgate}
-    LOADGEN=$REPO/target/release/examples/loadgen
-    BACKEND=$REPO/target/release/examples/bench_backend
+    BIN=${FTPSGATE_BIN:-$REPO/target/$BENCH_PROFILE/ftpsgate}
+    LOADGEN=$REPO/target/$BENCH_PROFILE/examples/loadgen
+    BACKEND=$REPO/target/$BENCH_PROFILE/examples/bench_backend
     local b
     for b in "$BIN" "$LOADGEN" "$BACKEND"; do [[ -x $b ]] || die "no executable at $b"; done
     BIN_NOTE=$(bin_note)
@@ -304,4 +307,82 @@ gateway_log_report() { # the gateway_log line (stdout), then the most frequent W
     grep -E '"level":"(WARN|ERROR)"' "$TMP/gateway.log" 2>/dev/null \
         | sed -E 's/"(timestamp|id|client|span|spans|peer|port|addr)":("[^"]*"|[0-9]+|\{[^}]*\}|\[[^]]*\]),?//g' \
         | sort | uniq -c | sort -rn | head -n 8 | sed 's/^/[gateway.log] /' >&2 || true
+}
+
+# ---------------------------------------------------------------- run.sh and ab.sh
+# curl (and ftpsgate) in front of vsftpd, explicit FTPS with PROT P on both legs. The
+# caller sets BENCH_USER, BENCH_PASS, BIG_MIB, BIG_BYTES and VS_PASV first.
+
+bench_user_and_files() { # local user, $TMP/ftp with big.bin and small.bin -> FTPROOT, BIG_SHA, SMALL_SHA
+    if ! id "$BENCH_USER" >/dev/null 2>&1; then
+        useradd --create-home --shell /bin/bash "$BENCH_USER"
+    fi
+    echo "$BENCH_USER:$BENCH_PASS" | chpasswd
+    grep -qx "$BENCH_USER" /etc/ftpusers 2>/dev/null && die "$BENCH_USER is listed in /etc/ftpusers"
+
+    # FTP root = the user's download dir for this run (uploads land here too).
+    FTPROOT=$TMP/ftp
+    mkdir -p "$FTPROOT" "$TMP/empty"
+    chmod 755 "$TMP/empty"            # vsftpd secure_chroot_dir: root-owned, empty
+    log "creating ${BIG_MIB} MiB + 1 KiB test files"
+    head -c "$BIG_BYTES" /dev/urandom >"$FTPROOT/big.bin"
+    head -c 1024 /dev/urandom >"$FTPROOT/small.bin"
+    chown -R "$BENCH_USER:" "$FTPROOT"
+    BIG_SHA=$(sha256sum "$FTPROOT/big.bin" | cut -d' ' -f1)
+    SMALL_SHA=$(sha256sum "$FTPROOT/small.bin" | cut -d' ' -f1)
+}
+
+write_vsftpd_conf() { # $TMP/vsftpd.conf: 127.0.0.1:$VS_PORT, TLS required on login and data, require_ssl_reuse
+    cat >"$TMP/vsftpd.conf" <<EOF
+background=NO
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$VS_PORT
+isolate=NO
+isolate_network=NO
+seccomp_sandbox=NO
+secure_chroot_dir=$TMP/empty
+pam_service_name=vsftpd
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+local_root=$FTPROOT
+connect_from_port_20=NO
+pasv_enable=YES
+pasv_min_port=${VS_PASV%-*}
+pasv_max_port=${VS_PASV#*-}
+ssl_enable=YES
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+require_ssl_reuse=YES
+ssl_ciphers=HIGH
+max_clients=0
+max_per_ip=0
+debug_ssl=YES
+rsa_cert_file=$TMP/leaf.pem
+rsa_private_key_file=$TMP/leaf.key
+xferlog_enable=YES
+xferlog_std_format=NO
+vsftpd_log_file=$TMP/vsftpd.log
+EOF
+}
+
+start_vsftpd() { # vsftpd in the foreground on $TMP/vsftpd.conf -> VS_PID, waits for VS_PORT
+    log "starting vsftpd on 127.0.0.1:$VS_PORT"
+    vsftpd "$TMP/vsftpd.conf" >"$TMP/vsftpd.stderr" 2>&1 &
+    VS_PID=$!
+    wait_listen "$VS_PORT" "$VS_PID" vsftpd
+}
+
+cpu_ns() { # CPU time of PID (all threads, exited ones included) in ns; clock-tick resolution
+    # /proc/PID/stat utime+stime. (The threads' schedstat has ns resolution but is only
+    # brought up to date when a thread is switched out, so a busy thread reads stale.)
+    awk -v t="$(cpu_ticks "$1")" -v hz="$CLK_TCK" 'BEGIN { printf "%d\n", t * 1e9 / hz }'
+}
+
+aes_gcm_mibs() { # aes_gcm_mibs 128|256 -> MiB/s of `openssl speed -evp aes-N-gcm` at 16 KiB blocks, one core
+    openssl speed -seconds 2 -bytes 16384 -evp "aes-$1-gcm" 2>/dev/null \
+        | awk -v c="aes-$1-gcm" 'tolower($1) == c { v = $NF; sub(/k$/, "", v); printf "%.0f\n", v * 1000 / 1048576 }'
 }

@@ -10,6 +10,8 @@
 #   BENCH_MIB      size of the big file in MiB (default 256)
 #   BENCH_KEEP=1   keep the temp dir (logs, configs, certs) instead of removing it
 #   RUST_LOG       passed to ftpsgate (default: its own "info" filter)
+#   LOADGEN_BIN    loadgen for the NOOP latency case (default target/release/examples/loadgen)
+#   BENCH_NOOP_SECS seconds of NOOPs per latency run (default 5)
 set -euo pipefail
 
 RUNS=${BENCH_RUNS:-3}
@@ -40,6 +42,7 @@ cleanup_extra() {
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (creates user $BENCH_USER, runs vsftpd)"
 need_tools "(apt-get install -y vsftpd curl)" vsftpd curl openssl sha256sum ss getconf useradd chpasswd
+NOOP_SECS=${BENCH_NOOP_SECS:-5}
 
 # ---------------------------------------------------------------- helpers
 median() { # median of the numbers on stdin ("nan" if none)
@@ -61,30 +64,16 @@ verdict() { # verdict VALUE OP LIMIT  -> PASS/MISS
 }
 
 # ---------------------------------------------------------------- 1. build + fixtures
-[[ -n ${FTPSGATE_BIN:-} ]] || cargo_build
+[[ -n ${FTPSGATE_BIN:-} ]] || cargo_build --bins --examples
 BIN=${FTPSGATE_BIN:-$REPO/target/release/ftpsgate}
+LOADGEN=${LOADGEN_BIN:-$REPO/target/release/examples/loadgen}
 [[ -x $BIN ]] || die "no executable at $BIN"
 BIN_NOTE=$(bin_note)
 
 make_tmp bench
 chmod 755 "$TMP"
 
-if ! id "$BENCH_USER" >/dev/null 2>&1; then
-    useradd --create-home --shell /bin/bash "$BENCH_USER"
-fi
-echo "$BENCH_USER:$BENCH_PASS" | chpasswd
-grep -qx "$BENCH_USER" /etc/ftpusers 2>/dev/null && die "$BENCH_USER is listed in /etc/ftpusers"
-
-# FTP root = the user's download dir for this run (uploads land here too).
-FTPROOT=$TMP/ftp
-mkdir -p "$FTPROOT" "$TMP/empty"
-chmod 755 "$TMP/empty"            # vsftpd secure_chroot_dir: root-owned, empty
-log "creating ${BIG_MIB} MiB + 1 KiB test files"
-head -c "$BIG_BYTES" /dev/urandom >"$FTPROOT/big.bin"
-head -c 1024 /dev/urandom >"$FTPROOT/small.bin"
-chown -R "$BENCH_USER:" "$FTPROOT"
-BIG_SHA=$(sha256sum "$FTPROOT/big.bin" | cut -d' ' -f1)
-SMALL_SHA=$(sha256sum "$FTPROOT/small.bin" | cut -d' ' -f1)
+bench_user_and_files
 
 make_certs bench rsa
 
@@ -92,37 +81,7 @@ make_certs bench rsa
 VS_PORT=$(free_port)
 GW_PORT=$(free_port "$VS_PORT")
 
-cat >"$TMP/vsftpd.conf" <<EOF
-background=NO
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port=$VS_PORT
-isolate=NO
-isolate_network=NO
-seccomp_sandbox=NO
-secure_chroot_dir=$TMP/empty
-pam_service_name=vsftpd
-anonymous_enable=NO
-local_enable=YES
-write_enable=YES
-local_umask=022
-local_root=$FTPROOT
-connect_from_port_20=NO
-pasv_enable=YES
-pasv_min_port=${VS_PASV%-*}
-pasv_max_port=${VS_PASV#*-}
-ssl_enable=YES
-force_local_logins_ssl=YES
-force_local_data_ssl=YES
-require_ssl_reuse=YES
-ssl_ciphers=HIGH
-rsa_cert_file=$TMP/leaf.pem
-rsa_private_key_file=$TMP/leaf.key
-xferlog_enable=YES
-xferlog_std_format=NO
-vsftpd_log_file=$TMP/vsftpd.log
-EOF
+write_vsftpd_conf
 
 cat >"$TMP/gateway.yaml" <<EOF
 listeners:
@@ -138,10 +97,7 @@ backends:
 EOF
 check_gateway_config
 
-log "starting vsftpd on 127.0.0.1:$VS_PORT"
-vsftpd "$TMP/vsftpd.conf" >"$TMP/vsftpd.stderr" 2>&1 &
-VS_PID=$!
-wait_listen "$VS_PORT" "$VS_PID" vsftpd
+start_vsftpd
 
 log "starting ftpsgate on 127.0.0.1:$GW_PORT"
 start_gateway
@@ -270,7 +226,53 @@ sessions_case direct
 log "short sessions x $SESSIONS: gateway"
 gw_cpu_per CPU_SS_MS "$SESSIONS" 1000 sessions_case gateway
 
+# ---------------------------------------------------------------- 3d. control latency
+# NOOP round trips, loadgen (rustls) -> vsftpd directly and through ftpsgate, at 1 and
+# at 200 concurrent logged-in sessions (each sends one NOOP every 10 ms / 100 ms),
+# interleaved direct, gateway, direct, gateway. Added latency = gateway - direct.
+noop_case() { # noop_case SIDE SESSIONS INTERVAL -> "p50_us p99_us errors"
+    local port=$VS_PORT out
+    [[ $1 == gateway ]] && port=$GW_PORT
+    out=$("$LOADGEN" noop --addr "127.0.0.1:$port" --ca "$TMP/ca.pem" --server-name localhost \
+        --user "$BENCH_USER" --pass "$BENCH_PASS" --sessions "$2" --interval "$3" --secs "$NOOP_SECS" \
+        --timeout 60 2>>"$TMP/loadgen.err") || { echo "nan nan 1"; return; }
+    log "noop $1 sessions=$2: $out"
+    echo "$(kv p50_us <<<"$out") $(kv p99_us <<<"$out") $(kv errors <<<"$out")"
+}
+NOOP_LINES=()
+if [[ -x $LOADGEN ]]; then
+    for conc in "1 0.01" "200 0.1"; do
+        read -r n iv <<<"$conc"
+        read -r d50 d99 derr < <(noop_case direct "$n" "$iv")
+        read -r g50 g99 gerr < <(noop_case gateway "$n" "$iv")
+        NOOP_LINES+=("$n $d50 $d99 $derr $g50 $g99 $gerr")
+    done
+else
+    log "no loadgen at $LOADGEN: NOOP latency skipped"
+fi
+
 RSS_KB=$(hwm_kib "$GW_PID")
+
+# ---------------------------------------------------------------- floors (same run)
+# AES-GCM at 16 KiB records (one core), and the handshake primitives, from openssl.
+AES256=$(aes_gcm_mibs 256)
+AES128=$(aes_gcm_mibs 128)
+SPEED=$(openssl speed -seconds 1 rsa2048 ecdsap256 ecdhx25519 2>/dev/null)
+RSA_SIGN_MS=$(awk '/^rsa 2048 bits/ { printf "%.4f", 1000 / $(NF-1) }' <<<"$SPEED")
+RSA_VERIFY_MS=$(awk '/^rsa 2048 bits/ { printf "%.4f", 1000 / $NF }' <<<"$SPEED")
+P256_SIGN_MS=$(awk '/ecdsa \(nistp256\)/ { printf "%.4f", 1000 / $(NF-1) }' <<<"$SPEED")
+X25519_MS=$(awk '/ecdh \(X25519\)/ { printf "%.4f", 1000 / $NF }' <<<"$SPEED")
+# Negotiated ciphers: curl -> ftpsgate is TLS 1.3 with curl's order (AES-256-GCM first);
+# ftpsgate -> vsftpd offers AES-128-GCM first (tls::backend_provider), vsftpd follows
+# the client's order. vsftpd's debug_ssl log line names what it used.
+BACKEND_CIPHER=$(grep -o 'SSL cipher: [A-Z0-9-]*' "$TMP/vsftpd.log" 2>/dev/null | tail -1 | awk '{ print $3 }' || true)
+case $BACKEND_CIPHER in *AES128*) BACKEND_AES=$AES128 ;; *) BACKEND_AES=$AES256 ;; esac
+RELAY_FLOOR=$(awk -v c="$AES256" -v b="$BACKEND_AES" 'BEGIN { printf "%.3f", 256 / c + 256 / b }')
+# Per short session the gateway does, as TLS server, one full handshake (one signature,
+# one X25519 key share: keygen + agreement) and two resumed ones (PSK-DHE, X25519 each);
+# as TLS 1.2 client to vsftpd, one full handshake (X25519, the server's signature and the
+# leaf's CA signature verified) and two resumed by session id (no key exchange).
+SESSION_FLOOR_MS=$(awk -v s="$RSA_SIGN_MS" -v v="$RSA_VERIFY_MS" -v x="$X25519_MS" 'BEGIN { printf "%.3f", s + 2 * v + 8 * x }')
 
 # ---------------------------------------------------------------- 4. report
 DL_RATIO=$(ratio "$DL_MED_direct" "$DL_MED_gateway")
@@ -281,6 +283,7 @@ CPU_DL256=$(awk -v c="$CPU_DL" -v s="$SCALE" 'BEGIN { print c * s }')
 CPU_UL256=$(awk -v c="$CPU_UL" -v s="$SCALE" 'BEGIN { print c * s }')
 
 header_line bench "vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)  $(curl --version | head -1 | cut -d' ' -f1-2)"
+echo "# machine $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cpus, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
 echo "# loopback, explicit FTPS both legs; file ${BIG_MIB} MiB; $RUNS runs per throughput case (median of successful runs); $SESSIONS short sessions per side"
 echo "download_${BIG_MIB}MiB direct=$(fmt "$DL_MED_direct")MiB/s gateway=$(fmt "$DL_MED_gateway")MiB/s ratio=$DL_RATIO fails_direct=$DL_FAIL_direct/$RUNS fails_gateway=$DL_FAIL_gateway/$RUNS sha256_direct=$DL_SHA_direct sha256_gateway=$DL_SHA_gateway"
 echo "upload_${BIG_MIB}MiB direct=$(fmt "$UL_MED_direct12")MiB/s gateway=$(fmt "$UL_MED_gateway")MiB/s ratio=$UL_RATIO fails_direct=$UL_FAIL_direct12/$RUNS fails_gateway=$UL_FAIL_gateway/$RUNS (direct uses curl --tls-max 1.2; gateway: curl default TLS; fail = curl error or server-side sha256 mismatch)"
@@ -289,6 +292,11 @@ echo "upload_${BIG_MIB}MiB_direct_tls13 direct=$(fmt "$UL_MED_direct13")MiB/s fa
 echo "short_sessions direct=$(fmt "$SS_RATE_direct")/s gateway=$(fmt "$SS_RATE_gateway")/s ratio=$SS_RATIO fails_direct=$SS_FAIL_direct/$SESSIONS fails_gateway=$SS_FAIL_gateway/$SESSIONS (login+LIST+1KiB RETR; wall $(fmt "$SS_SECS_direct")s vs $(fmt "$SS_SECS_gateway")s)"
 echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"
 echo "gateway_rss_peak=$(mib "$RSS_KB")MiB"
+echo "floor_crypto aes256gcm=${AES256}MiB/s aes128gcm=${AES128}MiB/s backend_cipher=${BACKEND_CIPHER:-unknown} rsa2048_sign=${RSA_SIGN_MS}ms rsa2048_verify=${RSA_VERIFY_MS}ms ecdsap256_sign=${P256_SIGN_MS}ms x25519=${X25519_MS}ms (openssl speed, one core, same run)"
+for l in "${NOOP_LINES[@]}"; do
+    read -r n d50 d99 derr g50 g99 gerr <<<"$l"
+    echo "noop_latency sessions=$n direct_p50=${d50}us direct_p99=${d99}us gateway_p50=${g50}us gateway_p99=${g99}us errors_direct=$derr errors_gateway=$gerr"
+done
 
 # Targets. A throughput case with failed runs, or a checksum mismatch, is a MISS.
 t_dl=$(verdict "$DL_RATIO" ">=" 0.9)
@@ -297,6 +305,26 @@ t_ul=$(verdict "$UL_RATIO" ">=" 0.9)
 [[ $UL_FAIL_gateway -eq 0 ]] || t_ul=MISS
 t_ss=$(verdict "$SS_RATIO" ">=" 0.9)
 [[ $SS_FAIL_gateway -eq 0 ]] || t_ss=MISS
+# Goals of issue 18: figure, floor and ratio on one line each (bench/table.sh turns
+# these lines into README's performance table).
+goal() { # goal NAME FIGURE UNIT FLOOR OP LIMIT -> "goal NAME figure= floor= ratio= target= PASS|MISS"
+    local r
+    r=$(awk -v f="$2" -v l="$4" 'BEGIN { if (f == "nan" || l == "nan" || l == 0) print "nan"; else printf "%.2f", f / l }')
+    echo "goal $1 figure=$2$3 floor=$4$3 ratio=$r target=$5$6 $(verdict "$r" "$5" "$6")"
+}
+added() { awk -v g="$1" -v d="$2" 'BEGIN { if (g == "nan" || d == "nan" || g == "" || d == "") print "nan"; else printf "%.0f", g - d }'; }
+goal relay_cpu_download "$(fmt "$CPU_DL256" 3)" s/256MiB "$RELAY_FLOOR" "<=" 1.3
+goal relay_cpu_upload "$(fmt "$CPU_UL256" 3)" s/256MiB "$RELAY_FLOOR" "<=" 1.3
+goal session_cpu "$(fmt "$CPU_SS_MS" 3)" ms "$SESSION_FLOOR_MS" "<=" 2
+goal download_throughput "$(fmt "$DL_MED_gateway")" MiB/s "$(fmt "$DL_MED_direct")" ">=" 0.97
+goal upload_throughput "$(fmt "$UL_MED_gateway")" MiB/s "$(fmt "$UL_MED_direct12")" ">=" 0.97
+for l in "${NOOP_LINES[@]}"; do
+    read -r n d50 d99 derr g50 g99 gerr <<<"$l"
+    a50=$(added "$g50" "$d50")
+    a99=$(added "$g99" "$d99")
+    echo "goal noop_added_p50_${n}sessions figure=${a50}us floor=0us ratio=nan target=<=50us $(verdict "$a50" "<=" 50)"
+    echo "goal noop_added_p99_${n}sessions figure=${a99}us floor=0us ratio=nan target=<=500us $(verdict "$a99" "<=" 500)"
+done
 echo "target download_ratio>=0.90 $t_dl"
 echo "target upload_ratio>=0.90 $t_ul"
 echo "target sessions_ratio>=0.90 $t_ss"

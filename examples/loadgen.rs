@@ -5,7 +5,8 @@
 //! ```text
 //! loadgen idle      --addr A --sessions N [--hold SECS]
 //! loadgen transfers --addr A --sessions N --size BYTES [--file NAME] [--sha256 HEX]
-//! loadgen churn     --addr A --rate R --secs S [--max-inflight C]
+//! loadgen churn     --addr A --rate R --secs S [--max-inflight C] [--max-sessions N]
+//! loadgen noop      --addr A --sessions N --secs S [--interval SECS]
 //! common: --ca FILE | --insecure, --server-name NAME, --user U --pass P,
 //!         --connect-concurrency K, --tls any|1.2|1.3, --timeout SECS
 //! ```
@@ -92,6 +93,9 @@ enum Mode {
         /// Most sessions in flight at once; the start schedule waits when reached.
         #[arg(long, default_value_t = 200)]
         max_inflight: usize,
+        /// Stop starting sessions after this many (0 = only --secs limits).
+        #[arg(long, default_value_t = 0)]
+        max_sessions: u64,
         /// File to RETR.
         #[arg(long, default_value = "small.bin")]
         file: String,
@@ -104,6 +108,20 @@ enum Mode {
         /// Print a progress line to stderr every this many seconds (0 = never).
         #[arg(long, default_value_t = 10.0)]
         progress: f64,
+    },
+    /// Control latency: N logged-in sessions each send `NOOP` every --interval
+    /// seconds for --secs; prints the round-trip quantiles in microseconds.
+    Noop {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1)]
+        sessions: usize,
+        /// Seconds of NOOPs after every session has logged in.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Pause between one session's NOOPs (each session starts at a random offset).
+        #[arg(long, default_value_t = 0.01)]
+        interval: f64,
     },
 }
 
@@ -158,9 +176,10 @@ impl Common {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let threads = match &cli.mode {
-        Mode::Idle { common, .. } | Mode::Transfers { common, .. } | Mode::Churn { common, .. } => {
-            common.threads
-        }
+        Mode::Idle { common, .. }
+        | Mode::Transfers { common, .. }
+        | Mode::Churn { common, .. }
+        | Mode::Noop { common, .. } => common.threads,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -191,6 +210,7 @@ fn main() -> Result<()> {
                 rate,
                 secs,
                 max_inflight,
+                max_sessions,
                 file,
                 size,
                 sha256,
@@ -199,15 +219,24 @@ fn main() -> Result<()> {
                 let expect = Expect::new(size, sha256)?;
                 churn(
                     Ctx::new(common)?,
-                    rate,
-                    secs,
-                    max_inflight,
+                    Schedule {
+                        rate,
+                        secs,
+                        max_inflight,
+                        max_sessions,
+                    },
                     file,
                     expect,
                     progress,
                 )
                 .await
             }
+            Mode::Noop {
+                common,
+                sessions,
+                secs,
+                interval,
+            } => noop(Ctx::new(common)?, sessions, secs, interval).await,
         }
     })
 }
@@ -784,15 +813,30 @@ async fn short_session(ctx: &Ctx, file: &str, want: &Expect) -> Result<()> {
     quit(&mut c).await
 }
 
+/// When churn starts sessions.
+struct Schedule {
+    /// Sessions per second; 0 = closed loop.
+    rate: f64,
+    /// Seconds during which sessions are started.
+    secs: f64,
+    max_inflight: usize,
+    /// Sessions to start at most (0 = no limit).
+    max_sessions: u64,
+}
+
 async fn churn(
     ctx: Arc<Ctx>,
-    rate: f64,
-    run_secs: f64,
-    max_inflight: usize,
+    sched: Schedule,
     file: String,
     want: Expect,
     progress: f64,
 ) -> Result<()> {
+    let Schedule {
+        rate,
+        secs: run_secs,
+        max_inflight,
+        max_sessions,
+    } = sched;
     let sem = Arc::new(Semaphore::new(max_inflight.max(1)));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -818,7 +862,7 @@ async fn churn(
                 next = now;
             }
         }
-        if Instant::now() >= end {
+        if Instant::now() >= end || (max_sessions > 0 && started >= max_sessions) {
             break;
         }
         let permit = match sem.clone().try_acquire_owned() {
@@ -896,6 +940,70 @@ async fn churn(
         l.last().copied().unwrap_or(f64::NAN) * 1000.0,
         ctx.data_resumed.load(Ordering::Relaxed),
         ctx.data_full_handshakes.load(Ordering::Relaxed),
+    );
+    ctx.errors.report();
+    Ok(())
+}
+
+// ------------------------------------------------------------------ noop
+
+/// Logs `n` sessions in; once all are in, each sends `NOOP` every `interval`
+/// (starting at an offset spread over the interval, so the load is even) for
+/// `run_secs`, timing each round trip from just before the write to the
+/// complete reply.
+async fn noop(ctx: Arc<Ctx>, n: usize, run_secs: f64, interval: f64) -> Result<()> {
+    let sem = Arc::new(Semaphore::new(ctx.common.connect_concurrency.max(1)));
+    let barrier = Arc::new(Barrier::new(n.max(1)));
+    let lat: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let gap = Duration::from_secs_f64(interval.max(0.0));
+    let run = Duration::from_secs_f64(run_secs.max(0.0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (ctx, sem, barrier, lat) = (ctx.clone(), sem.clone(), barrier.clone(), lat.clone());
+        tasks.spawn(async move {
+            let cfg = ctx.session_config();
+            let permit = sem.acquire_owned().await.expect("semaphore closed");
+            let res = with_timeout(ctx.common.timeout(), "login", login(&ctx, &cfg)).await;
+            drop(permit);
+            barrier.wait().await;
+            let mut c = match res {
+                Ok(c) => c,
+                Err(e) => return ctx.errors.record("login", &e),
+            };
+            let offset = gap.mul_f64(i as f64 / n.max(1) as f64);
+            let start = Instant::now() + offset;
+            let end = start + run;
+            let mut next = start;
+            let mut mine = Vec::new();
+            loop {
+                tokio::time::sleep_until(next.into()).await;
+                if Instant::now() >= end {
+                    break;
+                }
+                let t = Instant::now();
+                let r = with_timeout(ctx.common.timeout(), "NOOP", command(&mut c, "NOOP")).await;
+                match r.and_then(|r| expect(&r, &[200], "NOOP")) {
+                    Ok(()) => mine.push(t.elapsed().as_secs_f64() * 1e6),
+                    Err(e) => return ctx.errors.record("noop", &e),
+                }
+                next += gap;
+            }
+            lat.lock().unwrap().extend(mine);
+            if let Err(e) = with_timeout(Duration::from_secs(30), "QUIT", quit(&mut c)).await {
+                ctx.errors.record("close", &e);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut l = std::mem::take(&mut *lat.lock().unwrap());
+    l.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "noop sessions={n} interval_s={interval} secs={run_secs} samples={} errors={} p50_us={:.0} p99_us={:.0} max_us={:.0}",
+        l.len(),
+        ctx.errors.total(),
+        quantile(&l, 0.5),
+        quantile(&l, 0.99),
+        l.last().copied().unwrap_or(f64::NAN),
     );
     ctx.errors.report();
     Ok(())

@@ -28,7 +28,7 @@ use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
 use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
-use crate::stream::{BackendStream, BackendTlsStream, MaybeTls};
+use crate::stream::{BackendStream, BackendTlsStream, MaybeTls, ReadAhead};
 use crate::tls::{self, BackendTls, SessionConnector};
 use crate::tunnel::edge::{Edge, Link, OpenError, Opened};
 use crate::tunnel::proto::Request;
@@ -215,7 +215,9 @@ impl DataTarget {
         match &self.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some(c) => {
-                let hs = c.connector.connect(c.server_name.clone(), tcp);
+                let hs = c
+                    .connector
+                    .connect(c.server_name.clone(), ReadAhead::bulk(tcp));
                 match tokio::time::timeout(limit, hs).await {
                     Ok(Ok(t)) => {
                         let conn = t.get_ref().1;
@@ -389,7 +391,7 @@ async fn connect_once(
     let stream = match (cfg.tls.mode, &session_tls) {
         (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(BackendTlsStream::control(
             c.connector
-                .connect(c.server_name.clone(), io)
+                .connect(c.server_name.clone(), ReadAhead::pass(io))
                 .await
                 .map_err(BackendError::Tls)?,
         ))),
@@ -412,7 +414,7 @@ async fn connect_once(
         };
         let t = c
             .connector
-            .connect(c.server_name.clone(), tcp)
+            .connect(c.server_name.clone(), ReadAhead::pass(tcp))
             .await
             .map_err(BackendError::Tls)?;
         chan = Channel::new(MaybeTls::Tls(Box::new(BackendTlsStream::control(t))));

@@ -30,10 +30,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio_rustls::client::TlsStream;
-
+use super::ReadAhead;
 use crate::backend::io::BackendIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+/// The TLS client stream over the backend transport (data connections read
+/// ahead, see [`ReadAhead`]).
+pub type TlsStream = tokio_rustls::client::TlsStream<ReadAhead<BackendIo>>;
 
 /// Upper bound of bytes read from the socket on drop (the tickets come first;
 /// a download's data behind them is not needed).
@@ -46,14 +49,14 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 /// A client-side TLS stream to a backend.
 pub struct BackendTlsStream {
     /// Always `Some` until dropped.
-    inner: Option<TlsStream<BackendIo>>,
+    inner: Option<TlsStream>,
     /// A data connection: read to its end in the background when dropped.
     linger: bool,
 }
 
 impl BackendTlsStream {
     /// The backend control connection.
-    pub fn control(inner: TlsStream<BackendIo>) -> Self {
+    pub fn control(inner: TlsStream) -> Self {
         BackendTlsStream {
             inner: Some(inner),
             linger: false,
@@ -61,7 +64,7 @@ impl BackendTlsStream {
     }
 
     /// A backend data connection.
-    pub fn data(inner: TlsStream<BackendIo>) -> Self {
+    pub fn data(inner: TlsStream) -> Self {
         BackendTlsStream {
             inner: Some(inner),
             linger: true,
@@ -70,13 +73,16 @@ impl BackendTlsStream {
 
     pub fn get_ref(&self) -> (&BackendIo, &rustls::ClientConnection) {
         match &self.inner {
-            Some(s) => s.get_ref(),
+            Some(s) => {
+                let (io, conn) = s.get_ref();
+                (io.get_ref(), conn)
+            }
             // Only `drop` takes it.
             None => unreachable!("backend TLS stream used after drop"),
         }
     }
 
-    fn io(&mut self) -> io::Result<&mut TlsStream<BackendIo>> {
+    fn io(&mut self) -> io::Result<&mut TlsStream> {
         self.inner
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
@@ -86,21 +92,27 @@ impl BackendTlsStream {
 /// Processes TLS records already received by the kernel, without waiting, so
 /// post-handshake messages (session tickets) reach the session store.
 /// Returns the number of bytes taken from the socket.
-fn salvage_tickets(stream: &mut TlsStream<BackendIo>) -> usize {
+fn salvage_tickets(stream: &mut TlsStream) -> usize {
     if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
         // TLS 1.2 resumes by session id, which stays in the store.
         return 0;
     }
-    if matches!(stream.get_ref().0, BackendIo::Tunnel(_)) {
+    if matches!(stream.get_ref().0.get_ref(), BackendIo::Tunnel(_)) {
         return salvage_polled(stream);
     }
     let (io, conn) = stream.get_mut();
-    let BackendIo::Tcp(tcp) = io else {
-        return 0;
+    // What was read ahead comes first, then what the kernel holds.
+    let ahead = io.buffered().to_vec();
+    io.consume(ahead.len());
+    if !feed(conn, &ahead) {
+        return ahead.len();
+    }
+    let BackendIo::Tcp(tcp) = io.get_ref() else {
+        return ahead.len();
     };
-    let sock = socket2::SockRef::from(&*tcp);
+    let sock = socket2::SockRef::from(tcp);
     let mut buf = [0u8; 16 * 1024];
-    let mut taken = 0;
+    let mut taken = ahead.len();
     while taken < SALVAGE_LIMIT {
         // The socket is non-blocking (tokio): an empty buffer is WouldBlock.
         let n = match (&*sock).read(&mut buf) {
@@ -108,24 +120,31 @@ fn salvage_tickets(stream: &mut TlsStream<BackendIo>) -> usize {
             Ok(n) => n,
         };
         taken += n;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            // Errors (a full plaintext buffer, a bad record) end the
-            // salvage; tickets come before any data, so they are in.
-            if conn.read_tls(&mut rest).is_err() || conn.process_new_packets().is_err() {
-                return taken;
-            }
-            // Plaintext is not wanted here; drain it so rustls keeps room.
-            let mut sink = [0u8; 4096];
-            while matches!(conn.reader().read(&mut sink), Ok(m) if m > 0) {}
+        if !feed(conn, &buf[..n]) {
+            break;
         }
     }
     taken
 }
 
+/// Passes TLS bytes through rustls, discarding plaintext. False when rustls
+/// refused them (a full plaintext buffer, a bad record): the salvage ends
+/// there; tickets come before any data, so they are in.
+fn feed(conn: &mut rustls::ClientConnection, mut rest: &[u8]) -> bool {
+    while !rest.is_empty() {
+        if conn.read_tls(&mut rest).is_err() || conn.process_new_packets().is_err() {
+            return false;
+        }
+        // Plaintext is not wanted here; drain it so rustls keeps room.
+        let mut sink = [0u8; 4096];
+        while matches!(conn.reader().read(&mut sink), Ok(m) if m > 0) {}
+    }
+    true
+}
+
 /// [`salvage_tickets`] over a transport without a socket: reads through TLS
 /// with a waker that is never woken, until nothing more is ready.
-fn salvage_polled(stream: &mut TlsStream<BackendIo>) -> usize {
+fn salvage_polled(stream: &mut TlsStream) -> usize {
     let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16 * 1024];
@@ -148,7 +167,7 @@ impl std::task::Wake for NoWake {
 }
 
 /// Reads a dropped data connection until the backend closes it (bounded).
-async fn linger(mut stream: TlsStream<BackendIo>) {
+async fn linger(mut stream: TlsStream) {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut buf = vec![0u8; 16 * 1024];
         let mut total = 0;
@@ -168,7 +187,7 @@ impl Drop for BackendTlsStream {
             return;
         };
         salvage_tickets(&mut stream);
-        if !self.linger || stream.get_ref().0.abort_armed() {
+        if !self.linger || stream.get_ref().0.get_ref().abort_armed() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

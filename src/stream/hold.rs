@@ -37,6 +37,8 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::ReadAhead;
+
 /// TLS record content type of application data (and of every encrypted
 /// TLS 1.3 record).
 const APPLICATION_DATA: u8 = 0x17;
@@ -46,7 +48,8 @@ const HEADER: usize = 5;
 const HELLO_CAP: usize = 16 * 1024 + HEADER;
 
 pub struct HoldIo {
-    io: TcpStream,
+    /// Data connections read ahead in large chunks (see [`ReadAhead`]).
+    io: ReadAhead<TcpStream>,
     /// Hold writes once the client's first application-data record is read.
     armed: Arc<AtomicBool>,
     holding: bool,
@@ -64,15 +67,19 @@ pub struct HoldIo {
 impl HoldIo {
     /// Never holds (control connections, data connections whose direction is known).
     pub fn pass(io: TcpStream) -> HoldIo {
-        let mut h = HoldIo::new(io, Arc::new(AtomicBool::new(false)));
+        let mut h = HoldIo::with(ReadAhead::pass(io), Arc::new(AtomicBool::new(false)));
         h.released = true;
         h.capture = false;
         h
     }
 
     /// Holds once `armed` is set and the client's first application-data
-    /// record has been read.
+    /// record has been read. For data connections: reads ahead.
     pub fn new(io: TcpStream, armed: Arc<AtomicBool>) -> HoldIo {
+        HoldIo::with(ReadAhead::bulk(io), armed)
+    }
+
+    fn with(io: ReadAhead<TcpStream>, armed: Arc<AtomicBool>) -> HoldIo {
         HoldIo {
             io,
             armed,
@@ -94,11 +101,13 @@ impl HoldIo {
     }
 
     pub fn get_ref(&self) -> &TcpStream {
-        &self.io
+        self.io.get_ref()
     }
 
+    /// The socket; only for streams that never read ahead (control
+    /// connections), so nothing read is lost.
     pub fn into_inner(self) -> TcpStream {
-        self.io
+        self.io.into_inner()
     }
 
     /// Bytes held back so far (the tickets).
@@ -195,6 +204,30 @@ impl AsyncWrite for HoldIo {
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
+    /// rustls hands over all the records it has ready at once: one `writev`
+    /// instead of one `write` per 16 KiB record.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holding {
+            let mut n = 0;
+            for b in bufs {
+                this.held.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.holding {
@@ -274,5 +307,25 @@ mod tests {
         assert_eq!(h.held(), 0);
         let mut one = [0u8; 1];
         peer.read_exact(&mut one).await.expect("r");
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_are_held_whole_and_pass_through_after_release() {
+        let (mut peer, ours) = pair().await;
+        let mut h = HoldIo::new(ours, Arc::new(AtomicBool::new(true)));
+        assert!(h.is_write_vectored());
+        peer.write_all(&[0x17, 3, 3, 0, 1, 9]).await.expect("w");
+        read_n(&mut h, 6).await;
+        let bufs = [io::IoSlice::new(b"tick"), io::IoSlice::new(b"ets")];
+        let n = h.write_vectored(&bufs).await.expect("held writev");
+        assert_eq!((n, h.held()), (7, 7));
+        h.release();
+        // The held bytes go out first, then the vector (4 bytes fit a
+        // loopback socket buffer in one writev).
+        let bufs = [io::IoSlice::new(b"da"), io::IoSlice::new(b"ta")];
+        assert_eq!(h.write_vectored(&bufs).await.expect("writev"), 4);
+        let mut rest = [0u8; 11];
+        peer.read_exact(&mut rest).await.expect("rest");
+        assert_eq!(&rest, b"ticketsdata");
     }
 }

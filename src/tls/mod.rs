@@ -127,6 +127,25 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The provider for backend connections: ring's suites with AES-128-GCM
+/// offered before AES-256-GCM in each TLS version (servers that honour the
+/// client's order, as OpenSSL and vsftpd do by default, then pick it). On the
+/// gateway both legs are one AES-GCM decrypt plus one encrypt per byte, and
+/// AES-128 has 10 rounds to AES-256's 14: `openssl speed -evp` on the
+/// benchmark machine gives it about 1.3× the throughput (bench/README.md).
+/// Nothing weaker is added and nothing removed; only the order changes.
+pub(crate) fn backend_provider() -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| {
+        let aes128 = s
+            .suite()
+            .as_str()
+            .is_some_and(|name| name.contains("AES_128_GCM"));
+        (s.tls13().is_none(), !aes128)
+    });
+    Arc::new(p)
+}
+
 fn versions(min: TlsVersion, max: TlsVersion) -> Vec<&'static SupportedProtocolVersion> {
     let mut v = Vec::new();
     if min <= TlsVersion::Tls12 && max >= TlsVersion::Tls12 {
@@ -372,7 +391,7 @@ impl BackendTls {
         tls: &config::BackendTls,
         on_leaf: Option<verify::OnLeaf>,
     ) -> Result<Self, TlsError> {
-        let provider = provider();
+        let provider = backend_provider();
         let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &tls.verify {
             BackendVerify::Ca(path) => {
                 let mut roots = rustls::RootCertStore::empty();

@@ -257,3 +257,26 @@ mod client_certs {
             .contains("ftpsgate_client_cert_refused_total{reason=\"mismatch\"} 2"));
     }
 }
+
+#[test]
+fn backends_are_offered_aes128_gcm_first_in_each_version_and_every_suite() {
+    use rustls::CipherSuite as C;
+    let order: Vec<C> = backend_provider()
+        .cipher_suites
+        .iter()
+        .map(|s| s.suite())
+        .collect();
+    let pos = |c: C| order.iter().position(|x| *x == c).unwrap();
+    assert!(pos(C::TLS13_AES_128_GCM_SHA256) < pos(C::TLS13_AES_256_GCM_SHA384));
+    assert!(
+        pos(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
+            < pos(C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)
+    );
+    // Every TLS 1.3 suite before any TLS 1.2 one, and the same set as ring's.
+    assert!(pos(C::TLS13_CHACHA20_POLY1305_SHA256) < pos(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256));
+    let mut all: Vec<C> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+    let mut ours = order.clone();
+    all.sort_by_key(|c| u16::from(*c));
+    ours.sort_by_key(|c| u16::from(*c));
+    assert_eq!(all, ours);
+}
