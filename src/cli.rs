@@ -122,7 +122,7 @@ pub enum Cmd {
     /// twice), or as one line from stdin when stdin is not a terminal.
     /// The gateway reads the file at start and reload.
     Passwd {
-        /// The password file (created with mode 0640 if missing).
+        /// The password file (created with mode 0600 if missing).
         #[arg(long, short, default_value = "/etc/ftpsgate/passwd")]
         file: PathBuf,
         /// The user name (no ':', whitespace or control characters).

@@ -307,7 +307,7 @@ fn readable_password_files_are_warned_about_and_readable_secrets_refused() {
     use std::io::Write;
     let tmp = tempfile::tempdir().expect("temp dir");
     lab_certs(tmp.path());
-    // A real password file, written by `ftpsgate passwd` (new files: 0640).
+    // A real password file, written by `ftpsgate passwd` (new files: 0600).
     let passwd = tmp.path().join("passwd");
     let mut child = Command::new(BIN)
         .args(["passwd", "--file"])
@@ -349,6 +349,14 @@ backends:
     chmod(&tmp.path().join("gateway.key"), 0o600);
     let f = file.display().to_string();
     let warning = format!("warning: {f}: auth.providers[0].passwd_file: password file ");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&passwd).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "ftpsgate passwd creates the file for its owner alone"
+        );
+    }
 
     for mode in [0o640, 0o604] {
         chmod(&passwd, mode);

@@ -192,6 +192,15 @@ fn installed_config_checks_with_the_postinst_certificate() {
     let config = inst.path("etc/ftpsgate/ftpsgate.yaml");
     let out = ok(inst.bin().arg("check").arg("--config").arg(&config));
     assert!(out.contains(": ok"), "{out}");
+    // The layout postinst leaves (key 0600, the service user's) draws no warning.
+    let o = run(inst.bin().arg("check").arg("--config").arg(&config));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let postinst = std::fs::read_to_string(root().join("deploy/debian/postinst")).unwrap();
+    assert!(
+        postinst.contains("chmod 0600 /etc/ftpsgate/tls/gateway.key"),
+        "postinst leaves the key readable by others than its owner"
+    );
 }
 
 #[test]

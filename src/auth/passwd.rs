@@ -233,7 +233,7 @@ pub fn with_entry(text: &str, user: &str, hash: &str) -> String {
     out
 }
 
-/// Sets `user`'s password in the file at `path` (created with mode 0640 if
+/// Sets `user`'s password in the file at `path` (created with mode 0600 if
 /// missing; otherwise its mode and owner are kept). Written to a temporary
 /// file beside it and renamed over it, so a reader never sees half a file.
 /// Returns whether the user was new.
@@ -270,7 +270,7 @@ pub fn update(path: &Path, user: &str, password: &Secret) -> Result<bool, Passwd
     let tmp = dir.join(format!(".{name}.ftpsgate-new"));
     let mode = meta
         .as_ref()
-        .map_or(0o640, |m| m.permissions().mode() & 0o7777);
+        .map_or(0o600, |m| m.permissions().mode() & 0o7777);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -279,7 +279,7 @@ impl Config {
                 if let Some(mode) = key_exposed(key) {
                     out.push(format!(
                         "{at}: private key {} is readable by group or others (mode {mode:03o}); \
-                         chmod 600 it",
+                         chmod 600 it (owned by the user ftpsgate runs as)",
                         key.display()
                     ));
                 }
