@@ -41,6 +41,7 @@ impl Env for Quiet {
     fn login_refused_no_tls(&mut self) {}
     fn active_refused(&mut self) {}
     fn transfer_finished(&mut self, _done: &Finished) {}
+    fn unsolicited_reply(&mut self) {}
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -81,6 +82,9 @@ impl Harness {
             local_v4: true,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             timeouts: Timeouts::default(),
+            banner: ftpsgate::config::DEFAULT_BANNER.to_string(),
+            unavailable: ftpsgate::config::DEFAULT_UNAVAILABLE.to_string(),
+            max_unsolicited: 3,
         };
         let now = Instant::now();
         let (m, _) = Machine::new(s, false, now);
@@ -158,9 +162,16 @@ impl Harness {
             }
             let again = parse_command(bytes).expect("forwarded line re-parses");
             assert_eq!(again.canonical(), *bytes, "canonical form is a fixed point");
-            assert!(command_allowed(&filter, again.verb()), "denied verb forwarded");
+            assert!(
+                command_allowed(&filter, again.verb()),
+                "denied verb forwarded"
+            );
             if !logged_in {
-                assert!(allowed_before_login(again.verb()), "{} before login", again.verb());
+                assert!(
+                    allowed_before_login(again.verb()),
+                    "{} before login",
+                    again.verb()
+                );
             }
         }
         // Answer everything so the next line is read at once.

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use arbitrary::{Result, Unstructured};
 use ftpsgate::config::{CommandPolicy, DataMode, Timeouts, TlsMode};
-use ftpsgate::control::{render_227, render_229, Framed, LineFramer, Reply, ReplyAssembler, MAX_LINE};
+use ftpsgate::control::{
+    render_227, render_229, Framed, LineFramer, Reply, ReplyAssembler, MAX_LINE,
+};
 use ftpsgate::session::state::{
     Action, Env, Finished, Input, Machine, Routed, Settings, TransferFailure,
 };
@@ -26,8 +28,23 @@ use libfuzzer_sys::fuzz_target;
 use tokio::time::Instant;
 
 const CLIENT: &[&str] = &[
-    "PASV", "EPSV", "NOOP", "SIZE f", "CWD /", "STAT", "FEAT", "TYPE I", "RETR f", "STOR f",
-    "LIST", "ABOR", "PWD", "PORT 127,0,0,1,4,1", "REIN", "USER alice", "PASS pw",
+    "PASV",
+    "EPSV",
+    "NOOP",
+    "SIZE f",
+    "CWD /",
+    "STAT",
+    "FEAT",
+    "TYPE I",
+    "RETR f",
+    "STOR f",
+    "LIST",
+    "ABOR",
+    "PWD",
+    "PORT 127,0,0,1,4,1",
+    "REIN",
+    "USER alice",
+    "PASS pw",
 ];
 
 /// Backend lines worth splicing into the arbitrary stream.
@@ -51,7 +68,10 @@ struct Quiet;
 
 impl Env for Quiet {
     fn command(&mut self, _verb: &str) {}
-    fn login_ok(&mut self) {}
+    fn pass_attempt(&mut self) -> bool {
+        true
+    }
+    fn login_ok(&mut self, _fresh: bool) {}
     fn login_failed(&mut self) -> bool {
         false
     }
@@ -90,6 +110,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         local_v4: true,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         timeouts: Timeouts::default(),
+        banner: ftpsgate::config::DEFAULT_BANNER.to_string(),
+        unavailable: ftpsgate::config::DEFAULT_UNAVAILABLE.to_string(),
         max_unsolicited: u.int_in_range(0..=10)?,
     };
     let now = Instant::now();

@@ -172,6 +172,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             data_idle: Duration::from_secs(300),
             control_write: Duration::from_secs(30),
         },
+        banner: ftpsgate::config::DEFAULT_BANNER.to_string(),
+        unavailable: ftpsgate::config::DEFAULT_UNAVAILABLE.to_string(),
         max_unsolicited: u.int_in_range(0..=10)?,
     };
     let implicit = tls_mode == TlsMode::Implicit && tls_available;
@@ -265,7 +267,10 @@ impl Driver {
             // Issue 17 A3: before a login only login-phase verbs go out.
             for a in &actions {
                 if let Action::ToBackend(line) = a {
-                    let verb = String::from_utf8_lossy(line.split(|&b| b == b' ').next().unwrap_or_default()).to_ascii_uppercase();
+                    let verb = String::from_utf8_lossy(
+                        line.split(|&b| b == b' ').next().unwrap_or_default(),
+                    )
+                    .to_ascii_uppercase();
                     assert!(
                         ftpsgate::policy::allowed_before_login(&verb),
                         "{verb} reached the backend before login"
@@ -298,7 +303,10 @@ impl Driver {
                 Action::ToBackend(line) => {
                     assert!(!line.is_empty());
                     assert!(!line.contains(&b'\n'), "LF in a backend line");
-                    assert!(!line.contains(&b'\r') && !line.contains(&0), "CR/NUL in a backend line");
+                    assert!(
+                        !line.contains(&b'\r') && !line.contains(&0),
+                        "CR/NUL in a backend line"
+                    );
                     assert!(line.len() <= MAX_LINE + 16);
                     assert!(self.has_backend, "line to a backend never connected");
                     assert!(!self.handshaking, "backend line during the handshake");
