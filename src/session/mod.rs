@@ -396,6 +396,12 @@ impl Driver {
             attempt: &mut self.attempt,
         };
         let actions = machine.handle(Instant::now(), input, &mut env);
+        if actions.iter().any(|a| matches!(a, Action::Close)) {
+            // A `PASS` still unanswered ends as a failure now, before the last
+            // reply goes out: a client reconnecting on that reply finds the
+            // failed-login count already raised.
+            self.attempt = None;
+        }
         if let Some(a) = &self.acceptor {
             // Which other sessions' TLS tickets this one's data connections
             // may resume (`tls::SessionAcceptors::bind_login`).
