@@ -12,6 +12,8 @@
 #   RUST_LOG       passed to ftpsgate (default: its own "info" filter)
 #   LOADGEN_BIN    loadgen for the NOOP latency case (default target/release/examples/loadgen)
 #   BENCH_NOOP_SECS seconds of NOOPs per latency run (default 5)
+#   BENCH_PAR      parallel 1 MiB downloads per round (default 20)
+#   BENCH_PAR_ROUNDS rounds of the parallel case, interleaved direct/gateway (default 5)
 set -euo pipefail
 
 RUNS=${BENCH_RUNS:-3}
@@ -88,7 +90,9 @@ listeners:
   - name: edge
     bind: "127.0.0.1:$GW_PORT"
     tls: { mode: explicit, cert: leaf.pem, key: leaf.key, require: true }
-    passive: { ports: "$GW_PASV", advertise: "127.0.0.1" }
+    # Every client of the benchmark is 127.0.0.1: it may hold the whole range
+    # (the parallel case opens BENCH_PAR sessions at once).
+    passive: { ports: "$GW_PASV", advertise: "127.0.0.1", max_per_client: "100%" }
     backend: vs
 backends:
   - name: vs
@@ -196,6 +200,51 @@ sessions_case() { # sessions_case SIDE -> SS_RATE_<side> SS_FAIL_<side>
     printf -v "SS_SECS_$side" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
 }
 
+# ---------------------------------------------------------------- 3d. parallel downloads
+# PAR curl processes at once, each its own session (login, PASV, RETR of a 1 MiB file);
+# aggregate MiB/s = PAR MiB / wall time of the round. Rounds alternate direct, gateway,
+# direct, ... so the drift of a shared machine falls on both sides alike; each side's
+# figure is the median of its rounds. Every file is hashed.
+PAR=${BENCH_PAR:-20}
+PAR_ROUNDS=${BENCH_PAR_ROUNDS:-5}
+parallel_round() { # parallel_round SIDE ROUND -> MiB/s, or "nan" if any download failed
+    local side=$1 round=$2 i t0 t1 bad=0 pids=()
+    t0=$(date +%s.%N)
+    for i in $(seq "$PAR"); do
+        "${CURL[@]}" -o "$TMP/par-$i.bin" "$(url "$side" mid.bin)" &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || bad=$((bad + 1)); done
+    t1=$(date +%s.%N)
+    for i in $(seq "$PAR"); do
+        [[ $(sha256sum "$TMP/par-$i.bin" 2>/dev/null | cut -d' ' -f1) == "$MID_SHA" ]] || bad=$((bad + 1))
+        rm -f "$TMP/par-$i.bin"
+    done
+    if ((bad)); then
+        log "parallel $side round $round: $bad of $PAR downloads failed or corrupted"
+        echo nan
+    else
+        awk -v n="$PAR" -v a="$t0" -v b="$t1" 'BEGIN { print n / (b - a) }'
+    fi
+}
+parallel_case() { # -> PAR_MED_direct PAR_MED_gateway PAR_FAIL
+    local r d g dd=() gg=()
+    PAR_FAIL=0
+    head -c 1048576 /dev/urandom >"$FTPROOT/mid.bin"
+    chown "$BENCH_USER:" "$FTPROOT/mid.bin"
+    MID_SHA=$(sha256sum "$FTPROOT/mid.bin" | cut -d' ' -f1)
+    for r in $(seq "$PAR_ROUNDS"); do
+        d=$(parallel_round direct "$r")
+        g=$(parallel_round gateway "$r")
+        log "parallel round $r: direct $(fmt "$d") MiB/s, gateway $(fmt "$g") MiB/s"
+        if [[ $d == nan || $g == nan ]]; then PAR_FAIL=$((PAR_FAIL + 1)); continue; fi
+        dd+=("$d")
+        gg+=("$g")
+    done
+    PAR_MED_direct=$( ((${#dd[@]})) && printf '%s\n' "${dd[@]}" | median || echo nan)
+    PAR_MED_gateway=$( ((${#gg[@]})) && printf '%s\n' "${gg[@]}" | median || echo nan)
+}
+
 # ---------------------------------------------------------------- run the cases
 gw_cpu_per() { # gw_cpu_per VAR N MULT CMD... -> runs CMD; VAR = ftpsgate CPU seconds during it / N * MULT
     local var=$1 n=$2 mult=$3 c0 c1
@@ -225,6 +274,9 @@ log "short sessions x $SESSIONS: direct"
 sessions_case direct
 log "short sessions x $SESSIONS: gateway"
 gw_cpu_per CPU_SS_MS "$SESSIONS" 1000 sessions_case gateway
+
+log "parallel downloads: $PAR x 1 MiB at once, $PAR_ROUNDS rounds interleaved direct/gateway"
+parallel_case
 
 # ---------------------------------------------------------------- 3d. control latency
 # NOOP round trips, loadgen (rustls) -> vsftpd directly and through ftpsgate, at 1 and
@@ -290,6 +342,7 @@ echo "upload_${BIG_MIB}MiB direct=$(fmt "$UL_MED_direct12")MiB/s gateway=$(fmt "
 echo "data_phase_only download direct=$(fmt "$DL_PHASE_direct")MiB/s gateway=$(fmt "$DL_PHASE_gateway")MiB/s ratio=$(ratio "$DL_PHASE_direct" "$DL_PHASE_gateway") upload direct=$(fmt "$UL_PHASE_direct12")MiB/s gateway=$(fmt "$UL_PHASE_gateway")MiB/s ratio=$(ratio "$UL_PHASE_direct12" "$UL_PHASE_gateway") (informational: size / (time_total - time_starttransfer), excludes login and data-connection setup)"
 echo "upload_${BIG_MIB}MiB_direct_tls13 direct=$(fmt "$UL_MED_direct13")MiB/s fails=$UL_FAIL_direct13/$RUNS (informational: curl -> vsftpd over TLS 1.3, see shared notes on vsftpd truncation)"
 echo "short_sessions direct=$(fmt "$SS_RATE_direct")/s gateway=$(fmt "$SS_RATE_gateway")/s ratio=$SS_RATIO fails_direct=$SS_FAIL_direct/$SESSIONS fails_gateway=$SS_FAIL_gateway/$SESSIONS (login+LIST+1KiB RETR; wall $(fmt "$SS_SECS_direct")s vs $(fmt "$SS_SECS_gateway")s)"
+echo "parallel_${PAR}x1MiB direct=$(fmt "$PAR_MED_direct")MiB/s gateway=$(fmt "$PAR_MED_gateway")MiB/s ratio=$(ratio "$PAR_MED_direct" "$PAR_MED_gateway") failed_rounds=$PAR_FAIL/$PAR_ROUNDS (median of $PAR_ROUNDS rounds, interleaved direct, gateway, ...; aggregate MiB over the round's wall time)"
 echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"
 echo "gateway_rss_peak=$(mib "$RSS_KB")MiB"
 echo "floor_crypto aes256gcm=${AES256}MiB/s aes128gcm=${AES128}MiB/s backend_cipher=${BACKEND_CIPHER:-unknown} rsa2048_sign=${RSA_SIGN_MS}ms rsa2048_verify=${RSA_VERIFY_MS}ms ecdsap256_sign=${P256_SIGN_MS}ms x25519=${X25519_MS}ms (openssl speed, one core, same run)"
@@ -318,6 +371,7 @@ goal relay_cpu_upload "$(fmt "$CPU_UL256" 3)" s/256MiB "$RELAY_FLOOR" "<=" 1.3
 goal session_cpu "$(fmt "$CPU_SS_MS" 3)" ms "$SESSION_FLOOR_MS" "<=" 2
 goal download_throughput "$(fmt "$DL_MED_gateway")" MiB/s "$(fmt "$DL_MED_direct")" ">=" 0.97
 goal upload_throughput "$(fmt "$UL_MED_gateway")" MiB/s "$(fmt "$UL_MED_direct12")" ">=" 0.97
+goal parallel_throughput "$(fmt "$PAR_MED_gateway")" MiB/s "$(fmt "$PAR_MED_direct")" ">=" 0.97
 for l in "${NOOP_LINES[@]}"; do
     read -r n d50 d99 derr g50 g99 gerr <<<"$l"
     a50=$(added "$g50" "$d50")

@@ -48,6 +48,9 @@ pub fn init(format: Format) {
         Format::Json => builder
             .with_writer(|| crate::logsafe::SafeWriter(std::io::stderr()))
             .json()
+            // The gateway has one span (the session): its fields are in
+            // "span" already; the list would repeat them on every line.
+            .with_span_list(false)
             .init(),
         Format::Journald => builder
             .with_writer(std::io::stderr)

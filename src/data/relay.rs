@@ -25,6 +25,13 @@ use tokio::time::Instant;
 /// Large enough that TLS records (16 KiB) are filled and syscalls amortised.
 const RELAY_BUF: usize = 256 * 1024;
 
+/// The buffer a relay starts with; it grows (×4, up to [`RELAY_BUF`]) each time
+/// one turn fills it. Most transfers of a short session (a listing, a small
+/// file) never fill 16 KiB: they no longer allocate and zero 256 KiB each
+/// (a measurable part of a short session's CPU), and a thousand idle-ish
+/// transfers hold 16 MiB rather than 256 MiB.
+const RELAY_BUF_START: usize = 16 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RelayError {
     #[error("reading from {side}: {source}")]
@@ -136,7 +143,7 @@ where
     let chunk = rate.map_or(RELAY_BUF, |r| {
         (r / 10).clamp(1024, RELAY_BUF as u64) as usize
     });
-    let mut buf = vec![0u8; chunk];
+    let mut buf = vec![0u8; chunk.min(RELAY_BUF_START)];
     let started = Instant::now();
     let mut dog = Watchdog::new(idle);
     let mut total = 0u64;
@@ -185,6 +192,10 @@ where
         dog.progress();
         write_all(dst, &buf[..n], dst_side, &mut dog).await?;
         total += n as u64;
+        if n == buf.len() && n < chunk {
+            // A full turn: the source is fast, give it room.
+            buf.resize((n * 4).min(chunk), 0);
+        }
         if let Some(rate) = rate.filter(|r| *r > 0) {
             let due = started + Duration::from_secs_f64(total as f64 / rate as f64);
             tokio::time::sleep_until(due).await;
@@ -371,8 +382,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 10 * 16 * 1024);
-        assert_eq!(dst.writes, vec![8 * 16 * 1024, 2 * 16 * 1024]);
+        // The buffer starts at 16 KiB and grows ×4 each time a turn fills it:
+        // 16 KiB, then four records at once, then the three left before the
+        // source paused, then the last two.
+        let k = 16 * 1024;
+        assert_eq!(dst.writes, vec![k, 4 * k, 3 * k, 2 * k]);
         assert!(dst.shut);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_grows_to_its_limit_only_for_a_fast_source() {
+        // A small transfer never fills the first buffer.
+        let mut src = Script(VecDeque::from([Step::Bytes(1000), Step::Bytes(24)]));
+        let mut dst = Sink::default();
+        relay(&mut src, "backend", &mut dst, "client", opts(5_000, false))
+            .await
+            .unwrap();
+        assert_eq!(dst.writes, vec![1024]);
+        // A fast one reaches RELAY_BUF per write and no more.
+        let steps: VecDeque<Step> = (0..64).map(|_| Step::Bytes(16 * 1024)).collect();
+        let mut src = Script(steps);
+        let mut dst = Sink::default();
+        relay(&mut src, "backend", &mut dst, "client", opts(5_000, false))
+            .await
+            .unwrap();
+        assert_eq!(dst.writes.iter().max(), Some(&RELAY_BUF));
+        assert_eq!(dst.writes.iter().sum::<usize>(), 64 * 16 * 1024);
     }
 
     #[tokio::test]
