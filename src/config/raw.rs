@@ -374,6 +374,8 @@ pub(crate) struct RawListenerTls {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_clear_data: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefer_aes128: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<Vec<RawSniCert>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<RawClientAuth>,

@@ -111,6 +111,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
             "max_version",
             "allow_ccc",
             "allow_clear_data",
+            "prefer_aes128",
             "sni",
             "data_reuse_scope",
             "client_auth",

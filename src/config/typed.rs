@@ -483,6 +483,10 @@ pub struct ListenerTls {
     /// false with TLS: a clear data connection can be taken by any process
     /// behind the client's address; always true with `mode: none`).
     pub allow_clear_data: bool,
+    /// `tls.prefer_aes128`: choose AES-128-GCM whenever the client offers it,
+    /// whatever the client's order (default false: the client's order wins,
+    /// and most clients put AES-256-GCM first). Always false with `mode: none`.
+    pub prefer_aes128: bool,
     /// Extra certificates chosen by the client's SNI; `cert`/`key` serve every
     /// other name and clients without SNI. Always empty with `mode: none`.
     pub sni: Vec<SniCert>,

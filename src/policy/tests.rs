@@ -106,6 +106,7 @@ fn listener(routes: Vec<Route>, user_at_backend: bool) -> Listener {
             max_version: TlsVersion::Tls13,
             allow_ccc: false,
             allow_clear_data: true,
+            prefer_aes128: false,
             sni: Vec::new(),
             client_auth: None,
         },

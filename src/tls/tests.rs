@@ -173,6 +173,7 @@ mod client_certs {
             max_version: TlsVersion::Tls13,
             allow_ccc: false,
             allow_clear_data: false,
+            prefer_aes128: false,
             sni: vec![],
             client_auth: Some(ClientAuth {
                 ca: dir.join("ca.pem"),
@@ -255,6 +256,33 @@ mod client_certs {
         assert!(metrics
             .encode()
             .contains("ftpsgate_client_cert_refused_total{reason=\"mismatch\"} 2"));
+    }
+
+    #[tokio::test]
+    async fn prefer_aes128_chooses_aes128_over_the_clients_aes256_first_order() {
+        let pki = pki();
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            for prefer in [false, true] {
+                let cfg = ListenerTls {
+                    prefer_aes128: prefer,
+                    ..listener(pki.dir.path())
+                };
+                let tls = ServerTls::from_config(&cfg).unwrap();
+                let acc = tls.session_acceptors("127.0.0.1".parse().unwrap()).unwrap();
+                // ring's default order, as rustls and OpenSSL clients: AES-256 first.
+                let alice = client(&pki, &pki.alice, version);
+                let control = handshake(alice, acc.download.clone()).await;
+                let suite = control
+                    .get_ref()
+                    .1
+                    .negotiated_cipher_suite()
+                    .unwrap()
+                    .suite();
+                let name = suite.as_str().unwrap();
+                let want = if prefer { "AES_128_GCM" } else { "AES_256_GCM" };
+                assert!(name.contains(want), "{version:?} prefer={prefer}: {name}");
+            }
+        }
     }
 }
 

@@ -238,6 +238,11 @@ impl<'a> Builder<'a> {
             raw.allow_clear_data.as_deref(),
             parse_bool,
         );
+        let prefer_aes128 = self.optional(
+            &key_path("prefer_aes128"),
+            raw.prefer_aes128.as_deref(),
+            parse_bool,
+        );
         let sni = match raw.sni.as_deref() {
             Some(list) if raw.mode.as_deref() != Some("none") => self.sni(&key_path("sni"), list),
             _ => Ok(Vec::new()),
@@ -257,6 +262,7 @@ impl<'a> Builder<'a> {
                 ("key", raw.key.is_some()),
                 ("min_version", raw.min_version.is_some()),
                 ("max_version", raw.max_version.is_some()),
+                ("prefer_aes128", raw.prefer_aes128.is_some()),
                 ("sni", raw.sni.is_some()),
                 ("data_reuse_scope", raw.data_reuse_scope.is_some()),
                 ("client_auth", raw.client_auth.is_some()),
@@ -291,6 +297,7 @@ impl<'a> Builder<'a> {
                 allow_ccc: false,
                 // Without TLS there is nothing else.
                 allow_clear_data: true,
+                prefer_aes128: false,
                 sni: Vec::new(),
                 client_auth: None,
             });
@@ -324,6 +331,7 @@ impl<'a> Builder<'a> {
             max_version,
             allow_ccc: allow_ccc?.unwrap_or(false),
             allow_clear_data: allow_clear_data?.unwrap_or(false),
+            prefer_aes128: prefer_aes128?.unwrap_or(false),
             sni: sni?,
             client_auth,
         })

@@ -23,6 +23,7 @@ fn defaults_for_cleartext_listener_and_plain_backend() {
             max_version: TlsVersion::Tls13,
             allow_ccc: false,
             allow_clear_data: true,
+            prefer_aes128: false,
             sni: vec![],
             client_auth: None,
         }

@@ -27,6 +27,7 @@ fn example_config_parses_into_typed_value() {
                 allow_ccc: false,
                 // Default since issue 17 (item 13): clear data only when enabled.
                 allow_clear_data: false,
+                prefer_aes128: false,
                 sni: vec![],
                 client_auth: None,
             },

@@ -307,6 +307,22 @@ fn clear_data_is_off_by_default_and_warned_about_when_on() {
 }
 
 #[test]
+fn prefer_aes128_is_off_by_default_and_needs_tls() {
+    let dir = certs();
+    assert!(!parse_ok(EXAMPLE, dir.path()).listeners[0].tls.prefer_aes128);
+    let yaml = EXAMPLE.replace(
+        "      require: true\n",
+        "      require: true\n      prefer_aes128: true\n",
+    );
+    assert!(parse_ok(&yaml, dir.path()).listeners[0].tls.prefer_aes128);
+    let yaml = minimal("", "").replace("mode: none", "mode: none\n      prefer_aes128: true");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["listeners[0].tls.prefer_aes128: only allowed when mode is explicit or implicit"]
+    );
+}
+
+#[test]
 fn readable_private_keys_are_warned_about() {
     use std::os::unix::fs::PermissionsExt;
     let dir = certs();
