@@ -5,25 +5,26 @@
 # Needs root (creates the local user `ftpsgatebench`), vsftpd, curl, openssl.
 # Environment knobs:
 #   FTPSGATE_BIN   use this binary instead of `cargo build --release`
-#   BENCH_RUNS     runs per throughput case (default 3)
+#   BENCH_RUNS     runs per throughput case, sides interleaved (default 5)
 #   BENCH_SESSIONS short sessions per side (default 200)
 #   BENCH_MIB      size of the big file in MiB (default 256)
 #   BENCH_KEEP=1   keep the temp dir (logs, configs, certs) instead of removing it
 #   RUST_LOG       passed to ftpsgate (default: its own "info" filter)
 #   LOADGEN_BIN    loadgen for the NOOP latency case (default target/release/examples/loadgen)
 #   BENCH_NOOP_SECS seconds of NOOPs per latency run (default 5)
+#   BENCH_VS_PASV, BENCH_GW_PASV  passive ranges (default 51000-51099, 52000-52099)
 #   BENCH_PAR      parallel 1 MiB downloads per round (default 20)
 #   BENCH_PAR_ROUNDS rounds of the parallel case, interleaved direct/gateway (default 5)
 set -euo pipefail
 
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 SESSIONS=${BENCH_SESSIONS:-200}
 BIG_MIB=${BENCH_MIB:-256}
 BIG_BYTES=$((BIG_MIB * 1024 * 1024))
 BENCH_USER=ftpsgatebench
 BENCH_PASS=ftpsgatebench-pw
-VS_PASV="51000-51099"
-GW_PASV="52000-52099"
+VS_PASV=${BENCH_VS_PASV:-51000-51099}
+GW_PASV=${BENCH_GW_PASV:-52000-52099}
 
 BENCH_TAG=bench
 # shellcheck source=bench/lib.sh
@@ -120,51 +121,54 @@ for side in direct gateway; do
 done
 
 # ---------------------------------------------------------------- 3a. download
-download_case() { # download_case SIDE -> sets DL_MED_<side> DL_FAIL_<side>
-    local side=$1 i out rc fails=0 speeds=() phases=() got size
-    for i in $(seq "$RUNS"); do
-        rc=0
-        out=$("${CURL[@]}" -o /dev/null -w '%{speed_download} %{size_download} %{time_starttransfer} %{time_total}' "$(url "$side" big.bin)") || rc=$?
-        read -r _ size _ _ <<<"$out"
-        if [[ $rc -ne 0 || $size != "$BIG_BYTES" ]]; then
-            fails=$((fails + 1)); log "download $side run $i FAILED (curl rc=$rc, got '$size' bytes)"
-        else
-            speeds+=("$(awk '{ print $1 / 1048576 }' <<<"$out")")
-            phases+=("$(phase_rate "$out")")
-            log "download $side run $i: $(fmt "${speeds[-1]}") MiB/s (data phase $(fmt "${phases[-1]}") MiB/s)"
-        fi
-    done
+# One run per call, so that the main part can interleave the sides (direct, gateway,
+# direct, ...): the drift of a shared machine then falls on both alike.
+download_run() { # download_run SIDE I -> appends to DL_SPEEDS_<side>/DL_PHASES_<side>, counts DL_FAIL_<side>
+    local side=$1 i=$2 out rc=0 size
+    local -n speeds=DL_SPEEDS_$side phases=DL_PHASES_$side fails=DL_FAIL_$side
+    out=$("${CURL[@]}" -o /dev/null -w '%{speed_download} %{size_download} %{time_starttransfer} %{time_total}' "$(url "$side" big.bin)") || rc=$?
+    read -r _ size _ _ <<<"$out"
+    if [[ $rc -ne 0 || $size != "$BIG_BYTES" ]]; then
+        fails=$((fails + 1)); log "download $side run $i FAILED (curl rc=$rc, got '$size' bytes)"
+    else
+        speeds+=("$(awk '{ print $1 / 1048576 }' <<<"$out")")
+        phases+=("$(phase_rate "$out")")
+        log "download $side run $i: $(fmt "${speeds[-1]}") MiB/s (data phase $(fmt "${phases[-1]}") MiB/s)"
+    fi
+}
+download_finish() { # download_finish SIDE -> DL_MED_<side> DL_PHASE_<side> DL_SHA_<side>
+    local side=$1 rc=0 got
+    local -n speeds=DL_SPEEDS_$side phases=DL_PHASES_$side
     printf -v "DL_PHASE_$side" '%s' "$( ((${#phases[@]})) && printf '%s\n' "${phases[@]}" | median || echo nan)"
     # Integrity: one extra (untimed) download, hashed on the fly.
-    rc=0
     got=$("${CURL[@]}" -o - "$(url "$side" big.bin)" | sha256sum | cut -d' ' -f1) || rc=$?
     if [[ $rc -eq 0 && $got == "$BIG_SHA" ]]; then printf -v "DL_SHA_$side" ok; else printf -v "DL_SHA_$side" MISMATCH; fi
     printf -v "DL_MED_$side" '%s' "$( ((${#speeds[@]})) && printf '%s\n' "${speeds[@]}" | median || echo nan)"
-    printf -v "DL_FAIL_$side" '%s' "$fails"
 }
 
 # ---------------------------------------------------------------- 3b. upload
-upload_case() { # upload_case SIDE LABEL [extra curl args] -> UL_MED_<label> UL_FAIL_<label>
-    local side=$1 label=$2 i out rc fails=0 speeds=() phases=() got name
-    shift 2
-    for i in $(seq "$RUNS"); do
-        name=up_${label}_$i.bin
-        rc=0
-        out=$("${CURL[@]}" "$@" -T "$FTPROOT/big.bin" -w '%{speed_upload} %{size_upload} %{time_starttransfer} %{time_total}' "$(url "$side" "$name")") || rc=$?
-        got=$( [[ -f $FTPROOT/$name ]] && sha256sum "$FTPROOT/$name" | cut -d' ' -f1 || echo missing)
-        if [[ $rc -ne 0 || $got != "$BIG_SHA" ]]; then
-            fails=$((fails + 1))
-            log "upload $label run $i FAILED (curl rc=$rc, server file $(stat -c %s "$FTPROOT/$name" 2>/dev/null || echo missing) bytes, sha256 ${got:0:12}…)"
-        else
-            speeds+=("$(awk '{ print $1 / 1048576 }' <<<"$out")")
-            phases+=("$(phase_rate "$out")")
-            log "upload $label run $i: $(fmt "${speeds[-1]}") MiB/s (data phase $(fmt "${phases[-1]}") MiB/s), server-side sha256 ok"
-        fi
-        rm -f "$FTPROOT/$name"
-    done
+upload_run() { # upload_run SIDE LABEL I [extra curl args] -> UL_SPEEDS_<label>, UL_PHASES_<label>, UL_FAIL_<label>
+    local side=$1 label=$2 i=$3 out rc=0 got name
+    local -n speeds=UL_SPEEDS_$label phases=UL_PHASES_$label fails=UL_FAIL_$label
+    shift 3
+    name=up_${label}_$i.bin
+    out=$("${CURL[@]}" "$@" -T "$FTPROOT/big.bin" -w '%{speed_upload} %{size_upload} %{time_starttransfer} %{time_total}' "$(url "$side" "$name")") || rc=$?
+    got=$( [[ -f $FTPROOT/$name ]] && sha256sum "$FTPROOT/$name" | cut -d' ' -f1 || echo missing)
+    if [[ $rc -ne 0 || $got != "$BIG_SHA" ]]; then
+        fails=$((fails + 1))
+        log "upload $label run $i FAILED (curl rc=$rc, server file $(stat -c %s "$FTPROOT/$name" 2>/dev/null || echo missing) bytes, sha256 ${got:0:12}…)"
+    else
+        speeds+=("$(awk '{ print $1 / 1048576 }' <<<"$out")")
+        phases+=("$(phase_rate "$out")")
+        log "upload $label run $i: $(fmt "${speeds[-1]}") MiB/s (data phase $(fmt "${phases[-1]}") MiB/s), server-side sha256 ok"
+    fi
+    rm -f "$FTPROOT/$name"
+}
+upload_finish() { # upload_finish LABEL -> UL_MED_<label> UL_PHASE_<label>
+    local label=$1
+    local -n speeds=UL_SPEEDS_$label phases=UL_PHASES_$label
     printf -v "UL_PHASE_$label" '%s' "$( ((${#phases[@]})) && printf '%s\n' "${phases[@]}" | median || echo nan)"
     printf -v "UL_MED_$label" '%s' "$( ((${#speeds[@]})) && printf '%s\n' "${speeds[@]}" | median || echo nan)"
-    printf -v "UL_FAIL_$label" '%s' "$fails"
 }
 
 # ---------------------------------------------------------------- 3c. short sessions
@@ -255,18 +259,34 @@ gw_cpu_per() { # gw_cpu_per VAR N MULT CMD... -> runs CMD; VAR = ftpsgate CPU se
     printf -v "$var" '%s' "$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$n" -v m="$mult" 'BEGIN { print d / t / n * m }')"
 }
 
-log "download ${BIG_MIB} MiB x $RUNS: direct"
-download_case direct
-log "download ${BIG_MIB} MiB x $RUNS: gateway"
+DL_SPEEDS_direct=() DL_PHASES_direct=() DL_FAIL_direct=0
+DL_SPEEDS_gateway=() DL_PHASES_gateway=() DL_FAIL_gateway=0
+GW_TICKS_DL=0
+log "download ${BIG_MIB} MiB x $RUNS, interleaved direct, gateway"
+for i in $(seq "$RUNS"); do
+    download_run direct "$i"
+    c0=$(cpu_ticks "$GW_PID"); download_run gateway "$i"; c1=$(cpu_ticks "$GW_PID")
+    GW_TICKS_DL=$((GW_TICKS_DL + c1 - c0))
+done
+download_finish direct
+c0=$(cpu_ticks "$GW_PID"); download_finish gateway; c1=$(cpu_ticks "$GW_PID"); gw_alive
 # CPU of the timed runs plus the untimed integrity run: RUNS+1 transfers.
-gw_cpu_per CPU_DL $((RUNS + 1)) 1 download_case gateway
+CPU_DL=$(awk -v d=$((GW_TICKS_DL + c1 - c0)) -v t="$CLK_TCK" -v n=$((RUNS + 1)) 'BEGIN { print d / t / n }')
 
-log "upload ${BIG_MIB} MiB x $RUNS: direct, curl default TLS (1.3)"
-upload_case direct direct13
-log "upload ${BIG_MIB} MiB x $RUNS: direct, curl --tls-max 1.2"
-upload_case direct direct12 --tls-max 1.2
-log "upload ${BIG_MIB} MiB x $RUNS: gateway (curl default TLS)"
-gw_cpu_per CPU_UL "$RUNS" 1 upload_case gateway gateway
+UL_SPEEDS_direct13=() UL_PHASES_direct13=() UL_FAIL_direct13=0
+UL_SPEEDS_direct12=() UL_PHASES_direct12=() UL_FAIL_direct12=0
+UL_SPEEDS_gateway=() UL_PHASES_gateway=() UL_FAIL_gateway=0
+GW_TICKS_UL=0
+log "upload ${BIG_MIB} MiB x $RUNS, interleaved: direct (curl default TLS 1.3), direct (curl --tls-max 1.2), gateway (curl default TLS)"
+for i in $(seq "$RUNS"); do
+    upload_run direct direct13 "$i"
+    upload_run direct direct12 "$i" --tls-max 1.2
+    c0=$(cpu_ticks "$GW_PID"); upload_run gateway gateway "$i"; c1=$(cpu_ticks "$GW_PID")
+    GW_TICKS_UL=$((GW_TICKS_UL + c1 - c0))
+done
+gw_alive
+for l in direct13 direct12 gateway; do upload_finish "$l"; done
+CPU_UL=$(awk -v d="$GW_TICKS_UL" -v t="$CLK_TCK" -v n="$RUNS" 'BEGIN { print d / t / n }')
 
 check_session_shape direct
 check_session_shape gateway
