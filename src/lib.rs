@@ -76,4 +76,7 @@ pub(crate) mod tls;
 pub mod tunnel;
 pub(crate) mod xferlog;
 
+/// Kernel pinholes (`passive.nftables`, nf_tables netlink); public for
+/// `examples/pinhole_cost.rs` (the per-pinhole cost in `bench/pinholes.sh`).
+pub use data::nft::KernelPinholes;
 pub use gateway::{Gateway, StartError, StartErrors};

@@ -477,10 +477,13 @@ async fn elements_removed_after_use_and_expiry() {
 // 4. Startup without the set: `on_error: fail` refuses to start, `warn` runs without.
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn startup_without_the_set() {
-    // fail: `ftpsgate run` exits non-zero naming the config key.
+/// `ftpsgate run` with `on_error: fail` in a fresh lab whose `gw` has `ruleset` loaded
+/// (if any): it must exit non-zero at once; returns everything it printed.
+fn start_fails(ruleset: Option<&str>) -> String {
     let lab = NatLab::build();
+    if let Some(r) = ruleset {
+        lab.nft("gw", r);
+    }
     let vs = lab.vsftpd();
     let dir = lab.dir().join("gateway-fail");
     std::fs::create_dir_all(&dir).unwrap();
@@ -513,18 +516,36 @@ async fn startup_without_the_set() {
     );
     assert!(
         !out.status.success() && out.status.code() != Some(124),
-        "ftpsgate should exit non-zero at once without the set: {text}"
+        "ftpsgate should exit non-zero at once: {text}"
     );
     assert!(
         text.contains("listeners[0].passive.nftables"),
         "the error does not name listeners[0].passive.nftables: {text}"
     );
+    drop(vs);
+    drop(lab);
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_without_the_set() {
+    // fail: `ftpsgate run` exits non-zero naming the config key and the set.
+    let text = start_fails(None);
     assert!(
         text.contains("pinholes"),
         "the error does not name the set: {text}"
     );
-    drop(vs);
-    drop(lab);
+    // A set the gateway cannot use (no `flags timeout`: adding an element with a
+    // timeout would fail on every PASV) is refused at startup too.
+    let text = start_fails(Some(&RULESET.replacen(
+        "set pinholes { type ipv4_addr . inet_service; flags timeout; }",
+        "set pinholes { type ipv4_addr . inet_service; }",
+        1,
+    )));
+    assert!(
+        text.contains("flags timeout") && text.contains("pinholes"),
+        "the error does not say the set lacks flags timeout: {text}"
+    );
 
     // warn: starts, says so, and transfers work with user-space pinholes only.
     let site = Site::start(false, &config("warn", ""));

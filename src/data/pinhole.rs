@@ -121,12 +121,9 @@ impl Drop for Pinhole {
             .pinhole_closed(self.used.load(Ordering::Relaxed));
         if let Some((k, ip)) = self.kernel.take() {
             if !self.kernel_closed.load(Ordering::SeqCst) {
-                let port = self.local.port();
-                // Drop cannot wait; the delete runs on its own (pinholes
-                // only exist inside the runtime).
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move { k.remove(ip, port).await });
-                }
+                // One netlink round trip (microseconds): done right here, so
+                // it also happens while the runtime shuts down.
+                k.remove(ip, self.local.port());
             }
         }
     }
@@ -149,7 +146,6 @@ impl Pinhole {
         let pinhole = Self::bind(spec)?;
         if let Some((k, ip)) = &pinhole.kernel {
             k.add(*ip, pinhole.local.port(), lifetime)
-                .await
                 .map_err(PinholeError::Kernel)?;
         }
         Ok(pinhole)
@@ -190,7 +186,7 @@ impl Pinhole {
             drop(listener);
             drop(held);
             if let Some(k) = &spec.kernel {
-                k.remove(spec.client_ip, local.port()).await;
+                k.remove(spec.client_ip, local.port());
                 closed_in_task.store(true, Ordering::SeqCst);
             }
             let _ = tx.send(res);
