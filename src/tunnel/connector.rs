@@ -147,7 +147,7 @@ impl Connector {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
+        let mut endpoint = super::endpoint(bind, None).map_err(|e| e.to_string())?;
         endpoint.set_default_client_config(self.client.clone());
         let connecting = endpoint
             .connect(addr, &self.cfg.server_name)
