@@ -9,6 +9,14 @@
 #   FTPSGATE_BIN   use this binary instead of `cargo build --release`
 #   BENCH_RUNS     runs per case (default 3)
 #   BENCH_MIB      size of the big file in MiB (default 256)
+#   DMZ_SESSIONS   sessions held over the one connector while a fast download
+#                  runs (default 200; 0 skips this part): DMZ_SLOW of them
+#                  download a DMZ_SLOW_MIB file at DMZ_SLOW_RATE (curl
+#                  --limit-rate; default 80, 2 MiB, 64k: about 100 passive
+#                  ports per side are ours), the rest are logged in and idle
+#                  (loadgen idle). Reports the fast download alone and under
+#                  that load, and whether every slow download was complete.
+#   LOADGEN_BIN    loadgen binary (default target/package-test/examples/loadgen)
 set -euo pipefail
 
 RUNS=${BENCH_RUNS:-3}
@@ -41,6 +49,14 @@ FTPROOT=$TMP/ftp
 mkdir -p "$FTPROOT" "$TMP/empty"
 chmod 755 "$TMP/empty"
 head -c "$BIG_BYTES" /dev/urandom >"$FTPROOT/big.bin"
+SESSIONS=${DMZ_SESSIONS:-200}
+SLOW=${DMZ_SLOW:-80}
+((SLOW <= SESSIONS)) || SLOW=$SESSIONS
+SLOW_RATE=${DMZ_SLOW_RATE:-64k}
+head -c "$((${DMZ_SLOW_MIB:-2} * 1024 * 1024))" /dev/urandom >"$FTPROOT/slow.bin"
+SLOW_SHA=$(sha256sum "$FTPROOT/slow.bin" | cut -d' ' -f1)
+LOADGEN=${LOADGEN_BIN:-$REPO/target/package-test/examples/loadgen}
+if ((SESSIONS > 0)); then [[ -x $LOADGEN ]] || die "no loadgen at $LOADGEN (cargo build --profile package-test --examples)"; fi
 chown -R "$BENCH_USER:" "$FTPROOT"
 BIG_SHA=$(sha256sum "$FTPROOT/big.bin" | cut -d' ' -f1)
 
@@ -76,6 +92,8 @@ ssl_enable=YES
 force_local_logins_ssl=YES
 force_local_data_ssl=YES
 require_ssl_reuse=YES
+max_clients=0
+max_per_ip=0
 ssl_ciphers=HIGH
 rsa_cert_file=$TMP/leaf.pem
 rsa_private_key_file=$TMP/leaf.key
@@ -85,11 +103,12 @@ vsftpd "$TMP/vsftpd.conf" >"$TMP/vsftpd.stderr" 2>&1 &
 VS_PID=$!
 wait_listen "$VS_PORT" "$VS_PID" vsftpd
 
-listener="listeners:
+listener="limits: { max_sessions: 1000000, max_sessions_per_ip: 1000000, max_unauthenticated_per_ip: 1000000 }
+listeners:
   - name: edge
     bind: \"127.0.0.1:$GW_PORT\"
     tls: { mode: explicit, cert: leaf.pem, key: leaf.key, require: true }
-    passive: { ports: \"$GW_PASV\", advertise: \"127.0.0.1\" }
+    passive: { ports: \"$GW_PASV\", advertise: \"127.0.0.1\", max_per_client: \"100%\" }
     backend: vs"
 direct_yaml="$listener
 backends:
@@ -156,6 +175,53 @@ for _ in $(seq 50); do
 done
 TUNNEL=$(measure tunnel "$GW_PID" "$BE_PID")
 
+LOAD=
+if ((SESSIONS > 0)); then
+    fast() { # one big download -> MiB/s
+        local out got
+        out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "fast download failed"
+        got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
+        [[ $got == "$BIG_SHA" ]] || die "fast download corrupted"
+        awk -v s="$out" 'BEGIN { printf "%.1f", s / 1048576 }'
+    }
+    logins() { grep -c "logged in" "$TMP/gateway.log" || true; }
+    ALONE=$(fast)
+    log "fast download alone: $ALONE MiB/s"
+    BASE=$(logins)
+    IDLE=$((SESSIONS - SLOW))
+    if ((IDLE > 0)); then
+        "$LOADGEN" idle --addr "127.0.0.1:$GW_PORT" --ca "$TMP/ca.pem" --user "$BENCH_USER" --pass "$BENCH_PASS" \
+            --sessions "$IDLE" --connect-concurrency 50 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+        LG_PID=$!
+    fi
+    mkdir -p "$TMP/slow"
+    SLOW_PIDS=()
+    for i in $(seq "$SLOW"); do
+        ("${CURL[@]}" --limit-rate "$SLOW_RATE" "ftp://localhost:$GW_PORT/slow.bin" | sha256sum | cut -d' ' -f1 >"$TMP/slow/$i") 2>"$TMP/slow/$i.err" &
+        SLOW_PIDS+=($!)
+    done
+    # Until every session is logged in (the gateway's log counts them).
+    for _ in $(seq 120); do
+        (($(logins) - BASE >= SESSIONS)) && break
+        sleep 0.5
+    done
+    LOGGED=$(($(logins) - BASE))
+    log "$LOGGED of $SESSIONS sessions logged in; fast download under load"
+    LOADED=$(fast)
+    log "fast download under load: $LOADED MiB/s"
+    ok=0
+    for i in "${!SLOW_PIDS[@]}"; do
+        wait "${SLOW_PIDS[$i]}" || true
+        [[ $(cat "$TMP/slow/$((i + 1))") == "$SLOW_SHA" ]] && ok=$((ok + 1))
+    done
+    if [[ -n ${LG_PID:-} ]]; then
+        kill -INT "$LG_PID" 2>/dev/null || true
+        wait "$LG_PID" || true
+        LG_PID=
+    fi
+    LOAD="load sessions=$SESSIONS logged_in=$LOGGED slow=$SLOW slow_rate=$SLOW_RATE slow_ok=$ok fast_alone_mib_s=$ALONE fast_loaded_mib_s=$LOADED"
+fi
+
 echo "# ftpsgate DMZ benchmark $(date -u +%FT%TZ) ${BIG_MIB} MiB x $RUNS, $(nproc) CPUs"
 echo "$DIRECT"
 echo "$TUNNEL"
@@ -164,3 +230,10 @@ for k in down_mib_s up_mib_s cpu_s_per_gib; do
     awk -v k="$k" -v a="$(kv "$k" <<<"$DIRECT")" -v b="$(kv "$k" <<<"$TUNNEL")" \
         'BEGIN { printf "ratio %s tunnel/gateway=%.2f\n", k, b / a }'
 done
+if [[ -n $LOAD ]]; then
+    echo "$LOAD"
+    awk -v a="$(kv fast_alone_mib_s <<<"$LOAD")" -v b="$(kv fast_loaded_mib_s <<<"$LOAD")" \
+        'BEGIN { printf "ratio fast download loaded/alone=%.2f\n", b / a }'
+fi
+echo "aes-128-gcm $(openssl speed -evp aes-128-gcm -bytes 16384 -seconds 2 2>/dev/null | awk '/^AES-128-GCM/ { printf "cpu_s_per_gib=%.3f", 1024 * 1024 * 1024 / ($2 * 1000) }')"
+FAILED=0

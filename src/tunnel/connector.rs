@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -26,8 +27,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 /// How long the edge may take to send a stream's request header.
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
-/// Relay buffer per direction and stream (a connector may carry thousands).
-const RELAY_BUF: usize = 32 * 1024;
+/// Backend-to-edge read buffer per stream (a connector may carry thousands);
+/// the edge-to-backend direction writes quinn's own received chunks.
+const RELAY_BUF: usize = 64 * 1024;
 /// Longest request header (magic, kind, name, data address).
 const MAX_REQUEST: usize = 4 + 2 + 255 + 1 + 16 + 2;
 
@@ -145,7 +147,7 @@ impl Connector {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
+        let mut endpoint = super::endpoint(bind, None).map_err(|e| e.to_string())?;
         endpoint.set_default_client_config(self.client.clone());
         let connecting = endpoint
             .connect(addr, &self.cfg.server_name)
@@ -307,11 +309,11 @@ async fn relay(mut tcp: TcpStream, mut send: quinn::SendStream, mut recv: quinn:
     let aborted = {
         let (mut rd, mut wr) = tcp.split();
         let up = async {
-            let mut buf = vec![0u8; RELAY_BUF];
             loop {
-                match recv.read(&mut buf).await {
-                    Ok(Some(n)) => {
-                        if wr.write_all(&buf[..n]).await.is_err() {
+                // A chunk of quinn's receive buffer: no copy before the TCP write.
+                match recv.read_chunk(usize::MAX, true).await {
+                    Ok(Some(chunk)) => {
+                        if wr.write_all(&chunk.bytes).await.is_err() {
                             let _ = recv.stop(super::CODE_ABORT.into());
                             return End::Abort;
                         }
@@ -325,15 +327,21 @@ async fn relay(mut tcp: TcpStream, mut send: quinn::SendStream, mut recv: quinn:
             }
         };
         let down = async {
-            let mut buf = vec![0u8; RELAY_BUF];
+            let mut buf = BytesMut::new();
             loop {
-                match rd.read(&mut buf).await {
+                // Read straight into a buffer that quinn's send buffer takes
+                // over (`write_chunk`: no copy); a new allocation only when
+                // the rest of the last one is too small.
+                if buf.capacity() < RELAY_BUF / 4 {
+                    buf = BytesMut::with_capacity(RELAY_BUF);
+                }
+                match rd.read_buf(&mut buf).await {
                     Ok(0) => {
                         let _ = send.finish();
                         return End::Eof;
                     }
-                    Ok(n) => {
-                        if send.write_all(&buf[..n]).await.is_err() {
+                    Ok(_) => {
+                        if send.write_chunk(buf.split().freeze()).await.is_err() {
                             // The edge stopped reading: nothing more to do.
                             return End::Eof;
                         }

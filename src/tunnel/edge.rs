@@ -99,7 +99,7 @@ impl Edge {
 
     /// Binds the UDP endpoint.
     pub fn bind(&self) -> Result<quinn::Endpoint, TunnelError> {
-        let endpoint = quinn::Endpoint::server(self.server.clone(), self.listen)?;
+        let endpoint = super::endpoint(self.listen, Some(self.server.clone()))?;
         let _ = self.bound.set(endpoint.local_addr()?);
         Ok(endpoint)
     }
