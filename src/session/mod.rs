@@ -105,8 +105,11 @@ async fn run_inner(
     let mut cert_identity = None;
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
-            match tokio::time::timeout_at(login_deadline, acc.control.accept(HoldIo::pass(tcp)))
-                .await
+            match tokio::time::timeout_at(
+                login_deadline,
+                Box::pin(acc.control.accept(HoldIo::pass(tcp))),
+            )
+            .await
             {
                 Ok(Ok(t)) => {
                     cert_identity = client_cert_identity(acc, t.get_ref().1);
@@ -207,7 +210,7 @@ async fn run_inner(
                 Step::Done => {}
                 Step::Feed(input) => actions.extend(d.feed(&mut machine, input)),
                 Step::StartTls => {
-                    let (upgraded, identity) = d.start_tls(client).await?;
+                    let (upgraded, identity) = Box::pin(d.start_tls(client)).await?;
                     client = upgraded;
                     machine.set_cert_login(CertLogin {
                         identity,
@@ -216,7 +219,7 @@ async fn run_inner(
                     actions.extend(d.feed(&mut machine, Input::TlsEstablished));
                 }
                 Step::ClearControl => {
-                    client = clear_control(client)
+                    client = Box::pin(clear_control(client))
                         .await
                         .map_err(|e| End(O::ClientError, e))?;
                     info!("control channel cleared (CCC)");
@@ -527,14 +530,14 @@ impl Driver {
             Action::StartTls => Step::StartTls,
             Action::ClearControl => Step::ClearControl,
             Action::Route { user, verified } => {
-                Step::Feed(self.route_or_ask(&user, verified).await)
+                Step::Feed(Box::pin(self.route_or_ask(&user, verified)).await)
             }
             Action::Authenticate { user, password } => Step::Feed(Input::Authenticated(
-                self.authenticate(&user, &password).await,
+                Box::pin(self.authenticate(&user, &password)).await,
             )),
-            Action::OpenPassive { protected } => {
-                Step::Feed(Input::PassiveOpened(self.open_pinhole(protected).await))
-            }
+            Action::OpenPassive { protected } => Step::Feed(Input::PassiveOpened(
+                Box::pin(self.open_pinhole(protected)).await,
+            )),
             Action::ListenBackend => {
                 let res = match self.backend.as_ref() {
                     None => Err("no backend connection".to_string()),
