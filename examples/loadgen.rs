@@ -7,6 +7,7 @@
 //! loadgen transfers --addr A --sessions N --size BYTES [--file NAME] [--sha256 HEX]
 //! loadgen churn     --addr A --rate R --secs S [--max-inflight C] [--max-sessions N]
 //! loadgen noop      --addr A --sessions N --secs S [--interval SECS]
+//! loadgen relay     --listen A --to B
 //! common: --ca FILE | --insecure, --server-name NAME, --user U --pass P,
 //!         --connect-concurrency K, --tls any|1.2|1.3, --timeout SECS
 //! ```
@@ -123,6 +124,21 @@ enum Mode {
         #[arg(long, default_value_t = 0.01)]
         interval: f64,
     },
+    /// A plain TCP relay (no TLS, no FTP): every connection to --listen is copied
+    /// to and from a new connection to --to, both with TCP_NODELAY. The floor of
+    /// what one more process on the path adds (bench/latency.sh). Prints
+    /// `relay listening=ADDR`, then runs until killed.
+    Relay {
+        /// Address to listen on (port 0: any).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Address every connection is relayed to.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Tokio worker threads (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -180,6 +196,7 @@ fn main() -> Result<()> {
         | Mode::Transfers { common, .. }
         | Mode::Churn { common, .. }
         | Mode::Noop { common, .. } => common.threads,
+        Mode::Relay { threads, .. } => *threads,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -237,6 +254,7 @@ fn main() -> Result<()> {
                 secs,
                 interval,
             } => noop(Ctx::new(common)?, sessions, secs, interval).await,
+            Mode::Relay { listen, to, .. } => relay(listen, to).await,
         }
     })
 }
@@ -943,6 +961,27 @@ async fn churn(
     );
     ctx.errors.report();
     Ok(())
+}
+
+// ------------------------------------------------------------------ relay
+
+/// Copies every accepted connection to and from a new connection to `to`.
+async fn relay(listen: SocketAddr, to: SocketAddr) -> Result<()> {
+    let l = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    println!("relay listening={}", l.local_addr()?);
+    loop {
+        let (mut a, _) = l.accept().await.context("accept")?;
+        tokio::spawn(async move {
+            let Ok(mut b) = TcpStream::connect(to).await else {
+                return;
+            };
+            a.set_nodelay(true).ok();
+            b.set_nodelay(true).ok();
+            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+        });
+    }
 }
 
 // ------------------------------------------------------------------ noop

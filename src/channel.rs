@@ -6,19 +6,23 @@
 //! losing read without losing input.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::control::{Framed, LineFramer, Reply, ReplyAssembler, ReplyError, MAX_LINE};
 
+/// Bytes taken from the stream per read. The buffer lives on the stack of one
+/// poll only, so an idle channel holds no read buffer (20 000 idle sessions
+/// have 40 000 channels).
 const READ_CHUNK: usize = 4096;
 
 pub struct Channel<S> {
     pub stream: S,
     framer: LineFramer,
     replies: ReplyAssembler,
-    buf: Box<[u8; READ_CHUNK]>,
 }
 
 /// Why reading a reply from the backend failed.
@@ -42,7 +46,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
             stream,
             framer: LineFramer::new(MAX_LINE),
             replies: ReplyAssembler::new(),
-            buf: Box::new([0u8; READ_CHUNK]),
         }
     }
 
@@ -64,21 +67,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
             if let Some(f) = self.framer.next_line() {
                 return Ok(Some(f));
             }
-            let n = self.stream.read(&mut self.buf[..]).await?;
-            if n == 0 {
+            if self.read_some().await? == 0 {
                 return Ok(None);
             }
-            self.framer.push(&self.buf[..n]);
         }
+    }
+
+    /// One read from the stream into the framer (0 at end of stream), through a
+    /// buffer on the stack of the poll that completes it. Cancel-safe: the bytes
+    /// are in the framer when the future resolves, and a pending poll keeps none.
+    async fn read_some(&mut self) -> io::Result<usize> {
+        let Channel { stream, framer, .. } = self;
+        std::future::poll_fn(|cx| {
+            let mut buf = [0u8; READ_CHUNK];
+            let mut rb = ReadBuf::new(&mut buf);
+            ready!(Pin::new(&mut *stream).poll_read(cx, &mut rb))?;
+            framer.push(rb.filled());
+            Poll::Ready(Ok(rb.filled().len()))
+        })
+        .await
     }
 
     /// Read what has arrived into the framer without taking lines out:
     /// `Ok(false)` at end of stream. Lets the session see a client leave
     /// while its commands wait for the backend. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<bool> {
-        let n = self.stream.read(&mut self.buf[..]).await?;
-        self.framer.push(&self.buf[..n]);
-        Ok(n > 0)
+        Ok(self.read_some().await? > 0)
     }
 
     /// Next complete reply (multi-line assembled). Cancel-safe.

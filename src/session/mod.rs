@@ -105,8 +105,11 @@ async fn run_inner(
     let mut cert_identity = None;
     let stream: ClientStream = match (ctx.cfg.tls.mode, &acceptor) {
         (TlsMode::Implicit, Some(acc)) => {
-            match tokio::time::timeout_at(login_deadline, acc.control.accept(HoldIo::pass(tcp)))
-                .await
+            match tokio::time::timeout_at(
+                login_deadline,
+                Box::pin(acc.control.accept(HoldIo::pass(tcp))),
+            )
+            .await
             {
                 Ok(Ok(t)) => {
                     cert_identity = client_cert_identity(acc, t.get_ref().1);
@@ -192,13 +195,22 @@ async fn run_inner(
     let mut killed = false;
     // The client sent EOF while its commands waited (lines may remain buffered).
     let mut client_eof = false;
+    // The session's two timers live as long as the session, and are moved only
+    // when a deadline comes earlier than they are set for. A deadline that moved
+    // later (every command and reply moves the idle deadline) is checked when
+    // the timer fires, which then sets it anew. A timer made per loop turn was
+    // registered and removed twice per command, and registering one earlier than
+    // the runtime's next timer woke its driver (an eventfd write and a wasted
+    // epoll_wait per reply, measured with strace).
+    let mut timer = Lazy::new();
+    let mut keepalive_timer = Lazy::new();
     'session: loop {
         while let Some(action) = actions.pop_front() {
             match d.perform(&mut client, action).await {
                 Step::Done => {}
                 Step::Feed(input) => actions.extend(d.feed(&mut machine, input)),
                 Step::StartTls => {
-                    let (upgraded, identity) = d.start_tls(client).await?;
+                    let (upgraded, identity) = Box::pin(d.start_tls(client)).await?;
                     client = upgraded;
                     machine.set_cert_login(CertLogin {
                         identity,
@@ -207,7 +219,7 @@ async fn run_inner(
                     actions.extend(d.feed(&mut machine, Input::TlsEstablished));
                 }
                 Step::ClearControl => {
-                    client = clear_control(client)
+                    client = Box::pin(clear_control(client))
                         .await
                         .map_err(|e| End(O::ClientError, e))?;
                     info!("control channel cleared (CCC)");
@@ -236,6 +248,10 @@ async fn run_inner(
             machine.deadline(now).min(login_deadline)
         };
         let keepalive = machine.keepalive_at();
+        timer.due_by(deadline);
+        if let Some(at) = keepalive {
+            keepalive_timer.due_by(at);
+        }
         let transfer_running = machine.transfer_running() && d.transfer.is_some();
         reg.update(d.registry_update(&machine, transfer_running));
         // While commands wait for the backend the client is not read for
@@ -284,10 +300,18 @@ async fn run_inner(
                     error: e.to_string(),
                 }))
             }
-            _ = tokio::time::sleep_until(keepalive.unwrap_or(deadline)), if keepalive.is_some() => {
-                Input::KeepaliveDue
+            () = keepalive_timer.fired(), if keepalive.is_some() => {
+                match keepalive {
+                    Some(at) if keepalive_timer.reached(at) => Input::KeepaliveDue,
+                    _ => continue,
+                }
             }
-            _ = tokio::time::sleep_until(deadline) => Input::Timeout,
+            () = timer.fired() => {
+                if !timer.reached(deadline) {
+                    continue;
+                }
+                Input::Timeout
+            }
             _ = drain.changed(), if !draining => {
                 draining = true;
                 Input::Shutdown
@@ -313,6 +337,51 @@ async fn run_inner(
     )
     .await;
     Ok(if killed { O::Killed } else { machine.outcome() })
+}
+
+/// A timer set for a deadline that may move later without it being touched
+/// (see the session loop): [`Lazy::due_by`] moves it only to an earlier
+/// instant, and when it fires [`Lazy::reached`] tells whether the deadline
+/// really passed or the timer must wait on until the later one.
+struct Lazy {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When `sleep` fires; `None` until first set.
+    at: Option<Instant>,
+}
+
+impl Lazy {
+    fn new() -> Self {
+        // Far off and never polled before `due_by` sets it.
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        Lazy {
+            sleep: Box::pin(tokio::time::sleep_until(far)),
+            at: None,
+        }
+    }
+
+    /// Make sure the timer fires no later than `deadline`.
+    fn due_by(&mut self, deadline: Instant) {
+        if !matches!(self.at, Some(at) if deadline >= at) {
+            self.sleep.as_mut().reset(deadline);
+            self.at = Some(deadline);
+        }
+    }
+
+    /// Completes when the timer fires (cancel-safe; the timer stays set).
+    async fn fired(&mut self) {
+        self.sleep.as_mut().await;
+    }
+
+    /// After [`Lazy::fired`]: `true` if `deadline` has passed; otherwise the
+    /// timer is set for `deadline` and the caller waits again.
+    fn reached(&mut self, deadline: Instant) -> bool {
+        if Instant::now() >= deadline {
+            return true;
+        }
+        self.sleep.as_mut().reset(deadline);
+        self.at = Some(deadline);
+        false
+    }
 }
 
 /// The I/O half of a session: sockets, TLS, pinholes and the transfer task,
@@ -461,14 +530,14 @@ impl Driver {
             Action::StartTls => Step::StartTls,
             Action::ClearControl => Step::ClearControl,
             Action::Route { user, verified } => {
-                Step::Feed(self.route_or_ask(&user, verified).await)
+                Step::Feed(Box::pin(self.route_or_ask(&user, verified)).await)
             }
             Action::Authenticate { user, password } => Step::Feed(Input::Authenticated(
-                self.authenticate(&user, &password).await,
+                Box::pin(self.authenticate(&user, &password)).await,
             )),
-            Action::OpenPassive { protected } => {
-                Step::Feed(Input::PassiveOpened(self.open_pinhole(protected).await))
-            }
+            Action::OpenPassive { protected } => Step::Feed(Input::PassiveOpened(
+                Box::pin(self.open_pinhole(protected)).await,
+            )),
             Action::ListenBackend => {
                 let res = match self.backend.as_ref() {
                     None => Err("no backend connection".to_string()),
