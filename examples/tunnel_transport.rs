@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! cargo build --profile package-test --example tunnel_transport
-//! target/package-test/examples/tunnel_transport [--runs 3] [--scale 1] [--only quic,h2-16k,h2-1m]
+//! target/package-test/examples/tunnel_transport [--runs 3] [--scale 1] [--only quic,h2-16k,h2-1024k]
 //! ```
 //!
 //! `--scale` divides the workload sizes (for a quick check). Runs are
