@@ -315,15 +315,20 @@ async fn rest_resume_download_and_upload() {
 // ---------------------------------------------------------------------------------------
 
 /// A rate-limited curl download (`--limit-rate 200k`, 2 MiB: ~10 s) with the backend's
-/// `keepalive_noop: 1s` and `timeouts.idle: 3s`: neither control leg may be dropped, the
+/// `keepalive_noop: 1s` and `timeouts.idle: 5s`: neither control leg may be dropped, the
 /// keepalive NOOPs must reach the backend, and their replies must not leak to the client
 /// (curl fetches a second file on the same control connection afterwards).
 ///
 /// Runs on the loopback of its own network namespace with small TCP buffers
 /// (`tcp_rmem`/`tcp_wmem` max 128 KiB there): with the host's defaults the kernel buffers
 /// the whole 2 MiB, the gateway finishes relaying in ~15 ms, and its control legs are
-/// then really idle while curl drains its socket — the 3 s idle timeout rightly fires.
-/// So the gateway runs as a process (`ftpsgate run`) in that namespace, with its log.
+/// then really idle while curl drains its socket — the idle timeout rightly fires.
+/// Even with small buffers the gateway finishes before curl does: what is still in
+/// the kernel's buffers and in curl drains at curl's 200 KB/s, and a loaded CI run with
+/// `idle: 3s` saw curl's next command arrive more than 3 s after the gateway's `226`
+/// (the idle timeout won the race). The idle limit is 5 s, still well below the
+/// transfer's length. So the gateway runs as a process (`ftpsgate run`) in that
+/// namespace, with its log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_noop_during_slow_download() {
     let lab = NatLab::single("ka");
@@ -353,7 +358,7 @@ async fn keepalive_noop_during_slow_download() {
         &explicit_listener("edge", &front.to_string(), (50000, 50049), ""),
         vs.addr(),
         "    keepalive_noop: 1s\n",
-        "idle: 3s",
+        "idle: 5s",
     )
     .replace("vs-ca.pem", "ca.pem");
     let gw = lab.gateway_in("ka", &yaml, vs.ca(), "ka", front);
