@@ -345,8 +345,6 @@ async fn run_inner(
 /// really passed or the timer must wait on until the later one.
 struct Lazy {
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// When `sleep` fires; `None` until first set.
-    at: Option<Instant>,
 }
 
 impl Lazy {
@@ -355,15 +353,13 @@ impl Lazy {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         Lazy {
             sleep: Box::pin(tokio::time::sleep_until(far)),
-            at: None,
         }
     }
 
     /// Make sure the timer fires no later than `deadline`.
     fn due_by(&mut self, deadline: Instant) {
-        if !matches!(self.at, Some(at) if deadline >= at) {
+        if deadline < self.sleep.deadline() {
             self.sleep.as_mut().reset(deadline);
-            self.at = Some(deadline);
         }
     }
 
@@ -379,7 +375,6 @@ impl Lazy {
             return true;
         }
         self.sleep.as_mut().reset(deadline);
-        self.at = Some(deadline);
         false
     }
 }
