@@ -631,3 +631,83 @@ async fn java_stock_pureftpd() {
         java_cell(o, false).await;
     }
 }
+
+/// `listeners[].tls.prefer_aes128` seen by a real client: curl (OpenSSL) offers
+/// AES-256-GCM first, and gets it from a listener without the option; with the option
+/// the same curl gets AES-128-GCM, on TLS 1.3 and on TLS 1.2, and its transfers on the
+/// resumed data connections are byte-exact both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_gets_aes128_from_a_listener_that_prefers_it() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let down_sha = vs.make_file("down.bin", 256 * KIB);
+    let work = temp_dir("prefer-aes128");
+    let up = work.path().join("up.bin");
+    let up_sha = make_file(&up, 256 * KIB);
+    for prefer in [false, true] {
+        let dir = temp_dir("gw-aes128");
+        let certs = Certs::generate(dir.path(), "gw");
+        std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
+        let mut yaml = gateway_yaml(
+            &Frontend::explicit(),
+            &Backend::for_vsftpd(&vs),
+            pasv_range(),
+            "5s",
+        );
+        if prefer {
+            yaml = yaml.replace(
+                "require_data_reuse: true",
+                "require_data_reuse: true, prefer_aes128: true",
+            );
+            assert!(yaml.contains("prefer_aes128"), "{yaml}");
+        }
+        let gw = GwEnv {
+            gateway: Some(start_gateway(&yaml, dir.path()).await),
+            dir,
+            certs,
+            yaml,
+        };
+        let curl = Curl::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
+        for (tls, want) in [
+            (
+                "1.3",
+                if prefer {
+                    "TLS_AES_128_GCM_SHA256"
+                } else {
+                    "TLS_AES_256_GCM_SHA384"
+                },
+            ),
+            ("1.2", if prefer { "AES128-GCM" } else { "AES256-GCM" }),
+        ] {
+            let local = work.path().join(format!("down-{prefer}-{tls}.bin"));
+            let remote = format!("up-{prefer}-{tls}.bin");
+            let max = vec!["-v".to_string(), "--tls-max".into(), tls.into()];
+            let mut put = max.clone();
+            put.extend(["-T".into(), up.display().to_string()]);
+            let mut get = max;
+            get.extend(["-o".into(), local.display().to_string()]);
+            let out = curl.session(&[(put, &remote), (get, "down.bin")]).await;
+            out.assert_ok();
+            let negotiated: Vec<&str> = out
+                .stderr
+                .lines()
+                .filter(|l| l.contains("SSL connection using"))
+                .collect();
+            assert!(
+                !negotiated.is_empty() && negotiated.iter().all(|l| l.contains(want)),
+                "prefer_aes128 {prefer}, TLS {tls}: wanted {want} on every connection, \
+                 curl said {negotiated:?}"
+            );
+            let stored = vs.root().join(&remote);
+            assert!(
+                stored.is_file() && sha256_file(&stored) == up_sha,
+                "upload {remote}"
+            );
+            assert!(
+                local.is_file() && sha256_file(&local) == down_sha,
+                "download"
+            );
+        }
+        gw.shutdown().await;
+    }
+}
