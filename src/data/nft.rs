@@ -24,9 +24,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Nftables;
 
-/// How long to wait for the kernel's answer (it is normally queued before
-/// `send` returns; this only bounds a kernel that never answers).
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for the kernel's answer. nfnetlink handles a batch inside
+/// the `send` call and queues its acknowledgement before `send` returns, so the
+/// read finds it at once; this only bounds a kernel that never answers. The
+/// calls are made on a runtime worker (they take microseconds), so the bound is
+/// kept short: a silent kernel stalls that worker for at most this long per
+/// pinhole, and the pinhole is refused (`PinholeError::Kernel`) or its element
+/// left to expire by its own timeout.
+const REPLY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Kernel pinholes of one listener: its set(s) and a netlink socket.
 #[derive(Debug)]
