@@ -11,6 +11,7 @@
 #   BENCH_KEEP=1   keep the temp dir (logs, configs, certs) instead of removing it
 #   RUST_LOG       passed to ftpsgate (default: its own "info" filter)
 #   LOADGEN_BIN    loadgen for the NOOP latency case (default target/release/examples/loadgen)
+#   RELAY_FLOOR_BIN  the plain TCP relay floor (default target/release/examples/relay_floor)
 #   BENCH_NOOP_SECS seconds of NOOPs per latency run (default 5)
 #   BENCH_VS_PASV, BENCH_GW_PASV  passive ranges (default 51000-51099, 52000-52099)
 #   BENCH_PAR      parallel 1 MiB downloads per round (default 20)
@@ -70,6 +71,7 @@ verdict() { # verdict VALUE OP LIMIT  -> PASS/MISS
 [[ -n ${FTPSGATE_BIN:-} ]] || cargo_build --bins --examples
 BIN=${FTPSGATE_BIN:-$REPO/target/release/ftpsgate}
 LOADGEN=${LOADGEN_BIN:-$REPO/target/release/examples/loadgen}
+RELAY_FLOOR_BIN=${RELAY_FLOOR_BIN:-$REPO/target/release/examples/relay_floor}
 [[ -x $BIN ]] || die "no executable at $BIN"
 BIN_NOTE=$(bin_note)
 
@@ -346,6 +348,16 @@ RELAY_FLOOR=$(awk -v c="$AES256" -v b="$BACKEND_AES" 'BEGIN { printf "%.3f", 256
 # one X25519 key share: keygen + agreement) and two resumed ones (PSK-DHE, X25519 each);
 # as TLS 1.2 client to vsftpd, one full handshake (X25519, the server's signature and the
 # leaf's CA signature verified) and two resumed by session id (no key exchange).
+# The kernel's part of a relay, without TLS: one thread moving 256 MiB between two
+# loopback sockets with read/write (examples/relay_floor.rs). Informational: the goal
+# stays the AES-GCM floor; this says how much of the rest no user-space relay avoids.
+TCP_FLOOR=nan
+if [[ -x $RELAY_FLOOR_BIN ]]; then
+    TCP_FLOOR=$("$RELAY_FLOOR_BIN" --mib 256 --runs 5 2>/dev/null | awk -F'median_cpu_s=' '/^relay_floor_tcp/ { print $2 }')
+    [[ -n $TCP_FLOOR ]] || TCP_FLOOR=nan
+else
+    log "no relay_floor at $RELAY_FLOOR_BIN: TCP relay floor skipped"
+fi
 SESSION_FLOOR_MS=$(awk -v s="$RSA_SIGN_MS" -v v="$RSA_VERIFY_MS" -v x="$X25519_MS" 'BEGIN { printf "%.3f", s + 2 * v + 8 * x }')
 
 # ---------------------------------------------------------------- 4. report
@@ -368,6 +380,7 @@ echo "parallel_${PAR}x1MiB direct=$(fmt "$PAR_MED_direct")MiB/s gateway=$(fmt "$
 echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"
 echo "gateway_rss_peak=$(mib "$RSS_KB")MiB"
 echo "floor_crypto aes256gcm=${AES256}MiB/s aes128gcm=${AES128}MiB/s backend_cipher=${BACKEND_CIPHER:-unknown} rsa2048_sign=${RSA_SIGN_MS}ms rsa2048_verify=${RSA_VERIFY_MS}ms ecdsap256_sign=${P256_SIGN_MS}ms x25519=${X25519_MS}ms (openssl speed, one core, same run)"
+echo "floor_tcp_relay cpu=${TCP_FLOOR}s/256MiB (plain read/write relay between two loopback sockets, 256 KiB buffer, median of 5; examples/relay_floor.rs) relay_vs_aes_plus_tcp download=$(ratio "$(awk -v a="$RELAY_FLOOR" -v t="$TCP_FLOOR" 'BEGIN { if (t == "nan") print "nan"; else print a + t }')" "$CPU_DL256") upload=$(ratio "$(awk -v a="$RELAY_FLOOR" -v t="$TCP_FLOOR" 'BEGIN { if (t == "nan") print "nan"; else print a + t }')" "$CPU_UL256") (informational)"
 for l in "${NOOP_LINES[@]}"; do
     read -r n d50 d99 derr g50 g99 gerr <<<"$l"
     echo "noop_latency sessions=$n direct_p50=${d50}us direct_p99=${d99}us gateway_p50=${g50}us gateway_p99=${g99}us errors_direct=$derr errors_gateway=$gerr"
