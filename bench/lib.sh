@@ -175,6 +175,12 @@ cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/st
     # rest starts at field 3 (state): field 14 is word 12, field 15 word 13
     awk '{print $12 + $13}' <<<"$rest"
 }
+cpu_ticks_user() { # utime of PID in clock ticks (field 14 of /proc/PID/stat)
+    local stat rest
+    stat=$(<"/proc/$1/stat")
+    rest=${stat##*) }
+    awk '{print $12}' <<<"$rest"
+}
 ticks_s() { awk -v d="$1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", d / t }'; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }

@@ -252,13 +252,14 @@ parallel_case() { # -> PAR_MED_direct PAR_MED_gateway PAR_FAIL
 }
 
 # ---------------------------------------------------------------- run the cases
-gw_cpu_per() { # gw_cpu_per VAR N MULT CMD... -> runs CMD; VAR = ftpsgate CPU seconds during it / N * MULT
-    local var=$1 n=$2 mult=$3 c0 c1
+gw_cpu_per() { # gw_cpu_per VAR N MULT CMD... -> runs CMD; VAR = ftpsgate CPU seconds during it / N * MULT, VAR_USER the same in user space only
+    local var=$1 n=$2 mult=$3 c0 c1 u0 u1
     shift 3
-    c0=$(cpu_ticks "$GW_PID")
+    c0=$(cpu_ticks "$GW_PID"); u0=$(cpu_ticks_user "$GW_PID")
     "$@"
-    c1=$(cpu_ticks "$GW_PID"); gw_alive
+    c1=$(cpu_ticks "$GW_PID"); u1=$(cpu_ticks_user "$GW_PID"); gw_alive
     printf -v "$var" '%s' "$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$n" -v m="$mult" 'BEGIN { print d / t / n * m }')"
+    printf -v "${var}_USER" '%s' "$(awk -v d=$((u1 - u0)) -v t="$CLK_TCK" -v n="$n" -v m="$mult" 'BEGIN { print d / t / n * m }')"
 }
 
 DL_SPEEDS_direct=() DL_PHASES_direct=() DL_FAIL_direct=0
@@ -378,6 +379,7 @@ echo "upload_${BIG_MIB}MiB_direct_tls13 direct=$(fmt "$UL_MED_direct13")MiB/s fa
 echo "short_sessions direct=$(fmt "$SS_RATE_direct")/s gateway=$(fmt "$SS_RATE_gateway")/s ratio=$SS_RATIO fails_direct=$SS_FAIL_direct/$SESSIONS fails_gateway=$SS_FAIL_gateway/$SESSIONS (login+LIST+1KiB RETR; wall $(fmt "$SS_SECS_direct")s vs $(fmt "$SS_SECS_gateway")s)"
 echo "parallel_${PAR}x1MiB direct=$(fmt "$PAR_MED_direct")MiB/s gateway=$(fmt "$PAR_MED_gateway")MiB/s ratio=$(ratio "$PAR_MED_direct" "$PAR_MED_gateway") failed_rounds=$PAR_FAIL/$PAR_ROUNDS (median of $PAR_ROUNDS rounds, interleaved direct, gateway, ...; aggregate MiB over the round's wall time)"
 echo "gateway_cpu download=$(fmt "$CPU_DL256" 2)s/256MiB upload=$(fmt "$CPU_UL256" 2)s/256MiB session=$(fmt "$CPU_SS_MS" 2)ms (clock tick = $(awk -v t="$CLK_TCK" 'BEGIN { print 1000 / t }')ms)"
+echo "session_cpu_split user=$(fmt "$CPU_SS_MS_USER" 3)ms system=$(awk -v a="$CPU_SS_MS" -v u="$CPU_SS_MS_USER" 'BEGIN { printf "%.3f", a - u }')ms user_vs_crypto_floor=$(ratio "$SESSION_FLOOR_MS" "$CPU_SS_MS_USER") (informational: the system part is the kernel's work for the session's six TCP connections, which any gateway pays)"
 echo "gateway_rss_peak=$(mib "$RSS_KB")MiB"
 echo "floor_crypto aes256gcm=${AES256}MiB/s aes128gcm=${AES128}MiB/s backend_cipher=${BACKEND_CIPHER:-unknown} rsa2048_sign=${RSA_SIGN_MS}ms rsa2048_verify=${RSA_VERIFY_MS}ms ecdsap256_sign=${P256_SIGN_MS}ms x25519=${X25519_MS}ms (openssl speed, one core, same run)"
 echo "floor_tcp_relay cpu=${TCP_FLOOR}s/256MiB (plain read/write relay between two loopback sockets, 256 KiB buffer, median of 5; examples/relay_floor.rs) relay_vs_aes_plus_tcp download=$(ratio "$(awk -v a="$RELAY_FLOOR" -v t="$TCP_FLOOR" 'BEGIN { if (t == "nan") print "nan"; else print a + t }')" "$CPU_DL256") upload=$(ratio "$(awk -v a="$RELAY_FLOOR" -v t="$TCP_FLOOR" 'BEGIN { if (t == "nan") print "nan"; else print a + t }')" "$CPU_UL256") (informational)"
