@@ -308,3 +308,77 @@ fn backends_are_offered_aes128_gcm_first_in_each_version_and_every_suite() {
     ours.sort_by_key(|c| u16::from(*c));
     assert_eq!(all, ours);
 }
+
+/// Every provider we build offers and picks X25519 first, whatever order the
+/// rustls release in the lock file defaults to, and keeps ring's whole set.
+#[test]
+fn key_exchange_is_x25519_first_in_every_provider() {
+    use rustls::NamedGroup as G;
+    for p in [provider(), backend_provider(), aes128_first()] {
+        let order: Vec<G> = p.kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(order, [G::X25519, G::secp256r1, G::secp384r1]);
+        let mut ring: Vec<u16> = rustls::crypto::ring::ALL_KX_GROUPS
+            .iter()
+            .map(|g| u16::from(g.name()))
+            .collect();
+        let mut ours: Vec<u16> = order.iter().map(|g| u16::from(*g)).collect();
+        ring.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(ring, ours);
+    }
+}
+
+/// Our backend-side client, against a server that prefers P-384 (rustls
+/// 0.23.48's ring default order), sends an X25519 key share and agrees on X25519
+/// with no HelloRetryRequest: the client's first share is what a server picks
+/// when it supports it.
+#[test]
+fn our_client_agrees_on_x25519_with_a_p384_first_server() {
+    use rustls::crypto::ring::kx_group;
+    let certs = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = certs.cert.der().clone();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(certs.signing_key.serialize_der()).unwrap();
+    let mut server_provider = rustls::crypto::ring::default_provider();
+    server_provider.kx_groups = vec![kx_group::SECP384R1, kx_group::X25519, kx_group::SECP256R1];
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(backend_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut c =
+        rustls::ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+    let mut s = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+    let mut flights = 0;
+    while (c.is_handshaking() || s.is_handshaking()) && flights < 10 {
+        flights += 1;
+        let mut buf = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        s.read_tls(&mut buf.as_slice()).unwrap();
+        s.process_new_packets().unwrap();
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        c.read_tls(&mut buf.as_slice()).unwrap();
+        c.process_new_packets().unwrap();
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    // ClientHello → server flight, then the client's Finished: two; a
+    // HelloRetryRequest would add one.
+    assert_eq!(flights, 2, "no HelloRetryRequest");
+    assert_eq!(
+        c.negotiated_key_exchange_group().map(|g| g.name()),
+        Some(rustls::NamedGroup::X25519)
+    );
+}
