@@ -33,7 +33,8 @@
 //! ```
 //!
 //! Prints one line per round: relay thread user/sys seconds and
-//! on-CPU seconds per GiB. Under `valgrind --tool=callgrind
+//! on-CPU seconds per GiB. Both counters move in scheduler ticks for a
+//! running thread (a few ms), so relay 256 MiB or more. Under `valgrind --tool=callgrind
 //! --separate-threads=yes` the relay thread is the second thread.
 
 use std::io::{self, Read as _};
