@@ -38,7 +38,7 @@ table() {
     echo "Other figures of the same run:"
     echo
     echo '```'
-    grep -E '^(download_|upload_|data_phase_only|short_sessions|gateway_cpu|gateway_rss_peak|floor_crypto|floor_tcp_relay|session_cpu_split|noop_latency)' "$OUT"
+    grep -E '^(download_|upload_|data_phase_only|short_sessions|gateway_cpu|gateway_rss_peak|floor_crypto|floor_aead|floor_tcp_relay|session_cpu_split|noop_latency)' "$OUT"
     echo '```'
 }
 
