@@ -18,6 +18,13 @@
 #   VS_PASV, GW_PASV  passive ranges (unused by NOOP; default 53000-53099, 53100-53199)
 #   FTPSGATE_BIN_B a second ftpsgate (e.g. the build before a change): run as a third
 #                  side, gateway_b, in the same rounds (before/after figures of one run)
+#   LAT_PERF=1     also run `perf stat -e task-clock,context-switches,cpu-migrations -p`
+#                  on the relay and each gateway during its loadgen run: lines
+#                  `noop_perf SIDE … task_clock_us_per_noop= cs_per_noop= migrations_per_noop=`
+#   LAT_STRACE=1   also run `strace -c -f -p` on them (slows them: ignore the latency of
+#                  that run): lines `noop_syscalls SIDE … NAME=calls_per_noop …`
+#   LAT_RECORD=1   also run `perf record -e cpu-clock -g -p` on them: $TMP/perf.data.SIDE.SESSIONS
+#                  (with BENCH_KEEP=1, for `perf report -i … --sort dso,sym`)
 #   BENCH_KEEP=1   keep the temp dir
 set -euo pipefail
 
@@ -109,13 +116,44 @@ noop_case() { # noop_case SIDE SESSIONS INTERVAL -> "p50_us p99_us errors cpu_us
     [[ $1 == gateway ]] && { port=$GW_PORT; pid=$GW_PID; }
     [[ $1 == gateway_b ]] && { port=$GWB_PORT; pid=$GWB_PID; }
     [[ $1 == relay ]] && { port=$RELAY_PORT; pid=$RELAY_PID; }
+    local perf_pid="" strace_pid="" record_pid=""
     [[ -z $pid ]] || c0=$(cpu_ticks "$pid")
+    if [[ -n $pid && ${LAT_PERF:-0} == 1 ]]; then
+        perf stat -x, -e task-clock,context-switches,cpu-migrations -p "$pid" -o "$TMP/perf.$1.$2" &
+        perf_pid=$!
+    fi
+    if [[ -n $pid && ${LAT_RECORD:-0} == 1 ]]; then
+        perf record -q -e cpu-clock -F 4000 -g -p "$pid" -o "$TMP/perf.data.$1.$2" 2>/dev/null &
+        record_pid=$!
+    fi
+    if [[ -n $pid && ${LAT_STRACE:-0} == 1 ]]; then
+        strace -c -f -p "$pid" -o "$TMP/strace.$1.$2" 2>/dev/null &
+        strace_pid=$!
+        sleep 0.5
+    fi
     out=$("$LOADGEN" noop --addr "127.0.0.1:$port" --ca "$TMP/ca.pem" --server-name localhost \
         --user "$BENCH_USER" --pass "$BENCH_PASS" --sessions "$2" --interval "$3" --secs "$LAT_SECS" \
-        --timeout 60 --connect-concurrency "$LAT_CONNECT" 2>>"$TMP/loadgen.err") || { echo "nan nan 1 nan"; return; }
+        --timeout 60 --connect-concurrency "$LAT_CONNECT" 2>>"$TMP/loadgen.err") || out=""
     [[ -z $pid ]] || c1=$(cpu_ticks "$pid")
+    [[ -z $perf_pid ]] || { kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true; }
+    [[ -z $strace_pid ]] || { kill -INT "$strace_pid" 2>/dev/null; wait "$strace_pid" 2>/dev/null || true; }
+    [[ -z $record_pid ]] || { kill -INT "$record_pid" 2>/dev/null; wait "$record_pid" 2>/dev/null || true; }
+    [[ -n $out ]] || { echo "nan nan 1 nan"; return; }
     log "noop $1 sessions=$2: $out"
+    [[ -z $perf_pid ]] || perf_line "$1" "$2" "$(kv samples <<<"$out")" >>"$TMP/extra.lines"
+    [[ -z $strace_pid ]] || strace_line "$1" "$2" "$(kv samples <<<"$out")" >>"$TMP/extra.lines"
     echo "$(kv p50_us <<<"$out") $(kv p99_us <<<"$out") $(kv errors <<<"$out") $(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v n="$(kv samples <<<"$out")" 'BEGIN { if (n > 0) printf "%.1f", d / t / n * 1e6; else print "nan" }')"
+}
+perf_line() { # perf_line SIDE SESSIONS NOOPS -> the noop_perf line (logins included in the counts)
+    awk -F, -v side="$1" -v n="$2" -v noops="$3" '
+        $3 ~ /^task-clock/ { tc = $1 } $3 ~ /^context-switches/ { cs = $1 } $3 ~ /^cpu-migrations/ { mig = $1 }
+        END { if (noops > 0) printf "noop_perf %s sessions=%s noops=%d task_clock_us_per_noop=%.1f cs_per_noop=%.2f migrations_per_noop=%.3f\n", side, n, noops, tc * 1000 / noops, cs / noops, mig / noops }' \
+        "$TMP/perf.$1.$2"
+}
+strace_line() { # strace_line SIDE SESSIONS NOOPS -> the noop_syscalls line (calls per NOOP, 8 most frequent)
+    printf 'noop_syscalls %s sessions=%s noops=%s' "$1" "$2" "$3"
+    awk -v noops="$3" '$1 ~ /^[0-9.]+$/ && $NF ~ /^[a-z_0-9]+$/ && $NF != "total" && noops > 0 { printf "%s %.2f\n", $NF, $4 / noops }' \
+        "$TMP/strace.$1.$2" | sort -k2,2nr | head -8 | awk '{ printf " %s=%s", $1, $2 } END { printf "\n" }'
 }
 added() { awk -v g="$1" -v d="$2" 'BEGIN { if (g == "nan" || d == "nan" || g == "" || d == "") print "nan"; else printf "%.0f", g - d }'; }
 verdict() { awk -v v="$1" -v l="$2" 'BEGIN { if (v == "nan") print "MISS"; else print (v <= l) ? "PASS" : "MISS" }'; }
@@ -139,6 +177,7 @@ for conc in "1 0.01" "$LAT_MANY 0.1"; do
         echo "noop_latency sessions=$n round=$r direct_p50=${d50}us direct_p99=${d99}us gateway_p50=${g50}us gateway_p99=${g99}us errors_direct=$derr errors_gateway=$gerr gateway_cpu_per_noop=${gcpu}us added_p50=${a50}us $(verdict "$a50" 50) added_p99=${a99}us $(verdict "$a99" 500)"
     done
 done
+[[ ! -s $TMP/extra.lines ]] || cat "$TMP/extra.lines"
 sort "$TMP/loadgen.err" 2>/dev/null | uniq -c | sort -rn | head -5 | sed 's/^/[loadgen.err] /' >&2 || true
 FAILED=0
 exit 0

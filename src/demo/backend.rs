@@ -5,6 +5,12 @@
 //! user/password), passive mode advertises `127.0.0.1`, and there is no TLS: this is the
 //! cleartext server that ftpsgate sits in front of.
 //!
+//! The backend accepts control connections itself and hands each to libunftp
+//! (`Server::service`) with `TCP_NODELAY` set: libunftp's own `listen` leaves Nagle's
+//! algorithm on, so its `226` after a transfer waited for the client's delayed ACK of
+//! the `150` (about 40 ms per transfer on Linux, which dominated the latency of the
+//! benchmarks' short sessions).
+//!
 //! When started without a root directory it serves a fresh temporary directory seeded with
 //! `hello.txt` ([`HELLO_TXT_CONTENTS`]) and `sample.bin` ([`sample_bin_contents`], 1 MiB of
 //! deterministic pseudo-random bytes). The directory is removed when the backend is stopped
@@ -12,15 +18,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use libunftp::options::{FtpsRequired, PassiveHost, Shutdown};
-use libunftp::{ServerBuilder, ServerError};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use anyhow::{anyhow, Context, Result};
+use libunftp::options::{FtpsRequired, PassiveHost};
+use libunftp::ServerBuilder;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use unftp_sbe_fs::Filesystem;
 
 /// Contents of the seeded `hello.txt`.
@@ -32,20 +37,17 @@ pub const SAMPLE_BIN_LEN: usize = 1024 * 1024;
 /// Passive data ports the backend picks from (libunftp binds a random free one per PASV/EPSV).
 pub const PASSIVE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 
-/// The 220 greeting text; also used to recognise our own server while probing readiness.
+/// The 220 greeting text.
 const GREETING: &str = "ftpsgate demo backend ready";
 
-/// How long `start` waits for the listener to accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Grace period given to libunftp to close sessions on shutdown.
+/// Grace period given to sessions to close on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// How many fresh ports `start` tries if the one it picked was taken in the meantime.
-const BIND_ATTEMPTS: usize = 5;
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// A running demo FTP server. Stop it with [`DemoBackend::stop`]; dropping it also triggers
-/// libunftp's graceful shutdown, but without waiting for it.
+/// A running demo FTP server. Stop it with [`DemoBackend::stop`]; dropping it also stops
+/// it (the same shutdown), but without waiting for it.
 #[derive(Debug)]
 pub struct DemoBackend {
     /// Control-connection address (always `127.0.0.1:<port>`).
@@ -56,14 +58,14 @@ pub struct DemoBackend {
     tempdir: Option<tempfile::TempDir>,
     /// Resolves libunftp's shutdown indicator. Dropping it has the same effect as sending.
     shutdown_tx: Option<oneshot::Sender<()>>,
-    /// The task running `Server::listen`.
-    task: JoinHandle<Result<(), ServerError>>,
+    /// The accept loop (ends on shutdown, after the sessions).
+    task: JoinHandle<()>,
 }
 
 impl DemoBackend {
     /// Starts on 127.0.0.1 with an OS-chosen free port. If `root` is `None`, a temporary
-    /// directory seeded with `hello.txt` and `sample.bin` is served. Returns once the server
-    /// answers with its 220 greeting (at most ~3 s).
+    /// directory seeded with `hello.txt` and `sample.bin` is served. The port is bound
+    /// (and listening) when this returns.
     pub async fn start(root: Option<PathBuf>) -> Result<DemoBackend> {
         let (root, tempdir) = match root {
             Some(root) => (root, None),
@@ -81,46 +83,25 @@ impl DemoBackend {
         Filesystem::new(&root)
             .with_context(|| format!("opening backend root {}", root.display()))?;
 
-        // One deadline for all attempts, so `start` never waits much longer than READY_TIMEOUT.
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last_err = None;
-        for attempt in 1..=BIND_ATTEMPTS {
-            // libunftp's `listen` only takes an address to bind itself (no pre-bound
-            // listener), so reserve a port from the OS, release it and hand it over. Another
-            // process may grab it in between; then the listen task fails or the probe sees a
-            // foreign greeting, and we retry with a new port.
-            let addr = free_local_port().context("reserving a local port")?;
-            let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-            let mut task = spawn_server(&root, addr, shutdown_rx)?;
-
-            match wait_ready(addr, &mut task, deadline).await {
-                Ok(()) => {
-                    tracing::debug!(%addr, root = %root.display(), "demo FTP backend ready");
-                    return Ok(DemoBackend {
-                        addr,
-                        root,
-                        tempdir,
-                        shutdown_tx: Some(shutdown_tx),
-                        task,
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(%addr, attempt, error = %e, "demo FTP backend failed to start");
-                    task.abort();
-                    last_err = Some(e);
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(last_err
-            .unwrap_or_else(|| anyhow!("no attempt made"))
-            .context("demo FTP backend did not start"))
+        let std_listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("binding the demo backend's control port")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let listener = TcpListener::from_std(std_listener)?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(accept_loop(listener, root.clone(), shutdown_rx));
+        tracing::debug!(%addr, root = %root.display(), "demo FTP backend ready");
+        Ok(DemoBackend {
+            addr,
+            root,
+            tempdir,
+            shutdown_tx: Some(shutdown_tx),
+            task,
+        })
     }
 
-    /// Stops the server through libunftp's shutdown indicator (open sessions are closed,
-    /// with a short grace period) and waits for the server task to end. Removes the
+    /// Stops accepting, closes the open sessions (libunftp's shutdown signal, with a
+    /// short grace period) and waits for the accept loop to end. Removes the
     /// temporary root if `start` created one.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown_tx.take() {
@@ -128,10 +109,7 @@ impl DemoBackend {
         }
         let wait = SHUTDOWN_GRACE + Duration::from_secs(1);
         match tokio::time::timeout(wait, &mut self.task).await {
-            Ok(Ok(Ok(()))) => tracing::debug!(addr = %self.addr, "demo FTP backend stopped"),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(addr = %self.addr, error = %e, "demo FTP backend stopped with error")
-            }
+            Ok(Ok(())) => tracing::debug!(addr = %self.addr, "demo FTP backend stopped"),
             Ok(Err(e)) => {
                 tracing::warn!(addr = %self.addr, error = %e, "demo FTP backend task failed")
             }
@@ -171,12 +149,52 @@ fn seed(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the libunftp server and spawns `listen(addr)` on the current runtime.
-fn spawn_server(
+/// Accepts control connections until `shutdown_rx` resolves (or its sender is
+/// dropped), each served by its own libunftp `Server` (one is cheap: options and
+/// `Arc`s) with `TCP_NODELAY` set. On shutdown the session futures are dropped,
+/// which drops their libunftp shutdown notifiers: each control loop then closes its
+/// connection. Waits for them at most [`SHUTDOWN_GRACE`].
+async fn accept_loop(listener: TcpListener, root: PathBuf, mut shutdown_rx: oneshot::Receiver<()>) {
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown_rx => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Replies are single small writes; with Nagle on, the 226 after a
+                    // transfer waits for the ACK of the 150 (see the module doc).
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, error = %e, "demo FTP backend: TCP_NODELAY");
+                    }
+                    match session(&root, stream, peer) {
+                        Ok(run) => {
+                            sessions.spawn(run);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "demo FTP backend: building the session"),
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "demo FTP backend: accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    sessions.abort_all();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Builds the libunftp server for one control connection; the future serves it.
+fn session(
     root: &Path,
-    addr: SocketAddr,
-    shutdown_rx: oneshot::Receiver<()>,
-) -> Result<JoinHandle<Result<(), ServerError>>> {
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let factory_root = root.to_path_buf();
     // `ServerBuilder::new` installs libunftp's `AnonymousAuthenticator`, which accepts every
     // user name with any (or no) password.
@@ -188,64 +206,11 @@ fn spawn_server(
     .passive_ports(PASSIVE_PORTS)
     .ftps_required(FtpsRequired::None, FtpsRequired::None)
     .idle_session_timeout(300)
-    .shutdown_indicator(async move {
-        // Either an explicit `stop` or the sender being dropped with the `DemoBackend`.
-        let _ = shutdown_rx.await;
-        Shutdown::new().grace_period(SHUTDOWN_GRACE)
-    })
     .build()
     .map_err(|e| anyhow!("building libunftp server: {e}"))?;
-    Ok(tokio::spawn(server.listen(addr.to_string())))
-}
-
-fn free_local_port() -> std::io::Result<SocketAddr> {
-    let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    listener.local_addr()
-}
-
-/// Polls `addr` until our server greets us, the listen task dies, or `deadline` passes.
-async fn wait_ready(
-    addr: SocketAddr,
-    task: &mut JoinHandle<Result<(), ServerError>>,
-    deadline: Instant,
-) -> Result<()> {
-    loop {
-        if task.is_finished() {
-            return match task.await {
-                Ok(Ok(())) => Err(anyhow!("listen task ended before accepting")),
-                Ok(Err(e)) => Err(anyhow!("listening on {addr}: {e}")),
-                Err(e) => Err(anyhow!("listen task failed: {e}")),
-            };
+    Ok(async move {
+        if let Err(e) = server.service(stream).await {
+            tracing::debug!(%peer, error = %e, "demo FTP backend session ended with error");
         }
-        if let Ok(Ok(greeting)) =
-            tokio::time::timeout(Duration::from_millis(500), probe(addr)).await
-        {
-            if greeting.starts_with("220") && greeting.contains(GREETING) {
-                return Ok(());
-            }
-            bail!(
-                "port {} is served by something else: {greeting:?}",
-                addr.port()
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!("not accepting on {addr} after {READY_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Connects and reads the first line the server sends.
-async fn probe(addr: SocketAddr) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let mut buf = Vec::with_capacity(128);
-    let mut chunk = [0u8; 128];
-    while !buf.contains(&b'\n') && buf.len() < 1024 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+    })
 }

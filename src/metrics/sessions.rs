@@ -4,6 +4,8 @@
 //! gateway creates each listener's series at start. The session's own words
 //! ([`SessionOutcome`]) are mapped to labels here, never the other way round.
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -64,10 +66,27 @@ const KNOWN_VERBS: &[&str] = &[
 /// The label value for `verb`: itself (upper case) when known, else `other`.
 pub fn verb_label(verb: &str) -> &'static str {
     KNOWN_VERBS
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(verb))
+        .get(verb_index(verb))
         .copied()
         .unwrap_or("other")
+}
+
+/// `verb`'s index in [`KNOWN_VERBS`], or `KNOWN_VERBS.len()` for `other`: the verb
+/// upper-cased on the stack, then a binary search (the list is sorted and no known
+/// verb is longer than 4 bytes; a test checks both).
+fn verb_index(verb: &str) -> usize {
+    let other = KNOWN_VERBS.len();
+    let mut upper = [0u8; 4];
+    let Some(upper) = upper.get_mut(..verb.len()) else {
+        return other;
+    };
+    for (u, b) in upper.iter_mut().zip(verb.bytes()) {
+        *u = b.to_ascii_uppercase();
+    }
+    let upper: &[u8] = upper;
+    KNOWN_VERBS
+        .binary_search_by(|k| k.as_bytes().cmp(upper))
+        .unwrap_or(other)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -99,6 +118,10 @@ pub(super) struct Families {
     ended: Family<SessionLabels, Counter>,
     logins: Family<LoginLabels, Counter>,
     commands: Family<VerbLabels, Counter>,
+    /// The `commands` counter of each verb label (index as [`verb_index`]), taken
+    /// from the family at the verb's first use: counting a command then costs no
+    /// lock and no label hashing (the family's series appear as before, on first use).
+    command_counters: Box<[OnceLock<Counter>]>,
 }
 
 impl Families {
@@ -108,6 +131,7 @@ impl Families {
             ended: Family::default(),
             logins: Family::default(),
             commands: Family::default(),
+            command_counters: (0..=KNOWN_VERBS.len()).map(|_| OnceLock::new()).collect(),
         };
         // Counter names are registered without `_total`; the encoder appends it.
         r.register(
@@ -182,12 +206,18 @@ impl Metrics {
 
     /// `ftpsgate_commands_total{verb}`; verbs outside a fixed set count as `other`.
     pub fn command(&self, verb: &str) {
-        self.sessions
-            .commands
-            .get_or_create(&VerbLabels {
-                verb: verb_label(verb),
-            })
-            .inc();
+        let i = verb_index(verb);
+        let labels = VerbLabels {
+            verb: KNOWN_VERBS.get(i).copied().unwrap_or("other"),
+        };
+        let family = &self.sessions.commands;
+        match self.sessions.command_counters.get(i) {
+            Some(cell) => cell
+                .get_or_init(|| family.get_or_create(&labels).clone())
+                .inc(),
+            // Not reached: the table has a cell per index verb_index returns.
+            None => family.get_or_create(&labels).inc(),
+        };
     }
 }
 
@@ -195,6 +225,19 @@ impl Metrics {
 mod tests {
     use super::super::sample;
     use super::*;
+
+    #[test]
+    fn known_verbs_are_sorted_and_short_for_verb_index() {
+        assert!(KNOWN_VERBS.windows(2).all(|w| w[0] < w[1]));
+        assert!(KNOWN_VERBS.iter().all(|v| v.len() <= 4));
+        for (i, v) in KNOWN_VERBS.iter().enumerate() {
+            assert_eq!(verb_index(v), i);
+            assert_eq!(verb_index(&v.to_ascii_lowercase()), i);
+        }
+        for v in ["", "X", "NOOPS", "RETRX", "é", "ÉÉ", "other"] {
+            assert_eq!(verb_label(v), "other", "{v:?}");
+        }
+    }
 
     #[test]
     fn session_login_and_command_series_carry_bounded_labels() {
