@@ -24,7 +24,7 @@ fn tunnel_certs(dir: &Path) -> (Certs, Certs) {
 
 /// The edge policy: listener `edge` (explicit TLS) → backend `vs` via tunnel
 /// `lan` (explicit TLS to vsftpd, verified with `vs-ca.pem`).
-fn edge_yaml(bind: &str, advertise: &str, tunnel: &str, pasv: (u16, u16)) -> String {
+fn edge_yaml(bind: &str, advertise: &str, tunnel: &str, pasv: (u16, u16), t: &str) -> String {
     format!(
         r#"listeners:
   - name: edge
@@ -41,6 +41,7 @@ backends:
 tunnels:
   - name: lan
     listen: "{tunnel}"
+    transport: {t}
     tls: {{ cert: edge.pem, key: edge.key, client_ca: conn-ca.pem }}
 timeouts: {{ pinhole: 5s }}
 "#,
@@ -50,10 +51,11 @@ timeouts: {{ pinhole: 5s }}
 }
 
 /// The connector policy: dial `edge`, serve backend `vs` at `backend`.
-fn connector_yaml(edge: &str, backend: SocketAddr) -> String {
+fn connector_yaml(edge: &str, backend: SocketAddr, t: &str) -> String {
     format!(
         r#"connect:
   - edge: "{edge}"
+    transport: {t}
     server_name: localhost
     tls: {{ cert: conn.pem, key: conn.key, ca: edge-ca.pem }}
     backends:
@@ -92,20 +94,39 @@ struct Loop {
     edge: ftpsgate::Gateway,
     dir: tempfile::TempDir,
     gw_certs: Certs,
+    /// `quic` or `h2`.
+    t: &'static str,
+}
+
+/// A loopback test run once per transport: `NAME::quic` and `NAME::h2`.
+macro_rules! both_transports {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn quic() {
+                super::$name("quic").await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn h2() {
+                super::$name("h2").await
+            }
+        }
+    };
 }
 
 impl Loop {
-    async fn start(vs: &Vsftpd) -> Loop {
+    async fn start(vs: &Vsftpd, t: &'static str) -> Loop {
         let dir = temp_dir("dmz");
         let gw_certs = Certs::generate(dir.path(), "gw");
         tunnel_certs(dir.path());
         std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
-        let yaml = edge_yaml("127.0.0.1:0", "127.0.0.1", "127.0.0.1:0", pasv_range());
+        let yaml = edge_yaml("127.0.0.1:0", "127.0.0.1", "127.0.0.1:0", pasv_range(), t);
         let edge = gateway::start_gateway(&yaml, dir.path()).await;
         Loop {
             edge,
             dir,
             gw_certs,
+            t,
         }
     }
 
@@ -120,7 +141,7 @@ impl Loop {
         for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
             std::fs::copy(self.dir.path().join(f), dir.join(f)).unwrap();
         }
-        let yaml = connector_yaml(&self.tunnel().to_string(), backend);
+        let yaml = connector_yaml(&self.tunnel().to_string(), backend, self.t);
         gateway::start_gateway(&yaml, &dir).await
     }
 
@@ -153,11 +174,11 @@ async fn round_trip(client: &impl FileClient, vs: &Vsftpd, size: usize, tag: &st
     assert!(list.stdout.contains(&name), "{tag}: listing: {list}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_clients_through_tunnel_to_strict_vsftpd() {
+both_transports!(loopback_clients_through_tunnel_to_strict_vsftpd);
+async fn loopback_clients_through_tunnel_to_strict_vsftpd(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     let ca = lp.gw_certs.ca_pem.clone();
@@ -200,11 +221,11 @@ async fn wait_at_least(gw: &ftpsgate::Gateway, series: &str, want: f64, within: 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_thirty_transfers_and_failover_between_two_connectors() {
+both_transports!(loopback_thirty_transfers_and_failover_between_two_connectors);
+async fn loopback_thirty_transfers_and_failover_between_two_connectors(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let a = lp.connector(vs.addr()).await;
     let b = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 2.0, Duration::from_secs(10)).await;
@@ -233,11 +254,11 @@ async fn loopback_thirty_transfers_and_failover_between_two_connectors() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_untrusted_connector_is_refused_and_counted() {
+both_transports!(loopback_untrusted_connector_is_refused_and_counted);
+async fn loopback_untrusted_connector_is_refused_and_counted(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     // A connector certificate from a CA the edge does not trust.
     let rogue = temp_dir("dmz-rogue");
     let certs = Certs::generate_client(rogue.path(), "rogue", &["connector.lan"]);
@@ -248,7 +269,7 @@ async fn loopback_untrusted_connector_is_refused_and_counted() {
         rogue.path().join("edge-ca.pem"),
     )
     .unwrap();
-    let yaml = connector_yaml(&lp.tunnel().to_string(), vs.addr());
+    let yaml = connector_yaml(&lp.tunnel().to_string(), vs.addr(), t);
     let conn = gateway::start_gateway(&yaml, rogue.path()).await;
     wait_at_least(
         &lp.edge,
@@ -267,11 +288,11 @@ async fn loopback_untrusted_connector_is_refused_and_counted() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
+both_transports!(loopback_request_for_a_backend_the_connector_lacks_is_refused);
+async fn loopback_request_for_a_backend_the_connector_lacks_is_refused(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let dir = lp.dir.path().join("conn-other");
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
@@ -279,7 +300,7 @@ async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
     }
     // This connector serves `other`, not the edge's `vs`.
     let edge = lp.tunnel().to_string();
-    let yaml = connector_yaml(&edge, vs.addr()).replace("name: vs", "name: other");
+    let yaml = connector_yaml(&edge, vs.addr(), t).replace("name: vs", "name: other");
     let conn = gateway::start_gateway(&yaml, &dir).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
@@ -299,11 +320,11 @@ async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_connector_gone_mid_transfer_then_back() {
+both_transports!(loopback_connector_gone_mid_transfer_then_back);
+async fn loopback_connector_gone_mid_transfer_then_back(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     vs.make_file("slow.bin", 64 * MIB);
@@ -345,11 +366,11 @@ async fn loopback_connector_gone_mid_transfer_then_back() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_edge_restarted_connector_reconnects() {
+both_transports!(loopback_edge_restarted_connector_reconnects);
+async fn loopback_edge_restarted_connector_reconnects(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     let tunnel = lp.tunnel();
@@ -357,6 +378,7 @@ async fn loopback_edge_restarted_connector_reconnects() {
         edge,
         dir,
         gw_certs,
+        t,
     } = lp;
     edge.shutdown().await;
     let yaml = edge_yaml(
@@ -364,6 +386,7 @@ async fn loopback_edge_restarted_connector_reconnects() {
         "127.0.0.1",
         &tunnel.to_string(),
         pasv_range(),
+        t,
     );
     let edge = gateway::start_gateway(&yaml, dir.path()).await;
     let restarted = Instant::now();
@@ -373,6 +396,7 @@ async fn loopback_edge_restarted_connector_reconnects() {
         edge,
         dir,
         gw_certs,
+        t,
     };
     let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
     round_trip(&curl, &vs, 256 * KIB, "after-restart").await;
@@ -416,7 +440,7 @@ fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path) -> u32 {
     let config = dir.join("connector.yaml");
     std::fs::write(
         &config,
-        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend),
+        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend, "quic"),
     )
     .unwrap();
     let config = config.display().to_string();
@@ -498,6 +522,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         EDGE_WAN,
         &format!("{DMZ_LAN_SIDE}:4433"),
         (50000, 50099),
+        "quic",
     )
     .replace(
         "    backend: vs\n",
@@ -724,11 +749,11 @@ fn deploy_dmz_examples_check() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_slow_stream_does_not_starve_the_others() {
+both_transports!(loopback_slow_stream_does_not_starve_the_others);
+async fn loopback_slow_stream_does_not_starve_the_others(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     vs.make_file("slow.bin", 64 * MIB);
