@@ -1,24 +1,30 @@
 //! DMZ mode: the inside dials out. An **edge** (in the DMZ, `tunnels:`) accepts
-//! QUIC connections from **connectors** (inside, `connect:`), authenticated both
-//! ways by certificate (mutual TLS 1.3). For a backend with `via`, the edge opens
-//! one QUIC stream per backend TCP connection (control or data) over a
+//! connections from **connectors** (inside, `connect:`), authenticated both
+//! ways by certificate (mutual TLS 1.3): QUIC (`transport: quic`, the default)
+//! or HTTP/2 over TLS over TCP (`transport: h2`). For a backend with `via`, the
+//! edge opens one stream per backend TCP connection (control or data) over a
 //! connector's connection; the connector connects to that backend — only to the
 //! backends it was given, data only to their IPs on ports ≥ 1024 — and relays.
 //! The edge's FTPS client to the backend (TLS, session reuse) runs end to end
 //! inside the stream; the connector sees only ciphertext.
 //!
 //! - [`proto`]: the request/answer header of a stream and the connector's
-//!   "may I connect there?" decision — pure, no I/O;
-//! - [`edge`]: the edge's QUIC endpoint, its connected connectors, opening
-//!   streams (least streams first, failing over);
+//!   "may I connect there?" decision — pure, no I/O, both transports;
+//! - [`edge`]: the edge's endpoint (QUIC endpoint or TCP listener), its
+//!   connected connectors, opening streams (least streams first, failing over);
 //! - [`connector`]: dialling the edge with capped exponential backoff and
-//!   jitter, serving stream requests;
-//! - this file: the QUIC/TLS configs and [`TunnelStream`], the edge's end of a
-//!   stream as one byte stream (the backend leg's transport beside TCP).
+//!   jitter, the decision and backend connect ([`connector::Connector::reach`],
+//!   both transports), serving QUIC streams;
+//! - [`http2`]: everything HTTP/2 — stream halves, the edge's handshake and
+//!   stream opening, the connector's HTTP/2 session, stream service and relay;
+//! - this file: the QUIC/TLS configs, the constants both transports share
+//!   (windows, stream count, keep-alive) and [`TunnelStream`], the edge's end of
+//!   a stream as one byte stream (the backend leg's transport beside TCP).
 //!
-//! Multiplexing, per-stream flow control and framing are QUIC's (`quinn`); the
-//! only bytes of our own are the header in [`proto`]. Nothing here touches
-//! sessions, policy or files: the edge keeps nothing at rest.
+//! Multiplexing, per-stream flow control and framing are QUIC's (`quinn`) or
+//! HTTP/2's (`h2`); the only bytes of our own are the header in [`proto`].
+//! Nothing here touches sessions, policy or files: the edge keeps nothing at
+//! rest.
 
 pub(crate) mod connector;
 pub(crate) mod edge;
