@@ -1,5 +1,6 @@
 //! DMZ mode (issue 22): an edge gateway reaches a strict vsftpd only through a
-//! connector that dialled out to it (QUIC, mutual TLS). In-process tests on
+//! connector that dialled out to it (QUIC or HTTP/2, mutual TLS; each test runs
+//! once per transport: `NAME::quic`, `NAME::h2`). In-process tests on
 //! loopback prove the data path, session reuse through the tunnel, failover and
 //! the refusals; `three_namespaces_*` runs the real layout (inet → dmz ← lan)
 //! with the inner firewall dropping every new connection from the DMZ.
@@ -98,7 +99,7 @@ struct Loop {
     t: &'static str,
 }
 
-/// A loopback test run once per transport: `NAME::quic` and `NAME::h2`.
+/// A test run once per transport: `NAME::quic` and `NAME::h2`.
 macro_rules! both_transports {
     ($name:ident) => {
         mod $name {
@@ -431,7 +432,7 @@ fn lab_unavailable() -> Option<String> {
 }
 
 /// A connector process in `lan` (config and certificates in `dir`); its PID.
-fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path) -> u32 {
+fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path, t: &str) -> u32 {
     std::fs::create_dir_all(dir).unwrap();
     for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
         std::fs::copy(certs_from.join(f), dir.join(f)).unwrap();
@@ -440,7 +441,7 @@ fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path) -> u32 {
     let config = dir.join("connector.yaml");
     std::fs::write(
         &config,
-        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend, "quic"),
+        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend, t),
     )
     .unwrap();
     let config = config.display().to_string();
@@ -489,8 +490,8 @@ async fn wait_connectors(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
+both_transports!(three_namespaces_inner_firewall_drops_dmz_to_lan);
+async fn three_namespaces_inner_firewall_drops_dmz_to_lan(t: &'static str) {
     if let Some(why) = lab_unavailable() {
         eprintln!("SKIP three_namespaces_inner_firewall_drops_dmz_to_lan: {why}");
         return;
@@ -512,7 +513,8 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         !lab.tcp_open("dmz", &vs.addr()),
         "dmz reaches vsftpd directly: the inner firewall is not in place"
     );
-    // The edge in dmz: clients on 203.0.113.1:21, connectors on 198.18.5.1:4433/udp.
+    // The edge in dmz: clients on 203.0.113.1:21, connectors on 198.18.5.1:4433
+    // (UDP for QUIC, TCP for HTTP/2).
     let edge_dir = lab.dir().join("gateway-dmz");
     std::fs::create_dir_all(&edge_dir).unwrap();
     tunnel_certs(&edge_dir);
@@ -522,7 +524,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         EDGE_WAN,
         &format!("{DMZ_LAN_SIDE}:4433"),
         (50000, 50099),
-        "quic",
+        t,
     )
     .replace(
         "    backend: vs\n",
@@ -531,7 +533,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
     let public: SocketAddr = format!("{EDGE_WAN}:21").parse().unwrap();
     let edge = lab.gateway_in("dmz", &yaml, vs.ca(), "inet", public);
     let conn_dir = lab.dir().join("connector-1");
-    let conn = spawn_connector(&lab, &edge_dir, &conn_dir);
+    let conn = spawn_connector(&lab, &edge_dir, &conn_dir, t);
     let ctx = || {
         format!(
             "{}\n--- connector log:\n{}",
@@ -671,7 +673,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         all.contains("<--- 426") || all.contains("<--- 421"),
         "no 426/421 after the connector died: {out}"
     );
-    let conn = spawn_connector(&lab, &edge_dir, &lab.dir().join("connector-2"));
+    let conn = spawn_connector(&lab, &edge_dir, &lab.dir().join("connector-2"), t);
     wait_connectors(&lab, 1, Duration::from_secs(20), &ctx).await;
     curl.get(&lab, "one.bin", &work.join("again.bin"))
         .await
