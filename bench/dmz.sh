@@ -162,8 +162,9 @@ ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; ech
 # One round of CASE: a download and an upload of big.bin, SHA-256 checked; appends
 # the MiB/s to $TMP/CASE.down / .up and the CPU ticks of PIDS to $TMP/CASE.ticks.
 measure() { # measure CASE PIDS...
-    local case=$1 out t0 t1 got down up
+    local case=$1 out t0 t1 got down up j s0=() split=""
     shift
+    for j in "$@"; do s0+=("$(cpu_ticks "$j")"); done
     t0=$(ticks "$@")
     out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "$case download failed"
     got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
@@ -175,10 +176,13 @@ measure() { # measure CASE PIDS...
     rm -f "$FTPROOT/up-$case.bin"
     up=$(awk -v s="$out" 'BEGIN { print s / 1048576 }')
     t1=$(ticks "$@")
+    # Per process (edge, connector), to see which side pays.
+    local pids=("$@")
+    for j in "${!pids[@]}"; do split+=" $(($(cpu_ticks "${pids[$j]}") - s0[j]))"; done
     echo "$down" >>"$TMP/$case.down"
     echo "$up" >>"$TMP/$case.up"
     echo $((t1 - t0)) >>"$TMP/$case.ticks"
-    log "$case: down $down MiB/s, up $up MiB/s, $((t1 - t0)) ticks"
+    log "$case: down $down MiB/s, up $up MiB/s, $((t1 - t0)) ticks (per process:$split)"
 }
 summary() { # summary CASE -> "CASE down_mib_s=.. up_mib_s=.. cpu_s_per_gib=.."
     local case=$1
