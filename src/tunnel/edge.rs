@@ -70,7 +70,13 @@ pub struct Link {
 #[derive(Clone)]
 enum Conn {
     Quic(quinn::Connection),
-    H2(h2::client::SendRequest<bytes::Bytes>),
+    /// Opens streams; `drop_conn` ends the connection (the connector dials
+    /// again): after a failed stream open, e.g. when the 2^30 stream ids of
+    /// one HTTP/2 connection are used up.
+    H2 {
+        client: h2::client::SendRequest<bytes::Bytes>,
+        drop_conn: Arc<tokio::sync::Notify>,
+    },
 }
 
 impl Link {
@@ -235,9 +241,13 @@ impl Edge {
                 return;
             }
         };
+        let drop_conn = Arc::new(tokio::sync::Notify::new());
         let link = Link {
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
-            conn: Conn::H2(conn.client),
+            conn: Conn::H2 {
+                client: conn.client,
+                drop_conn: drop_conn.clone(),
+            },
             peer: from,
             open: Arc::new(AtomicUsize::new(0)),
         };
@@ -245,6 +255,7 @@ impl Edge {
         self.connected(link, from);
         let why = tokio::select! {
             why = conn.driver => why,
+            _ = drop_conn.notified() => "a stream could not be opened on it".to_string(),
             _ = stop.changed() => "edge stopping".to_string(),
         };
         self.gone(id, from, &why);
@@ -330,10 +341,10 @@ impl Edge {
         let work = async {
             let conn = match &link.conn {
                 Conn::Quic(c) => c,
-                Conn::H2(client) => {
+                Conn::H2 { client, drop_conn } => {
                     let meter =
                         Meter::new(self.name.clone(), link.open.clone(), self.metrics.clone());
-                    let (send, recv, answer) = http2::open(client, header).await?;
+                    let (send, recv, answer) = http2::open(client, drop_conn, header).await?;
                     return self.opened(link, StreamIo::H2(send, recv), meter, answer);
                 }
             };

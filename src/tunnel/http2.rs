@@ -331,19 +331,26 @@ pub(crate) async fn edge_handshake(
     }
 }
 
-/// Opens one stream: sends `header` and reads the answer.
+/// Opens one stream: sends `header` and reads the answer. When no stream can
+/// be created on the connection (it is gone, or its stream ids are used up),
+/// `drop_conn` is notified: the edge drops it and the connector dials again.
 pub(crate) async fn open(
     client: &h2::client::SendRequest<Bytes>,
+    drop_conn: &tokio::sync::Notify,
     header: Vec<u8>,
 ) -> Result<(H2Send, H2Recv, Answer), OpenError> {
     let lost = |e: h2::Error| OpenError::Lost(e.to_string());
-    let mut client = client.clone().ready().await.map_err(lost)?;
+    let unusable = |e: h2::Error| {
+        drop_conn.notify_one();
+        OpenError::Lost(e.to_string())
+    };
+    let mut client = client.clone().ready().await.map_err(unusable)?;
     let req = http::Request::builder()
         .method(http::Method::POST)
         .uri(URI)
         .body(())
         .map_err(|e| OpenError::Protocol(e.to_string()))?;
-    let (resp, body) = client.send_request(req, false).map_err(lost)?;
+    let (resp, body) = client.send_request(req, false).map_err(unusable)?;
     let mut send = H2Send::new(body);
     // Tiny: sent without waiting for capacity (h2 buffers it).
     send.body

@@ -232,6 +232,9 @@ pub(crate) struct Meter {
     pub(crate) tunnel: Arc<str>,
     pub(crate) open: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) metrics: Arc<Metrics>,
+    /// `ftpsgate_tunnel_bytes_total` in and out, looked up once per stream.
+    bytes_in: prometheus_client::metrics::counter::Counter,
+    bytes_out: prometheus_client::metrics::counter::Counter,
 }
 
 impl Meter {
@@ -242,10 +245,14 @@ impl Meter {
     ) -> Meter {
         open.fetch_add(1, Ordering::SeqCst);
         metrics.tunnel_stream_opened(&tunnel);
+        let bytes_in = metrics.tunnel_bytes_counter(&tunnel, TunnelDirection::In);
+        let bytes_out = metrics.tunnel_bytes_counter(&tunnel, TunnelDirection::Out);
         Meter {
             tunnel,
             open,
             metrics,
+            bytes_in,
+            bytes_out,
         }
     }
 }
@@ -319,9 +326,7 @@ impl AsyncRead for TunnelStream {
         };
         let n = buf.filled().len() - before;
         if n > 0 {
-            this.meter
-                .metrics
-                .tunnel_bytes(&this.meter.tunnel, TunnelDirection::In, n as u64);
+            this.meter.bytes_in.inc_by(n as u64);
         }
         r
     }
@@ -339,9 +344,7 @@ impl AsyncWrite for TunnelStream {
             StreamIo::H2(send, _) => send.poll_write(cx, buf),
         };
         if let Poll::Ready(Ok(n)) = r {
-            this.meter
-                .metrics
-                .tunnel_bytes(&this.meter.tunnel, TunnelDirection::Out, n as u64);
+            this.meter.bytes_out.inc_by(n as u64);
         }
         r
     }
