@@ -405,6 +405,106 @@ async fn loopback_edge_restarted_connector_reconnects(t: &'static str) {
     lp.edge.shutdown().await;
 }
 
+/// A TCP relay in front of the edge's tunnel port whose connections can be
+/// frozen: bytes stop flowing both ways, nothing is closed (a peer that died
+/// without a FIN, or a firewall that dropped the flow). New connections flow.
+struct FreezingProxy {
+    addr: SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl FreezingProxy {
+    async fn start(to: SocketAddr) -> FreezingProxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let list = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((a, _)) = listener.accept().await {
+                let Ok(b) = tokio::net::TcpStream::connect(to).await else {
+                    continue;
+                };
+                let frozen = Arc::new(AtomicBool::new(false));
+                list.lock().unwrap().push(frozen.clone());
+                let (ar, aw) = a.into_split();
+                let (br, bw) = b.into_split();
+                tokio::spawn(Self::pipe(ar, bw, frozen.clone()));
+                tokio::spawn(Self::pipe(br, aw, frozen));
+            }
+        });
+        FreezingProxy { addr, conns }
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Frozen: hold both sockets open forever, forward nothing.
+            while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Freezes every connection made so far.
+    fn freeze(&self) {
+        for f in self.conns.lock().unwrap().iter() {
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// HTTP/2 liveness: a tunnel connection that goes silent without closing is
+/// noticed by PINGs on both sides within seconds (QUIC has its idle timeout):
+/// the connector dials again, the edge drops the dead connection, sessions work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_h2_silent_connection_is_detected_by_ping() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs, "h2").await;
+    let proxy = FreezingProxy::start(lp.tunnel()).await;
+    let dir = lp.dir.path().join("conn-proxied");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
+        std::fs::copy(lp.dir.path().join(f), dir.join(f)).unwrap();
+    }
+    let edge = proxy.addr.to_string();
+    let conn = gateway::start_gateway(&connector_yaml(&edge, vs.addr(), "h2"), &dir).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    let ok = format!("ftpsgate_tunnel_connects_total{{edge=\"{edge}\",result=\"ok\"}}");
+    wait_at_least(&conn, &ok, 1.0, Duration::from_secs(1)).await;
+    let frozen = Instant::now();
+    proxy.freeze();
+    // The connector notices (no PONG) and dials again through the proxy ...
+    wait_at_least(&conn, &ok, 2.0, Duration::from_secs(15)).await;
+    // ... and the edge drops the silent connection: one connector again (the
+    // pause: the new connection is surely listed; without the drop it is 2).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(15)).await;
+    eprintln!(
+        "silent tunnel connection replaced after {:?}",
+        frozen.elapsed()
+    );
+    assert!(frozen.elapsed() < Duration::from_secs(20));
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    round_trip(&curl, &vs, 256 * KIB, "after-silence").await;
+    conn.shutdown().await;
+    lp.edge.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Three namespaces: inet (clients) → dmz (edge) ← lan (vsftpd + connector), with the
 // inner firewall dropping every new connection from the DMZ into the LAN.
