@@ -232,53 +232,53 @@ for t in $TRANSPORTS; do TUNNELS+=("$(summary "tunnel-$t")"); done
 
 LOADS=()
 for t in $TRANSPORTS; do
-if ((SESSIONS > 0)); then
-    start_tunnel "$t"
-    fast() { # one big download -> MiB/s
-        local out got
-        out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "fast download failed"
-        got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
-        [[ $got == "$BIG_SHA" ]] || die "fast download corrupted"
-        awk -v s="$out" 'BEGIN { printf "%.1f", s / 1048576 }'
-    }
-    logins() { grep -c "logged in" "$TMP/gateway.log" || true; }
-    ALONE=$(fast)
-    log "fast download alone: $ALONE MiB/s"
-    BASE=$(logins)
-    IDLE=$((SESSIONS - SLOW))
-    if ((IDLE > 0)); then
-        "$LOADGEN" idle --addr "127.0.0.1:$GW_PORT" --ca "$TMP/ca.pem" --user "$BENCH_USER" --pass "$BENCH_PASS" \
-            --sessions "$IDLE" --connect-concurrency 50 >"$TMP/idle.out" 2>"$TMP/idle.err" &
-        LG_PID=$!
+    if ((SESSIONS > 0)); then
+        start_tunnel "$t"
+        fast() { # one big download -> MiB/s
+            local out got
+            out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "fast download failed"
+            got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
+            [[ $got == "$BIG_SHA" ]] || die "fast download corrupted"
+            awk -v s="$out" 'BEGIN { printf "%.1f", s / 1048576 }'
+        }
+        logins() { grep -c "logged in" "$TMP/gateway.log" || true; }
+        ALONE=$(fast)
+        log "fast download alone: $ALONE MiB/s"
+        BASE=$(logins)
+        IDLE=$((SESSIONS - SLOW))
+        if ((IDLE > 0)); then
+            "$LOADGEN" idle --addr "127.0.0.1:$GW_PORT" --ca "$TMP/ca.pem" --user "$BENCH_USER" --pass "$BENCH_PASS" \
+                --sessions "$IDLE" --connect-concurrency 50 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+            LG_PID=$!
+        fi
+        mkdir -p "$TMP/slow"
+        SLOW_PIDS=()
+        for i in $(seq "$SLOW"); do
+            ("${CURL[@]}" --limit-rate "$SLOW_RATE" "ftp://localhost:$GW_PORT/slow.bin" | sha256sum | cut -d' ' -f1 >"$TMP/slow/$i") 2>"$TMP/slow/$i.err" &
+            SLOW_PIDS+=($!)
+        done
+        # Until every session is logged in (the gateway's log counts them).
+        for _ in $(seq 120); do
+            (($(logins) - BASE >= SESSIONS)) && break
+            sleep 0.5
+        done
+        LOGGED=$(($(logins) - BASE))
+        log "$t: $LOGGED of $SESSIONS sessions logged in; fast download under load"
+        LOADED=$(fast)
+        log "fast download under load: $LOADED MiB/s"
+        ok=0
+        for i in "${!SLOW_PIDS[@]}"; do
+            wait "${SLOW_PIDS[$i]}" || true
+            [[ $(cat "$TMP/slow/$((i + 1))") == "$SLOW_SHA" ]] && ok=$((ok + 1))
+        done
+        if [[ -n ${LG_PID:-} ]]; then
+            kill -INT "$LG_PID" 2>/dev/null || true
+            wait "$LG_PID" || true
+            LG_PID=
+        fi
+        stop_all
+        LOADS+=("load-$t sessions=$SESSIONS logged_in=$LOGGED slow=$SLOW slow_rate=$SLOW_RATE slow_ok=$ok fast_alone_mib_s=$ALONE fast_loaded_mib_s=$LOADED")
     fi
-    mkdir -p "$TMP/slow"
-    SLOW_PIDS=()
-    for i in $(seq "$SLOW"); do
-        ("${CURL[@]}" --limit-rate "$SLOW_RATE" "ftp://localhost:$GW_PORT/slow.bin" | sha256sum | cut -d' ' -f1 >"$TMP/slow/$i") 2>"$TMP/slow/$i.err" &
-        SLOW_PIDS+=($!)
-    done
-    # Until every session is logged in (the gateway's log counts them).
-    for _ in $(seq 120); do
-        (($(logins) - BASE >= SESSIONS)) && break
-        sleep 0.5
-    done
-    LOGGED=$(($(logins) - BASE))
-    log "$t: $LOGGED of $SESSIONS sessions logged in; fast download under load"
-    LOADED=$(fast)
-    log "fast download under load: $LOADED MiB/s"
-    ok=0
-    for i in "${!SLOW_PIDS[@]}"; do
-        wait "${SLOW_PIDS[$i]}" || true
-        [[ $(cat "$TMP/slow/$((i + 1))") == "$SLOW_SHA" ]] && ok=$((ok + 1))
-    done
-    if [[ -n ${LG_PID:-} ]]; then
-        kill -INT "$LG_PID" 2>/dev/null || true
-        wait "$LG_PID" || true
-        LG_PID=
-    fi
-    stop_all
-    LOADS+=("load-$t sessions=$SESSIONS logged_in=$LOGGED slow=$SLOW slow_rate=$SLOW_RATE slow_ok=$ok fast_alone_mib_s=$ALONE fast_loaded_mib_s=$LOADED")
-fi
 done
 
 echo "# ftpsgate DMZ benchmark $(date -u +%FT%TZ) ${BIG_MIB} MiB x $RUNS, $(nproc) CPUs"
