@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # DMZ mode benchmark (issue 22): curl -> ftpsgate -> vsftpd (GATEWAY, the gateway
-# connects directly) versus curl -> edge -> tunnel (QUIC) -> connector -> vsftpd
-# (TUNNEL), explicit FTPS with require_ssl_reuse on both legs, loopback only.
-# Reports MiB/s (median of BENCH_RUNS) for a big download and upload and the CPU
-# seconds the gateway processes (edge + connector for TUNNEL) spent per GiB.
+# connects directly) versus curl -> edge -> tunnel -> connector -> vsftpd (TUNNEL,
+# once per transport: QUIC and HTTP/2), explicit FTPS with require_ssl_reuse on
+# both legs, loopback only. Rounds interleave the cases (gateway, each transport,
+# gateway, ...), every case's processes started afresh per round. Reports MiB/s
+# (median of BENCH_RUNS) for a big download and upload and the CPU seconds the
+# gateway processes (edge + connector for TUNNEL) spent per GiB.
 #
 # Needs root (creates the local user `ftpsgatebench`), vsftpd, curl, openssl.
 #   FTPSGATE_BIN   use this binary instead of `cargo build --release`
 #   BENCH_RUNS     runs per case (default 3)
 #   BENCH_MIB      size of the big file in MiB (default 256)
+#   DMZ_TRANSPORTS tunnel transports measured (default "quic h2")
+#   DMZ_PORTS      first of 1000 ports to use (passive ranges and free_port
+#                  inside them); default: passive 51000-51099/52000-52099, the
+#                  rest from free_port's default range
 #   DMZ_SESSIONS   sessions held over the one connector while a fast download
 #                  runs (default 200; 0 skips this part): DMZ_SLOW of them
 #                  download a DMZ_SLOW_MIB file at DMZ_SLOW_RATE (curl
 #                  --limit-rate; default 80, 2 MiB, 64k: about 100 passive
 #                  ports per side are ours), the rest are logged in and idle
 #                  (loadgen idle). Reports the fast download alone and under
-#                  that load, and whether every slow download was complete.
+#                  that load, and whether every slow download was complete;
+#                  once per transport.
 #   LOADGEN_BIN    loadgen binary (default target/package-test/examples/loadgen)
 set -euo pipefail
 
@@ -26,12 +33,21 @@ BENCH_USER=ftpsgatebench
 BENCH_PASS=ftpsgatebench-pw
 VS_PASV="51000-51099"
 GW_PASV="52000-52099"
+if [[ -n ${DMZ_PORTS:-} ]]; then
+    VS_PASV="$DMZ_PORTS-$((DMZ_PORTS + 99))"
+    GW_PASV="$((DMZ_PORTS + 100))-$((DMZ_PORTS + 199))"
+fi
+TRANSPORTS=${DMZ_TRANSPORTS:-quic h2}
 
 BENCH_TAG=dmz
 # shellcheck source=bench/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 STOP_SECS=5
 PORT_SPAN=20000
+if [[ -n ${DMZ_PORTS:-} ]]; then
+    PORT_BASE=$((DMZ_PORTS + 200))
+    PORT_SPAN=800
+fi
 FAIL_LOGS=(gateway.log connector.log vsftpd.log)
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (creates user $BENCH_USER, runs vsftpd)"
@@ -115,7 +131,8 @@ backends:
   - name: vs
     address: \"127.0.0.1:$VS_PORT\"
     tls: { mode: explicit, ca: ca.pem, server_name: localhost }"
-tunnel_yaml="$listener
+tunnel_yaml() { # tunnel_yaml TRANSPORT
+    echo "$listener
 backends:
   - name: vs
     via: lan
@@ -123,117 +140,161 @@ backends:
 tunnels:
   - name: lan
     listen: \"127.0.0.1:$TUNNEL_PORT\"
+    transport: $1
     tls: { cert: leaf.pem, key: leaf.key, client_ca: ca.pem }"
-cat >"$TMP/connector.yaml" <<EOF
+}
+connector_yaml() { # connector_yaml TRANSPORT
+    cat <<EOF
 connect:
   - edge: "127.0.0.1:$TUNNEL_PORT"
     server_name: localhost
+    transport: $1
     tls: { cert: conn.pem, key: conn.key, ca: ca.pem }
     backends:
       - { name: vs, address: "127.0.0.1:$VS_PORT" }
 EOF
+}
 
 CURL=(curl --ssl-reqd --cacert "$TMP/ca.pem" -s -S --user "$BENCH_USER:$BENCH_PASS")
 median() { sort -g | awk '{a[NR]=$1} END { if (NR == 0) { print "nan"; exit } if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'; }
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 
-measure() { # measure CASE PIDS... -> "CASE down_mibs up_mibs cpu_s_per_gib"
-    local case=$1 i out down=() up=() t0 t1 got
+# One round of CASE: a download and an upload of big.bin, SHA-256 checked; appends
+# the MiB/s to $TMP/CASE.down / .up and the CPU ticks of PIDS to $TMP/CASE.ticks.
+measure() { # measure CASE PIDS...
+    local case=$1 out t0 t1 got down up j s0=() split=""
     shift
+    for j in "$@"; do s0+=("$(cpu_ticks "$j")"); done
     t0=$(ticks "$@")
-    for i in $(seq "$RUNS"); do
-        out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "$case download failed"
-        got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
-        [[ $got == "$BIG_SHA" ]] || die "$case download corrupted"
-        down+=("$(awk -v s="$out" 'BEGIN { print s / 1048576 }')")
-        out=$("${CURL[@]}" -T "$TMP/got.bin" -w '%{speed_upload}' "ftp://localhost:$GW_PORT/up-$case-$i.bin") || die "$case upload failed"
-        got=$(sha256sum "$FTPROOT/up-$case-$i.bin" | cut -d' ' -f1)
-        [[ $got == "$BIG_SHA" ]] || die "$case upload corrupted"
-        rm -f "$FTPROOT/up-$case-$i.bin"
-        up+=("$(awk -v s="$out" 'BEGIN { print s / 1048576 }')")
-        log "$case run $i: down ${down[-1]} MiB/s, up ${up[-1]} MiB/s"
-    done
+    out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "$case download failed"
+    got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
+    [[ $got == "$BIG_SHA" ]] || die "$case download corrupted"
+    down=$(awk -v s="$out" 'BEGIN { print s / 1048576 }')
+    out=$("${CURL[@]}" -T "$TMP/got.bin" -w '%{speed_upload}' "ftp://localhost:$GW_PORT/up-$case.bin") || die "$case upload failed"
+    got=$(sha256sum "$FTPROOT/up-$case.bin" | cut -d' ' -f1)
+    [[ $got == "$BIG_SHA" ]] || die "$case upload corrupted"
+    rm -f "$FTPROOT/up-$case.bin"
+    up=$(awk -v s="$out" 'BEGIN { print s / 1048576 }')
     t1=$(ticks "$@")
-    awk -v c="$case" -v d="$(printf '%s\n' "${down[@]}" | median)" -v u="$(printf '%s\n' "${up[@]}" | median)" \
-        -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v gib="$(awk -v r="$RUNS" -v m="$BIG_MIB" 'BEGIN { print 2 * r * m / 1024 }')" \
+    # Per process (edge, connector), to see which side pays.
+    local pids=("$@")
+    for j in "${!pids[@]}"; do split+=" $(($(cpu_ticks "${pids[$j]}") - s0[j]))"; done
+    echo "$down" >>"$TMP/$case.down"
+    echo "$up" >>"$TMP/$case.up"
+    echo $((t1 - t0)) >>"$TMP/$case.ticks"
+    log "$case: down $down MiB/s, up $up MiB/s, $((t1 - t0)) ticks (per process:$split)"
+}
+summary() { # summary CASE -> "CASE down_mib_s=.. up_mib_s=.. cpu_s_per_gib=.."
+    local case=$1
+    awk -v c="$case" -v d="$(median <"$TMP/$case.down")" -v u="$(median <"$TMP/$case.up")" \
+        -v t="$(awk '{ t += $1 } END { print t }' "$TMP/$case.ticks")" -v hz="$CLK_TCK" \
+        -v gib="$(awk -v r="$RUNS" -v m="$BIG_MIB" 'BEGIN { print 2 * r * m / 1024 }')" \
         'BEGIN { printf "%s down_mib_s=%.1f up_mib_s=%.1f cpu_s_per_gib=%.2f\n", c, d, u, t / hz / gib }'
 }
 
-echo "$direct_yaml" >"$TMP/gateway.yaml"
-start_gateway
-DIRECT=$(measure gateway "$GW_PID")
-stop_pid "$GW_PID" ftpsgate
-GW_PID=
+start_direct() {
+    echo "$direct_yaml" >"$TMP/gateway.yaml"
+    start_gateway
+}
+start_tunnel() { # start_tunnel TRANSPORT -> edge (GW_PID) and connector (BE_PID), a listing works
+    tunnel_yaml "$1" >"$TMP/gateway.yaml"
+    connector_yaml "$1" >"$TMP/connector.yaml"
+    start_gateway
+    "$BIN" run --config "$TMP/connector.yaml" 2>"$TMP/connector.log" &
+    BE_PID=$!
+    for _ in $(seq 50); do
+        "${CURL[@]}" "ftp://localhost:$GW_PORT/" >/dev/null 2>&1 && return
+        sleep 0.2
+    done
+    die "tunnel ($1) never carried a listing"
+}
+stop_all() {
+    stop_pid "$BE_PID" connector
+    BE_PID=
+    stop_pid "$GW_PID" ftpsgate
+    GW_PID=
+}
 
-echo "$tunnel_yaml" >"$TMP/gateway.yaml"
-start_gateway
-"$BIN" run --config "$TMP/connector.yaml" 2>"$TMP/connector.log" &
-BE_PID=$!
-for _ in $(seq 50); do
-    "${CURL[@]}" "ftp://localhost:$GW_PORT/" >/dev/null 2>&1 && break
-    sleep 0.2
+for i in $(seq "$RUNS"); do
+    log "round $i of $RUNS"
+    start_direct
+    measure gateway "$GW_PID"
+    stop_all
+    for t in $TRANSPORTS; do
+        start_tunnel "$t"
+        measure "tunnel-$t" "$GW_PID" "$BE_PID"
+        stop_all
+    done
 done
-TUNNEL=$(measure tunnel "$GW_PID" "$BE_PID")
+DIRECT=$(summary gateway)
+TUNNELS=()
+for t in $TRANSPORTS; do TUNNELS+=("$(summary "tunnel-$t")"); done
 
-LOAD=
-if ((SESSIONS > 0)); then
-    fast() { # one big download -> MiB/s
-        local out got
-        out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "fast download failed"
-        got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
-        [[ $got == "$BIG_SHA" ]] || die "fast download corrupted"
-        awk -v s="$out" 'BEGIN { printf "%.1f", s / 1048576 }'
-    }
-    logins() { grep -c "logged in" "$TMP/gateway.log" || true; }
-    ALONE=$(fast)
-    log "fast download alone: $ALONE MiB/s"
-    BASE=$(logins)
-    IDLE=$((SESSIONS - SLOW))
-    if ((IDLE > 0)); then
-        "$LOADGEN" idle --addr "127.0.0.1:$GW_PORT" --ca "$TMP/ca.pem" --user "$BENCH_USER" --pass "$BENCH_PASS" \
-            --sessions "$IDLE" --connect-concurrency 50 >"$TMP/idle.out" 2>"$TMP/idle.err" &
-        LG_PID=$!
+LOADS=()
+for t in $TRANSPORTS; do
+    if ((SESSIONS > 0)); then
+        start_tunnel "$t"
+        fast() { # one big download -> MiB/s
+            local out got
+            out=$("${CURL[@]}" -o "$TMP/got.bin" -w '%{speed_download}' "ftp://localhost:$GW_PORT/big.bin") || die "fast download failed"
+            got=$(sha256sum "$TMP/got.bin" | cut -d' ' -f1)
+            [[ $got == "$BIG_SHA" ]] || die "fast download corrupted"
+            awk -v s="$out" 'BEGIN { printf "%.1f", s / 1048576 }'
+        }
+        logins() { grep -c "logged in" "$TMP/gateway.log" || true; }
+        ALONE=$(fast)
+        log "fast download alone: $ALONE MiB/s"
+        BASE=$(logins)
+        IDLE=$((SESSIONS - SLOW))
+        if ((IDLE > 0)); then
+            "$LOADGEN" idle --addr "127.0.0.1:$GW_PORT" --ca "$TMP/ca.pem" --user "$BENCH_USER" --pass "$BENCH_PASS" \
+                --sessions "$IDLE" --connect-concurrency 50 >"$TMP/idle.out" 2>"$TMP/idle.err" &
+            LG_PID=$!
+        fi
+        mkdir -p "$TMP/slow"
+        SLOW_PIDS=()
+        for i in $(seq "$SLOW"); do
+            ("${CURL[@]}" --limit-rate "$SLOW_RATE" "ftp://localhost:$GW_PORT/slow.bin" | sha256sum | cut -d' ' -f1 >"$TMP/slow/$i") 2>"$TMP/slow/$i.err" &
+            SLOW_PIDS+=($!)
+        done
+        # Until every session is logged in (the gateway's log counts them).
+        for _ in $(seq 120); do
+            (($(logins) - BASE >= SESSIONS)) && break
+            sleep 0.5
+        done
+        LOGGED=$(($(logins) - BASE))
+        log "$t: $LOGGED of $SESSIONS sessions logged in; fast download under load"
+        LOADED=$(fast)
+        log "fast download under load: $LOADED MiB/s"
+        ok=0
+        for i in "${!SLOW_PIDS[@]}"; do
+            wait "${SLOW_PIDS[$i]}" || true
+            [[ $(cat "$TMP/slow/$((i + 1))") == "$SLOW_SHA" ]] && ok=$((ok + 1))
+        done
+        if [[ -n ${LG_PID:-} ]]; then
+            kill -INT "$LG_PID" 2>/dev/null || true
+            wait "$LG_PID" || true
+            LG_PID=
+        fi
+        stop_all
+        LOADS+=("load-$t sessions=$SESSIONS logged_in=$LOGGED slow=$SLOW slow_rate=$SLOW_RATE slow_ok=$ok fast_alone_mib_s=$ALONE fast_loaded_mib_s=$LOADED")
     fi
-    mkdir -p "$TMP/slow"
-    SLOW_PIDS=()
-    for i in $(seq "$SLOW"); do
-        ("${CURL[@]}" --limit-rate "$SLOW_RATE" "ftp://localhost:$GW_PORT/slow.bin" | sha256sum | cut -d' ' -f1 >"$TMP/slow/$i") 2>"$TMP/slow/$i.err" &
-        SLOW_PIDS+=($!)
-    done
-    # Until every session is logged in (the gateway's log counts them).
-    for _ in $(seq 120); do
-        (($(logins) - BASE >= SESSIONS)) && break
-        sleep 0.5
-    done
-    LOGGED=$(($(logins) - BASE))
-    log "$LOGGED of $SESSIONS sessions logged in; fast download under load"
-    LOADED=$(fast)
-    log "fast download under load: $LOADED MiB/s"
-    ok=0
-    for i in "${!SLOW_PIDS[@]}"; do
-        wait "${SLOW_PIDS[$i]}" || true
-        [[ $(cat "$TMP/slow/$((i + 1))") == "$SLOW_SHA" ]] && ok=$((ok + 1))
-    done
-    if [[ -n ${LG_PID:-} ]]; then
-        kill -INT "$LG_PID" 2>/dev/null || true
-        wait "$LG_PID" || true
-        LG_PID=
-    fi
-    LOAD="load sessions=$SESSIONS logged_in=$LOGGED slow=$SLOW slow_rate=$SLOW_RATE slow_ok=$ok fast_alone_mib_s=$ALONE fast_loaded_mib_s=$LOADED"
-fi
+done
 
 echo "# ftpsgate DMZ benchmark $(date -u +%FT%TZ) ${BIG_MIB} MiB x $RUNS, $(nproc) CPUs"
 echo "$DIRECT"
-echo "$TUNNEL"
+printf '%s\n' "${TUNNELS[@]}"
 kv() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-for k in down_mib_s up_mib_s cpu_s_per_gib; do
-    awk -v k="$k" -v a="$(kv "$k" <<<"$DIRECT")" -v b="$(kv "$k" <<<"$TUNNEL")" \
-        'BEGIN { printf "ratio %s tunnel/gateway=%.2f\n", k, b / a }'
+for line in "${TUNNELS[@]}"; do
+    for k in down_mib_s up_mib_s cpu_s_per_gib; do
+        awk -v c="${line%% *}" -v k="$k" -v a="$(kv "$k" <<<"$DIRECT")" -v b="$(kv "$k" <<<"$line")" \
+            'BEGIN { printf "ratio %s %s/gateway=%.2f\n", k, c, b / a }'
+    done
 done
-if [[ -n $LOAD ]]; then
-    echo "$LOAD"
-    awk -v a="$(kv fast_alone_mib_s <<<"$LOAD")" -v b="$(kv fast_loaded_mib_s <<<"$LOAD")" \
-        'BEGIN { printf "ratio fast download loaded/alone=%.2f\n", b / a }'
-fi
+for line in "${LOADS[@]}"; do
+    echo "$line"
+    awk -v c="${line%% *}" -v a="$(kv fast_alone_mib_s <<<"$line")" -v b="$(kv fast_loaded_mib_s <<<"$line")" \
+        'BEGIN { printf "ratio %s fast download loaded/alone=%.2f\n", c, b / a }'
+done
 echo "aes-128-gcm $(openssl speed -evp aes-128-gcm -bytes 16384 -seconds 2 2>/dev/null | awk '/^AES-128-GCM/ { printf "cpu_s_per_gib=%.3f", 1024 * 1024 * 1024 / ($2 * 1000) }')"
 FAILED=0

@@ -7,7 +7,8 @@
 # The sourcing script sets BENCH_TAG (log prefix) and GW_PASV (gateway passive range,
 # free_port stays out of it) before sourcing, and may change these afterwards:
 #   STOP_SECS       SIGTERM grace in stop_pid before SIGKILL (default 10)
-#   PORT_SPAN       free_port picks from 20000 .. 20000+PORT_SPAN-1 (default 12000)
+#   PORT_BASE       free_port picks from PORT_BASE .. PORT_BASE+PORT_SPAN-1 (default 20000)
+#   PORT_SPAN       (default 12000)
 #   FAIL_LOGS       files in $TMP whose tail is printed when the script fails
 #   FAIL_LOG_LINES  lines printed of each (default 30)
 #   cleanup_extra   optional function, called by the EXIT trap after the processes stop
@@ -37,6 +38,7 @@ BE_PID=""
 VS_PID=""
 FAILED=1
 STOP_SECS=10
+PORT_BASE=20000
 PORT_SPAN=12000
 FAIL_LOGS=(gateway.log)
 FAIL_LOG_LINES=30
@@ -140,7 +142,7 @@ free_port() { # free_port [PORT...] -> a TCP port nobody listens on, not PORT...
     local p used x lo=${GW_PASV%-*} hi=${GW_PASV#*-}
     used=$(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u)
     while :; do
-        p=$((20000 + RANDOM % PORT_SPAN))
+        p=$((PORT_BASE + RANDOM % PORT_SPAN))
         ((p >= lo && p <= hi)) && continue
         for x in "$@"; do [[ $p == "$x" ]] && continue 2; done
         grep -qx "$p" <<<"$used" || { echo "$p"; return; }

@@ -1,5 +1,6 @@
 //! DMZ mode (issue 22): an edge gateway reaches a strict vsftpd only through a
-//! connector that dialled out to it (QUIC, mutual TLS). In-process tests on
+//! connector that dialled out to it (QUIC or HTTP/2, mutual TLS; each test runs
+//! once per transport: `NAME::quic`, `NAME::h2`). In-process tests on
 //! loopback prove the data path, session reuse through the tunnel, failover and
 //! the refusals; `three_namespaces_*` runs the real layout (inet → dmz ← lan)
 //! with the inner firewall dropping every new connection from the DMZ.
@@ -24,7 +25,7 @@ fn tunnel_certs(dir: &Path) -> (Certs, Certs) {
 
 /// The edge policy: listener `edge` (explicit TLS) → backend `vs` via tunnel
 /// `lan` (explicit TLS to vsftpd, verified with `vs-ca.pem`).
-fn edge_yaml(bind: &str, advertise: &str, tunnel: &str, pasv: (u16, u16)) -> String {
+fn edge_yaml(bind: &str, advertise: &str, tunnel: &str, pasv: (u16, u16), t: &str) -> String {
     format!(
         r#"listeners:
   - name: edge
@@ -41,6 +42,7 @@ backends:
 tunnels:
   - name: lan
     listen: "{tunnel}"
+    transport: {t}
     tls: {{ cert: edge.pem, key: edge.key, client_ca: conn-ca.pem }}
 timeouts: {{ pinhole: 5s }}
 "#,
@@ -50,10 +52,11 @@ timeouts: {{ pinhole: 5s }}
 }
 
 /// The connector policy: dial `edge`, serve backend `vs` at `backend`.
-fn connector_yaml(edge: &str, backend: SocketAddr) -> String {
+fn connector_yaml(edge: &str, backend: SocketAddr, t: &str) -> String {
     format!(
         r#"connect:
   - edge: "{edge}"
+    transport: {t}
     server_name: localhost
     tls: {{ cert: conn.pem, key: conn.key, ca: edge-ca.pem }}
     backends:
@@ -92,20 +95,39 @@ struct Loop {
     edge: ftpsgate::Gateway,
     dir: tempfile::TempDir,
     gw_certs: Certs,
+    /// `quic` or `h2`.
+    t: &'static str,
+}
+
+/// A test run once per transport: `NAME::quic` and `NAME::h2`.
+macro_rules! both_transports {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn quic() {
+                super::$name("quic").await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn h2() {
+                super::$name("h2").await
+            }
+        }
+    };
 }
 
 impl Loop {
-    async fn start(vs: &Vsftpd) -> Loop {
+    async fn start(vs: &Vsftpd, t: &'static str) -> Loop {
         let dir = temp_dir("dmz");
         let gw_certs = Certs::generate(dir.path(), "gw");
         tunnel_certs(dir.path());
         std::fs::copy(&vs.certs().ca_pem, dir.path().join("vs-ca.pem")).unwrap();
-        let yaml = edge_yaml("127.0.0.1:0", "127.0.0.1", "127.0.0.1:0", pasv_range());
+        let yaml = edge_yaml("127.0.0.1:0", "127.0.0.1", "127.0.0.1:0", pasv_range(), t);
         let edge = gateway::start_gateway(&yaml, dir.path()).await;
         Loop {
             edge,
             dir,
             gw_certs,
+            t,
         }
     }
 
@@ -120,7 +142,7 @@ impl Loop {
         for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
             std::fs::copy(self.dir.path().join(f), dir.join(f)).unwrap();
         }
-        let yaml = connector_yaml(&self.tunnel().to_string(), backend);
+        let yaml = connector_yaml(&self.tunnel().to_string(), backend, self.t);
         gateway::start_gateway(&yaml, &dir).await
     }
 
@@ -153,11 +175,11 @@ async fn round_trip(client: &impl FileClient, vs: &Vsftpd, size: usize, tag: &st
     assert!(list.stdout.contains(&name), "{tag}: listing: {list}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_clients_through_tunnel_to_strict_vsftpd() {
+both_transports!(loopback_clients_through_tunnel_to_strict_vsftpd);
+async fn loopback_clients_through_tunnel_to_strict_vsftpd(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     let ca = lp.gw_certs.ca_pem.clone();
@@ -200,11 +222,11 @@ async fn wait_at_least(gw: &ftpsgate::Gateway, series: &str, want: f64, within: 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_thirty_transfers_and_failover_between_two_connectors() {
+both_transports!(loopback_thirty_transfers_and_failover_between_two_connectors);
+async fn loopback_thirty_transfers_and_failover_between_two_connectors(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let a = lp.connector(vs.addr()).await;
     let b = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 2.0, Duration::from_secs(10)).await;
@@ -233,11 +255,11 @@ async fn loopback_thirty_transfers_and_failover_between_two_connectors() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_untrusted_connector_is_refused_and_counted() {
+both_transports!(loopback_untrusted_connector_is_refused_and_counted);
+async fn loopback_untrusted_connector_is_refused_and_counted(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     // A connector certificate from a CA the edge does not trust.
     let rogue = temp_dir("dmz-rogue");
     let certs = Certs::generate_client(rogue.path(), "rogue", &["connector.lan"]);
@@ -248,7 +270,7 @@ async fn loopback_untrusted_connector_is_refused_and_counted() {
         rogue.path().join("edge-ca.pem"),
     )
     .unwrap();
-    let yaml = connector_yaml(&lp.tunnel().to_string(), vs.addr());
+    let yaml = connector_yaml(&lp.tunnel().to_string(), vs.addr(), t);
     let conn = gateway::start_gateway(&yaml, rogue.path()).await;
     wait_at_least(
         &lp.edge,
@@ -267,11 +289,11 @@ async fn loopback_untrusted_connector_is_refused_and_counted() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
+both_transports!(loopback_request_for_a_backend_the_connector_lacks_is_refused);
+async fn loopback_request_for_a_backend_the_connector_lacks_is_refused(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let dir = lp.dir.path().join("conn-other");
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
@@ -279,7 +301,7 @@ async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
     }
     // This connector serves `other`, not the edge's `vs`.
     let edge = lp.tunnel().to_string();
-    let yaml = connector_yaml(&edge, vs.addr()).replace("name: vs", "name: other");
+    let yaml = connector_yaml(&edge, vs.addr(), t).replace("name: vs", "name: other");
     let conn = gateway::start_gateway(&yaml, &dir).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
@@ -299,11 +321,11 @@ async fn loopback_request_for_a_backend_the_connector_lacks_is_refused() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_connector_gone_mid_transfer_then_back() {
+both_transports!(loopback_connector_gone_mid_transfer_then_back);
+async fn loopback_connector_gone_mid_transfer_then_back(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     vs.make_file("slow.bin", 64 * MIB);
@@ -345,11 +367,11 @@ async fn loopback_connector_gone_mid_transfer_then_back() {
     lp.edge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_edge_restarted_connector_reconnects() {
+both_transports!(loopback_edge_restarted_connector_reconnects);
+async fn loopback_edge_restarted_connector_reconnects(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     let tunnel = lp.tunnel();
@@ -357,6 +379,7 @@ async fn loopback_edge_restarted_connector_reconnects() {
         edge,
         dir,
         gw_certs,
+        t,
     } = lp;
     edge.shutdown().await;
     let yaml = edge_yaml(
@@ -364,6 +387,7 @@ async fn loopback_edge_restarted_connector_reconnects() {
         "127.0.0.1",
         &tunnel.to_string(),
         pasv_range(),
+        t,
     );
     let edge = gateway::start_gateway(&yaml, dir.path()).await;
     let restarted = Instant::now();
@@ -373,9 +397,110 @@ async fn loopback_edge_restarted_connector_reconnects() {
         edge,
         dir,
         gw_certs,
+        t,
     };
     let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
     round_trip(&curl, &vs, 256 * KIB, "after-restart").await;
+    conn.shutdown().await;
+    lp.edge.shutdown().await;
+}
+
+/// A TCP relay in front of the edge's tunnel port whose connections can be
+/// frozen: bytes stop flowing both ways, nothing is closed (a peer that died
+/// without a FIN, or a firewall that dropped the flow). New connections flow.
+struct FreezingProxy {
+    addr: SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl FreezingProxy {
+    async fn start(to: SocketAddr) -> FreezingProxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let list = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((a, _)) = listener.accept().await {
+                let Ok(b) = tokio::net::TcpStream::connect(to).await else {
+                    continue;
+                };
+                let frozen = Arc::new(AtomicBool::new(false));
+                list.lock().unwrap().push(frozen.clone());
+                let (ar, aw) = a.into_split();
+                let (br, bw) = b.into_split();
+                tokio::spawn(Self::pipe(ar, bw, frozen.clone()));
+                tokio::spawn(Self::pipe(br, aw, frozen));
+            }
+        });
+        FreezingProxy { addr, conns }
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Frozen: hold both sockets open forever, forward nothing.
+            while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Freezes every connection made so far.
+    fn freeze(&self) {
+        for f in self.conns.lock().unwrap().iter() {
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// HTTP/2 liveness: a tunnel connection that goes silent without closing is
+/// noticed by PINGs on both sides within seconds (QUIC has its idle timeout):
+/// the connector dials again, the edge drops the dead connection, sessions work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_h2_silent_connection_is_detected_by_ping() {
+    ensure_tools();
+    let vs = Vsftpd::strict();
+    let lp = Loop::start(&vs, "h2").await;
+    let proxy = FreezingProxy::start(lp.tunnel()).await;
+    let dir = lp.dir.path().join("conn-proxied");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
+        std::fs::copy(lp.dir.path().join(f), dir.join(f)).unwrap();
+    }
+    let edge = proxy.addr.to_string();
+    let conn = gateway::start_gateway(&connector_yaml(&edge, vs.addr(), "h2"), &dir).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
+    let ok = format!("ftpsgate_tunnel_connects_total{{edge=\"{edge}\",result=\"ok\"}}");
+    wait_at_least(&conn, &ok, 1.0, Duration::from_secs(1)).await;
+    let frozen = Instant::now();
+    proxy.freeze();
+    // The connector notices (no PONG) and dials again through the proxy ...
+    wait_at_least(&conn, &ok, 2.0, Duration::from_secs(15)).await;
+    // ... and the edge drops the silent connection: one connector again (the
+    // pause: the new connection is surely listed; without the drop it is 2).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(15)).await;
+    eprintln!(
+        "silent tunnel connection replaced after {:?}",
+        frozen.elapsed()
+    );
+    assert!(frozen.elapsed() < Duration::from_secs(20));
+    let curl = Curl::new(lp.addr(), Security::Explicit, Some(&lp.gw_certs.ca_pem));
+    round_trip(&curl, &vs, 256 * KIB, "after-silence").await;
     conn.shutdown().await;
     lp.edge.shutdown().await;
 }
@@ -407,7 +532,7 @@ fn lab_unavailable() -> Option<String> {
 }
 
 /// A connector process in `lan` (config and certificates in `dir`); its PID.
-fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path) -> u32 {
+fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path, t: &str) -> u32 {
     std::fs::create_dir_all(dir).unwrap();
     for f in ["conn.pem", "conn.key", "edge-ca.pem"] {
         std::fs::copy(certs_from.join(f), dir.join(f)).unwrap();
@@ -416,7 +541,7 @@ fn spawn_connector(lab: &NatLab, certs_from: &Path, dir: &Path) -> u32 {
     let config = dir.join("connector.yaml");
     std::fs::write(
         &config,
-        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend),
+        connector_yaml(&format!("{DMZ_LAN_SIDE}:4433"), backend, t),
     )
     .unwrap();
     let config = config.display().to_string();
@@ -465,8 +590,8 @@ async fn wait_connectors(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
+both_transports!(three_namespaces_inner_firewall_drops_dmz_to_lan);
+async fn three_namespaces_inner_firewall_drops_dmz_to_lan(t: &'static str) {
     if let Some(why) = lab_unavailable() {
         eprintln!("SKIP three_namespaces_inner_firewall_drops_dmz_to_lan: {why}");
         return;
@@ -488,7 +613,8 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         !lab.tcp_open("dmz", &vs.addr()),
         "dmz reaches vsftpd directly: the inner firewall is not in place"
     );
-    // The edge in dmz: clients on 203.0.113.1:21, connectors on 198.18.5.1:4433/udp.
+    // The edge in dmz: clients on 203.0.113.1:21, connectors on 198.18.5.1:4433
+    // (UDP for QUIC, TCP for HTTP/2).
     let edge_dir = lab.dir().join("gateway-dmz");
     std::fs::create_dir_all(&edge_dir).unwrap();
     tunnel_certs(&edge_dir);
@@ -498,6 +624,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         EDGE_WAN,
         &format!("{DMZ_LAN_SIDE}:4433"),
         (50000, 50099),
+        t,
     )
     .replace(
         "    backend: vs\n",
@@ -506,7 +633,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
     let public: SocketAddr = format!("{EDGE_WAN}:21").parse().unwrap();
     let edge = lab.gateway_in("dmz", &yaml, vs.ca(), "inet", public);
     let conn_dir = lab.dir().join("connector-1");
-    let conn = spawn_connector(&lab, &edge_dir, &conn_dir);
+    let conn = spawn_connector(&lab, &edge_dir, &conn_dir, t);
     let ctx = || {
         format!(
             "{}\n--- connector log:\n{}",
@@ -646,7 +773,7 @@ async fn three_namespaces_inner_firewall_drops_dmz_to_lan() {
         all.contains("<--- 426") || all.contains("<--- 421"),
         "no 426/421 after the connector died: {out}"
     );
-    let conn = spawn_connector(&lab, &edge_dir, &lab.dir().join("connector-2"));
+    let conn = spawn_connector(&lab, &edge_dir, &lab.dir().join("connector-2"), t);
     wait_connectors(&lab, 1, Duration::from_secs(20), &ctx).await;
     curl.get(&lab, "one.bin", &work.join("again.bin"))
         .await
@@ -724,11 +851,11 @@ fn deploy_dmz_examples_check() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loopback_slow_stream_does_not_starve_the_others() {
+both_transports!(loopback_slow_stream_does_not_starve_the_others);
+async fn loopback_slow_stream_does_not_starve_the_others(t: &'static str) {
     ensure_tools();
     let vs = Vsftpd::strict();
-    let lp = Loop::start(&vs).await;
+    let lp = Loop::start(&vs, t).await;
     let conn = lp.connector(vs.addr()).await;
     wait_metric(&lp.edge, CONNECTORS_UP, 1.0, Duration::from_secs(10)).await;
     vs.make_file("slow.bin", 64 * MIB);

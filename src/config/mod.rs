@@ -33,8 +33,9 @@ pub use typed::{
     FailedLogins, HealthCheck, LdapAuth, LdapLookup, Limits, Listener, ListenerLimits, ListenerTls,
     ListingsPolicy, LogTime, MetricsConfig, Nftables, Passive, PortRange, PortRangeError,
     PortShare, ProxyProtocol, ProxyVersion, Reload, ReuseScope, Route, RouteAuth, SniCert,
-    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, Tunnel, TunnelClientTls,
-    TunnelServerTls, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE, NEVER_FILTERED,
+    Timeouts, TlsMode, TlsVersion, TransferLogConfig, TransferLogFormat, Transport, Tunnel,
+    TunnelClientTls, TunnelServerTls, DEFAULT_BANNER, DEFAULT_IPV6_PREFIX, DEFAULT_UNAVAILABLE,
+    NEVER_FILTERED,
 };
 
 pub use build::{ClientAuthFile, TlsSections};

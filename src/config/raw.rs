@@ -104,6 +104,8 @@ pub(crate) struct RawTunnel {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTunnelTls>,
 }
 
@@ -127,6 +129,8 @@ pub(crate) struct RawConnect {
     pub edge: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTunnelTls>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -975,13 +975,34 @@ impl fmt::Display for Action {
     }
 }
 
-/// `tunnels[]`: a QUIC endpoint in the DMZ that connectors dial into.
+/// `tunnels[].transport`, `connect[].transport`: what carries the streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// One QUIC stream per relayed connection (UDP); the default.
+    #[default]
+    Quic,
+    /// One HTTP/2 stream per relayed connection, over TLS 1.3 over TCP.
+    H2,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Quic => "quic",
+            Transport::H2 => "h2",
+        })
+    }
+}
+
+/// `tunnels[]`: an endpoint in the DMZ that connectors dial into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tunnel {
     /// Unique; what `backends[].via` refers to.
     pub name: String,
-    /// UDP address the edge listens on.
+    /// Address the edge listens on (UDP for QUIC, TCP for HTTP/2).
     pub listen: SocketAddr,
+    /// QUIC or HTTP/2; must match the connectors'.
+    pub transport: Transport,
     /// Its certificate and the connectors' CA.
     pub tls: TunnelServerTls,
 }
@@ -1001,12 +1022,14 @@ pub struct TunnelServerTls {
 /// `connect[]`: an edge this process (the connector) dials out to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
-    /// Edge host (IP literal or DNS name) and UDP port.
+    /// Edge host (IP literal or DNS name).
     pub edge_host: String,
-    /// Edge UDP port.
+    /// Edge port (UDP for QUIC, TCP for HTTP/2).
     pub edge_port: u16,
     /// The name the edge certificate must carry; default: `edge_host`.
     pub server_name: String,
+    /// QUIC or HTTP/2; must match the edge's.
+    pub transport: Transport,
     /// The connector's certificate and the edge's CA.
     pub tls: TunnelClientTls,
     /// The only places the edge may make this connector connect to.

@@ -142,6 +142,18 @@ impl Metrics {
         self.tunnel.streams.get_or_create(&tunnel(name)).dec();
     }
 
+    /// The `ftpsgate_tunnel_bytes_total{tunnel, direction}` counter itself,
+    /// for a stream to add to without a label lookup per read or write.
+    pub fn tunnel_bytes_counter(&self, name: &str, direction: TunnelDirection) -> Counter {
+        self.tunnel
+            .bytes
+            .get_or_create(&BytesLabels {
+                tunnel: name.to_owned(),
+                direction: direction.as_str(),
+            })
+            .clone()
+    }
+
     /// `ftpsgate_tunnel_bytes_total{tunnel, direction}`.
     pub fn tunnel_bytes(&self, name: &str, direction: TunnelDirection, n: u64) {
         self.tunnel

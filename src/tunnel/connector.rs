@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::proto::{self, Allowed, Answer, Request};
 use super::TunnelError;
-use crate::config::{self, ConnectBackend};
+use crate::config::{self, ConnectBackend, Transport};
 use crate::metrics::Metrics;
 
 /// First wait after a failed or lost connection.
@@ -26,7 +26,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a TCP connect to a backend may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 /// How long the edge may take to send a stream's request header.
-const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+pub(super) const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 /// Backend-to-edge read buffer per stream (a connector may carry thousands);
 /// the edge-to-backend direction writes quinn's own received chunks.
 const RELAY_BUF: usize = 64 * 1024;
@@ -54,16 +54,25 @@ fn jitter() -> f64 {
 /// One `connect[i]` at run time.
 pub struct Connector {
     cfg: config::Connect,
-    client: quinn::ClientConfig,
+    client: Client,
     /// The `edge` metric label: as configured.
     label: Arc<str>,
     metrics: Arc<Metrics>,
 }
 
+/// How a connector dials, per transport.
+enum Client {
+    Quic(quinn::ClientConfig),
+    H2(tokio_rustls::TlsConnector),
+}
+
 impl Connector {
-    /// Builds the TLS/QUIC config (reads the cert, key and CA).
+    /// Builds the TLS config for its transport (reads the cert, key and CA).
     pub fn new(cfg: &config::Connect, metrics: Arc<Metrics>) -> Result<Connector, TunnelError> {
-        let client = super::client_config(&cfg.tls)?;
+        let client = match cfg.transport {
+            Transport::Quic => Client::Quic(super::client_config(&cfg.tls)?),
+            Transport::H2 => Client::H2(super::http2::tls_connector(&cfg.tls)?),
+        };
         let label = Arc::from(display(&cfg.edge_host, cfg.edge_port).as_str());
         Ok(Connector {
             cfg: cfg.clone(),
@@ -79,7 +88,11 @@ impl Connector {
         let mut failures = 0u32;
         loop {
             let started = tokio::time::Instant::now();
-            let result = match me.clone().session(stop.clone()).await {
+            let session = match &me.client {
+                Client::Quic(c) => me.clone().session(c, stop.clone()).await,
+                Client::H2(c) => me.clone().session_h2(c, stop.clone()).await,
+            };
+            let result = match session {
                 Some(r) => r,
                 None => return,
             };
@@ -108,9 +121,10 @@ impl Connector {
     /// stream on it at once).
     async fn session(
         self: Arc<Self>,
+        client: &quinn::ClientConfig,
         mut stop: watch::Receiver<bool>,
-    ) -> Option<Result<quinn::ConnectionError, String>> {
-        let dial = self.clone().dial();
+    ) -> Option<Result<String, String>> {
+        let dial = self.clone().dial(client);
         let conn = tokio::select! {
             c = dial => match c {
                 Ok(c) => c,
@@ -125,7 +139,7 @@ impl Connector {
                         let me = self.clone();
                         tokio::spawn(async move { me.serve(send, recv).await });
                     }
-                    Err(e) => return Some(Ok(e)),
+                    Err(e) => return Some(Ok(e.to_string())),
                 },
                 _ = stop.changed() => {
                     conn.close(0u32.into(), b"connector stopping");
@@ -136,7 +150,10 @@ impl Connector {
     }
 
     /// Resolves the edge and completes the QUIC + mutual TLS handshake.
-    async fn dial(self: Arc<Self>) -> Result<quinn::Connection, String> {
+    async fn dial(
+        self: Arc<Self>,
+        client: &quinn::ClientConfig,
+    ) -> Result<quinn::Connection, String> {
         let addr = tokio::net::lookup_host((self.cfg.edge_host.as_str(), self.cfg.edge_port))
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", self.label))?
@@ -148,21 +165,94 @@ impl Connector {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
         let mut endpoint = super::endpoint(bind, None).map_err(|e| e.to_string())?;
-        endpoint.set_default_client_config(self.client.clone());
+        endpoint.set_default_client_config(client.clone());
         let connecting = endpoint
             .connect(addr, &self.cfg.server_name)
             .map_err(|e| e.to_string())?;
         let conn = match connecting.await {
             Ok(c) => c,
             Err(e) => {
-                self.metrics.tunnel_connect(&self.label, false);
+                self.dial_failed();
                 return Err(e.to_string());
             }
         };
+        self.connected(addr);
+        Ok(conn)
+    }
+
+    /// The edge's host and port, as configured.
+    pub(super) fn edge(&self) -> (&str, u16) {
+        (&self.cfg.edge_host, self.cfg.edge_port)
+    }
+
+    /// The name the edge's certificate must carry.
+    pub(super) fn server_name(&self) -> &str {
+        &self.cfg.server_name
+    }
+
+    /// The edge as logged and labelled in metrics.
+    pub(super) fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// Records a completed handshake with the edge at `addr`.
+    pub(super) fn connected(&self, addr: SocketAddr) {
         self.metrics.tunnel_connect(&self.label, true);
         self.metrics.tunnel_edge_up(&self.label, true);
-        info!(edge = %self.label, addr = %addr, "connected to edge");
-        Ok(conn)
+        info!(edge = %self.label, addr = %addr, transport = %self.cfg.transport, "connected to edge");
+    }
+
+    /// Records a failed handshake.
+    pub(super) fn dial_failed(&self) {
+        self.metrics.tunnel_connect(&self.label, false);
+    }
+
+    /// Decides `req` and connects: the TCP connection and the ok answer, or
+    /// the answer to send instead (refused: logged and counted; unreachable).
+    pub(super) async fn reach(&self, req: &Request) -> Result<(TcpStream, Answer), Answer> {
+        let resolved = resolve(&self.cfg.backends, req.backend()).await;
+        let allowed: Vec<Allowed<'_>> = self
+            .cfg
+            .backends
+            .iter()
+            .map(|b| Allowed {
+                name: &b.name,
+                resolved: if b.name == req.backend() {
+                    &resolved
+                } else {
+                    &[]
+                },
+            })
+            .collect();
+        let targets = match proto::decide(req, &allowed) {
+            Ok(t) => t,
+            Err(refusal) => {
+                self.metrics.tunnel_request_refused(&self.label, refusal);
+                warn!(
+                    edge = %self.label,
+                    request = ?req,
+                    reason = refusal.as_str(),
+                    "refused an edge request for an address that is not one of this connector's backends"
+                );
+                return Err(Answer::Refused(format!(
+                    "{} ({})",
+                    req.backend(),
+                    refusal.as_str()
+                )));
+            }
+        };
+        let tcp = match connect_any(&targets).await {
+            Ok(t) => t,
+            Err(why) => {
+                debug!(edge = %self.label, request = ?req, error = %why, "backend unreachable");
+                return Err(Answer::Unreachable(why));
+            }
+        };
+        crate::net::tune(&tcp);
+        match (tcp.peer_addr(), tcp.local_addr()) {
+            (Ok(peer), Ok(local)) => Ok((tcp, Answer::Ok { peer, local })),
+            _ => Err(Answer::Unreachable("connection lost at once".into())),
+        }
     }
 
     /// Serves one stream: read the request, decide, connect, answer, relay.
@@ -181,54 +271,16 @@ impl Connector {
                 return;
             }
         };
-        let resolved = resolve(&self.cfg.backends, req.backend()).await;
-        let allowed: Vec<Allowed<'_>> = self
-            .cfg
-            .backends
-            .iter()
-            .map(|b| Allowed {
-                name: &b.name,
-                resolved: if b.name == req.backend() {
-                    &resolved
-                } else {
-                    &[]
-                },
-            })
-            .collect();
-        let targets = match proto::decide(&req, &allowed) {
-            Ok(t) => t,
-            Err(refusal) => {
-                self.metrics.tunnel_request_refused(&self.label, refusal);
-                warn!(
-                    edge = %self.label,
-                    request = ?req,
-                    reason = refusal.as_str(),
-                    "refused an edge request for an address that is not one of this connector's backends"
-                );
-                let answer = Answer::Refused(format!("{} ({})", req.backend(), refusal.as_str()));
+        let (tcp, answer) = match self.reach(&req).await {
+            Ok(r) => r,
+            Err(answer) => {
                 let _ = send.write_all(&proto::encode_answer(&answer)).await;
                 let _ = send.finish();
                 return;
             }
         };
-        let tcp = match connect_any(&targets).await {
-            Ok(t) => t,
-            Err(why) => {
-                debug!(edge = %self.label, request = ?req, error = %why, "backend unreachable");
-                let _ = send
-                    .write_all(&proto::encode_answer(&Answer::Unreachable(why)))
-                    .await;
-                let _ = send.finish();
-                return;
-            }
-        };
-        crate::net::tune(&tcp);
-        let (Ok(peer), Ok(local)) = (tcp.peer_addr(), tcp.local_addr()) else {
-            let _ = send.reset(super::CODE_ABORT.into());
-            return;
-        };
         if send
-            .write_all(&proto::encode_answer(&Answer::Ok { peer, local }))
+            .write_all(&proto::encode_answer(&answer))
             .await
             .is_err()
         {

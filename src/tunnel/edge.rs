@@ -1,7 +1,8 @@
-//! The edge (DMZ) end of a tunnel: a QUIC endpoint that accepts connectors
-//! (client certificate required, verified against `tunnels[].tls.client_ca`),
-//! keeps the list of connected ones, and opens streams over them on behalf of
-//! backend legs: least streams first, the next connector when one is gone.
+//! The edge (DMZ) end of a tunnel: a QUIC endpoint or (`transport: h2`) a TCP
+//! listener that accepts connectors (client certificate required, verified
+//! against `tunnels[].tls.client_ca`), keeps the list of connected ones, and
+//! opens streams over them on behalf of backend legs: least streams first, the
+//! next connector when one is gone. HTTP/2 specifics are in [`super::http2`].
 //!
 //! It never connects anywhere itself: what a stream reaches is the
 //! connector's decision ([`super::proto::decide`]).
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::proto::{self, Answer, Request};
-use super::{Meter, TunnelError, TunnelStream};
+use super::{http2, Meter, StreamIo, TunnelError, TunnelStream};
 use crate::config;
 use crate::metrics::Metrics;
 
@@ -24,9 +25,9 @@ use crate::metrics::Metrics;
 pub struct Edge {
     pub name: Arc<str>,
     listen: SocketAddr,
-    server: quinn::ServerConfig,
+    server: Server,
     conns: Mutex<Vec<Link>>,
-    /// The UDP address actually bound (port 0 resolved), once bound.
+    /// The address actually bound (port 0 resolved), once bound.
     bound: std::sync::OnceLock<SocketAddr>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
@@ -41,18 +42,46 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-/// One connected connector (one QUIC connection).
+/// How the edge accepts connectors, per transport.
+enum Server {
+    Quic(quinn::ServerConfig),
+    H2(tokio_rustls::TlsAcceptor),
+}
+
+/// A bound edge socket, per transport ([`Edge::bind`], [`Edge::serve`]).
+pub enum Bound {
+    /// The UDP endpoint.
+    Quic(quinn::Endpoint),
+    /// The TCP listener (made a tokio one when served).
+    H2(std::net::TcpListener),
+}
+
+/// One connected connector (one QUIC or HTTP/2 connection).
 #[derive(Clone)]
 pub struct Link {
     id: u64,
-    conn: quinn::Connection,
+    conn: Conn,
+    peer: SocketAddr,
     /// Streams open over this connection now.
     open: Arc<AtomicUsize>,
 }
 
+/// A connector's connection, per transport.
+#[derive(Clone)]
+enum Conn {
+    Quic(quinn::Connection),
+    /// Opens streams; `drop_conn` ends the connection (the connector dials
+    /// again): after a failed stream open, e.g. when the 2^30 stream ids of
+    /// one HTTP/2 connection are used up.
+    H2 {
+        client: h2::client::SendRequest<bytes::Bytes>,
+        drop_conn: Arc<tokio::sync::Notify>,
+    },
+}
+
 impl Link {
     pub fn peer(&self) -> SocketAddr {
-        self.conn.remote_address()
+        self.peer
     }
 }
 
@@ -82,9 +111,13 @@ pub struct Opened {
 }
 
 impl Edge {
-    /// Builds the TLS/QUIC config (reads the cert, key and CA); binds nothing.
+    /// Builds the TLS config for its transport (reads the cert, key and
+    /// CA); binds nothing.
     pub fn new(cfg: &config::Tunnel, metrics: Arc<Metrics>) -> Result<Arc<Edge>, TunnelError> {
-        let server = super::server_config(&cfg.tls)?;
+        let server = match cfg.transport {
+            config::Transport::Quic => Server::Quic(super::server_config(&cfg.tls)?),
+            config::Transport::H2 => Server::H2(http2::acceptor(&cfg.tls)?),
+        };
         metrics.tunnel_connectors(&cfg.name, 0);
         Ok(Arc::new(Edge {
             name: Arc::from(cfg.name.as_str()),
@@ -97,20 +130,39 @@ impl Edge {
         }))
     }
 
-    /// Binds the UDP endpoint.
-    pub fn bind(&self) -> Result<quinn::Endpoint, TunnelError> {
-        let endpoint = super::endpoint(self.listen, Some(self.server.clone()))?;
-        let _ = self.bound.set(endpoint.local_addr()?);
-        Ok(endpoint)
+    /// Binds the UDP endpoint (QUIC) or the TCP listener (HTTP/2).
+    pub fn bind(&self) -> Result<Bound, TunnelError> {
+        let (bound, addr) = match &self.server {
+            Server::Quic(server) => {
+                let endpoint = super::endpoint(self.listen, Some(server.clone()))?;
+                let addr = endpoint.local_addr()?;
+                (Bound::Quic(endpoint), addr)
+            }
+            Server::H2(_) => {
+                let listener = http2::bind(self.listen)?;
+                let addr = listener.local_addr()?;
+                (Bound::H2(listener), addr)
+            }
+        };
+        let _ = self.bound.set(addr);
+        Ok(bound)
     }
 
-    /// The UDP address connectors reach, once bound.
+    /// The address connectors reach, once bound.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.bound.get().copied()
     }
 
-    /// Accepts connectors until `stop`; then closes the endpoint.
-    pub async fn serve(
+    /// Accepts connectors until `stop`; then closes the endpoint (every
+    /// connection with it).
+    pub async fn serve(self: Arc<Self>, bound: Bound, stop: watch::Receiver<bool>) {
+        match bound {
+            Bound::Quic(endpoint) => self.serve_quic(endpoint, stop).await,
+            Bound::H2(listener) => self.serve_h2(listener, stop).await,
+        }
+    }
+
+    async fn serve_quic(
         self: Arc<Self>,
         endpoint: quinn::Endpoint,
         mut stop: watch::Receiver<bool>,
@@ -130,6 +182,85 @@ impl Edge {
         endpoint.wait_idle().await;
     }
 
+    async fn serve_h2(
+        self: Arc<Self>,
+        listener: std::net::TcpListener,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(tunnel = %self.name, error = %e, "tunnel edge cannot listen");
+                return;
+            }
+        };
+        http2::log_listening(&self.name, listener.local_addr().ok());
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.changed() => break,
+            };
+            match accepted {
+                Ok((tcp, from)) => {
+                    let edge = self.clone();
+                    let stop = stop.clone();
+                    conns.spawn(async move { edge.handshake_h2(tcp, from, stop).await });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: do not spin.
+                    warn!(tunnel = %self.name, error = %e, "tunnel accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            while conns.try_join_next().is_some() {}
+        }
+        drop(listener);
+        // Every connection ends on `stop` (its task sees it too).
+        while conns.join_next().await.is_some() {}
+    }
+
+    async fn handshake_h2(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        from: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let Server::H2(acceptor) = &self.server else {
+            return;
+        };
+        let conn = tokio::select! {
+            c = http2::edge_handshake(acceptor, tcp) => c,
+            _ = stop.changed() => return,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.tunnel_connector_refused(&self.name);
+                warn!(tunnel = %self.name, peer = %from, error = %e, "connector refused: tunnel handshake failed (untrusted or missing client certificate?)");
+                return;
+            }
+        };
+        let drop_conn = Arc::new(tokio::sync::Notify::new());
+        let link = Link {
+            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            conn: Conn::H2 {
+                client: conn.client,
+                drop_conn: drop_conn.clone(),
+            },
+            peer: from,
+            open: Arc::new(AtomicUsize::new(0)),
+        };
+        let id = link.id;
+        self.connected(link, from);
+        let why = tokio::select! {
+            why = conn.driver => why,
+            _ = drop_conn.notified() => "a stream could not be opened on it".to_string(),
+            _ = stop.changed() => "edge stopping".to_string(),
+        };
+        self.gone(id, from, &why);
+    }
+
     async fn handshake(self: Arc<Self>, incoming: quinn::Incoming) {
         let from = incoming.remote_address();
         let conn = match incoming.await {
@@ -142,20 +273,32 @@ impl Edge {
         };
         let link = Link {
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
-            conn: conn.clone(),
+            conn: Conn::Quic(conn.clone()),
+            peer: from,
             open: Arc::new(AtomicUsize::new(0)),
         };
+        let id = link.id;
+        self.connected(link, from);
+        let why = conn.closed().await;
+        self.gone(id, from, &why.to_string());
+    }
+
+    /// Adds a connected connector.
+    fn connected(&self, link: Link, from: SocketAddr) {
         let up = {
             let mut conns = crate::gateway::lock(&self.conns);
-            conns.push(link.clone());
+            conns.push(link);
             conns.len()
         };
         self.metrics.tunnel_connectors(&self.name, up);
         info!(tunnel = %self.name, peer = %from, connectors = up, "connector connected");
-        let why = conn.closed().await;
+    }
+
+    /// Removes a connector whose connection ended.
+    fn gone(&self, id: u64, from: SocketAddr, why: &str) {
         let up = {
             let mut conns = crate::gateway::lock(&self.conns);
-            conns.retain(|l| l.id != link.id);
+            conns.retain(|l| l.id != id);
             conns.len()
         };
         self.metrics.tunnel_connectors(&self.name, up);
@@ -196,8 +339,16 @@ impl Edge {
     ) -> Result<Opened, OpenError> {
         let header = proto::encode_request(req).map_err(|e| OpenError::Protocol(e.to_string()))?;
         let work = async {
-            let (mut send, mut recv) = link
-                .conn
+            let conn = match &link.conn {
+                Conn::Quic(c) => c,
+                Conn::H2 { client, drop_conn } => {
+                    let meter =
+                        Meter::new(self.name.clone(), link.open.clone(), self.metrics.clone());
+                    let (send, recv, answer) = http2::open(client, drop_conn, header).await?;
+                    return self.opened(link, StreamIo::H2(send, recv), meter, answer);
+                }
+            };
+            let (mut send, mut recv) = conn
                 .open_bi()
                 .await
                 .map_err(|e| OpenError::Lost(e.to_string()))?;
@@ -209,22 +360,35 @@ impl Edge {
                 .await
                 .map_err(|e| OpenError::Lost(e.to_string()))?;
             let answer = read_answer(&mut recv).await?;
-            match answer {
-                Answer::Ok { peer, local } => Ok(Opened {
-                    stream: TunnelStream::new(send, recv, meter),
-                    peer,
-                    local,
-                    link: link.clone(),
-                }),
-                Answer::Refused(why) => Err(OpenError::Refused(why)),
-                Answer::Unreachable(why) => Err(OpenError::Unreachable(why)),
-            }
+            self.opened(link, StreamIo::Quic(send, recv), meter, answer)
         };
         match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
             Err(_) => Err(OpenError::Unreachable(
                 "no answer from connector in time".into(),
             )),
+        }
+    }
+}
+
+impl Edge {
+    /// The stream of an ok answer, or the error of another.
+    fn opened(
+        &self,
+        link: &Link,
+        io: StreamIo,
+        meter: Meter,
+        answer: Answer,
+    ) -> Result<Opened, OpenError> {
+        match answer {
+            Answer::Ok { peer, local } => Ok(Opened {
+                stream: TunnelStream::new(io, meter),
+                peer,
+                local,
+                link: link.clone(),
+            }),
+            Answer::Refused(why) => Err(OpenError::Refused(why)),
+            Answer::Unreachable(why) => Err(OpenError::Unreachable(why)),
         }
     }
 }

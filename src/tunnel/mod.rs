@@ -1,27 +1,34 @@
 //! DMZ mode: the inside dials out. An **edge** (in the DMZ, `tunnels:`) accepts
-//! QUIC connections from **connectors** (inside, `connect:`), authenticated both
-//! ways by certificate (mutual TLS 1.3). For a backend with `via`, the edge opens
-//! one QUIC stream per backend TCP connection (control or data) over a
+//! connections from **connectors** (inside, `connect:`), authenticated both
+//! ways by certificate (mutual TLS 1.3): QUIC (`transport: quic`, the default)
+//! or HTTP/2 over TLS over TCP (`transport: h2`). For a backend with `via`, the
+//! edge opens one stream per backend TCP connection (control or data) over a
 //! connector's connection; the connector connects to that backend — only to the
 //! backends it was given, data only to their IPs on ports ≥ 1024 — and relays.
 //! The edge's FTPS client to the backend (TLS, session reuse) runs end to end
 //! inside the stream; the connector sees only ciphertext.
 //!
 //! - [`proto`]: the request/answer header of a stream and the connector's
-//!   "may I connect there?" decision — pure, no I/O;
-//! - [`edge`]: the edge's QUIC endpoint, its connected connectors, opening
-//!   streams (least streams first, failing over);
+//!   "may I connect there?" decision — pure, no I/O, both transports;
+//! - [`edge`]: the edge's endpoint (QUIC endpoint or TCP listener), its
+//!   connected connectors, opening streams (least streams first, failing over);
 //! - [`connector`]: dialling the edge with capped exponential backoff and
-//!   jitter, serving stream requests;
-//! - this file: the QUIC/TLS configs and [`TunnelStream`], the edge's end of a
-//!   stream as one byte stream (the backend leg's transport beside TCP).
+//!   jitter, the decision and backend connect ([`connector::Connector::reach`],
+//!   both transports), serving QUIC streams;
+//! - [`http2`]: everything HTTP/2 — stream halves, the edge's handshake and
+//!   stream opening, the connector's HTTP/2 session, stream service and relay;
+//! - this file: the QUIC/TLS configs, the constants both transports share
+//!   (windows, stream count, keep-alive) and [`TunnelStream`], the edge's end of
+//!   a stream as one byte stream (the backend leg's transport beside TCP).
 //!
-//! Multiplexing, per-stream flow control and framing are QUIC's (`quinn`); the
-//! only bytes of our own are the header in [`proto`]. Nothing here touches
-//! sessions, policy or files: the edge keeps nothing at rest.
+//! Multiplexing, per-stream flow control and framing are QUIC's (`quinn`) or
+//! HTTP/2's (`h2`); the only bytes of our own are the header in [`proto`].
+//! Nothing here touches sessions, policy or files: the edge keeps nothing at
+//! rest.
 
 pub(crate) mod connector;
 pub(crate) mod edge;
+pub(crate) mod http2;
 pub mod proto;
 
 use std::io;
@@ -137,11 +144,12 @@ fn roots(ca: &std::path::Path) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The edge's QUIC server config: its certificate, client certificates
-/// required and verified against `client_ca`, TLS 1.3 only.
-pub(crate) fn server_config(
+/// The edge's rustls config: its certificate, client certificates required
+/// and verified against `client_ca`, TLS 1.3 only, ALPN `alpn`.
+pub(crate) fn server_tls(
     t: &crate::config::TunnelServerTls,
-) -> Result<quinn::ServerConfig, TunnelError> {
+    alpn: &[u8],
+) -> Result<rustls::ServerConfig, TunnelError> {
     let provider = tls::provider();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots(&t.client_ca)?),
@@ -155,27 +163,42 @@ pub(crate) fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(load_certs(&t.cert)?, load_key(&t.key)?)
         .map_err(TlsError::from)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
-        .map_err(|e| TunnelError::Quic(e.to_string()))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(transport());
-    Ok(server)
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(cfg)
 }
 
-/// The connector's QUIC client config: the edge verified against `ca`, our
-/// client certificate presented, TLS 1.3 only.
-pub(crate) fn client_config(
+/// The connector's rustls config: the edge verified against `ca`, our client
+/// certificate presented, TLS 1.3 only, ALPN `alpn`.
+pub(crate) fn client_tls(
     t: &crate::config::TunnelClientTls,
-) -> Result<quinn::ClientConfig, TunnelError> {
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TunnelError> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::from)?
         .with_root_certificates(roots(&t.ca)?)
         .with_client_auth_cert(load_certs(&t.cert)?, load_key(&t.key)?)
         .map_err(TlsError::from)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(cfg)
+}
+
+/// The edge's QUIC server config ([`server_tls`] with the QUIC transport).
+pub(crate) fn server_config(
+    t: &crate::config::TunnelServerTls,
+) -> Result<quinn::ServerConfig, TunnelError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls(t, ALPN)?)
+        .map_err(|e| TunnelError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport());
+    Ok(server)
+}
+
+/// The connector's QUIC client config ([`client_tls`] with the QUIC transport).
+pub(crate) fn client_config(
+    t: &crate::config::TunnelClientTls,
+) -> Result<quinn::ClientConfig, TunnelError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls(t, ALPN)?)
         .map_err(|e| TunnelError::Quic(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(transport());
@@ -190,11 +213,18 @@ pub(crate) fn client_config(
 /// connector resets its TCP connection — what `net::abort` is for TCP (an
 /// incomplete upload must not read as complete to the backend).
 pub struct TunnelStream {
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    io: StreamIo,
     abort: AtomicBool,
     /// Counts this stream as open while it lives; records bytes.
     meter: Meter,
+}
+
+/// The two halves of a stream, per transport.
+pub(crate) enum StreamIo {
+    /// A QUIC bidirectional stream.
+    Quic(quinn::SendStream, quinn::RecvStream),
+    /// An HTTP/2 stream: the request body out, the response body in.
+    H2(http2::H2Send, http2::H2Recv),
 }
 
 /// Streams open and bytes of one tunnel (metrics and least-streams choice).
@@ -202,6 +232,9 @@ pub(crate) struct Meter {
     pub(crate) tunnel: Arc<str>,
     pub(crate) open: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) metrics: Arc<Metrics>,
+    /// `ftpsgate_tunnel_bytes_total` in and out, looked up once per stream.
+    bytes_in: prometheus_client::metrics::counter::Counter,
+    bytes_out: prometheus_client::metrics::counter::Counter,
 }
 
 impl Meter {
@@ -212,10 +245,14 @@ impl Meter {
     ) -> Meter {
         open.fetch_add(1, Ordering::SeqCst);
         metrics.tunnel_stream_opened(&tunnel);
+        let bytes_in = metrics.tunnel_bytes_counter(&tunnel, TunnelDirection::In);
+        let bytes_out = metrics.tunnel_bytes_counter(&tunnel, TunnelDirection::Out);
         Meter {
             tunnel,
             open,
             metrics,
+            bytes_in,
+            bytes_out,
         }
     }
 }
@@ -228,10 +265,9 @@ impl Drop for Meter {
 }
 
 impl TunnelStream {
-    pub(crate) fn new(send: quinn::SendStream, recv: quinn::RecvStream, meter: Meter) -> Self {
+    pub(crate) fn new(io: StreamIo, meter: Meter) -> Self {
         TunnelStream {
-            send,
-            recv,
+            io,
             abort: AtomicBool::new(false),
             meter,
         }
@@ -255,11 +291,24 @@ impl TunnelStream {
 
 impl Drop for TunnelStream {
     fn drop(&mut self) {
-        if self.abort_armed() {
-            let _ = self.send.reset(CODE_ABORT.into());
-            let _ = self.recv.stop(CODE_ABORT.into());
+        let abort = self.abort_armed();
+        match &mut self.io {
+            StreamIo::Quic(send, recv) => {
+                if abort {
+                    let _ = send.reset(CODE_ABORT.into());
+                    let _ = recv.stop(CODE_ABORT.into());
+                }
+                // Otherwise quinn finishes the send side on drop.
+            }
+            StreamIo::H2(send, _) => {
+                if abort {
+                    send.reset();
+                } else {
+                    // Like quinn: a drop finishes (h2 would reset).
+                    send.finish();
+                }
+            }
         }
-        // Otherwise quinn finishes the send side on drop.
     }
 }
 
@@ -271,12 +320,13 @@ impl AsyncRead for TunnelStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let r = AsyncRead::poll_read(Pin::new(&mut this.recv), cx, buf);
+        let r = match &mut this.io {
+            StreamIo::Quic(_, recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
+            StreamIo::H2(_, recv) => recv.poll_read(cx, buf),
+        };
         let n = buf.filled().len() - before;
         if n > 0 {
-            this.meter
-                .metrics
-                .tunnel_bytes(&this.meter.tunnel, TunnelDirection::In, n as u64);
+            this.meter.bytes_in.inc_by(n as u64);
         }
         r
     }
@@ -289,20 +339,31 @@ impl AsyncWrite for TunnelStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = AsyncWrite::poll_write(Pin::new(&mut this.send), cx, buf);
+        let r = match &mut this.io {
+            StreamIo::Quic(send, _) => AsyncWrite::poll_write(Pin::new(send), cx, buf),
+            StreamIo::H2(send, _) => send.poll_write(cx, buf),
+        };
         if let Poll::Ready(Ok(n)) = r {
-            this.meter
-                .metrics
-                .tunnel_bytes(&this.meter.tunnel, TunnelDirection::Out, n as u64);
+            this.meter.bytes_out.inc_by(n as u64);
         }
         r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().send), cx)
+        match &mut self.get_mut().io {
+            StreamIo::Quic(send, _) => AsyncWrite::poll_flush(Pin::new(send), cx),
+            // h2's connection task writes (and flushes) what was sent.
+            StreamIo::H2(..) => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().send), cx)
+        match &mut self.get_mut().io {
+            StreamIo::Quic(send, _) => AsyncWrite::poll_shutdown(Pin::new(send), cx),
+            StreamIo::H2(send, _) => {
+                send.finish();
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }

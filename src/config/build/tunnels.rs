@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::values::{existing_file, parse_bind, parse_host_port, parse_server_name};
+use super::values::{
+    existing_file, parse_bind, parse_host_port, parse_server_name, parse_transport,
+};
 use super::{Builder, Reported};
 use crate::config::raw::{RawConnect, RawTunnel, RawTunnelTls};
 use crate::config::typed::{Connect, ConnectBackend, Tunnel, TunnelClientTls, TunnelServerTls};
@@ -22,11 +24,17 @@ impl Builder<'_> {
                     &mut names,
                 );
                 let listen = self.required(&format!("{p}.listen"), t.listen.as_deref(), parse_bind);
+                let transport = self.optional(
+                    &format!("{p}.transport"),
+                    t.transport.as_deref(),
+                    parse_transport,
+                );
                 let tls = self.tunnel_tls(&format!("{p}.tls"), t.tls.as_ref(), "client_ca");
                 let (cert, key, client_ca) = tls?;
                 Ok(Tunnel {
                     name: name?,
                     listen: listen?,
+                    transport: transport?.unwrap_or_default(),
                     tls: TunnelServerTls {
                         cert,
                         key,
@@ -47,6 +55,11 @@ impl Builder<'_> {
                     &format!("{p}.server_name"),
                     c.server_name.as_deref(),
                     parse_server_name,
+                );
+                let transport = self.optional(
+                    &format!("{p}.transport"),
+                    c.transport.as_deref(),
+                    parse_transport,
                 );
                 let tls = self.tunnel_tls(&format!("{p}.tls"), c.tls.as_ref(), "ca");
                 let mut names = HashMap::new();
@@ -83,6 +96,7 @@ impl Builder<'_> {
                 let (cert, key, ca) = tls?;
                 Ok(Connect {
                     server_name: server_name?.unwrap_or_else(|| edge_host.clone()),
+                    transport: transport?.unwrap_or_default(),
                     edge_host,
                     edge_port,
                     tls: TunnelClientTls { cert, key, ca },

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::typed::{
     Balance, DataProtection, ListingsPolicy, LogTime, PortShare, ReuseScope, TlsMode, TlsVersion,
-    TransferLogFormat,
+    TransferLogFormat, Transport,
 };
 
 /// A CIDR network (`10.0.0.0/8`, `::1/128`), or a bare address meaning that host.
@@ -110,6 +110,17 @@ pub(super) fn parse_balance(s: &str) -> Result<Balance, String> {
         "least-connections" => Ok(Balance::LeastConnections),
         _ => Err(format!(
             "\"{s}\" is not a balance mode (expected round-robin or least-connections)"
+        )),
+    }
+}
+
+/// `tunnels[].transport`, `connect[].transport`.
+pub(super) fn parse_transport(s: &str) -> Result<Transport, String> {
+    match s {
+        "quic" => Ok(Transport::Quic),
+        "h2" => Ok(Transport::H2),
+        _ => Err(format!(
+            "\"{s}\" is not a tunnel transport (expected quic or h2)"
         )),
     }
 }

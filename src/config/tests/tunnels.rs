@@ -156,3 +156,24 @@ fn print_keeps_both_roles_with_absolute_paths_and_reloads_the_same() {
     assert_eq!(reread.connect, original.connect);
     assert_eq!(reread.backends, original.backends);
 }
+
+#[test]
+fn transport_defaults_to_quic_and_takes_h2() {
+    let dir = tunnel_files();
+    let c = parse_ok(CONNECTOR, dir.path());
+    assert_eq!(c.connect[0].transport, Transport::Quic);
+    let yaml = CONNECTOR.replace("    tls:", "    transport: h2\n    tls:");
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).connect[0].transport,
+        Transport::H2
+    );
+    let yaml =
+        minimal("", "    via: lan\n") + &EDGE.replace("    tls:", "    transport: h2\n    tls:");
+    let c = parse_ok(&yaml, dir.path());
+    assert_eq!(c.tunnels[0].transport, Transport::H2);
+    let yaml = CONNECTOR.replace("    tls:", "    transport: tcp\n    tls:");
+    assert_eq!(
+        errors(&yaml, dir.path()),
+        ["connect[0].transport: \"tcp\" is not a tunnel transport (expected quic or h2)"]
+    );
+}
