@@ -158,19 +158,24 @@ fn print_keeps_both_roles_with_absolute_paths_and_reloads_the_same() {
 }
 
 #[test]
-fn transport_defaults_to_quic_and_takes_h2() {
+fn transport_defaults_to_h2_and_takes_quic() {
     let dir = tunnel_files();
     let c = parse_ok(CONNECTOR, dir.path());
-    assert_eq!(c.connect[0].transport, Transport::Quic);
-    let yaml = CONNECTOR.replace("    tls:", "    transport: h2\n    tls:");
+    assert_eq!(c.connect[0].transport, Transport::H2);
+    let edge = minimal("", "    via: lan\n") + EDGE;
     assert_eq!(
-        parse_ok(&yaml, dir.path()).connect[0].transport,
+        parse_ok(&edge, dir.path()).tunnels[0].transport,
         Transport::H2
     );
+    let yaml = CONNECTOR.replace("    tls:", "    transport: quic\n    tls:");
+    assert_eq!(
+        parse_ok(&yaml, dir.path()).connect[0].transport,
+        Transport::Quic
+    );
     let yaml =
-        minimal("", "    via: lan\n") + &EDGE.replace("    tls:", "    transport: h2\n    tls:");
+        minimal("", "    via: lan\n") + &EDGE.replace("    tls:", "    transport: quic\n    tls:");
     let c = parse_ok(&yaml, dir.path());
-    assert_eq!(c.tunnels[0].transport, Transport::H2);
+    assert_eq!(c.tunnels[0].transport, Transport::Quic);
     let yaml = CONNECTOR.replace("    tls:", "    transport: tcp\n    tls:");
     assert_eq!(
         errors(&yaml, dir.path()),
