@@ -79,8 +79,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
     async fn read_some(&mut self) -> io::Result<usize> {
         let Channel { stream, framer, .. } = self;
         std::future::poll_fn(|cx| {
-            let mut buf = [0u8; READ_CHUNK];
-            let mut rb = ReadBuf::new(&mut buf);
+            // Uninitialised: the streams under a channel (TCP, tokio-rustls)
+            // write into a `ReadBuf` without zeroing it first, so this saves a
+            // 4 KiB memset per read poll (bench/README.md, latency section).
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut rb = ReadBuf::uninit(&mut buf);
             ready!(Pin::new(&mut *stream).poll_read(cx, &mut rb))?;
             framer.push(rb.filled());
             Poll::Ready(Ok(rb.filled().len()))
