@@ -43,6 +43,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::connector::Connector;
+use crate::stream::ReadAhead;
 use super::edge::OpenError;
 use super::proto::{self, Answer, Request};
 use super::{TunnelError, CONN_RWND, IDLE_TIMEOUT, KEEP_ALIVE, MAX_STREAMS, STREAM_RWND};
@@ -65,6 +66,11 @@ const MAX_ANSWER: usize = 3 + proto::MAX_TEXT;
 const RELAY_BUF: usize = 64 * 1024;
 /// The request every stream is (the header is in the body).
 const URI: &str = "https://ftpsgate-tunnel/";
+
+/// The connector's TLS stream to the edge. Both ends read the tunnel's TCP
+/// connection through [`ReadAhead`]: rustls asks for at most 4 KiB per read,
+/// so a 16 KiB record took four `recv`s; under it one `recv` takes up to 64 KiB.
+type TlsClientStream = tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>;
 
 /// `h2::Error` as an I/O error: a reset (the other side aborted) is
 /// `ConnectionReset`, so the relayed connection counts as aborted.
@@ -303,7 +309,10 @@ pub(crate) async fn edge_handshake(
 ) -> Result<EdgeConn, String> {
     let work = async {
         crate::net::tune(&tcp);
-        let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let tls = acceptor
+            .accept(ReadAhead::bulk(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
         let (client, mut conn) = h2::client::Builder::new()
             .enable_push(false)
             .initial_window_size(STREAM_RWND)
@@ -422,8 +431,7 @@ impl Connector {
     async fn dial_h2(
         self: Arc<Self>,
         tls: &tokio_rustls::TlsConnector,
-    ) -> Result<h2::server::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>, String>
-    {
+    ) -> Result<h2::server::Connection<TlsClientStream, Bytes>, String> {
         let (host, port) = self.edge();
         let work = async {
             let tcp = TcpStream::connect((host, port))
@@ -433,7 +441,10 @@ impl Connector {
             let addr = tcp.peer_addr().map_err(|e| e.to_string())?;
             let name = rustls::pki_types::ServerName::try_from(self.server_name().to_string())
                 .map_err(|e| e.to_string())?;
-            let stream = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
+            let stream = tls
+                .connect(name, ReadAhead::bulk(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
             let conn = h2::server::Builder::new()
                 .initial_window_size(STREAM_RWND)
                 .initial_connection_window_size(CONN_RWND)
