@@ -166,6 +166,10 @@ pub(crate) struct H2Recv {
     body: h2::RecvStream,
     /// Received, not yet consumed (nor released).
     pending: Bytes,
+    /// Consumed from the current chunk, not yet released: released when the
+    /// chunk is used up (a reader taking 4 KiB at a time, like rustls, gives
+    /// the window back once per frame, not once per read).
+    unreleased: usize,
 }
 
 impl H2Recv {
@@ -173,6 +177,7 @@ impl H2Recv {
         H2Recv {
             body,
             pending: Bytes::new(),
+            unreleased: 0,
         }
     }
 
@@ -217,7 +222,11 @@ impl H2Recv {
         buf.put_slice(&chunk[..n]);
         chunk.advance(n);
         self.pending = chunk;
-        self.consumed(n);
+        self.unreleased += n;
+        if self.pending.is_empty() {
+            let n = std::mem::take(&mut self.unreleased);
+            self.consumed(n);
+        }
         Poll::Ready(Ok(()))
     }
 
