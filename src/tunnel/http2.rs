@@ -52,6 +52,9 @@ use super::{TunnelError, CONN_RWND, IDLE_TIMEOUT, KEEP_ALIVE, MAX_STREAMS, STREA
 pub(crate) const ALPN_H2: &[u8] = b"ftpsgate-tunnel-h2/1";
 /// Bytes buffered in h2 per stream, waiting for window or the socket.
 const SEND_BUF: usize = 1024 * 1024;
+/// Largest DATA frame either end accepts (HTTP/2's default is 16 KiB): fewer
+/// frames, wake-ups and window releases per byte.
+const MAX_FRAME: u32 = 64 * 1024;
 /// Largest piece the edge's writes hand to h2 at once.
 const WRITE_CHUNK: usize = 256 * 1024;
 /// How long a PONG may take before the peer counts as gone.
@@ -327,6 +330,7 @@ pub(crate) async fn edge_handshake(
             .initial_window_size(STREAM_RWND)
             .initial_connection_window_size(CONN_RWND)
             .initial_max_send_streams(MAX_STREAMS as usize)
+            .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(SEND_BUF)
             .handshake::<_, Bytes>(tls)
             .await
@@ -458,6 +462,7 @@ impl Connector {
                 .initial_window_size(STREAM_RWND)
                 .initial_connection_window_size(CONN_RWND)
                 .max_concurrent_streams(MAX_STREAMS)
+                .max_frame_size(MAX_FRAME)
                 .max_send_buffer_size(SEND_BUF)
                 .handshake::<_, Bytes>(stream)
                 .await
