@@ -43,10 +43,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::connector::Connector;
-use crate::stream::ReadAhead;
 use super::edge::OpenError;
 use super::proto::{self, Answer, Request};
 use super::{TunnelError, CONN_RWND, IDLE_TIMEOUT, KEEP_ALIVE, MAX_STREAMS, STREAM_RWND};
+use crate::stream::ReadAhead;
 
 /// The ALPN protocol of an HTTP/2 tunnel connection.
 pub(crate) const ALPN_H2: &[u8] = b"ftpsgate-tunnel-h2/1";
@@ -133,6 +133,38 @@ impl H2Send {
         let n = cap.min(want);
         self.body
             .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+            .map_err(io_error)?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// `AsyncWrite::poll_write_vectored`: the slices (a TLS client's queued
+    /// records) copied into one piece, up to the capacity h2 gives: one
+    /// `send_data` per batch of records, not one per record.
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.done {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        let want = total.min(WRITE_CHUNK);
+        if want == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let cap = ready!(self.poll_capacity(cx, want))?;
+        let n = cap.min(want);
+        let mut piece = BytesMut::with_capacity(n);
+        for b in bufs {
+            let take = b.len().min(n - piece.len());
+            piece.extend_from_slice(&b[..take]);
+            if piece.len() == n {
+                break;
+            }
+        }
+        self.body
+            .send_data(piece.freeze(), false)
             .map_err(io_error)?;
         Poll::Ready(Ok(n))
     }
