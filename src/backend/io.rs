@@ -107,7 +107,7 @@ impl AsyncWrite for BackendIo {
     fn is_write_vectored(&self) -> bool {
         match self {
             BackendIo::Tcp(s) => s.is_write_vectored(),
-            BackendIo::Tunnel(_) => false,
+            BackendIo::Tunnel(s) => s.is_write_vectored(),
         }
     }
 }

@@ -215,9 +215,14 @@ impl DataTarget {
         match &self.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some(c) => {
-                let hs = c
-                    .connector
-                    .connect(c.server_name.clone(), ReadAhead::bulk(tcp));
+                // A tunnel stream already holds its received bytes in memory
+                // (h2's frames, quinn's chunks): reading ahead would only copy
+                // them once more. A TCP socket is read in large chunks.
+                let io = match tcp {
+                    BackendIo::Tunnel(_) => ReadAhead::pass(tcp),
+                    BackendIo::Tcp(_) => ReadAhead::bulk(tcp),
+                };
+                let hs = c.connector.connect(c.server_name.clone(), io);
                 match tokio::time::timeout(limit, hs).await {
                     Ok(Ok(t)) => {
                         let conn = t.get_ref().1;

@@ -7,7 +7,9 @@
 //! 16 KiB records in 4 KiB `recv`s. Under this layer one `recv` takes up to
 //! [`CHUNK`] and rustls' small reads are served from memory. Control
 //! connections do not use it (`cap` 0 passes every call through), so nothing is
-//! ever buffered where the stream may be unwrapped (`CCC`).
+//! ever buffered where the stream may be unwrapped (`CCC`). The HTTP/2 tunnel's
+//! own TLS connection reads its TCP socket through it too; the edge's backend
+//! TLS over a tunnel stream does not (the stream holds its bytes already).
 
 use std::io;
 use std::pin::Pin;

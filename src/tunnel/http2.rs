@@ -15,6 +15,10 @@
 //!   consumed (written to TCP or read by the edge's TLS client), send
 //!   capacity reserved and waited for, at most [`SEND_BUF`] buffered per stream;
 //! - at most [`MAX_STREAMS`] concurrent streams (the connector's setting);
+//! - DATA frames up to [`MAX_FRAME`] (64 KiB) both ways, the tunnel's TCP
+//!   connection read through [`ReadAhead`] under TLS, the edge's reads
+//!   releasing window once per frame and its TLS records written vectored
+//!   (measured in bench/README.md, "Cutting the tunnel's copies");
 //! - liveness: a PING every [`KEEP_ALIVE`], the connection dropped when its
 //!   PONG takes longer than [`PONG_LIMIT`] (a dead peer is noticed within
 //!   [`KEEP_ALIVE`] + [`PONG_LIMIT`] = QUIC's idle timeout);
@@ -46,11 +50,15 @@ use super::connector::Connector;
 use super::edge::OpenError;
 use super::proto::{self, Answer, Request};
 use super::{TunnelError, CONN_RWND, IDLE_TIMEOUT, KEEP_ALIVE, MAX_STREAMS, STREAM_RWND};
+use crate::stream::ReadAhead;
 
 /// The ALPN protocol of an HTTP/2 tunnel connection.
 pub(crate) const ALPN_H2: &[u8] = b"ftpsgate-tunnel-h2/1";
 /// Bytes buffered in h2 per stream, waiting for window or the socket.
 const SEND_BUF: usize = 1024 * 1024;
+/// Largest DATA frame either end accepts (HTTP/2's default is 16 KiB): fewer
+/// frames, wake-ups and window releases per byte.
+const MAX_FRAME: u32 = 64 * 1024;
 /// Largest piece the edge's writes hand to h2 at once.
 const WRITE_CHUNK: usize = 256 * 1024;
 /// How long a PONG may take before the peer counts as gone.
@@ -65,6 +73,11 @@ const MAX_ANSWER: usize = 3 + proto::MAX_TEXT;
 const RELAY_BUF: usize = 64 * 1024;
 /// The request every stream is (the header is in the body).
 const URI: &str = "https://ftpsgate-tunnel/";
+
+/// The connector's TLS stream to the edge. Both ends read the tunnel's TCP
+/// connection through [`ReadAhead`]: rustls asks for at most 4 KiB per read,
+/// so a 16 KiB record took four `recv`s; under it one `recv` takes up to 64 KiB.
+type TlsClientStream = tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>;
 
 /// `h2::Error` as an I/O error: a reset (the other side aborted) is
 /// `ConnectionReset`, so the relayed connection counts as aborted.
@@ -128,6 +141,38 @@ impl H2Send {
         Poll::Ready(Ok(n))
     }
 
+    /// `AsyncWrite::poll_write_vectored`: the slices (a TLS client's queued
+    /// records) copied into one piece, up to the capacity h2 gives: one
+    /// `send_data` per batch of records, not one per record.
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.done {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        let want = total.min(WRITE_CHUNK);
+        if want == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let cap = ready!(self.poll_capacity(cx, want))?;
+        let n = cap.min(want);
+        let mut piece = BytesMut::with_capacity(n);
+        for b in bufs {
+            let take = b.len().min(n - piece.len());
+            piece.extend_from_slice(&b[..take]);
+            if piece.len() == n {
+                break;
+            }
+        }
+        self.body
+            .send_data(piece.freeze(), false)
+            .map_err(io_error)?;
+        Poll::Ready(Ok(n))
+    }
+
     /// Sends `data` as it gets capacity (no copy: pieces of `data`).
     async fn send_all(&mut self, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
@@ -160,6 +205,10 @@ pub(crate) struct H2Recv {
     body: h2::RecvStream,
     /// Received, not yet consumed (nor released).
     pending: Bytes,
+    /// Consumed from the current chunk, not yet released: released when the
+    /// chunk is used up (a reader taking 4 KiB at a time, like rustls, gives
+    /// the window back once per frame, not once per read).
+    unreleased: usize,
 }
 
 impl H2Recv {
@@ -167,6 +216,7 @@ impl H2Recv {
         H2Recv {
             body,
             pending: Bytes::new(),
+            unreleased: 0,
         }
     }
 
@@ -211,7 +261,11 @@ impl H2Recv {
         buf.put_slice(&chunk[..n]);
         chunk.advance(n);
         self.pending = chunk;
-        self.consumed(n);
+        self.unreleased += n;
+        if self.pending.is_empty() {
+            let n = std::mem::take(&mut self.unreleased);
+            self.consumed(n);
+        }
         Poll::Ready(Ok(()))
     }
 
@@ -303,12 +357,16 @@ pub(crate) async fn edge_handshake(
 ) -> Result<EdgeConn, String> {
     let work = async {
         crate::net::tune(&tcp);
-        let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let tls = acceptor
+            .accept(ReadAhead::bulk(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
         let (client, mut conn) = h2::client::Builder::new()
             .enable_push(false)
             .initial_window_size(STREAM_RWND)
             .initial_connection_window_size(CONN_RWND)
             .initial_max_send_streams(MAX_STREAMS as usize)
+            .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(SEND_BUF)
             .handshake::<_, Bytes>(tls)
             .await
@@ -422,8 +480,7 @@ impl Connector {
     async fn dial_h2(
         self: Arc<Self>,
         tls: &tokio_rustls::TlsConnector,
-    ) -> Result<h2::server::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>, String>
-    {
+    ) -> Result<h2::server::Connection<TlsClientStream, Bytes>, String> {
         let (host, port) = self.edge();
         let work = async {
             let tcp = TcpStream::connect((host, port))
@@ -433,11 +490,15 @@ impl Connector {
             let addr = tcp.peer_addr().map_err(|e| e.to_string())?;
             let name = rustls::pki_types::ServerName::try_from(self.server_name().to_string())
                 .map_err(|e| e.to_string())?;
-            let stream = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
+            let stream = tls
+                .connect(name, ReadAhead::bulk(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
             let conn = h2::server::Builder::new()
                 .initial_window_size(STREAM_RWND)
                 .initial_connection_window_size(CONN_RWND)
                 .max_concurrent_streams(MAX_STREAMS)
+                .max_frame_size(MAX_FRAME)
                 .max_send_buffer_size(SEND_BUF)
                 .handshake::<_, Bytes>(stream)
                 .await

@@ -351,6 +351,26 @@ impl AsyncWrite for TunnelStream {
         r
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = match &mut this.io {
+            StreamIo::Quic(send, _) => AsyncWrite::poll_write_vectored(Pin::new(send), cx, bufs),
+            StreamIo::H2(send, _) => send.poll_write_vectored(cx, bufs),
+        };
+        if let Poll::Ready(Ok(n)) = r {
+            this.meter.bytes_out.inc_by(n as u64);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        matches!(self.io, StreamIo::H2(..))
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().io {
             StreamIo::Quic(send, _) => AsyncWrite::poll_flush(Pin::new(send), cx),
