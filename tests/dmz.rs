@@ -391,7 +391,10 @@ async fn loopback_edge_restarted_connector_reconnects(t: &'static str) {
     );
     let edge = gateway::start_gateway(&yaml, dir.path()).await;
     let restarted = Instant::now();
-    wait_metric(&edge, CONNECTORS_UP, 1.0, Duration::from_secs(5)).await;
+    // "Within a few seconds": typically well under one (the printed figure);
+    // 8 s leaves room for a backoff step or two on a loaded CI machine (one
+    // run with 18 tunnel tests at once on 2 cores missed 5 s once).
+    wait_metric(&edge, CONNECTORS_UP, 1.0, Duration::from_secs(8)).await;
     eprintln!("connector back after {:?}", restarted.elapsed());
     let lp = Loop {
         edge,
