@@ -345,12 +345,37 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, String> {
     }
 }
 
-/// How one direction of the relay ended.
-enum End {
-    /// Clean end of stream (FIN / finish).
+/// How one direction of a connector relay (QUIC or HTTP/2) ended.
+pub(super) enum End {
+    /// Clean end of stream (FIN / finish / END_STREAM).
     Eof,
     /// The other side aborted: reset ours too.
     Abort,
+}
+
+/// Runs both directions of a relay until both end cleanly (`false`) or one
+/// aborts (`true`, at once: the caller resets both sides).
+pub(super) async fn both_or_abort(
+    up: impl std::future::Future<Output = End>,
+    down: impl std::future::Future<Output = End>,
+) -> bool {
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    loop {
+        tokio::select! {
+            e = &mut up, if !up_done => {
+                if matches!(e, End::Abort) { return true; }
+                up_done = true;
+            }
+            e = &mut down, if !down_done => {
+                if matches!(e, End::Abort) { return true; }
+                down_done = true;
+            }
+        }
+        if up_done && down_done {
+            return false;
+        }
+    }
 }
 
 /// Relays between the backend TCP connection and the stream until both
@@ -405,23 +430,7 @@ async fn relay(mut tcp: TcpStream, mut send: quinn::SendStream, mut recv: quinn:
                 }
             }
         };
-        tokio::pin!(up, down);
-        let (mut up_done, mut down_done) = (false, false);
-        loop {
-            tokio::select! {
-                e = &mut up, if !up_done => {
-                    if matches!(e, End::Abort) { break true; }
-                    up_done = true;
-                }
-                e = &mut down, if !down_done => {
-                    if matches!(e, End::Abort) { break true; }
-                    down_done = true;
-                }
-            }
-            if up_done && down_done {
-                break false;
-            }
-        }
+        both_or_abort(up, down).await
     };
     if aborted {
         crate::net::abort(&tcp);

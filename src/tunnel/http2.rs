@@ -46,7 +46,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::connector::Connector;
+use super::connector::{both_or_abort, Connector, End};
 use super::edge::OpenError;
 use super::proto::{self, Answer, Request};
 use super::{TunnelError, CONN_RWND, IDLE_TIMEOUT, KEEP_ALIVE, MAX_STREAMS, STREAM_RWND};
@@ -571,14 +571,6 @@ impl Connector {
     }
 }
 
-/// How one direction of the relay ended.
-enum End {
-    /// Clean end of stream (END_STREAM / FIN).
-    Eof,
-    /// The other side aborted: reset ours too.
-    Abort,
-}
-
 /// Relays between the backend TCP connection and the stream until both
 /// directions end, as the QUIC relay: a reset from the edge resets the TCP
 /// connection, a TCP error resets the stream.
@@ -625,23 +617,7 @@ async fn relay(mut tcp: TcpStream, mut send: H2Send, mut recv: H2Recv) {
                 }
             }
         };
-        tokio::pin!(up, down);
-        let (mut up_done, mut down_done) = (false, false);
-        loop {
-            tokio::select! {
-                e = &mut up, if !up_done => {
-                    if matches!(e, End::Abort) { break true; }
-                    up_done = true;
-                }
-                e = &mut down, if !down_done => {
-                    if matches!(e, End::Abort) { break true; }
-                    down_done = true;
-                }
-            }
-            if up_done && down_done {
-                break false;
-            }
-        }
+        both_or_abort(up, down).await
     };
     if aborted {
         send.reset();
