@@ -65,10 +65,12 @@ const KNOWN_VERBS: &[&str] = &[
 
 /// The label value for `verb`: itself (upper case) when known, else `other`.
 pub fn verb_label(verb: &str) -> &'static str {
-    KNOWN_VERBS
-        .get(verb_index(verb))
-        .copied()
-        .unwrap_or("other")
+    label_at(verb_index(verb))
+}
+
+/// The label of a [`verb_index`] result.
+fn label_at(i: usize) -> &'static str {
+    KNOWN_VERBS.get(i).copied().unwrap_or("other")
 }
 
 /// `verb`'s index in [`KNOWN_VERBS`], or `KNOWN_VERBS.len()` for `other`: the verb
@@ -207,16 +209,14 @@ impl Metrics {
     /// `ftpsgate_commands_total{verb}`; verbs outside a fixed set count as `other`.
     pub fn command(&self, verb: &str) {
         let i = verb_index(verb);
-        let labels = VerbLabels {
-            verb: KNOWN_VERBS.get(i).copied().unwrap_or("other"),
+        let counter = || {
+            let labels = VerbLabels { verb: label_at(i) };
+            self.sessions.commands.get_or_create(&labels).clone()
         };
-        let family = &self.sessions.commands;
         match self.sessions.command_counters.get(i) {
-            Some(cell) => cell
-                .get_or_init(|| family.get_or_create(&labels).clone())
-                .inc(),
+            Some(cell) => cell.get_or_init(counter).inc(),
             // Not reached: the table has a cell per index verb_index returns.
-            None => family.get_or_create(&labels).inc(),
+            None => counter().inc(),
         };
     }
 }
