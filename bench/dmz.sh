@@ -84,7 +84,7 @@ BIN=${FTPSGATE_BIN:-$REPO/target/release/ftpsgate}
 [[ -x $BIN ]] || die "no executable at $BIN"
 DIRECT_BIN=$BIN
 # Tunnel builds measured: "LABEL=PATH ..." (LABEL empty: the one binary).
-BINS=(${DMZ_BINS:-=$BIN})
+read -ra BINS <<<"${DMZ_BINS:-=$BIN}"
 for b in "${BINS[@]}"; do [[ -x ${b#*=} ]] || die "no executable at ${b#*=}"; done
 case_name() { # case_name TRANSPORT LABEL_EQ_PATH -> tunnel-T or tunnel-T-LABEL
     local l=${2%%=*}
