@@ -15,6 +15,7 @@
 #   DMZ_PORTS      first of 1000 ports to use (passive ranges and free_port
 #                  inside them); default: passive 51000-51299/52000-52299, the
 #                  rest from free_port's default range
+#   DMZ_PASV_PORTS passive ports per side (default 300, at most 300)
 #   DMZ_SESSIONS   sessions held over the one connector while a fast download
 #                  runs (default 200; 0 skips this part): DMZ_SLOW of them
 #                  download a DMZ_SLOW_MIB file at DMZ_SLOW_RATE (curl
@@ -57,11 +58,13 @@ BENCH_PASS=ftpsgatebench-pw
 # connection: the edge's TLS client logs "received corrupt message of type
 # InvalidContentType"). With 81 transfers in 100 ports that failed one PASV
 # in a few hundred near the end (bench/README.md, DMZ fairness).
-VS_PASV="51000-51299"
-GW_PASV="52000-52299"
+PASV_N=${DMZ_PASV_PORTS:-300}
+((PASV_N >= 1 && PASV_N <= 300)) || { echo "DMZ_PASV_PORTS must be 1..300" >&2; exit 1; }
+VS_PASV="51000-$((51000 + PASV_N - 1))"
+GW_PASV="52000-$((52000 + PASV_N - 1))"
 if [[ -n ${DMZ_PORTS:-} ]]; then
-    VS_PASV="$DMZ_PORTS-$((DMZ_PORTS + 299))"
-    GW_PASV="$((DMZ_PORTS + 300))-$((DMZ_PORTS + 599))"
+    VS_PASV="$DMZ_PORTS-$((DMZ_PORTS + PASV_N - 1))"
+    GW_PASV="$((DMZ_PORTS + 300))-$((DMZ_PORTS + 300 + PASV_N - 1))"
 fi
 TRANSPORTS=${DMZ_TRANSPORTS:-quic h2}
 
