@@ -252,7 +252,7 @@ impl Edge {
             open: Arc::new(AtomicUsize::new(0)),
         };
         let id = link.id;
-        self.connected(link, from);
+        self.connected(link, from, conn.suite);
         let why = tokio::select! {
             why = conn.driver => why,
             _ = drop_conn.notified() => "a stream could not be opened on it".to_string(),
@@ -278,20 +278,27 @@ impl Edge {
             open: Arc::new(AtomicUsize::new(0)),
         };
         let id = link.id;
-        self.connected(link, from);
+        self.connected(link, from, None);
         let why = conn.closed().await;
         self.gone(id, from, &why.to_string());
     }
 
     /// Adds a connected connector.
-    fn connected(&self, link: Link, from: SocketAddr) {
+    fn connected(&self, link: Link, from: SocketAddr, suite: Option<&str>) {
         let up = {
             let mut conns = crate::gateway::lock(&self.conns);
             conns.push(link);
             conns.len()
         };
         self.metrics.tunnel_connectors(&self.name, up);
-        info!(tunnel = %self.name, peer = %from, connectors = up, "connector connected");
+        match suite {
+            Some(suite) => {
+                info!(tunnel = %self.name, peer = %from, connectors = up, suite = %suite, "connector connected")
+            }
+            None => {
+                info!(tunnel = %self.name, peer = %from, connectors = up, "connector connected")
+            }
+        }
     }
 
     /// Removes a connector whose connection ended.
