@@ -267,7 +267,7 @@ start_tunnel() { # start_tunnel TRANSPORT -> edge (GW_PID) and connector (BE_PID
     BE_PID=$!
     for _ in $(seq 50); do
         if "${CURL[@]}" "ftp://localhost:$GW_PORT/" >/dev/null 2>&1; then
-            grep -o 'suite=[A-Z0-9_]*' "$TMP/gateway.log" >>"$TMP/suites" || true
+            grep -o 'suite=[A-Z0-9_]\+' "$TMP/gateway.log" >>"$TMP/suites" || true
             return
         fi
         sleep 0.2

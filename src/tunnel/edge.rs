@@ -291,14 +291,9 @@ impl Edge {
             conns.len()
         };
         self.metrics.tunnel_connectors(&self.name, up);
-        match suite {
-            Some(suite) => {
-                info!(tunnel = %self.name, peer = %from, connectors = up, suite = %suite, "connector connected")
-            }
-            None => {
-                info!(tunnel = %self.name, peer = %from, connectors = up, "connector connected")
-            }
-        }
+        // The QUIC edge has no suite to report (quinn's TLS is its own).
+        let suite = suite.unwrap_or("-");
+        info!(tunnel = %self.name, peer = %from, connectors = up, suite, "connector connected");
     }
 
     /// Removes a connector whose connection ended.
