@@ -48,7 +48,8 @@ const HEADER: usize = 5;
 const HELLO_CAP: usize = 16 * 1024 + HEADER;
 
 pub struct HoldIo {
-    /// Data connections read ahead in large chunks (see [`ReadAhead`]).
+    /// Never reads ahead (`pass`): control connections may be unwrapped
+    /// (`CCC`), data connections' `utls` reads in large chunks itself.
     io: ReadAhead<TcpStream>,
     /// Hold writes once the client's first application-data record is read.
     armed: Arc<AtomicBool>,
@@ -74,9 +75,10 @@ impl HoldIo {
     }
 
     /// Holds once `armed` is set and the client's first application-data
-    /// record has been read. For data connections: reads ahead.
+    /// record has been read. For data connections, under `utls`, which reads
+    /// in large chunks itself: no read-ahead here.
     pub fn new(io: TcpStream, armed: Arc<AtomicBool>) -> HoldIo {
-        HoldIo::with(ReadAhead::bulk(io), armed)
+        HoldIo::with(ReadAhead::pass(io), armed)
     }
 
     fn with(io: ReadAhead<TcpStream>, armed: Arc<AtomicBool>) -> HoldIo {
