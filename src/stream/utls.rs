@@ -162,55 +162,89 @@ impl InBuf {
     }
 }
 
-/// Encrypted bytes not yet written: `buf[pos..]`.
+/// Encrypted bytes not yet written: `buf[pos..end]`. The buffer keeps its
+/// size (zero-filled once, when it grows), so sealing into it costs no
+/// clearing per write.
 struct OutBuf {
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
+}
+
+/// `Ok(size needed)` for a buffer too small, else the error.
+type Short = Result<usize, io::Error>;
+
+fn encode_short(e: EncodeError) -> Short {
+    match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Ok(required_size),
+        e => Err(io::Error::other(e.to_string())),
+    }
+}
+
+fn encrypt_short(e: EncryptError) -> Short {
+    match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Ok(required_size)
+        }
+        e => Err(io::Error::other(e.to_string())),
+    }
 }
 
 impl OutBuf {
     fn is_empty(&self) -> bool {
-        self.pos == self.buf.len()
+        self.pos == self.end
     }
 
-    /// Writes until empty (then gives the memory back if it grew large).
+    /// At least `want` bytes of room behind the pending bytes.
+    fn room(&mut self, want: usize) -> &mut [u8] {
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Appends what `write` puts into a slice, growing the buffer to the
+    /// size it asks for until it fits.
+    fn append(
+        &mut self,
+        first: usize,
+        mut write: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+    ) -> io::Result<()> {
+        let mut want = first;
+        loop {
+            match write(self.room(want)) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(Ok(required)) if required > want => want = required,
+                Err(Ok(_)) => return Err(io::Error::other("TLS output does not fit")),
+                Err(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes until empty.
     fn poll_flush<IO: AsyncWrite + Unpin>(
         &mut self,
         io: &mut IO,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while self.pos < self.buf.len() {
-            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.pos..]))?;
+        while self.pos < self.end {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.pos..self.end]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.pos += n;
         }
-        self.buf.clear();
         self.pos = 0;
+        self.end = 0;
         Poll::Ready(Ok(()))
     }
 
     /// Appends a handshake or alert record rustls has ready.
     fn encode<D>(&mut self, e: &mut rustls::unbuffered::EncodeTlsData<'_, D>) -> io::Result<()> {
-        let at = self.buf.len();
-        let mut want = 1024;
-        loop {
-            self.buf.resize(at + want, 0);
-            match e.encode(&mut self.buf[at..]) {
-                Ok(n) => {
-                    self.buf.truncate(at + n);
-                    return Ok(());
-                }
-                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    want = required_size;
-                }
-                Err(e) => {
-                    self.buf.truncate(at);
-                    return Err(io::Error::other(e.to_string()));
-                }
-            }
-        }
+        self.append(1024, |dst| e.encode(dst).map_err(encode_short))
     }
 
     /// Appends `data` sealed in as many records as it takes.
@@ -219,28 +253,9 @@ impl OutBuf {
         w: &mut rustls::unbuffered::WriteTraffic<'_, D>,
         data: &[u8],
     ) -> io::Result<()> {
-        let at = self.buf.len();
         // Room for every record's overhead (header, type, tag, TLS 1.2 nonce).
-        let mut want = data.len() + (data.len() / (16 * 1024) + 1) * 64;
-        loop {
-            if self.buf.capacity() < at + want {
-                self.buf.reserve(at + want - self.buf.len());
-            }
-            self.buf.resize(at + want, 0);
-            match w.encrypt(data, &mut self.buf[at..]) {
-                Ok(n) => {
-                    self.buf.truncate(at + n);
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    want = required_size;
-                }
-                Err(e) => {
-                    self.buf.truncate(at);
-                    return Err(io::Error::other(e.to_string()));
-                }
-            }
-        }
+        let first = data.len() + (data.len() / (16 * 1024) + 1) * 64;
+        self.append(first, |dst| w.encrypt(data, dst).map_err(encrypt_short))
     }
 
     /// Appends a close_notify alert.
@@ -248,24 +263,7 @@ impl OutBuf {
         &mut self,
         w: &mut rustls::unbuffered::WriteTraffic<'_, D>,
     ) -> io::Result<()> {
-        let at = self.buf.len();
-        let mut want = 64;
-        loop {
-            self.buf.resize(at + want, 0);
-            match w.queue_close_notify(&mut self.buf[at..]) {
-                Ok(n) => {
-                    self.buf.truncate(at + n);
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    want = required_size;
-                }
-                Err(e) => {
-                    self.buf.truncate(at);
-                    return Err(io::Error::other(e.to_string()));
-                }
-            }
-        }
+        self.append(64, |dst| w.queue_close_notify(dst).map_err(encrypt_short))
     }
 }
 
@@ -323,6 +321,7 @@ where
             out: OutBuf {
                 buf: Vec::new(),
                 pos: 0,
+                end: 0,
             },
             plain: Vec::new(),
             plain_pos: 0,
@@ -653,11 +652,7 @@ where
     /// so post-handshake messages (TLS 1.3 tickets) reach the session store
     /// of a connection about to be dropped. Plaintext is discarded. Returns
     /// the number of bytes taken from the transport (at most `limit`).
-    pub fn salvage(
-        &mut self,
-        limit: usize,
-        mut raw: Option<RawRead<'_, IO>>,
-    ) -> usize {
+    pub fn salvage(&mut self, limit: usize, mut raw: Option<RawRead<'_, IO>>) -> usize {
         let waker = std::task::Waker::from(Arc::new(NoWake));
         let mut cx = Context::from_waker(&waker);
         let mut taken = 0;
