@@ -136,7 +136,7 @@ impl InBuf {
     }
 
     fn grow(&mut self) {
-        let len = (self.buf.len() * 4).clamp(IN_START, IN_MAX.max(self.end + MAX_RECORD));
+        let len = (self.buf.len() * 4).clamp(IN_START, IN_MAX);
         if len > self.buf.len() {
             self.buf.resize(len, 0);
         }
@@ -150,6 +150,15 @@ impl InBuf {
     ) -> Poll<io::Result<usize>> {
         let space = self.space();
         let room = space.len();
+        if room == 0 {
+            // 256 KiB pending and rustls still wants more: no record or
+            // handshake message is that large (rustls refuses handshake
+            // messages over 64 KiB), so the peer is not speaking TLS.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS input larger than the incoming buffer",
+            )));
+        }
         let mut rb = ReadBuf::new(space);
         ready!(Pin::new(io).poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
