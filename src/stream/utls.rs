@@ -590,7 +590,20 @@ where
                 }
                 Ok(ConnectionState::ReadTraffic(mut r)) => {
                     let mut extra = 0;
-                    while let Some(rec) = r.next_record() {
+                    let mut kept = false;
+                    loop {
+                        // A record that does not fit behind what this call
+                        // already gave stays with rustls for the next call
+                        // (no copy into `plain` and out again).
+                        if buf.filled().len() > before
+                            && r.peek_len().is_some_and(|len| len.get() > buf.remaining())
+                        {
+                            kept = true;
+                            break;
+                        }
+                        let Some(rec) = r.next_record() else {
+                            break;
+                        };
                         let rec = match rec {
                             Ok(rec) => rec,
                             Err(e) => {
@@ -606,7 +619,7 @@ where
                         self.plain.extend_from_slice(&rec.payload[n..]);
                     }
                     self.inb.discard(extra);
-                    if self.plain_pos < self.plain.len() {
+                    if kept || self.plain_pos < self.plain.len() {
                         Next::Done
                     } else {
                         Next::Again

@@ -108,23 +108,28 @@ async fn close_notify_is_a_clean_eof_and_a_bare_close_is_unexpected_eof() {
     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
 }
 
+/// Reads smaller than a record, and reads that end inside a record after
+/// whole ones (the record stays with rustls or its rest is kept).
 #[tokio::test]
-async fn small_reads_get_every_byte_of_large_records() {
+async fn reads_of_any_size_get_every_byte_of_large_records() {
     let (c, s) = configs(&[&rustls::version::TLS13]);
-    let (mut client, mut server) = pair(&c, &s, 1 << 20).await;
-    let data = pattern(100_000);
-    server.write_all(&data).await.unwrap();
-    server.shutdown().await.unwrap();
-    let mut got = Vec::new();
-    let mut small = [0u8; 100];
-    loop {
-        let n = client.read(&mut small).await.unwrap();
-        if n == 0 {
-            break;
+    for size in [100, 20_000, 40_000] {
+        let (mut client, mut server) = pair(&c, &s, 1 << 20).await;
+        let data = pattern(300_000);
+        server.write_all(&data[..1000]).await.unwrap();
+        server.write_all(&data[1000..]).await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        let mut small = vec![0u8; size];
+        loop {
+            let n = client.read(&mut small).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
         }
-        got.extend_from_slice(&small[..n]);
+        assert!(got == data, "reads of {size}");
     }
-    assert_eq!(got, data);
 }
 
 async fn send<W: AsyncWrite + Unpin>(mut w: W, d: Vec<u8>) {
