@@ -1,7 +1,9 @@
 //! A TCP stream that is either clear or wrapped in TLS, for both legs and both
 //! channels (control and data). Explicit FTPS upgrades a clear control stream
 //! in place (`AUTH TLS`), so the session holds this enum rather than a type
-//! fixed at accept time.
+//! fixed at accept time. Control connections' TLS is tokio-rustls
+//! ([`ClientStream`], [`BackendStream`]); data connections' is [`utls`], on
+//! rustls's unbuffered API ([`ClientDataStream`], [`BackendDataStream`]).
 
 use std::io;
 use std::pin::Pin;

@@ -403,7 +403,7 @@ async fn handshake(
     // them, whatever the direction (see `stream::HoldIo`).
     let armed = Arc::new(AtomicBool::new(false));
     let io = HoldIo::new(tcp, armed.clone());
-    let mut start = match utls::accept(io).await {
+    let start = match utls::accept(io).await {
         Ok(s) => s,
         Err(e) => {
             metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
@@ -413,8 +413,7 @@ async fn handshake(
     hello_seen.store(true, Ordering::Relaxed);
     // A ticket of a session from this address still logging in (rclone opens
     // connections in parallel, one ticket cache): wait for that login before
-    // resuming is decided. The stream keeps the ClientHello itself.
-    drop(start.io_mut().take_first_bytes());
+    // resuming is decided.
     acceptors
         .await_ticket_owner(start.client_hello(), TICKET_OWNER_WAIT)
         .await;

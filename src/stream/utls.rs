@@ -435,7 +435,7 @@ where
     }
 
     /// Encodes what rustls has queued to send (an alert after an error, a
-    /// KeyUpdate) into the outgoing buffer, without processing input.
+    /// KeyUpdate) into the outgoing buffer, reading nothing more.
     fn queue_pending(&mut self) {
         for _ in 0..16 {
             let status = self.conn.process(self.inb.pending());
@@ -466,17 +466,10 @@ where
         }
     }
 
-    /// Gets rustls to a state where application data may be sealed, doing
-    /// what it asks first (queued KeyUpdate, noting a close_notify seen).
-    fn writable(&mut self) -> io::Result<()> {
-        if let Some(e) = &self.failed {
-            return Err(tls_error(e.clone()));
-        }
-        Ok(())
-    }
-
     fn poll_write_plain(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.writable()?;
+        if let Some(e) = &self.failed {
+            return Poll::Ready(Err(tls_error(e.clone())));
+        }
         if self.closing {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
@@ -782,11 +775,6 @@ where
     /// came with it).
     pub fn client_hello(&self) -> &[u8] {
         &self.inb.buf[self.inb.start..self.inb.end]
-    }
-
-    /// The transport.
-    pub fn io_mut(&mut self) -> &mut IO {
-        &mut self.io
     }
 
     /// Finishes the handshake with `config`.
