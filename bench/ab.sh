@@ -10,7 +10,12 @@
 #   sudo ./bench/ab.sh old=/tmp/ftpsgate.old new=target/release/ftpsgate
 #
 # Environment: AB_ROUNDS (default 5), BENCH_MIB (default 256), BENCH_KEEP=1,
-# AB_EVENTS (more perf events per transfer, logged; e.g. syscalls:sys_enter_writev).
+# AB_EVENTS (more perf events per transfer, logged; e.g. syscalls:sys_enter_writev),
+# AB_PORT_BASE/AB_PORT_SPAN (listening ports, default 20000/20000), AB_VS_PASV
+# (vsftpd's passive range, default 51000-51099), AB_GW_PASV_LO (first of the
+# gateways' passive ports, 100 each, default 52000; AB_GW_PASV_SPAN ports kept
+# free for them, default 1000): on a shared machine, e.g. AB_VS_PASV=30000-30099
+# AB_GW_PASV_LO=30100 AB_GW_PASV_SPAN=200 AB_PORT_BASE=30400 AB_PORT_SPAN=600.
 set -euo pipefail
 
 ROUNDS=${AB_ROUNDS:-5}
@@ -18,14 +23,16 @@ BIG_MIB=${BENCH_MIB:-256}
 BIG_BYTES=$((BIG_MIB * 1024 * 1024))
 BENCH_USER=ftpsgatebench
 BENCH_PASS=ftpsgatebench-pw
-VS_PASV="51000-51099"
-GW_PASV="52000-52999"            # each gateway gets 100 ports of it
+VS_PASV=${AB_VS_PASV:-51000-51099}
+GW_PASV_LO=${AB_GW_PASV_LO:-52000}
+GW_PASV="$GW_PASV_LO-$((GW_PASV_LO + ${AB_GW_PASV_SPAN:-1000} - 1))"   # each gateway gets 100 ports of it
 
 BENCH_TAG=ab
 # shellcheck source=bench/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 STOP_SECS=5
-PORT_SPAN=20000
+PORT_BASE=${AB_PORT_BASE:-$PORT_BASE}
+PORT_SPAN=${AB_PORT_SPAN:-20000}
 FAIL_LOGS=(vsftpd.log vsftpd.stderr)
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (creates user $BENCH_USER, runs vsftpd)"
@@ -63,7 +70,7 @@ cleanup_extra() {
 i=0
 for name in "${NAMES[@]}"; do
     port=$(free_port "$VS_PORT" "${PORTS[@]}")
-    lo=$((52000 + 100 * i))
+    lo=$((GW_PASV_LO + 100 * i))
     cat >"$TMP/gateway-$name.yaml" <<EOF
 listeners:
   - name: edge

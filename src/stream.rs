@@ -1,7 +1,9 @@
 //! A TCP stream that is either clear or wrapped in TLS, for both legs and both
 //! channels (control and data). Explicit FTPS upgrades a clear control stream
 //! in place (`AUTH TLS`), so the session holds this enum rather than a type
-//! fixed at accept time.
+//! fixed at accept time. Control connections' TLS is tokio-rustls
+//! ([`ClientStream`], [`BackendStream`]); data connections' is [`utls`], on
+//! rustls's unbuffered API ([`ClientDataStream`], [`BackendDataStream`]).
 
 use std::io;
 use std::pin::Pin;
@@ -15,8 +17,9 @@ use crate::backend::io::BackendIo;
 mod backend;
 mod hold;
 mod readahead;
+pub(crate) mod utls;
 
-pub(crate) use backend::BackendTlsStream;
+pub(crate) use backend::{BackendDataTls, BackendTlsStream};
 pub(crate) use hold::HoldIo;
 pub(crate) use readahead::ReadAhead;
 
@@ -24,6 +27,11 @@ pub(crate) use readahead::ReadAhead;
 pub(crate) type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;
 /// Backend-side (gateway is the TLS client) stream, over TCP or a tunnel.
 pub(crate) type BackendStream = MaybeTls<BackendTlsStream, BackendIo>;
+/// Client-side data connection: TLS on rustls's unbuffered API (see
+/// [`utls`]); control connections keep [`ClientStream`].
+pub(crate) type ClientDataStream = MaybeTls<utls::ServerTls<HoldIo>>;
+/// Backend-side data connection, over TCP or a tunnel (see [`utls`]).
+pub(crate) type BackendDataStream = MaybeTls<BackendDataTls, BackendIo>;
 
 /// `P`: the plain transport (TCP, or for backends `BackendIo`).
 pub enum MaybeTls<T, P = TcpStream> {
@@ -37,7 +45,7 @@ impl<T, P> MaybeTls<T, P> {
     }
 }
 
-impl ClientStream {
+impl ClientDataStream {
     /// Let held TLS 1.3 tickets go out (see [`HoldIo`]); no-op otherwise.
     pub fn release_held(&mut self) {
         if let MaybeTls::Tls(t) = self {
@@ -46,7 +54,7 @@ impl ClientStream {
     }
 }
 
-impl BackendStream {
+impl BackendDataStream {
     /// The transport under TLS (if any).
     pub fn io(&self) -> &BackendIo {
         match self {

@@ -28,7 +28,10 @@ use crate::channel::{Channel, ReplyReadError};
 use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
 use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
-use crate::stream::{BackendStream, BackendTlsStream, MaybeTls, ReadAhead};
+use crate::stream::utls::ClientTls;
+use crate::stream::{
+    BackendDataStream, BackendDataTls, BackendStream, BackendTlsStream, MaybeTls, ReadAhead,
+};
 use crate::tls::{self, BackendTls, SessionConnector};
 use crate::tunnel::edge::{Edge, Link, OpenError, Opened};
 use crate::tunnel::proto::Request;
@@ -138,7 +141,11 @@ pub struct DataTarget {
 }
 
 impl DataTarget {
-    pub async fn connect(&self, port: u16, limit: Duration) -> Result<BackendStream, BackendError> {
+    pub async fn connect(
+        &self,
+        port: u16,
+        limit: Duration,
+    ) -> Result<BackendDataStream, BackendError> {
         let addr = SocketAddr::new(self.ip, port);
         if let Some((edge, link)) = &self.via {
             let req = Request::Data {
@@ -185,7 +192,7 @@ impl DataTarget {
         &self,
         l: BackendListener,
         limit: Duration,
-    ) -> Result<BackendStream, BackendError> {
+    ) -> Result<BackendDataStream, BackendError> {
         let addr = l.local.to_string();
         let accept = async {
             loop {
@@ -211,18 +218,16 @@ impl DataTarget {
         tcp: BackendIo,
         addr: impl ToString,
         limit: Duration,
-    ) -> Result<BackendStream, BackendError> {
+    ) -> Result<BackendDataStream, BackendError> {
         match &self.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some(c) => {
                 // A tunnel stream already holds its received bytes in memory
                 // (h2's frames, quinn's chunks): reading ahead would only copy
                 // them once more. A TCP socket is read in large chunks.
-                let io = match tcp {
-                    BackendIo::Tunnel(_) => ReadAhead::pass(tcp),
-                    BackendIo::Tcp(_) => ReadAhead::bulk(tcp),
-                };
-                let hs = c.connector.connect(c.server_name.clone(), io);
+                // Data connections run on rustls's unbuffered API, which
+                // reads the transport in large chunks itself (`stream::utls`).
+                let hs = ClientTls::connect(c.config.clone(), c.server_name.clone(), tcp);
                 match tokio::time::timeout(limit, hs).await {
                     Ok(Ok(t)) => {
                         let conn = t.get_ref().1;
@@ -237,7 +242,7 @@ impl DataTarget {
                         if !resumed {
                             self.not_resumed(c, version, &addr.to_string());
                         }
-                        Ok(MaybeTls::Tls(Box::new(BackendTlsStream::data(t))))
+                        Ok(MaybeTls::Tls(Box::new(BackendDataTls::new(t))))
                     }
                     Ok(Err(e)) => {
                         self.metrics.tls_handshake(

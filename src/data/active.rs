@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpSocket;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::PortRange;
 use crate::control::Direction;
 use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
-use crate::stream::{ClientStream, HoldIo, MaybeTls};
+use crate::stream::{utls, ClientDataStream, HoldIo, MaybeTls};
 use crate::tls;
 
 use super::pinhole::DataTls;
@@ -33,7 +32,7 @@ pub(crate) struct ActiveSpec {
     pub metrics: Arc<Metrics>,
 }
 
-pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeError> {
+pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientDataStream, PinholeError> {
     let tcp = match tokio::time::timeout(spec.limit, connect_tcp(&spec)).await {
         Ok(r) => r?,
         Err(_) => return Err(PinholeError::Expired(spec.limit)),
@@ -45,9 +44,9 @@ pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientStream, PinholeErr
             acceptors,
             require_reuse,
         }) => {
-            let acceptor = TlsAcceptor::from(acceptors.data(spec.direction));
-            let t = match tokio::time::timeout(spec.limit, acceptor.accept(HoldIo::pass(tcp))).await
-            {
+            let hs =
+                utls::ServerTls::accept_with(acceptors.data(spec.direction), HoldIo::pass(tcp));
+            let t = match tokio::time::timeout(spec.limit, hs).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     spec.metrics.tls_handshake(

@@ -20,12 +20,11 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::PortRange;
 use crate::control::Direction;
 use crate::metrics::{Handshake, Metrics, PinholeRefusal, Resumption, Side};
-use crate::stream::{ClientStream, HoldIo, MaybeTls};
+use crate::stream::{utls, ClientDataStream, HoldIo, MaybeTls};
 use crate::tls::{self, SessionAcceptors};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +96,7 @@ pub(crate) struct DataTls {
 /// An open pinhole. Dropping it closes the port and cancels its task.
 pub(crate) struct Pinhole {
     pub local: SocketAddr,
-    rx: Option<oneshot::Receiver<Result<ClientStream, PinholeError>>>,
+    rx: Option<oneshot::Receiver<Result<ClientDataStream, PinholeError>>>,
     task: JoinHandle<()>,
     used: Arc<AtomicBool>,
     /// The client's ClientHello has arrived (its handshake may still run).
@@ -219,7 +218,7 @@ impl Pinhole {
     }
 
     /// Wait for the client's data connection (already TLS-accepted if `PROT P`).
-    pub(crate) async fn connection(&mut self) -> Result<ClientStream, PinholeError> {
+    pub(crate) async fn connection(&mut self) -> Result<ClientDataStream, PinholeError> {
         match self.rx.take() {
             Some(rx) => rx.await.unwrap_or(Err(PinholeError::Closed)),
             None => Err(PinholeError::Closed),
@@ -287,11 +286,11 @@ async fn accept_one(
     spec: &PinholeSpec,
     direction: watch::Receiver<Option<Direction>>,
     hello_seen: Arc<AtomicBool>,
-) -> Result<ClientStream, PinholeError> {
+) -> Result<ClientDataStream, PinholeError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let deadline = tokio::time::sleep(spec.lifetime);
     tokio::pin!(deadline);
-    let mut candidates: JoinSet<(SocketAddr, Result<ClientStream, Refused>)> = JoinSet::new();
+    let mut candidates: JoinSet<(SocketAddr, Result<ClientDataStream, Refused>)> = JoinSet::new();
     // What the client is told if nobody good came: the last refusal, or expiry.
     let mut last: Option<PinholeError> = None;
     loop {
@@ -392,7 +391,7 @@ async fn handshake(
     direction: watch::Receiver<Option<Direction>>,
     metrics: &Metrics,
     hello_seen: &AtomicBool,
-) -> Result<ClientStream, Refused> {
+) -> Result<ClientDataStream, Refused> {
     let DataTls {
         acceptors,
         require_reuse,
@@ -404,8 +403,7 @@ async fn handshake(
     // them, whatever the direction (see `stream::HoldIo`).
     let armed = Arc::new(AtomicBool::new(false));
     let io = HoldIo::new(tcp, armed.clone());
-    let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let mut start = match hello.await {
+    let start = match utls::accept(io).await {
         Ok(s) => s,
         Err(e) => {
             metrics.tls_handshake(Side::Client, "none", Handshake::Failed, Resumption::Full);
@@ -416,9 +414,8 @@ async fn handshake(
     // A ticket of a session from this address still logging in (rclone opens
     // connections in parallel, one ticket cache): wait for that login before
     // resuming is decided.
-    let first = start.io.take_first_bytes();
     acceptors
-        .await_ticket_owner(&first, TICKET_OWNER_WAIT)
+        .await_ticket_owner(start.client_hello(), TICKET_OWNER_WAIT)
         .await;
     let known = *direction.borrow();
     if known.is_none() {

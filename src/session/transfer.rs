@@ -15,7 +15,7 @@ use crate::control::{Direction, Reply, TransferKind};
 use crate::data::active::{self, ActiveSpec};
 use crate::data::relay::RelayOpts;
 use crate::data::{relay, Pinhole, PinholeError, RelayError};
-use crate::stream::{BackendStream, ClientStream};
+use crate::stream::{BackendDataStream, ClientDataStream};
 
 /// How the client data connection is obtained.
 pub(super) enum ClientLeg {
@@ -26,7 +26,7 @@ pub(super) enum ClientLeg {
 }
 
 impl ClientLeg {
-    async fn open(self) -> Result<ClientStream, PinholeError> {
+    async fn open(self) -> Result<ClientDataStream, PinholeError> {
         match self {
             ClientLeg::Pinhole(mut p) => p.connection().await,
             ClientLeg::Active(spec) => active::connect(spec).await,
@@ -43,7 +43,7 @@ pub(super) enum BackendLeg {
 }
 
 impl BackendLeg {
-    async fn open(self, limit: Duration) -> Result<BackendStream, BackendError> {
+    async fn open(self, limit: Duration) -> Result<BackendDataStream, BackendError> {
         match self {
             BackendLeg::Passive(target, port) => target.connect(port, limit).await,
             BackendLeg::Active(target, listener) => target.accept(listener, limit).await,

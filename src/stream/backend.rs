@@ -1,6 +1,7 @@
-//! The gateway's TLS client stream toward a backend (control and data), which
-//! keeps the TLS 1.3 tickets a backend sent on a data connection even when
-//! that connection is dropped unread.
+//! The gateway's TLS client streams toward a backend — control
+//! ([`BackendTlsStream`], tokio-rustls) and data ([`BackendDataTls`], on
+//! rustls's unbuffered API, see [`super::utls`]) — which keep the TLS 1.3
+//! tickets a backend sent even when the connection is dropped unread.
 //!
 //! TLS 1.3 tickets are single-use and servers hand out the replacement on each
 //! data connection (vsftpd: one per connection, right after the handshake).
@@ -30,12 +31,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::utls::ClientTls;
 use super::ReadAhead;
 use crate::backend::io::BackendIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-/// The TLS client stream over the backend transport (data connections read
-/// ahead, see [`ReadAhead`]).
+/// The TLS client stream over the backend control transport.
 pub type TlsStream = tokio_rustls::client::TlsStream<ReadAhead<BackendIo>>;
 
 /// Upper bound of bytes read from the socket on drop (the tickets come first;
@@ -46,29 +47,16 @@ const LINGER_BYTES: usize = 8 * 1024 * 1024;
 /// How long a dropped data connection is read in the background, at most.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 
-/// A client-side TLS stream to a backend.
+/// A client-side TLS stream to a backend (control connection).
 pub struct BackendTlsStream {
     /// Always `Some` until dropped.
     inner: Option<TlsStream>,
-    /// A data connection: read to its end in the background when dropped.
-    linger: bool,
 }
 
 impl BackendTlsStream {
     /// The backend control connection.
     pub fn control(inner: TlsStream) -> Self {
-        BackendTlsStream {
-            inner: Some(inner),
-            linger: false,
-        }
-    }
-
-    /// A backend data connection.
-    pub fn data(inner: TlsStream) -> Self {
-        BackendTlsStream {
-            inner: Some(inner),
-            linger: true,
-        }
+        BackendTlsStream { inner: Some(inner) }
     }
 
     pub fn get_ref(&self) -> (&BackendIo, &rustls::ClientConnection) {
@@ -167,7 +155,7 @@ impl std::task::Wake for NoWake {
 }
 
 /// Reads a dropped data connection until the backend closes it (bounded).
-async fn linger(mut stream: TlsStream) {
+async fn linger(mut stream: ClientTls<BackendIo>) {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut buf = vec![0u8; 16 * 1024];
         let mut total = 0;
@@ -187,12 +175,6 @@ impl Drop for BackendTlsStream {
             return;
         };
         salvage_tickets(&mut stream);
-        if !self.linger || stream.get_ref().0.get_ref().abort_armed() {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(stream));
-        }
     }
 }
 
@@ -233,5 +215,100 @@ impl AsyncWrite for BackendTlsStream {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+}
+
+/// A client-side TLS stream to a backend's data connection: read to its end
+/// in the background when dropped (see the module docs).
+pub struct BackendDataTls {
+    /// Always `Some` until dropped.
+    inner: Option<ClientTls<BackendIo>>,
+}
+
+impl BackendDataTls {
+    /// A backend data connection.
+    pub(crate) fn new(inner: ClientTls<BackendIo>) -> Self {
+        BackendDataTls { inner: Some(inner) }
+    }
+
+    pub fn get_ref(&self) -> (&BackendIo, &rustls::CommonState) {
+        match &self.inner {
+            Some(s) => s.get_ref(),
+            // Only `drop` takes it.
+            None => unreachable!("backend TLS stream used after drop"),
+        }
+    }
+
+    fn io(&mut self) -> io::Result<&mut ClientTls<BackendIo>> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+/// [`salvage_tickets`] for a data connection: the socket is read directly
+/// (without waiting: an empty buffer is `WouldBlock`), a tunnel stream
+/// polled once per batch.
+fn salvage_data(stream: &mut ClientTls<BackendIo>) -> usize {
+    if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        // TLS 1.2 resumes by session id, which stays in the store.
+        return 0;
+    }
+    if matches!(stream.get_ref().0, BackendIo::Tunnel(_)) {
+        return stream.salvage(SALVAGE_LIMIT, None);
+    }
+    let mut read = |io: &mut BackendIo, buf: &mut [u8]| -> Option<usize> {
+        let BackendIo::Tcp(tcp) = io else {
+            return None;
+        };
+        let sock = socket2::SockRef::from(&*tcp);
+        match (&*sock).read(buf) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        }
+    };
+    stream.salvage(SALVAGE_LIMIT, Some(&mut read))
+}
+
+impl Drop for BackendDataTls {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.inner.take() else {
+            return;
+        };
+        salvage_data(&mut stream);
+        if stream.get_ref().0.abort_armed() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream));
+        }
+    }
+}
+
+impl AsyncRead for BackendDataTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().io()?).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BackendDataTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().io()?).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().io()?).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().io()?).poll_shutdown(cx)
     }
 }

@@ -24,9 +24,9 @@
 //! records (0x16), so they never arm during the handshake; the caller
 //! releases right after a TLS 1.2 handshake.
 //!
-//! It also keeps a copy of the first bytes the client sent on a data
-//! connection (its ClientHello), for `tls::SessionAcceptors::await_ticket_owner`
-//! to see which ticket is offered; rustls does not say.
+//! On data connections it sits under `stream::utls` (which also keeps the
+//! client's ClientHello for `tls::SessionAcceptors::await_ticket_owner`), on
+//! control connections under tokio-rustls, never holding.
 
 use std::io;
 use std::pin::Pin;
@@ -43,12 +43,10 @@ use super::ReadAhead;
 /// TLS 1.3 record).
 const APPLICATION_DATA: u8 = 0x17;
 const HEADER: usize = 5;
-/// Bytes of the client's first flight kept for inspection (a ClientHello fits
-/// one record of at most 16 KiB plus its header).
-const HELLO_CAP: usize = 16 * 1024 + HEADER;
 
 pub struct HoldIo {
-    /// Data connections read ahead in large chunks (see [`ReadAhead`]).
+    /// Never reads ahead (`pass`): control connections may be unwrapped
+    /// (`CCC`), data connections' `utls` reads in large chunks itself.
     io: ReadAhead<TcpStream>,
     /// Hold writes once the client's first application-data record is read.
     armed: Arc<AtomicBool>,
@@ -59,9 +57,6 @@ pub struct HoldIo {
     header: [u8; HEADER],
     header_len: usize,
     body_left: usize,
-    /// The client's first bytes (data connections), until taken.
-    hello: Vec<u8>,
-    capture: bool,
 }
 
 impl HoldIo {
@@ -69,14 +64,14 @@ impl HoldIo {
     pub fn pass(io: TcpStream) -> HoldIo {
         let mut h = HoldIo::with(ReadAhead::pass(io), Arc::new(AtomicBool::new(false)));
         h.released = true;
-        h.capture = false;
         h
     }
 
     /// Holds once `armed` is set and the client's first application-data
-    /// record has been read. For data connections: reads ahead.
+    /// record has been read. For data connections, under `utls`, which reads
+    /// in large chunks itself: no read-ahead here.
     pub fn new(io: TcpStream, armed: Arc<AtomicBool>) -> HoldIo {
-        HoldIo::with(ReadAhead::bulk(io), armed)
+        HoldIo::with(ReadAhead::pass(io), armed)
     }
 
     fn with(io: ReadAhead<TcpStream>, armed: Arc<AtomicBool>) -> HoldIo {
@@ -89,15 +84,7 @@ impl HoldIo {
             header: [0; HEADER],
             header_len: 0,
             body_left: 0,
-            hello: Vec::new(),
-            capture: true,
         }
-    }
-
-    /// The first bytes the client sent (its ClientHello); stops keeping them.
-    pub fn take_first_bytes(&mut self) -> Vec<u8> {
-        self.capture = false;
-        std::mem::take(&mut self.hello)
     }
 
     pub fn get_ref(&self) -> &TcpStream {
@@ -174,14 +161,6 @@ impl AsyncRead for HoldIo {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-        if this.capture {
-            let new = &buf.filled()[before..];
-            let n = new.len().min(HELLO_CAP - this.hello.len());
-            this.hello.extend_from_slice(&new[..n]);
-            if this.hello.len() >= HELLO_CAP {
-                this.capture = false;
-            }
-        }
         if !this.released && !this.holding {
             this.scan(&buf.filled()[before..]);
         }

@@ -1,5 +1,7 @@
-//! `ReadAhead`: reads a data connection's socket in large chunks for the TLS
-//! layer above it.
+//! `ReadAhead`: reads a socket in large chunks for the tokio-rustls layer
+//! above it. Today: the HTTP/2 tunnel's own TLS connection (`bulk`), and
+//! pass-through under control connections; data connections run on
+//! `stream::utls`, which reads in large chunks itself.
 //!
 //! rustls asks its transport for at most 4 KiB more than it holds, and shrinks
 //! its buffer back to 4 KiB whenever it has consumed everything; a relay that

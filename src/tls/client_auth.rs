@@ -170,7 +170,7 @@ impl SessionPeer {
 
     /// A data connection must carry the control connection's certificate
     /// (a resumed session carries it too), or none when that had none.
-    pub(crate) fn check_data(&self, conn: &ServerConnection) -> Result<(), ClientCertRefusal> {
+    pub(crate) fn check_data(&self, conn: &rustls::CommonState) -> Result<(), ClientCertRefusal> {
         let control = self.control.lock().map(|c| c.0.clone()).unwrap_or(None);
         same_certificate(control.as_ref(), leaf(conn).as_ref())
     }
@@ -189,7 +189,7 @@ fn same_certificate(
     }
 }
 
-fn leaf(conn: &ServerConnection) -> Option<CertificateDer<'static>> {
+fn leaf(conn: &rustls::CommonState) -> Option<CertificateDer<'static>> {
     conn.peer_certificates()
         .and_then(|c| c.first())
         .map(|c| c.clone().into_owned())

@@ -370,7 +370,7 @@ impl SessionAcceptors {
     /// Refusals are logged and counted here; the caller closes the connection.
     pub(crate) fn check_data_cert(
         &self,
-        conn: &rustls::ServerConnection,
+        conn: &rustls::CommonState,
         metrics: &crate::metrics::Metrics,
     ) -> Result<(), crate::metrics::ClientCertRefusal> {
         let Some(peer) = &self.peer else {
@@ -502,8 +502,10 @@ impl BackendTls {
         let store = Arc::new(SessionStore::new());
         let mut cfg = (**base).clone();
         cfg.resumption = Resumption::store(store.clone());
+        let config = Arc::new(cfg);
         SessionConnector {
-            connector: TlsConnector::from(Arc::new(cfg)),
+            connector: TlsConnector::from(config.clone()),
+            config,
             server_name: self.server_name.clone(),
             store,
             tls12_only,
@@ -526,6 +528,9 @@ impl BackendTls {
 #[derive(Clone)]
 pub struct SessionConnector {
     pub connector: TlsConnector,
+    /// The config `connector` uses (data connections handshake with it on
+    /// rustls's unbuffered API, see `stream::utls`).
+    pub config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
     /// What data connections offer to resume (shared with `connector`).
     pub store: Arc<SessionStore>,
