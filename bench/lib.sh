@@ -170,19 +170,15 @@ start_gateway() { # start_gateway [FTPSGATE GLOBAL OPTIONS] -> `ftpsgate run` on
 gw_alive() { kill -0 "$GW_PID" 2>/dev/null || die "ftpsgate died (see gateway.log)"; }
 
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/stat)
+proc_stat_ticks() { # proc_stat_ticks PID AWK-EXPR: fields of /proc/PID/stat after "pid (comm) "
     local stat rest
     stat=$(<"/proc/$1/stat")
     rest=${stat##*) }            # drop "pid (comm) " – comm may contain spaces
-    # rest starts at field 3 (state): field 14 is word 12, field 15 word 13
-    awk '{print $12 + $13}' <<<"$rest"
+    # rest starts at field 3 (state): field 14 (utime) is word 12, field 15 (stime) word 13
+    awk "{print $2}" <<<"$rest"
 }
-cpu_ticks_user() { # utime of PID in clock ticks (field 14 of /proc/PID/stat)
-    local stat rest
-    stat=$(<"/proc/$1/stat")
-    rest=${stat##*) }
-    awk '{print $12}' <<<"$rest"
-}
+cpu_ticks() { proc_stat_ticks "$1" '$12 + $13'; }  # utime+stime of PID in clock ticks
+cpu_ticks_user() { proc_stat_ticks "$1" '$12'; }   # utime of PID in clock ticks
 ticks_s() { awk -v d="$1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", d / t }'; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }

@@ -65,10 +65,7 @@ impl Server {
         }
     }
     fn make_file(&self, name: &str, size: usize) -> String {
-        let path = self.root().join(name);
-        let sha = make_file(&path, size);
-        chown_to_test_user(&path);
-        sha
+        make_owned_file(self.root(), name, size)
     }
 }
 
@@ -435,5 +432,53 @@ async fn lftp_mirror_to_proftpd() {
         bad.len(),
         files.len()
     );
+    gw.shutdown().await;
+}
+
+/// vsftpd that cannot bind a passive port gives up the session by writing `500 OOPS:
+/// vsf_sysutil_bind` in clear text on the TLS control connection and exiting (seen in
+/// bench/dmz.sh's 200-session run with too few passive ports). The gateway takes that for a
+/// lost backend: the client gets `421` at once and the session is closed. curl reports a
+/// `421` as "(28) Timeout was reached" (it maps 421 to CURLE_OPERATION_TIMEDOUT, servers send
+/// it on idle timeouts), which is what made the bench's failed downloads look like hangs:
+/// here it fails within a second, with the `421` in its dialogue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_dying_in_clear_text_on_pasv_gives_the_client_421() {
+    ensure_tools();
+    harness::init_logs();
+    // vsftpd's only passive port, held here: every bind attempt fails.
+    let hold = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hold.local_addr().unwrap().port();
+    let vs = Vsftpd::start_with(
+        VsftpdMode::Explicit {
+            require_reuse: true,
+        },
+        &format!("pasv_min_port={port}\npasv_max_port={port}\n"),
+    );
+    let server = Server::Vs(vs);
+    server.make_file("f.bin", 4 * KIB);
+    let gw = Gw::start(&server, None, None).await;
+    let curl = Curl::new(gw.addr(), Security::Explicit, Some(&gw.certs.ca_pem));
+    let started = std::time::Instant::now();
+    let out = curl.raw(&["-v", "-o", "/dev/null"], "f.bin").await;
+    out.assert_failed();
+    assert!(
+        out.stderr.contains("421"),
+        "curl did not get the gateway's 421: {out}\n--- server:\n{}",
+        server.output()
+    );
+    // Not a performance bound: a hang would last curl's whole --max-time.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "curl took {:?}: {out}",
+        started.elapsed()
+    );
+    let logs = String::from_utf8_lossy(&harness::captured_logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("backend control connection lost"),
+        "{}",
+        log_tail()
+    );
+    drop(hold);
     gw.shutdown().await;
 }

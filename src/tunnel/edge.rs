@@ -252,7 +252,7 @@ impl Edge {
             open: Arc::new(AtomicUsize::new(0)),
         };
         let id = link.id;
-        self.connected(link, from);
+        self.connected(link, from, conn.suite);
         let why = tokio::select! {
             why = conn.driver => why,
             _ = drop_conn.notified() => "a stream could not be opened on it".to_string(),
@@ -278,20 +278,22 @@ impl Edge {
             open: Arc::new(AtomicUsize::new(0)),
         };
         let id = link.id;
-        self.connected(link, from);
+        self.connected(link, from, None);
         let why = conn.closed().await;
         self.gone(id, from, &why.to_string());
     }
 
     /// Adds a connected connector.
-    fn connected(&self, link: Link, from: SocketAddr) {
+    fn connected(&self, link: Link, from: SocketAddr, suite: Option<&str>) {
         let up = {
             let mut conns = crate::gateway::lock(&self.conns);
             conns.push(link);
             conns.len()
         };
         self.metrics.tunnel_connectors(&self.name, up);
-        info!(tunnel = %self.name, peer = %from, connectors = up, "connector connected");
+        // The QUIC edge has no suite to report (quinn's TLS is its own).
+        let suite = suite.unwrap_or("-");
+        info!(tunnel = %self.name, peer = %from, connectors = up, suite, "connector connected");
     }
 
     /// Removes a connector whose connection ended.

@@ -347,6 +347,9 @@ pub(crate) struct EdgeConn {
     pub(crate) client: h2::client::SendRequest<Bytes>,
     /// Drives the connection; resolves with the reason it ended.
     pub(crate) driver: std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>,
+    /// The tunnel TLS cipher suite (logged: it is one of the AEAD passes a
+    /// tunnel byte costs, bench/dmz.sh prices it).
+    pub(crate) suite: Option<&'static str>,
 }
 
 /// TLS (client certificate verified) and the HTTP/2 client handshake on an
@@ -361,6 +364,11 @@ pub(crate) async fn edge_handshake(
             .accept(ReadAhead::bulk(tcp))
             .await
             .map_err(|e| e.to_string())?;
+        let suite = tls
+            .get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str());
         let (client, mut conn) = h2::client::Builder::new()
             .enable_push(false)
             .initial_window_size(STREAM_RWND)
@@ -381,7 +389,11 @@ pub(crate) async fn edge_handshake(
                 why = keepalive(pp) => why,
             }
         });
-        Ok(EdgeConn { client, driver })
+        Ok(EdgeConn {
+            client,
+            driver,
+            suite,
+        })
     };
     match tokio::time::timeout(HANDSHAKE_LIMIT, work).await {
         Ok(r) => r,

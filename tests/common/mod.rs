@@ -23,7 +23,7 @@ pub mod vsftpd;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
@@ -128,6 +128,24 @@ pub fn test_user_ids() -> (u32, u32) {
 pub fn chown_to_test_user(path: &Path) {
     let (uid, gid) = test_user_ids();
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to test user");
+}
+
+/// Writes `data` to `root/name`, owned by the test user (what every server
+/// fixture's `put_file` does); returns the path.
+pub fn put_owned_file(root: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let path = root.join(name);
+    std::fs::write(&path, data).unwrap();
+    chown_to_test_user(&path);
+    path
+}
+
+/// A deterministic pseudo-random file of `size` bytes at `root/name`, owned by
+/// the test user (every server fixture's `make_file`); returns its SHA-256 hex.
+pub fn make_owned_file(root: &Path, name: &str, size: usize) -> String {
+    let path = root.join(name);
+    let sha = make_file(&path, size);
+    chown_to_test_user(&path);
+    sha
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -841,18 +841,12 @@ impl LabVsftpd {
 
     /// Deterministic pseudo-random file in the root, owned by the test user; its SHA-256.
     pub fn make_file(&self, name: &str, size: usize) -> String {
-        let path = self.root.join(name);
-        let sha = super::make_file(&path, size);
-        chown_to_test_user(&path);
-        sha
+        super::make_owned_file(&self.root, name, size)
     }
 
     /// Puts `data` into the root as `name` (owned by the test user).
     pub fn put_file(&self, name: &str, data: &[u8]) -> PathBuf {
-        let path = self.root.join(name);
-        std::fs::write(&path, data).unwrap();
-        chown_to_test_user(&path);
-        path
+        super::put_owned_file(&self.root, name, data)
     }
 
     pub fn log(&self) -> String {

@@ -151,18 +151,12 @@ impl Vsftpd {
 
     /// Puts a file with `data` into the root, owned by the test user; returns its path.
     pub fn put_file(&self, name: &str, data: &[u8]) -> PathBuf {
-        let path = self.root.join(name);
-        std::fs::write(&path, data).unwrap();
-        chown_to_test_user(&path);
-        path
+        super::put_owned_file(&self.root, name, data)
     }
 
     /// Creates a deterministic pseudo-random file in the root; returns its SHA-256 hex.
     pub fn make_file(&self, name: &str, size: usize) -> String {
-        let path = self.root.join(name);
-        let sha = super::make_file(&path, size);
-        chown_to_test_user(&path);
-        sha
+        super::make_owned_file(&self.root, name, size)
     }
 
     /// vsftpd's stdout+stderr plus its log (for failure messages).
