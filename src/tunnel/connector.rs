@@ -63,7 +63,7 @@ pub struct Connector {
 /// How a connector dials, per transport.
 enum Client {
     Quic(quinn::ClientConfig),
-    H2(tokio_rustls::TlsConnector),
+    H2(Arc<rustls::ClientConfig>),
 }
 
 impl Connector {

@@ -45,7 +45,7 @@ impl std::fmt::Debug for Edge {
 /// How the edge accepts connectors, per transport.
 enum Server {
     Quic(quinn::ServerConfig),
-    H2(tokio_rustls::TlsAcceptor),
+    H2(Arc<rustls::ServerConfig>),
 }
 
 /// A bound edge socket, per transport ([`Edge::bind`], [`Edge::serve`]).

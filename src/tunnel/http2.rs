@@ -15,8 +15,9 @@
 //!   consumed (written to TCP or read by the edge's TLS client), send
 //!   capacity reserved and waited for, at most [`SEND_BUF`] buffered per stream;
 //! - at most [`MAX_STREAMS`] concurrent streams (the connector's setting);
-//! - DATA frames up to [`MAX_FRAME`] (64 KiB) both ways, the tunnel's TCP
-//!   connection read through [`ReadAhead`] under TLS, the edge's reads
+//! - DATA frames up to [`MAX_FRAME`] (64 KiB) both ways, the tunnel's TLS on
+//!   rustls's unbuffered API ([`crate::stream::utls`]: large reads, records
+//!   decrypted in place, writes sealed into one buffer), the edge's reads
 //!   releasing window once per frame and its TLS records written vectored
 //!   (measured in bench/README.md, "Cutting the tunnel's copies");
 //! - liveness: a PING every [`KEEP_ALIVE`], the connection dropped when its
@@ -50,7 +51,7 @@ use super::connector::{both_or_abort, Connector, End};
 use super::edge::OpenError;
 use super::proto::{self, Answer, Request};
 use super::{TunnelError, CONN_RWND, IDLE_TIMEOUT, KEEP_ALIVE, MAX_STREAMS, STREAM_RWND};
-use crate::stream::ReadAhead;
+use crate::stream::utls::{ClientTls, ServerTls};
 
 /// The ALPN protocol of an HTTP/2 tunnel connection.
 pub(crate) const ALPN_H2: &[u8] = b"ftpsgate-tunnel-h2/1";
@@ -74,10 +75,12 @@ const RELAY_BUF: usize = 64 * 1024;
 /// The request every stream is (the header is in the body).
 const URI: &str = "https://ftpsgate-tunnel/";
 
-/// The connector's TLS stream to the edge. Both ends read the tunnel's TCP
-/// connection through [`ReadAhead`]: rustls asks for at most 4 KiB per read,
-/// so a 16 KiB record took four `recv`s; under it one `recv` takes up to 64 KiB.
-type TlsClientStream = tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>;
+/// The connector's TLS stream to the edge. Both ends run the tunnel's TLS on
+/// rustls's unbuffered API ([`crate::stream::utls`]): records are read in
+/// large chunks (up to 256 KiB per `recv`) and decrypted in place, and what
+/// h2 writes is sealed straight into the outgoing buffer, two plaintext
+/// copies fewer per byte than tokio-rustls.
+type TlsClientStream = ClientTls<TcpStream>;
 
 /// `h2::Error` as an I/O error: a reset (the other side aborted) is
 /// `ConnectionReset`, so the relayed connection counts as aborted.
@@ -332,13 +335,11 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// The edge's TLS acceptor: [`super::server_tls`] with [`ALPN_H2`].
+/// The edge's TLS config: [`super::server_tls`] with [`ALPN_H2`].
 pub(crate) fn acceptor(
     t: &crate::config::TunnelServerTls,
-) -> Result<tokio_rustls::TlsAcceptor, TunnelError> {
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(
-        super::server_tls(t, ALPN_H2)?,
-    )))
+) -> Result<Arc<rustls::ServerConfig>, TunnelError> {
+    Ok(Arc::new(super::server_tls(t, ALPN_H2)?))
 }
 
 /// An accepted connector's connection, ready for streams.
@@ -355,13 +356,12 @@ pub(crate) struct EdgeConn {
 /// TLS (client certificate verified) and the HTTP/2 client handshake on an
 /// accepted TCP connection.
 pub(crate) async fn edge_handshake(
-    acceptor: &tokio_rustls::TlsAcceptor,
+    acceptor: &Arc<rustls::ServerConfig>,
     tcp: TcpStream,
 ) -> Result<EdgeConn, String> {
     let work = async {
         crate::net::tune(&tcp);
-        let tls = acceptor
-            .accept(ReadAhead::bulk(tcp))
+        let tls = ServerTls::accept_with(acceptor.clone(), tcp)
             .await
             .map_err(|e| e.to_string())?;
         let suite = tls
@@ -440,13 +440,11 @@ pub(crate) async fn open(
 
 // ---- the connector (HTTP/2 server) ----------------------------------------------
 
-/// The connector's TLS connector: [`super::client_tls`] with [`ALPN_H2`].
+/// The connector's TLS config: [`super::client_tls`] with [`ALPN_H2`].
 pub(crate) fn tls_connector(
     t: &crate::config::TunnelClientTls,
-) -> Result<tokio_rustls::TlsConnector, TunnelError> {
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(
-        super::client_tls(t, ALPN_H2)?,
-    )))
+) -> Result<Arc<rustls::ClientConfig>, TunnelError> {
+    Ok(Arc::new(super::client_tls(t, ALPN_H2)?))
 }
 
 impl Connector {
@@ -454,7 +452,7 @@ impl Connector {
     /// (`Some`) or `stop` turns true (`None`).
     pub(super) async fn session_h2(
         self: Arc<Self>,
-        tls: &tokio_rustls::TlsConnector,
+        tls: &Arc<rustls::ClientConfig>,
         mut stop: watch::Receiver<bool>,
     ) -> Option<Result<String, String>> {
         let dial = self.clone().dial_h2(tls);
@@ -491,7 +489,7 @@ impl Connector {
     /// fails here, not later).
     async fn dial_h2(
         self: Arc<Self>,
-        tls: &tokio_rustls::TlsConnector,
+        tls: &Arc<rustls::ClientConfig>,
     ) -> Result<h2::server::Connection<TlsClientStream, Bytes>, String> {
         let (host, port) = self.edge();
         let work = async {
@@ -502,8 +500,7 @@ impl Connector {
             let addr = tcp.peer_addr().map_err(|e| e.to_string())?;
             let name = rustls::pki_types::ServerName::try_from(self.server_name().to_string())
                 .map_err(|e| e.to_string())?;
-            let stream = tls
-                .connect(name, ReadAhead::bulk(tcp))
+            let stream = ClientTls::connect(tls.clone(), name, tcp)
                 .await
                 .map_err(|e| e.to_string())?;
             let conn = h2::server::Builder::new()
