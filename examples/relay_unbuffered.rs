@@ -8,7 +8,7 @@
 //! relay is implemented twice:
 //!
 //! - `tokio`: tokio-rustls streams over a 64 KiB read-ahead layer (as
-//!   `src/stream/readahead.rs` on ftpsgate's data legs) and the loop of
+//!   ftpsgate's data legs had before `src/stream/utls.rs`) and the loop of
 //!   `src/data/relay.rs` (read, take what else is ready, write all; buffer
 //!   from 16 KiB growing ×4 to 256 KiB). Per byte: the socket read into the
 //!   read-ahead buffer, a copy into rustls's deframer buffer, a decrypt in
@@ -260,7 +260,7 @@ async fn tokio_relay<T: AsyncRead + AsyncWrite + Unpin>(
     Ok((t1.0 - t0.0, t1.1 - t0.1, t1.2 - t0.2, total))
 }
 
-/// What `src/stream/readahead.rs` does for data legs: one `recv` of up to
+/// What ftpsgate's read-ahead layer did for data legs before `stream::utls`: one `recv` of up to
 /// 64 KiB, rustls's small reads served from memory.
 struct ReadAhead {
     io: TcpStream,
@@ -269,7 +269,7 @@ struct ReadAhead {
     end: usize,
 }
 
-/// `RELAY_READAHEAD_KIB` (default 64, ftpsgate's `readahead::CHUNK`).
+/// `RELAY_READAHEAD_KIB` (default 64, the removed read-ahead layer's chunk).
 fn readahead_kib() -> usize {
     std::env::var("RELAY_READAHEAD_KIB")
         .ok()

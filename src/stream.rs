@@ -16,12 +16,10 @@ use crate::backend::io::BackendIo;
 
 mod backend;
 mod hold;
-mod readahead;
 pub(crate) mod utls;
 
 pub(crate) use backend::{BackendDataTls, BackendTlsStream};
 pub(crate) use hold::HoldIo;
-pub(crate) use readahead::ReadAhead;
 
 /// Client-side (gateway is the TLS server) stream.
 pub(crate) type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<HoldIo>>;

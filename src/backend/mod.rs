@@ -29,9 +29,7 @@ use crate::config::{self, DataProtection, TlsMode};
 use crate::control::Reply;
 use crate::metrics::{BackendErrorKind, Handshake, Metrics, Resumption, Side};
 use crate::stream::utls::ClientTls;
-use crate::stream::{
-    BackendDataStream, BackendDataTls, BackendStream, BackendTlsStream, MaybeTls, ReadAhead,
-};
+use crate::stream::{BackendDataStream, BackendDataTls, BackendStream, BackendTlsStream, MaybeTls};
 use crate::tls::{self, BackendTls, SessionConnector};
 use crate::tunnel::edge::{Edge, Link, OpenError, Opened};
 use crate::tunnel::proto::Request;
@@ -401,7 +399,7 @@ async fn connect_once(
     let stream = match (cfg.tls.mode, &session_tls) {
         (TlsMode::Implicit, Some(c)) => MaybeTls::Tls(Box::new(BackendTlsStream::control(
             c.connector
-                .connect(c.server_name.clone(), ReadAhead::pass(io))
+                .connect(c.server_name.clone(), io)
                 .await
                 .map_err(BackendError::Tls)?,
         ))),
@@ -424,7 +422,7 @@ async fn connect_once(
         };
         let t = c
             .connector
-            .connect(c.server_name.clone(), ReadAhead::pass(tcp))
+            .connect(c.server_name.clone(), tcp)
             .await
             .map_err(BackendError::Tls)?;
         chan = Channel::new(MaybeTls::Tls(Box::new(BackendTlsStream::control(t))));

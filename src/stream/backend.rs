@@ -32,12 +32,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::utls::ClientTls;
-use super::ReadAhead;
 use crate::backend::io::BackendIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// The TLS client stream over the backend control transport.
-pub type TlsStream = tokio_rustls::client::TlsStream<ReadAhead<BackendIo>>;
+pub type TlsStream = tokio_rustls::client::TlsStream<BackendIo>;
 
 /// Upper bound of bytes read from the socket on drop (the tickets come first;
 /// a download's data behind them is not needed).
@@ -61,10 +60,7 @@ impl BackendTlsStream {
 
     pub fn get_ref(&self) -> (&BackendIo, &rustls::ClientConnection) {
         match &self.inner {
-            Some(s) => {
-                let (io, conn) = s.get_ref();
-                (io.get_ref(), conn)
-            }
+            Some(s) => s.get_ref(),
             // Only `drop` takes it.
             None => unreachable!("backend TLS stream used after drop"),
         }
@@ -85,22 +81,16 @@ fn salvage_tickets(stream: &mut TlsStream) -> usize {
         // TLS 1.2 resumes by session id, which stays in the store.
         return 0;
     }
-    if matches!(stream.get_ref().0.get_ref(), BackendIo::Tunnel(_)) {
+    if matches!(stream.get_ref().0, BackendIo::Tunnel(_)) {
         return salvage_polled(stream);
     }
     let (io, conn) = stream.get_mut();
-    // What was read ahead comes first, then what the kernel holds.
-    let ahead = io.buffered().to_vec();
-    io.consume(ahead.len());
-    if !feed(conn, &ahead) {
-        return ahead.len();
-    }
-    let BackendIo::Tcp(tcp) = io.get_ref() else {
-        return ahead.len();
+    let BackendIo::Tcp(tcp) = io else {
+        return 0;
     };
-    let sock = socket2::SockRef::from(tcp);
+    let sock = socket2::SockRef::from(&*tcp);
     let mut buf = [0u8; 16 * 1024];
-    let mut taken = ahead.len();
+    let mut taken = 0;
     while taken < SALVAGE_LIMIT {
         // The socket is non-blocking (tokio): an empty buffer is WouldBlock.
         let n = match (&*sock).read(&mut buf) {

@@ -37,17 +37,15 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::ReadAhead;
-
 /// TLS record content type of application data (and of every encrypted
 /// TLS 1.3 record).
 const APPLICATION_DATA: u8 = 0x17;
 const HEADER: usize = 5;
 
 pub struct HoldIo {
-    /// Never reads ahead (`pass`): control connections may be unwrapped
-    /// (`CCC`), data connections' `utls` reads in large chunks itself.
-    io: ReadAhead<TcpStream>,
+    /// Read straight through, never ahead: control connections may be
+    /// unwrapped (`CCC`), data connections' `utls` reads in large chunks itself.
+    io: TcpStream,
     /// Hold writes once the client's first application-data record is read.
     armed: Arc<AtomicBool>,
     holding: bool,
@@ -62,7 +60,7 @@ pub struct HoldIo {
 impl HoldIo {
     /// Never holds (control connections, data connections whose direction is known).
     pub fn pass(io: TcpStream) -> HoldIo {
-        let mut h = HoldIo::with(ReadAhead::pass(io), Arc::new(AtomicBool::new(false)));
+        let mut h = HoldIo::with(io, Arc::new(AtomicBool::new(false)));
         h.released = true;
         h
     }
@@ -71,10 +69,10 @@ impl HoldIo {
     /// record has been read. For data connections, under `utls`, which reads
     /// in large chunks itself: no read-ahead here.
     pub fn new(io: TcpStream, armed: Arc<AtomicBool>) -> HoldIo {
-        HoldIo::with(ReadAhead::pass(io), armed)
+        HoldIo::with(io, armed)
     }
 
-    fn with(io: ReadAhead<TcpStream>, armed: Arc<AtomicBool>) -> HoldIo {
+    fn with(io: TcpStream, armed: Arc<AtomicBool>) -> HoldIo {
         HoldIo {
             io,
             armed,
@@ -88,13 +86,12 @@ impl HoldIo {
     }
 
     pub fn get_ref(&self) -> &TcpStream {
-        self.io.get_ref()
+        &self.io
     }
 
-    /// The socket; only for streams that never read ahead (control
-    /// connections), so nothing read is lost.
+    /// The socket (nothing is ever read ahead, so nothing read is lost).
     pub fn into_inner(self) -> TcpStream {
-        self.io.into_inner()
+        self.io
     }
 
     /// Bytes held back so far (the tickets).
