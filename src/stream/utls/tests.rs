@@ -317,3 +317,27 @@ async fn a_failed_handshake_is_invalid_data_with_the_rustls_error() {
     let e = accept(b).await.err().expect("not TLS");
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
 }
+
+/// An endless source (`tokio::io::repeat`) whose bytes are never consumed
+/// (no complete record): the incoming buffer grows to [`IN_MAX`] and no
+/// further, then the read is refused as `InvalidData` — a peer cannot make a
+/// data connection hold more than 256 KiB of TLS input.
+#[tokio::test]
+async fn incoming_buffer_stops_at_its_bound() {
+    let mut src = tokio::io::repeat(0x17);
+    let mut inb = InBuf::new();
+    let mut total = 0;
+    let err = loop {
+        match poll_fn(|cx| inb.poll_fill(&mut src, cx)).await {
+            Ok(n) => {
+                assert!(n > 0);
+                total += n;
+                assert!(inb.buf.len() <= IN_MAX, "grew to {}", inb.buf.len());
+                assert!(total <= IN_MAX, "took {total}");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    assert_eq!(total, IN_MAX);
+}
