@@ -220,12 +220,10 @@ impl DataTarget {
         match &self.tls {
             None => Ok(MaybeTls::Plain(tcp)),
             Some(c) => {
-                // A tunnel stream already holds its received bytes in memory
-                // (h2's frames, quinn's chunks): reading ahead would only copy
-                // them once more. A TCP socket is read in large chunks.
                 // Data connections run on rustls's unbuffered API, which
                 // reads the transport in large chunks itself (`stream::utls`).
-                let hs = ClientTls::connect(c.config.clone(), c.server_name.clone(), tcp);
+                let hs =
+                    ClientTls::connect(c.connector.config().clone(), c.server_name.clone(), tcp);
                 match tokio::time::timeout(limit, hs).await {
                     Ok(Ok(t)) => {
                         let conn = t.get_ref().1;

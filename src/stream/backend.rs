@@ -85,17 +85,11 @@ fn salvage_tickets(stream: &mut TlsStream) -> usize {
         return salvage_polled(stream);
     }
     let (io, conn) = stream.get_mut();
-    let BackendIo::Tcp(tcp) = io else {
-        return 0;
-    };
-    let sock = socket2::SockRef::from(&*tcp);
     let mut buf = [0u8; 16 * 1024];
     let mut taken = 0;
     while taken < SALVAGE_LIMIT {
-        // The socket is non-blocking (tokio): an empty buffer is WouldBlock.
-        let n = match (&*sock).read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let Some(n) = read_now(io, &mut buf) else {
+            break;
         };
         taken += n;
         if !feed(conn, &buf[..n]) {
@@ -207,17 +201,22 @@ fn salvage_data(stream: &mut ClientTls<BackendIo>) -> usize {
     if matches!(stream.get_ref().0, BackendIo::Tunnel(_)) {
         return stream.salvage(SALVAGE_LIMIT, None);
     }
-    let mut read = |io: &mut BackendIo, buf: &mut [u8]| -> Option<usize> {
-        let BackendIo::Tcp(tcp) = io else {
-            return None;
-        };
-        let sock = socket2::SockRef::from(&*tcp);
-        match (&*sock).read(buf) {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        }
+    stream.salvage(SALVAGE_LIMIT, Some(&mut read_now))
+}
+
+/// What the kernel already holds for a TCP backend transport, read without
+/// waiting (tokio's sockets are non-blocking: an empty buffer is
+/// `WouldBlock`); `None` when nothing is ready, at the end, or for a tunnel
+/// stream (salvaged by polling instead). Both salvages read through it.
+fn read_now(io: &mut BackendIo, buf: &mut [u8]) -> Option<usize> {
+    let BackendIo::Tcp(tcp) = io else {
+        return None;
     };
-    stream.salvage(SALVAGE_LIMIT, Some(&mut read))
+    let sock = socket2::SockRef::from(&*tcp);
+    match (&*sock).read(buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
 }
 
 impl Drop for BackendDataTls {

@@ -502,10 +502,8 @@ impl BackendTls {
         let store = Arc::new(SessionStore::new());
         let mut cfg = (**base).clone();
         cfg.resumption = Resumption::store(store.clone());
-        let config = Arc::new(cfg);
         SessionConnector {
-            connector: TlsConnector::from(config.clone()),
-            config,
+            connector: TlsConnector::from(Arc::new(cfg)),
             server_name: self.server_name.clone(),
             store,
             tls12_only,
@@ -527,10 +525,10 @@ impl BackendTls {
 /// Backend TLS for one session (control + data).
 #[derive(Clone)]
 pub struct SessionConnector {
+    /// Control connections connect through it; data connections handshake
+    /// with its config (`connector.config()`) on rustls's unbuffered API
+    /// (`stream::utls`).
     pub connector: TlsConnector,
-    /// The config `connector` uses (data connections handshake with it on
-    /// rustls's unbuffered API, see `stream::utls`).
-    pub config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
     /// What data connections offer to resume (shared with `connector`).
     pub store: Arc<SessionStore>,
