@@ -73,7 +73,7 @@ pub(crate) async fn connect(spec: ActiveSpec) -> Result<ClientDataStream, Pinhol
                 spec.metrics.pinhole_refused(PinholeRefusal::NoReuse);
                 return Err(PinholeError::ReuseRequired);
             }
-            if let Err(why) = acceptors.check_data_cert(conn, &spec.metrics) {
+            if let Err(why) = acceptors.check_data_cert(conn.peer_certificates(), &spec.metrics) {
                 return Err(PinholeError::Tls(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!("client certificate refused: {}", why.as_str()),

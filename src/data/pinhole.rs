@@ -451,7 +451,7 @@ async fn handshake(
         tracing::debug!(port, client = %peer, "data TLS session not resumed");
         return Err(Refused::NoReuse);
     }
-    if let Err(reason) = acceptors.check_data_cert(t.get_ref().1, metrics) {
+    if let Err(reason) = acceptors.check_data_cert(t.get_ref().1.peer_certificates(), metrics) {
         return Err(Refused::ClientCert(reason));
     }
     Ok(MaybeTls::Tls(Box::new(t)))

@@ -175,7 +175,7 @@ impl BackendDataTls {
         BackendDataTls { inner: Some(inner) }
     }
 
-    pub fn get_ref(&self) -> (&BackendIo, &rustls::CommonState) {
+    pub(crate) fn get_ref(&self) -> (&BackendIo, &super::utls::Handshaken) {
         match &self.inner {
             Some(s) => s.get_ref(),
             // Only `drop` takes it.

@@ -1,18 +1,26 @@
-//! `UTls`: a TLS stream on rustls's *unbuffered* API, for data connections
-//! (both legs: the gateway as TLS server toward clients, as TLS client toward
-//! backends). Control connections stay on tokio-rustls (they upgrade and
-//! downgrade in place: `AUTH TLS`, `CCC`).
+//! `UTls`: a TLS stream for data connections (both legs: the gateway as TLS
+//! server toward clients, as TLS client toward backends, and the DMZ
+//! tunnel's HTTP/2 connection). rustls does the handshake, on its
+//! *unbuffered* API; after it, the records are sealed and opened here
+//! ([`record`], [`own`]) with the traffic secrets rustls hands over, and
+//! rustls keeps what it still owns: new secrets on a KeyUpdate, TLS 1.3
+//! tickets into the resumption store. Control connections stay on
+//! tokio-rustls (they upgrade and downgrade in place: `AUTH TLS`, `CCC`).
 //!
-//! Why: tokio-rustls over rustls's buffered API copies every byte four times
-//! in user space (transport → deframer buffer, plaintext → received queue →
-//! caller, caller → record buffer). Here the transport is read straight into
-//! this stream's own incoming buffer (one `recv` of up to 256 KiB, grown on
-//! demand from 4 KiB: most data connections carry a few KiB), rustls decrypts
-//! there in place, the plaintext is copied to the caller (rustls 0.23 still
-//! queues each record once on the way); writes are sealed straight from the
-//! caller's buffer into the outgoing buffer, all records of one call, and go
-//! out in one write. See bench/README.md, "rustls's unbuffered API in the
-//! relay", for the measurements.
+//! Why: per byte relayed this is the user-space work left besides the
+//! cipher. The transport is read straight into this stream's own incoming
+//! buffer (one `recv` of up to 256 KiB, grown on demand from 4 KiB: most data
+//! connections carry a few KiB); each record is decrypted there in place and
+//! its plaintext copied once, to the caller. A write is copied once, into the
+//! outgoing buffer, sealed there record by record, and goes out with one
+//! `send`. rustls 0.23's own record layer, even on its unbuffered API, adds
+//! two copies and two allocations per record (each decrypted record queued
+//! as a new `Vec`; each sealed one built in a new `Vec` and copied out). See
+//! bench/README.md, "rustls's unbuffered API in the relay" and "records
+//! sealed by utls", for the measurements.
+//!
+//! Configs given to `UTls` must set `enable_secret_extraction` (the
+//! gateway's all do); the secrets never leave this stream.
 //!
 //! The handshake is driven here too ([`UTls::connect`], [`accept`] and
 //! [`StartServer::into_stream`]): rustls cannot turn a buffered connection
@@ -24,10 +32,11 @@
 //! End of stream as tokio-rustls reports it: a close_notify is a clean EOF
 //! (`Ok(0)`); the transport closing without one is
 //! [`io::ErrorKind::UnexpectedEof`] (the relay's truncation check depends on
-//! it). Post-handshake messages are processed as they are read: TLS 1.3
-//! tickets reach the client config's resumption store, a peer's KeyUpdate
-//! request is answered (the answer goes out with the next write, flush, or
-//! right away when the transport takes it), alerts end the stream.
+//! it). Post-handshake messages are processed as they are read (see
+//! [`own`]): TLS 1.3 tickets reach the client config's resumption store, a
+//! peer's KeyUpdate request is answered (the answer goes out with the next
+//! write, flush, or right away when the transport takes it), alerts end the
+//! stream.
 //!
 //! Handshake failures come back as `io::ErrorKind::InvalidData` wrapping the
 //! `rustls::Error`, as tokio-rustls does, after the alert rustls queued has
@@ -41,12 +50,15 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::ServerName;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+use rustls::unbuffered::{ConnectionState, EncodeError, InsufficientSizeError, UnbufferedStatus};
+use rustls::{
+    ClientConfig, CommonState, ExtractedSecrets, HandshakeKind, ProtocolVersion, ServerConfig,
+    SupportedCipherSuite,
 };
-use rustls::{ClientConfig, CommonState, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The incoming buffer's first size (a ClientHello, a small transfer).
@@ -65,9 +77,13 @@ pub(crate) trait Unbuffered:
     DerefMut<Target = rustls::unbuffered::UnbufferedConnectionCommon<Self::Data>>
 {
     /// `ServerConnectionData` or `ClientConnectionData`.
-    type Data;
+    type Data: own::Side;
     /// `process_tls_records` of the side.
     fn process<'c, 'i>(&'c mut self, tls: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
+    /// `dangerous_into_kernel_connection` of the side: the traffic secrets
+    /// and what rustls keeps after the handshake (see [`own`]).
+    fn into_kernel(self)
+        -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error>;
 }
 
 impl Unbuffered for UnbufferedServerConnection {
@@ -75,12 +91,22 @@ impl Unbuffered for UnbufferedServerConnection {
     fn process<'c, 'i>(&'c mut self, tls: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
         self.process_tls_records(tls)
     }
+    fn into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error> {
+        self.dangerous_into_kernel_connection()
+    }
 }
 
 impl Unbuffered for UnbufferedClientConnection {
     type Data = ClientConnectionData;
     fn process<'c, 'i>(&'c mut self, tls: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
         self.process_tls_records(tls)
+    }
+    fn into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error> {
+        self.dangerous_into_kernel_connection()
     }
 }
 
@@ -190,15 +216,6 @@ fn encode_short(e: EncodeError) -> Short {
     }
 }
 
-fn encrypt_short(e: EncryptError) -> Short {
-    match e {
-        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
-            Ok(required_size)
-        }
-        e => Err(io::Error::other(e.to_string())),
-    }
-}
-
 impl OutBuf {
     fn is_empty(&self) -> bool {
         self.pos == self.end
@@ -255,25 +272,6 @@ impl OutBuf {
     fn encode<D>(&mut self, e: &mut rustls::unbuffered::EncodeTlsData<'_, D>) -> io::Result<()> {
         self.append(1024, |dst| e.encode(dst).map_err(encode_short))
     }
-
-    /// Appends `data` sealed in as many records as it takes.
-    fn encrypt<D>(
-        &mut self,
-        w: &mut rustls::unbuffered::WriteTraffic<'_, D>,
-        data: &[u8],
-    ) -> io::Result<()> {
-        // Room for every record's overhead (header, type, tag, TLS 1.2 nonce).
-        let first = data.len() + (data.len() / (16 * 1024) + 1) * 64;
-        self.append(first, |dst| w.encrypt(data, dst).map_err(encrypt_short))
-    }
-
-    /// Appends a close_notify alert.
-    fn close_notify<D>(
-        &mut self,
-        w: &mut rustls::unbuffered::WriteTraffic<'_, D>,
-    ) -> io::Result<()> {
-        self.append(64, |dst| w.queue_close_notify(dst).map_err(encrypt_short))
-    }
 }
 
 /// How the read side ended.
@@ -288,9 +286,11 @@ enum ReadEnd {
 
 /// A TLS stream over `IO` on rustls's unbuffered API; `C` is
 /// [`UnbufferedServerConnection`] or [`UnbufferedClientConnection`].
-pub(crate) struct UTls<IO, C> {
+pub(crate) struct UTls<IO, C: Unbuffered> {
     io: IO,
-    conn: C,
+    mode: Mode<C>,
+    /// What the handshake settled (complete once it is done).
+    info: Handshaken,
     inb: InBuf,
     out: OutBuf,
     /// Plaintext of a record the caller had no room for: `plain[plain_pos..]`.
@@ -301,6 +301,78 @@ pub(crate) struct UTls<IO, C> {
     closing: bool,
     /// A fatal TLS error ended the connection.
     failed: Option<rustls::Error>,
+}
+
+/// Who has the connection's state.
+enum Mode<C: Unbuffered> {
+    /// rustls, through the handshake.
+    Handshake(C),
+    /// The record layer, with the secrets rustls handed over ([`own`]).
+    Own(Box<own::Own<C::Data>>),
+    /// During the hand-over, and after one that failed.
+    Gone,
+}
+
+/// rustls's connection, during the handshake.
+fn rustls_conn<C: Unbuffered>(mode: &mut Mode<C>) -> io::Result<&mut C> {
+    match mode {
+        Mode::Handshake(c) => Ok(c),
+        _ => Err(io::Error::other("TLS handshake already done")),
+    }
+}
+
+/// `UTls` seals its own records: its configs must let rustls hand the
+/// secrets over.
+fn check_extraction(allowed: bool) -> io::Result<()> {
+    if allowed {
+        return Ok(());
+    }
+    Err(io::Error::other(
+        "stream::utls needs a config with enable_secret_extraction",
+    ))
+}
+
+/// What a handshake settled, as rustls's `CommonState` tells it: kept here
+/// because the state itself goes when the records are handed over.
+#[derive(Debug, Default)]
+pub(crate) struct Handshaken {
+    version: Option<ProtocolVersion>,
+    suite: Option<SupportedCipherSuite>,
+    kind: Option<HandshakeKind>,
+    peer: Option<Vec<CertificateDer<'static>>>,
+}
+
+impl Handshaken {
+    fn of(c: &CommonState) -> Self {
+        Handshaken {
+            version: c.protocol_version(),
+            suite: c.negotiated_cipher_suite(),
+            kind: c.handshake_kind(),
+            peer: c
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect()),
+        }
+    }
+
+    /// As `CommonState::protocol_version`.
+    pub fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.version
+    }
+
+    /// As `CommonState::negotiated_cipher_suite`.
+    pub fn negotiated_cipher_suite(&self) -> Option<SupportedCipherSuite> {
+        self.suite
+    }
+
+    /// As `CommonState::handshake_kind`.
+    pub fn handshake_kind(&self) -> Option<HandshakeKind> {
+        self.kind
+    }
+
+    /// As `CommonState::peer_certificates`.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.peer.as_deref()
+    }
 }
 
 /// What to do once rustls's state (borrowing the buffers) is handled.
@@ -325,7 +397,8 @@ where
     fn with(io: IO, conn: C, inb: InBuf) -> Self {
         UTls {
             io,
-            conn,
+            mode: Mode::Handshake(conn),
+            info: Handshaken::default(),
             inb,
             out: OutBuf {
                 buf: Vec::new(),
@@ -340,15 +413,28 @@ where
         }
     }
 
-    /// The transport and the TLS state (version, suite, resumption, peer
-    /// certificates), as tokio-rustls's `get_ref`.
-    pub fn get_ref(&self) -> (&IO, &CommonState) {
-        (&self.io, &self.conn)
+    /// The transport and what the handshake settled (version, suite,
+    /// resumption, peer certificates), as tokio-rustls's `get_ref`.
+    pub fn get_ref(&self) -> (&IO, &Handshaken) {
+        (&self.io, &self.info)
     }
 
-    /// The transport and the TLS state.
-    pub fn get_mut(&mut self) -> (&mut IO, &CommonState) {
-        (&mut self.io, &self.conn)
+    /// The transport and what the handshake settled.
+    pub fn get_mut(&mut self) -> (&mut IO, &Handshaken) {
+        (&mut self.io, &self.info)
+    }
+
+    /// After the handshake: notes what it settled and hands the records
+    /// over from rustls to [`own`].
+    fn handshake_done(&mut self) -> io::Result<()> {
+        let conn = rustls_conn(&mut self.mode)?;
+        self.info = Handshaken::of(conn);
+        let Mode::Handshake(conn) = std::mem::replace(&mut self.mode, Mode::Gone) else {
+            return Ok(());
+        };
+        let (secrets, kernel) = conn.into_kernel().map_err(tls_error)?;
+        self.mode = Mode::Own(Box::new(own::Own::new(secrets, kernel).map_err(tls_error)?));
+        Ok(())
     }
 
     /// Runs the handshake to its end (both Finished messages exchanged, so
@@ -362,14 +448,15 @@ where
                 let _ = poll_fn(|cx| self.out.poll_flush(&mut self.io, cx)).await;
             }
         }
-        r
+        r?;
+        self.handshake_done()
     }
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             // Our flight goes out before we wait for the peer's.
             ready!(self.out.poll_flush(&mut self.io, cx))?;
-            let status = self.conn.process(self.inb.pending());
+            let status = rustls_conn(&mut self.mode)?.process(self.inb.pending());
             let discard = status.discard;
             let next = match status.state {
                 Err(e) => {
@@ -412,7 +499,7 @@ where
                 Next::Again => {}
                 // A TLS 1.3 server may send before the client's Finished;
                 // wait for it all the same.
-                Next::Done if !self.conn.is_handshaking() => {
+                Next::Done if !rustls_conn(&mut self.mode)?.is_handshaking() => {
                     ready!(self.out.poll_flush(&mut self.io, cx))?;
                     return Poll::Ready(Ok(()));
                 }
@@ -438,7 +525,10 @@ where
     /// KeyUpdate) into the outgoing buffer, reading nothing more.
     fn queue_pending(&mut self) {
         for _ in 0..16 {
-            let status = self.conn.process(self.inb.pending());
+            let Mode::Handshake(conn) = &mut self.mode else {
+                return;
+            };
+            let status = conn.process(self.inb.pending());
             let discard = status.discard;
             let more = match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => self.out.encode(&mut e).is_ok(),
@@ -479,249 +569,13 @@ where
             return Poll::Ready(Ok(0));
         }
         let data = &data[..data.len().min(WRITE_MAX)];
-        self.with_write_traffic(|out, w| out.encrypt(w, data))?;
+        self.seal_own(Some(data))?;
         // Accepted: out it goes now as far as the transport takes it, the
         // rest before the next write, flush or shutdown.
         if let Poll::Ready(Err(e)) = self.out.poll_flush(&mut self.io, cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(data.len()))
-    }
-
-    /// Runs `f` with rustls in its `WriteTraffic` state (after encoding what
-    /// it had queued).
-    fn with_write_traffic(
-        &mut self,
-        f: impl FnOnce(
-            &mut OutBuf,
-            &mut rustls::unbuffered::WriteTraffic<'_, C::Data>,
-        ) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let mut f = Some(f);
-        loop {
-            // Never an empty slice in place of the pending bytes: rustls may
-            // keep a partial handshake message in them (a ticket split over
-            // records) and index into them.
-            let status = self.conn.process(self.inb.pending());
-            let discard = status.discard;
-            let done = match status.state {
-                Err(e) => {
-                    self.failed = Some(e.clone());
-                    Some(Err(tls_error(e)))
-                }
-                Ok(ConnectionState::EncodeTlsData(mut e)) => self.out.encode(&mut e).err().map(Err),
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    None
-                }
-                Ok(ConnectionState::WriteTraffic(mut w)) => match f.take() {
-                    Some(f) => Some(f(&mut self.out, &mut w)),
-                    None => Some(Ok(())),
-                },
-                Ok(ConnectionState::ReadTraffic(mut r)) => {
-                    // Records the reader has not asked for yet: kept for it.
-                    let mut res = None;
-                    while let Some(rec) = r.next_record() {
-                        match rec {
-                            Ok(rec) => self.plain.extend_from_slice(rec.payload),
-                            Err(e) => {
-                                res = Some(Err(tls_error(e)));
-                                break;
-                            }
-                        }
-                    }
-                    res
-                }
-                Ok(ConnectionState::PeerClosed) => {
-                    self.read_end = ReadEnd::Closed;
-                    None
-                }
-                Ok(ConnectionState::Closed) => Some(Err(io::ErrorKind::BrokenPipe.into())),
-                Ok(_) => Some(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "TLS connection not writable",
-                ))),
-            };
-            self.inb.discard(discard);
-            if let Some(r) = done {
-                return r;
-            }
-        }
-    }
-
-    fn poll_read_plain(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        if self.plain_pos < self.plain.len() {
-            self.take_plain(buf);
-        }
-        loop {
-            if buf.remaining() == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            match self.read_end {
-                ReadEnd::Open => {}
-                ReadEnd::Closed => return Poll::Ready(Ok(())),
-                ReadEnd::Truncated if buf.filled().len() > before => return Poll::Ready(Ok(())),
-                ReadEnd::Truncated => return Poll::Ready(Err(truncated())),
-            }
-            if let Some(e) = &self.failed {
-                if buf.filled().len() > before {
-                    return Poll::Ready(Ok(()));
-                }
-                return Poll::Ready(Err(tls_error(e.clone())));
-            }
-            let status = self.conn.process(self.inb.pending());
-            let discard = status.discard;
-            let next = match status.state {
-                Err(e) => {
-                    self.failed = Some(e);
-                    Next::Again
-                }
-                Ok(ConnectionState::ReadTraffic(mut r)) => {
-                    let mut extra = 0;
-                    let mut kept = false;
-                    loop {
-                        // A record that does not fit behind what this call
-                        // already gave stays with rustls for the next call
-                        // (no copy into `plain` and out again).
-                        if buf.filled().len() > before
-                            && r.peek_len().is_some_and(|len| len.get() > buf.remaining())
-                        {
-                            kept = true;
-                            break;
-                        }
-                        let Some(rec) = r.next_record() else {
-                            break;
-                        };
-                        let rec = match rec {
-                            Ok(rec) => rec,
-                            Err(e) => {
-                                self.failed = Some(e);
-                                break;
-                            }
-                        };
-                        extra += rec.discard;
-                        let n = buf.remaining().min(rec.payload.len());
-                        buf.put_slice(&rec.payload[..n]);
-                        // The rest waits for the next read (rustls lends
-                        // each record once).
-                        self.plain.extend_from_slice(&rec.payload[n..]);
-                    }
-                    self.inb.discard(extra);
-                    if kept || self.plain_pos < self.plain.len() {
-                        Next::Done
-                    } else {
-                        Next::Again
-                    }
-                }
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    self.out.encode(&mut e)?;
-                    Next::Again
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    Next::Again
-                }
-                Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => {
-                    self.read_end = ReadEnd::Closed;
-                    Next::Again
-                }
-                Ok(ConnectionState::WriteTraffic(_)) | Ok(ConnectionState::BlockedHandshake) => {
-                    Next::Read
-                }
-                Ok(_) => {
-                    self.failed = Some(rustls::Error::General("unexpected early data".into()));
-                    Next::Again
-                }
-            };
-            self.inb.discard(discard);
-            if !self.out.is_empty() {
-                // A KeyUpdate answer (or an alert): out as far as the
-                // transport takes it now.
-                if let Poll::Ready(Err(e)) = self.out.poll_flush(&mut self.io, cx) {
-                    return Poll::Ready(Err(e));
-                }
-            }
-            match next {
-                Next::Again => {}
-                Next::Done => return Poll::Ready(Ok(())),
-                Next::Read => {
-                    if buf.filled().len() > before {
-                        // Some plaintext for the caller; the next call reads on.
-                        return Poll::Ready(Ok(()));
-                    }
-                    if ready!(self.inb.poll_fill(&mut self.io, cx))? == 0 {
-                        self.read_end = ReadEnd::Truncated;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Processes what the transport has ready now, without waiting (a
-    /// noop-woken poll) or, with `raw`, what `raw` reads without waiting,
-    /// so post-handshake messages (TLS 1.3 tickets) reach the session store
-    /// of a connection about to be dropped. Plaintext is discarded. Returns
-    /// the number of bytes taken from the transport (at most `limit`).
-    pub fn salvage(&mut self, limit: usize, mut raw: Option<RawRead<'_, IO>>) -> usize {
-        let waker = std::task::Waker::from(Arc::new(NoWake));
-        let mut cx = Context::from_waker(&waker);
-        let mut taken = 0;
-        loop {
-            // Everything complete in the buffer first.
-            loop {
-                let status = self.conn.process(self.inb.pending());
-                let discard = status.discard;
-                let more = match status.state {
-                    Ok(ConnectionState::ReadTraffic(mut r)) => {
-                        while let Some(Ok(_)) = r.next_record() {}
-                        true
-                    }
-                    Ok(ConnectionState::EncodeTlsData(mut e)) => self.out.encode(&mut e).is_ok(),
-                    Ok(ConnectionState::TransmitTlsData(t)) => {
-                        t.done();
-                        true
-                    }
-                    Ok(ConnectionState::WriteTraffic(_)) => false,
-                    Ok(_) | Err(_) => {
-                        self.inb.discard(discard);
-                        return taken;
-                    }
-                };
-                self.inb.discard(discard);
-                if !more {
-                    break;
-                }
-            }
-            if taken >= limit {
-                return taken;
-            }
-            let n = match raw.as_mut() {
-                Some(read) => {
-                    let space = self.inb.space();
-                    let cap = space.len().min(limit - taken);
-                    match read(&mut self.io, &mut space[..cap]) {
-                        Some(n) => {
-                            self.inb.end += n;
-                            n
-                        }
-                        None => 0,
-                    }
-                }
-                None => match self.inb.poll_fill(&mut self.io, &mut cx) {
-                    Poll::Ready(Ok(n)) => n,
-                    _ => 0,
-                },
-            };
-            if n == 0 {
-                return taken;
-            }
-            taken += n;
-        }
     }
 }
 
@@ -753,6 +607,7 @@ where
         name: ServerName<'static>,
         io: IO,
     ) -> io::Result<Self> {
+        check_extraction(config.enable_secret_extraction)?;
         let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
         let mut s = UTls::with(io, conn, InBuf::new());
         s.handshake().await?;
@@ -779,6 +634,7 @@ where
 
     /// Finishes the handshake with `config`.
     pub async fn into_stream(self, config: Arc<ServerConfig>) -> io::Result<ServerTls<IO>> {
+        check_extraction(config.enable_secret_extraction)?;
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
         let mut s = UTls::with(self.io, conn, self.inb);
         s.handshake().await?;
@@ -840,14 +696,10 @@ where
     /// Sends a TLS 1.3 KeyUpdate (with the next write or flush).
     #[cfg(test)]
     pub fn refresh_traffic_keys(&mut self) -> io::Result<()> {
-        let status = self.conn.process(self.inb.pending());
-        let discard = status.discard;
-        let r = match status.state {
-            Ok(ConnectionState::WriteTraffic(w)) => w.refresh_traffic_keys().map_err(tls_error),
-            _ => Err(io::Error::other("not writable")),
+        let Mode::Own(own) = &mut self.mode else {
+            return Err(io::Error::other("not writable"));
         };
-        self.inb.discard(discard);
-        r
+        own.update_tx(&mut self.out).map_err(tls_error)
     }
 }
 
@@ -880,10 +732,6 @@ where
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.closing && this.failed.is_none() {
-            // A queued KeyUpdate answer goes out too.
-            this.with_write_traffic(|_, _| Ok(()))?;
-        }
         ready!(this.out.poll_flush(&mut this.io, cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
@@ -895,7 +743,7 @@ where
             this.closing = true;
             if this.failed.is_none() {
                 // A connection already closed both ways has nothing to send.
-                let r = this.with_write_traffic(|out, w| out.close_notify(w));
+                let r = this.seal_own(None);
                 if let Err(e) = r {
                     if e.kind() != io::ErrorKind::BrokenPipe {
                         return Poll::Ready(Err(e));
@@ -907,6 +755,9 @@ where
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
+
+mod own;
+mod record;
 
 #[cfg(test)]
 mod tests;

@@ -153,7 +153,7 @@ impl SessionPeer {
     /// After the control handshake: remember its certificate and return the
     /// identity it gives (`None` without a certificate or such a name).
     pub(crate) fn bind_control(&self, conn: &ServerConnection) -> Option<String> {
-        let leaf = leaf(conn);
+        let leaf = leaf(conn.peer_certificates());
         let identity = leaf
             .as_ref()
             .and_then(|c| super::identity::identity(c.as_ref(), self.identity));
@@ -170,9 +170,12 @@ impl SessionPeer {
 
     /// A data connection must carry the control connection's certificate
     /// (a resumed session carries it too), or none when that had none.
-    pub(crate) fn check_data(&self, conn: &rustls::CommonState) -> Result<(), ClientCertRefusal> {
+    pub(crate) fn check_data(
+        &self,
+        peer: Option<&[CertificateDer<'_>]>,
+    ) -> Result<(), ClientCertRefusal> {
         let control = self.control.lock().map(|c| c.0.clone()).unwrap_or(None);
-        same_certificate(control.as_ref(), leaf(conn).as_ref())
+        same_certificate(control.as_ref(), leaf(peer).as_ref())
     }
 }
 
@@ -189,10 +192,8 @@ fn same_certificate(
     }
 }
 
-fn leaf(conn: &rustls::CommonState) -> Option<CertificateDer<'static>> {
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.clone().into_owned())
+fn leaf(peer: Option<&[CertificateDer<'_>]>) -> Option<CertificateDer<'static>> {
+    peer.and_then(|c| c.first()).map(|c| c.clone().into_owned())
 }
 
 #[cfg(test)]

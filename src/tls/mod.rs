@@ -256,6 +256,9 @@ impl ServerTls {
         };
         let mut cfg = builder.with_cert_resolver(Arc::new(SniResolver { by_name, default }));
         cfg.ignore_client_order = tls.prefer_aes128;
+        // Data connections (`stream::utls`) seal their records themselves
+        // once rustls has done the handshake; control connections ignore it.
+        cfg.enable_secret_extraction = true;
         let groups = match tls.data_reuse_scope {
             ReuseScope::User => Some(Arc::new(ReuseGroups::default())),
             ReuseScope::Session => None,
@@ -370,13 +373,13 @@ impl SessionAcceptors {
     /// Refusals are logged and counted here; the caller closes the connection.
     pub(crate) fn check_data_cert(
         &self,
-        conn: &rustls::CommonState,
+        peer_certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
         metrics: &crate::metrics::Metrics,
     ) -> Result<(), crate::metrics::ClientCertRefusal> {
         let Some(peer) = &self.peer else {
             return Ok(());
         };
-        peer.check_data(conn).inspect_err(|reason| {
+        peer.check_data(peer_certs).inspect_err(|reason| {
             tracing::warn!(
                 leg = "data",
                 reason = reason.as_str(),
@@ -465,10 +468,13 @@ impl BackendTls {
                 .with_protocol_versions(versions)?
                 .dangerous()
                 .with_custom_certificate_verifier(verifier.clone());
-            let cfg = match &client_cert {
+            let mut cfg = match &client_cert {
                 Some((chain, key)) => b.with_client_auth_cert(chain.clone(), key.clone_key())?,
                 None => b.with_no_client_auth(),
             };
+            // Data connections (`stream::utls`) seal their records themselves
+            // once rustls has done the handshake; control connections ignore it.
+            cfg.enable_secret_extraction = true;
             Ok::<_, rustls::Error>(Arc::new(cfg))
         };
         let all = versions(tls.min_version, tls.max_version);

@@ -244,12 +244,15 @@ mod client_certs {
                 Some(&pki.alice.0[0]),
                 "{version:?}"
             );
-            assert_eq!(acc.check_data_cert(conn, &metrics), Ok(()));
+            assert_eq!(
+                acc.check_data_cert(conn.peer_certificates(), &metrics),
+                Ok(())
+            );
             // bob: valid, but not this session's certificate.
             let bob = client(&pki, &pki.bob, version);
             let data = handshake(bob, acc.data(crate::control::Direction::Upload)).await;
             assert_eq!(
-                acc.check_data_cert(data.get_ref().1, &metrics),
+                acc.check_data_cert(data.get_ref().1.peer_certificates(), &metrics),
                 Err(ClientCertRefusal::Mismatch)
             );
         }

@@ -339,7 +339,10 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub(crate) fn acceptor(
     t: &crate::config::TunnelServerTls,
 ) -> Result<Arc<rustls::ServerConfig>, TunnelError> {
-    Ok(Arc::new(super::server_tls(t, ALPN_H2)?))
+    let mut cfg = super::server_tls(t, ALPN_H2)?;
+    // Records sealed by `stream::utls` itself after the handshake.
+    cfg.enable_secret_extraction = true;
+    Ok(Arc::new(cfg))
 }
 
 /// An accepted connector's connection, ready for streams.
@@ -444,7 +447,10 @@ pub(crate) async fn open(
 pub(crate) fn tls_connector(
     t: &crate::config::TunnelClientTls,
 ) -> Result<Arc<rustls::ClientConfig>, TunnelError> {
-    Ok(Arc::new(super::client_tls(t, ALPN_H2)?))
+    let mut cfg = super::client_tls(t, ALPN_H2)?;
+    // Records sealed by `stream::utls` itself after the handshake.
+    cfg.enable_secret_extraction = true;
+    Ok(Arc::new(cfg))
 }
 
 impl Connector {

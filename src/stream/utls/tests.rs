@@ -15,19 +15,21 @@ fn configs(
     let cert: CertificateDer<'static> = ck.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = ServerConfig::builder_with_provider(provider.clone())
+    let mut server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert.clone()], key)
         .unwrap();
+    server.enable_secret_extraction = true;
     let mut roots = RootCertStore::empty();
     roots.add(cert).unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
+    let mut client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    client.enable_secret_extraction = true;
     (Arc::new(client), Arc::new(server))
 }
 
@@ -100,8 +102,8 @@ async fn close_notify_is_a_clean_eof_and_a_bare_close_is_unexpected_eof() {
     let (mut client, server) = pair(&c, &s, 64 * 1024).await;
     // The transport closes under TLS: no close_notify.
     let (mut io, _) = {
-        let UTls { io, conn, .. } = server;
-        (io, conn)
+        let UTls { io, info, .. } = server;
+        (io, info)
     };
     io.shutdown().await.unwrap();
     let e = client.read(&mut [0u8; 8]).await.unwrap_err();
@@ -340,4 +342,99 @@ async fn incoming_buffer_stops_at_its_bound() {
     };
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     assert_eq!(total, IN_MAX);
+}
+
+/// The record layer after the handshake (`own`), as `Own` in the stream.
+fn own_of<IO, C: Unbuffered>(s: &mut UTls<IO, C>) -> &mut own::Own<C::Data> {
+    match &mut s.mode {
+        Mode::Own(own) => own,
+        _ => panic!("records not handed over after the handshake"),
+    }
+}
+
+/// A KeyUpdate that asks for ours (rustls's `refresh_traffic_keys`) gets
+/// it: our send keys move on, and the peer reads what follows.
+#[tokio::test]
+async fn a_key_update_request_from_rustls_is_answered() {
+    let (c, s) = configs(&[&rustls::version::TLS13]);
+    let (a, b) = duplex(1 << 20);
+    let (client, server) = tokio::join!(
+        tokio_rustls::TlsConnector::from(c.clone()).connect(name(), a),
+        ServerTls::accept_with(s.clone(), b)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    server.write_all(b"before").await.unwrap();
+    server.flush().await.unwrap();
+    let mut buf = [0u8; 6];
+    client.read_exact(&mut buf).await.unwrap();
+    let sealed = own_of(&mut server).tx_seq();
+    assert!(sealed > 0);
+    client.get_mut().1.refresh_traffic_keys().unwrap();
+    client.write_all(b"after").await.unwrap();
+    client.flush().await.unwrap();
+    let mut buf = [0u8; 5];
+    server.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"after");
+    // Our KeyUpdate went out under the old keys; the new ones start at 0.
+    assert_eq!(own_of(&mut server).tx_seq(), 0);
+    server.write_all(b"new keys").await.unwrap();
+    server.flush().await.unwrap();
+    let mut buf = [0u8; 8];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"new keys");
+}
+
+/// Before the cipher suite's confidentiality limit, a TLS 1.3 stream moves
+/// its send keys on by itself (here the limit is lowered to 3 records).
+#[tokio::test]
+async fn send_keys_move_on_before_the_confidentiality_limit() {
+    let (c, s) = configs(&[&rustls::version::TLS13]);
+    let (a, b) = duplex(1 << 20);
+    let (client, server) = tokio::join!(
+        ClientTls::connect(c.clone(), name(), a),
+        tokio_rustls::TlsAcceptor::from(s.clone()).accept(b)
+    );
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    own_of(&mut client).set_tx_limit(3);
+    let data = pattern(10 * 1000);
+    for chunk in data.chunks(1000) {
+        client.write_all(chunk).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    assert!(own_of(&mut client).tx_seq() <= 3);
+    let mut got = vec![0u8; data.len()];
+    server.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, data);
+}
+
+/// A record that does not open ends the connection: the reader gets
+/// `InvalidData` and the peer `bad_record_mac`.
+#[tokio::test]
+async fn a_forged_record_is_bad_record_mac_for_both_ends() {
+    // A record of the right size, and one shorter than its tag.
+    let forgeries = [
+        [&[23u8, 3, 3, 0, 40][..], &[0x42; 40]].concat(),
+        vec![23, 3, 3, 0, 3, 1, 2, 3],
+    ];
+    for (v, forged) in [&rustls::version::TLS13, &rustls::version::TLS12]
+        .into_iter()
+        .flat_map(|v| forgeries.iter().map(move |f| (v, f)))
+    {
+        let (c, s) = configs(&[v]);
+        let (a, b) = duplex(1 << 20);
+        let (client, server) = tokio::join!(
+            tokio_rustls::TlsConnector::from(c.clone()).connect(name(), a),
+            ServerTls::accept_with(s.clone(), b)
+        );
+        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+        client.get_mut().0.write_all(forged).await.unwrap();
+        let e = server.read(&mut [0u8; 16]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{v:?}");
+        assert!(e.to_string().contains("decrypt"), "{v:?}: {e}");
+        // Still an error on the next read, and no write goes through.
+        assert!(server.read(&mut [0u8; 16]).await.is_err());
+        assert!(server.write_all(b"x").await.is_err());
+        let e = client.read(&mut [0u8; 16]).await.unwrap_err();
+        assert!(e.to_string().contains("BadRecordMac"), "{v:?}: {e}");
+    }
 }
