@@ -52,6 +52,24 @@ impl ClientDataStream {
     }
 }
 
+impl crate::data::relay::Leg for ClientDataStream {
+    fn records(&mut self) -> Option<&mut dyn utls::Records> {
+        match self {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(t) => t.records(),
+        }
+    }
+}
+
+impl crate::data::relay::Leg for BackendDataStream {
+    fn records(&mut self) -> Option<&mut dyn utls::Records> {
+        match self {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(t) => t.records(),
+        }
+    }
+}
+
 impl BackendDataStream {
     /// The transport under TLS (if any).
     pub fn io(&self) -> &BackendIo {

@@ -188,6 +188,13 @@ impl BackendDataTls {
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
     }
+
+    /// The stream's record layer, for the relay.
+    pub(crate) fn records(&mut self) -> Option<&mut dyn super::utls::Records> {
+        self.inner
+            .as_mut()
+            .map(|s| s as &mut dyn super::utls::Records)
+    }
 }
 
 /// [`salvage_tickets`] for a data connection: the socket is read directly

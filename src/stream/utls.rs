@@ -759,5 +759,7 @@ where
 mod own;
 mod record;
 
+pub(crate) use own::Records;
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -410,4 +410,132 @@ where
             taken += n;
         }
     }
+
+    /// [`Records::poll_records`] on this stream.
+    fn poll_records_own(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        let mut passed = 0;
+        if self.plain_pos < self.plain.len() {
+            sink(&self.plain[self.plain_pos..]);
+            passed += self.plain.len() - self.plain_pos;
+            self.plain.clear();
+            self.plain_pos = 0;
+        }
+        loop {
+            if passed >= budget {
+                return Poll::Ready(Ok(passed));
+            }
+            match self.read_end {
+                ReadEnd::Open => {}
+                ReadEnd::Closed => return Poll::Ready(Ok(passed)),
+                ReadEnd::Truncated if passed > 0 => return Poll::Ready(Ok(passed)),
+                ReadEnd::Truncated => return Poll::Ready(Err(truncated())),
+            }
+            if let Some(e) = &self.failed {
+                if passed > 0 {
+                    return Poll::Ready(Ok(passed));
+                }
+                return Poll::Ready(Err(tls_error(e.clone())));
+            }
+            let super::Mode::Own(own) = &mut self.mode else {
+                return Poll::Ready(Err(io::Error::other("TLS record layer not set up")));
+            };
+            match own.next(&mut self.inb, &mut self.out, None) {
+                Ok(Event::Data { range, len }) => {
+                    passed += range.len();
+                    sink(&self.inb.buf[range]);
+                    self.inb.discard(len);
+                }
+                Ok(Event::Handled | Event::TooBig) => {}
+                Ok(Event::Closed) => self.read_end = ReadEnd::Closed,
+                Ok(Event::Need) => {
+                    if passed > 0 {
+                        return Poll::Ready(Ok(passed));
+                    }
+                    if ready!(self.inb.poll_fill(&mut self.io, cx))? == 0 {
+                        self.read_end = ReadEnd::Truncated;
+                    }
+                }
+                Err(e) => {
+                    own.fatal_alert(&mut self.out, &e);
+                    self.failed = Some(e);
+                }
+            }
+            if !self.out.is_empty() {
+                if let Poll::Ready(Err(e)) = self.out.poll_flush(&mut self.io, cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Record-level access for the relay (`data::relay`): each record's
+/// plaintext is handed over where it was decrypted and sealed straight into
+/// the other stream's outgoing buffer, one copy per byte instead of two
+/// (through the relay's buffer).
+pub(crate) trait Records: Send {
+    /// Opens the complete records received and hands each one's plaintext
+    /// to `sink`, until `budget` bytes went (a record is never split) or
+    /// none is complete; reads the transport only while nothing went. The
+    /// bytes handed over; `Ok(0)` at the end of the stream (close_notify),
+    /// the errors of `poll_read` otherwise (a bare close is
+    /// `UnexpectedEof`).
+    fn poll_records(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>>;
+
+    /// Seals `data` into the outgoing buffer (sent by [`Records::poll_send`]).
+    fn seal(&mut self, data: &[u8]) -> io::Result<()>;
+
+    /// Sends everything sealed.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<IO, C> Records for UTls<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    C: Unbuffered + Send,
+    C::Data: Send,
+{
+    fn poll_records(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        self.poll_records_own(cx, budget, sink)
+    }
+
+    fn seal(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(tls_error(e.clone()));
+        }
+        if self.closing {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.seal_own(Some(data))
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.out.poll_flush(&mut self.io, cx)
+    }
+}
+
+impl<IO, C> crate::data::relay::Leg for UTls<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    C: Unbuffered + Send,
+    C::Data: Send,
+{
+    fn records(&mut self) -> Option<&mut dyn Records> {
+        Some(self)
+    }
 }

@@ -8,7 +8,7 @@ use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 
-fn configs(
+pub(crate) fn configs(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -38,7 +38,7 @@ fn name() -> ServerName<'static> {
 }
 
 /// Both sides on `UTls`, over a pipe of `cap` bytes each way.
-async fn pair(
+pub(crate) async fn pair(
     c: &Arc<ClientConfig>,
     s: &Arc<ServerConfig>,
     cap: usize,
@@ -51,7 +51,7 @@ async fn pair(
     (client.unwrap(), server.unwrap())
 }
 
-fn pattern(n: usize) -> Vec<u8> {
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
