@@ -545,17 +545,6 @@ where
         }
     }
 
-    /// Copies plaintext kept from an earlier record into `buf`.
-    fn take_plain(&mut self, buf: &mut ReadBuf<'_>) {
-        let n = buf.remaining().min(self.plain.len() - self.plain_pos);
-        buf.put_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
-        self.plain_pos += n;
-        if self.plain_pos == self.plain.len() {
-            self.plain.clear();
-            self.plain_pos = 0;
-        }
-    }
-
     fn poll_write_plain(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         if let Some(e) = &self.failed {
             return Poll::Ready(Err(tls_error(e.clone())));

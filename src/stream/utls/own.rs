@@ -286,47 +286,75 @@ where
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
+        let limit = buf.remaining();
+        let mut copy = |p: &[u8]| {
+            let n = buf.remaining().min(p.len());
+            buf.put_slice(&p[..n]);
+            n
+        };
+        self.poll_open(cx, limit, true, &mut copy).map_ok(|_| ())
+    }
+
+    /// Opens the complete records received and hands each one's plaintext
+    /// to `sink`, which takes what it can (the rest is kept for the next
+    /// call), until `limit` bytes went or no record is complete; reads the
+    /// transport only while nothing went. With `whole`, a record that may
+    /// not fit in what is left of `limit` stays unopened once something
+    /// went. The bytes handed over; `Ok(0)` at the end of the stream
+    /// (close_notify); a bare close is `UnexpectedEof`, a TLS failure
+    /// `InvalidData` (both once the bytes before them are handed over).
+    fn poll_open(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: usize,
+        whole: bool,
+        sink: &mut dyn FnMut(&[u8]) -> usize,
+    ) -> Poll<io::Result<usize>> {
+        let mut passed = 0;
         if self.plain_pos < self.plain.len() {
-            self.take_plain(buf);
+            let n = sink(&self.plain[self.plain_pos..]);
+            passed += n;
+            self.plain_pos += n;
+            if self.plain_pos == self.plain.len() {
+                self.plain.clear();
+                self.plain_pos = 0;
+            }
         }
         loop {
-            if buf.remaining() == 0 {
-                return Poll::Ready(Ok(()));
+            if passed >= limit {
+                return Poll::Ready(Ok(passed));
             }
             match self.read_end {
                 ReadEnd::Open => {}
-                ReadEnd::Closed => return Poll::Ready(Ok(())),
-                ReadEnd::Truncated if buf.filled().len() > before => return Poll::Ready(Ok(())),
+                ReadEnd::Closed => return Poll::Ready(Ok(passed)),
+                ReadEnd::Truncated if passed > 0 => return Poll::Ready(Ok(passed)),
                 ReadEnd::Truncated => return Poll::Ready(Err(truncated())),
             }
             if let Some(e) = &self.failed {
-                if buf.filled().len() > before {
-                    return Poll::Ready(Ok(()));
+                if passed > 0 {
+                    return Poll::Ready(Ok(passed));
                 }
                 return Poll::Ready(Err(tls_error(e.clone())));
             }
             let super::Mode::Own(own) = &mut self.mode else {
                 return Poll::Ready(Err(io::Error::other("TLS record layer not set up")));
             };
-            // A record that may not fit behind what this call already gave
-            // stays unopened for the next call.
-            let room = (buf.filled().len() > before).then(|| buf.remaining());
+            let room = (whole && passed > 0).then(|| limit - passed);
             match own.next(&mut self.inb, &mut self.out, room) {
                 Ok(Event::Data { range, len }) => {
                     let data = &self.inb.buf[range];
-                    let n = buf.remaining().min(data.len());
-                    buf.put_slice(&data[..n]);
-                    // Only a first record longer than the caller's buffer.
+                    let n = sink(data);
+                    passed += n;
+                    // Only a first record longer than the sink takes.
                     self.plain.extend_from_slice(&data[n..]);
                     self.inb.discard(len);
                 }
                 Ok(Event::Handled) => {}
                 Ok(Event::Closed) => self.read_end = ReadEnd::Closed,
-                Ok(Event::TooBig) => return Poll::Ready(Ok(())),
+                Ok(Event::TooBig) => return Poll::Ready(Ok(passed)),
                 Ok(Event::Need) => {
-                    if buf.filled().len() > before {
-                        return Poll::Ready(Ok(()));
+                    if passed > 0 {
+                        return Poll::Ready(Ok(passed));
                     }
                     if ready!(self.inb.poll_fill(&mut self.io, cx))? == 0 {
                         self.read_end = ReadEnd::Truncated;
@@ -410,68 +438,6 @@ where
             taken += n;
         }
     }
-
-    /// [`Records::poll_records`] on this stream.
-    fn poll_records_own(
-        &mut self,
-        cx: &mut Context<'_>,
-        budget: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Poll<io::Result<usize>> {
-        let mut passed = 0;
-        if self.plain_pos < self.plain.len() {
-            sink(&self.plain[self.plain_pos..]);
-            passed += self.plain.len() - self.plain_pos;
-            self.plain.clear();
-            self.plain_pos = 0;
-        }
-        loop {
-            if passed >= budget {
-                return Poll::Ready(Ok(passed));
-            }
-            match self.read_end {
-                ReadEnd::Open => {}
-                ReadEnd::Closed => return Poll::Ready(Ok(passed)),
-                ReadEnd::Truncated if passed > 0 => return Poll::Ready(Ok(passed)),
-                ReadEnd::Truncated => return Poll::Ready(Err(truncated())),
-            }
-            if let Some(e) = &self.failed {
-                if passed > 0 {
-                    return Poll::Ready(Ok(passed));
-                }
-                return Poll::Ready(Err(tls_error(e.clone())));
-            }
-            let super::Mode::Own(own) = &mut self.mode else {
-                return Poll::Ready(Err(io::Error::other("TLS record layer not set up")));
-            };
-            match own.next(&mut self.inb, &mut self.out, None) {
-                Ok(Event::Data { range, len }) => {
-                    passed += range.len();
-                    sink(&self.inb.buf[range]);
-                    self.inb.discard(len);
-                }
-                Ok(Event::Handled | Event::TooBig) => {}
-                Ok(Event::Closed) => self.read_end = ReadEnd::Closed,
-                Ok(Event::Need) => {
-                    if passed > 0 {
-                        return Poll::Ready(Ok(passed));
-                    }
-                    if ready!(self.inb.poll_fill(&mut self.io, cx))? == 0 {
-                        self.read_end = ReadEnd::Truncated;
-                    }
-                }
-                Err(e) => {
-                    own.fatal_alert(&mut self.out, &e);
-                    self.failed = Some(e);
-                }
-            }
-            if !self.out.is_empty() {
-                if let Poll::Ready(Err(e)) = self.out.poll_flush(&mut self.io, cx) {
-                    return Poll::Ready(Err(e));
-                }
-            }
-        }
-    }
 }
 
 /// Record-level access for the relay (`data::relay`): each record's
@@ -511,7 +477,11 @@ where
         budget: usize,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Poll<io::Result<usize>> {
-        self.poll_records_own(cx, budget, sink)
+        let mut all = |p: &[u8]| {
+            sink(p);
+            p.len()
+        };
+        self.poll_open(cx, budget, false, &mut all)
     }
 
     fn seal(&mut self, data: &[u8]) -> io::Result<()> {
